@@ -1,0 +1,88 @@
+"""The one place app settings are read.
+
+`Settings` is built once per process (`load_settings`) from the environment, which
+is where the Functions host puts app settings and `local.settings.json` values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from functools import cache
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CredentialMode(StrEnum):
+    """How the function obtains its Graph token."""
+
+    MANAGED_IDENTITY = "managedIdentity"
+    DEFAULT = "default"
+
+
+QueueName = Annotated[str, Field(pattern=r"^[a-z0-9](?!.*--)[a-z0-9-]{1,54}[a-z0-9]$")]
+"""A Storage queue name short enough that `<name>-poison` is still valid (<= 56)."""
+
+
+class Settings(BaseSettings):
+    """App settings the code reads; names match the Functions app settings exactly."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    GRAPH_BASE_URL: str = "https://graph.microsoft.com/beta"
+    INPUT_QUEUE_NAME: QueueName = "certificate-state-updates"
+    RESULT_QUEUE_NAME: QueueName = "certificate-state-results"
+    CREDENTIAL_MODE: CredentialMode = CredentialMode.MANAGED_IDENTITY
+    MANAGED_IDENTITY_CLIENT_ID: str | None = None
+    GRAPH_CONNECT_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=60)] = 5.0
+    GRAPH_READ_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=300)] = 30.0
+    GRAPH_MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=20)] = 4
+    GRAPH_MAX_WAIT_SECONDS: Annotated[float, Field(ge=0, le=540)] = 60.0
+    GRAPH_WRITE_BUDGET: Annotated[int, Field(ge=1, le=10_000)] = 47
+    GRAPH_WRITE_WINDOW_SECONDS: Annotated[float, Field(gt=0, le=3600)] = 20.0
+
+    @field_validator("GRAPH_BASE_URL")
+    @classmethod
+    def _https_unless_loopback(cls, value: str) -> str:
+        """Tokens go only over TLS; plain http is for emulators on this machine."""
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            msg = "must be an absolute http(s) URL"
+            raise ValueError(msg)
+        if parts.query or parts.fragment or parts.username or parts.password:
+            msg = "must not carry a query, fragment or credentials"
+            raise ValueError(msg)
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            msg = "must be https (plain http is allowed only for a loopback host)"
+            raise ValueError(msg)
+        return value.rstrip("/")
+
+    @field_validator("MANAGED_IDENTITY_CLIENT_ID")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        """An empty app setting means system-assigned identity."""
+        return value or None
+
+    @property
+    def graph_scope(self) -> str:
+        """`<scheme://host of GRAPH_BASE_URL>/.default`, so national clouds get their own audience."""
+        parts = urlsplit(self.GRAPH_BASE_URL)
+        return f"{parts.scheme}://{parts.netloc}/.default"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@cache
+def load_settings() -> Settings:
+    """Read the environment once per process."""
+    return Settings()
