@@ -1,0 +1,22 @@
+"""Azure Functions entry point (Python v2 model): binds the queues to `shared.pipeline`.
+
+This module only adapts: the trigger hands over the message, the pipeline decides, and the
+outcome goes out through the output binding, which the host writes only if this function
+returns. A `TransientError` propagates so that the host redelivers the message.
+"""
+
+import azure.functions as func
+
+from shared.pipeline import Delivery
+from shared.wiring import pipeline
+
+app = func.FunctionApp()
+
+
+@app.function_name(name="process_certificate_state_update")
+@app.queue_trigger(arg_name="msg", queue_name="%INPUT_QUEUE_NAME%", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="outcome", queue_name="%RESULT_QUEUE_NAME%", connection="AzureWebJobsStorage")
+def process_certificate_state_update(msg: func.QueueMessage, outcome: func.Out[str]) -> None:
+    """Validate one update, PATCH Graph, and emit its outcome."""
+    delivery = Delivery(message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1)
+    outcome.set(pipeline().handle(msg.get_body(), delivery).to_json())

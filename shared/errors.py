@@ -1,0 +1,80 @@
+"""The error hierarchy, shaped by what the queue must do with the message.
+
+`PermanentError`: retrying cannot help, so the message gets its outcome and completes.
+`TransientError`: the same message may succeed later, so it goes back to the queue (the
+host redelivers it after `visibilityTimeout`) until its last delivery, which reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable `error.code` values of the outcome (documented in docs/outcomes.md)."""
+
+    MALFORMED_MESSAGE = "malformedMessage"
+    VALIDATION_FAILED = "validationFailed"
+    MESSAGE_EXPIRED = "messageExpired"
+    GRAPH_BAD_REQUEST = "graphBadRequest"
+    GRAPH_UNAUTHORIZED = "graphUnauthorized"
+    GRAPH_FORBIDDEN = "graphForbidden"
+    GRAPH_NOT_FOUND = "graphNotFound"
+    GRAPH_CONFLICT = "graphConflict"
+    GRAPH_REQUEST_FAILED = "graphRequestFailed"
+    GRAPH_THROTTLED = "graphThrottled"
+    GRAPH_UNAVAILABLE = "graphUnavailable"
+    CREDENTIAL_UNAVAILABLE = "credentialUnavailable"
+    INTERNAL_ERROR = "internalError"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field of a message, by its dotted wire name."""
+
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
+class GraphTrace:
+    """What support needs to find a request in Graph's logs."""
+
+    request_id: str | None = None
+    client_request_id: str | None = None
+    date: str | None = None
+    diagnostic: str | None = None
+
+
+@dataclass
+class CertStateError(Exception):
+    """Base of every error the pipeline turns into an outcome or a retry."""
+
+    code: ErrorCode
+    message: str
+    details: Sequence[FieldError] = ()
+    graph_code: str | None = None
+    http_status: int | None = None
+    trace: GraphTrace = field(default_factory=GraphTrace)
+    attempts: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class PermanentError(CertStateError):
+    """The message can never succeed as it is: report it and complete it."""
+
+
+class MessageRejected(PermanentError):
+    """The message is malformed or invalid (outcome status `rejected`)."""
+
+
+class GraphRefused(PermanentError):
+    """Graph answered with a status that retrying will not change (outcome status `failed`)."""
+
+
+class TransientError(CertStateError):
+    """Graph or the identity endpoint may answer later: hand the message back to the queue."""

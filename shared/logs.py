@@ -1,0 +1,35 @@
+"""Structured log lines: one JSON object per event, with the current message's context.
+
+The Functions host ships each record to Application Insights as a trace whose message is
+this JSON, so `parse_json(message)` in KQL gives every field. Callers never pass tokens or
+update values at INFO; `log_event` has no way to learn them unless a caller passes them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+_context: ContextVar[dict[str, Any] | None] = ContextVar("certstate_log_context", default=None)
+
+
+@contextmanager
+def message_context(**fields: Any) -> Iterator[None]:  # noqa: ANN401 - JSON-able values
+    """Attach correlationId, messageId and dequeueCount to every event logged inside."""
+    token = _context.set({**(_context.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:  # noqa: ANN401
+    """Log `event` with the message context and the given fields (None values dropped)."""
+    if not logger.isEnabledFor(level):
+        return
+    record = {"event": event, **(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}}
+    logger.log(level, json.dumps(record, default=str, separators=(",", ":")))

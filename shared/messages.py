@@ -1,0 +1,274 @@
+"""The input message (CONTRACT.md sections 1 and 3) as Pydantic models.
+
+Validation is strict because a message that Graph would refuse, or that could steer the
+request anywhere but its one route, must be rejected before any network call. Values are
+kept exactly as the producer wrote them (DateTimeOffset stays a string) so that what goes to
+Graph is what was asked for, to the seventh fractional digit.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Final, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StrictBool,
+    StrictStr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
+
+from shared import graph_schema as gs
+
+MAX_MESSAGE_BYTES: Final = 64 * 1024
+
+_DATETIME_OFFSET = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(\.\d{1,7})?(Z|[+-]\d{2}:\d{2})$")
+_ID = re.compile(r"^[A-Za-z0-9\-_.~:]{1,256}$")
+_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+def to_datetime(value: str) -> datetime:
+    """Read an Edm.DateTimeOffset (digits past the sixth fractional one only matter to Graph)."""
+    match = _DATETIME_OFFSET.match(value)
+    if match is None:
+        msg = "must be an ISO 8601 date-time with an offset, e.g. 2027-01-01T00:02:14.9489247-08:00"
+        raise ValueError(msg)
+    try:
+        return datetime.fromisoformat(match[1] + (match[2] or "")[:7] + match[3])
+    except ValueError as err:
+        msg = f"is not a valid date-time ({err})"
+        raise ValueError(msg) from None
+
+
+def _datetime_offset(value: str) -> str:
+    """Check an Edm.DateTimeOffset and keep it exactly as written."""
+    to_datetime(value)
+    return value
+
+
+def _reject_null(value: object, info: ValidationInfo) -> object:
+    if value is None:
+        msg = f"null is not allowed here: {info.field_name and to_camel(info.field_name)} is not nullable in Graph"
+        raise ValueError(msg)
+    return value
+
+
+class _GraphEnum:
+    """Annotated metadata: checks a (flags) enum value and describes it in the JSON Schema."""
+
+    def __init__(self, enum: gs.EnumType) -> None:
+        self.enum = enum
+        self.allowed = frozenset(enum.sendable)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:  # noqa: ANN401
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        if self.enum.is_flags:
+            member = "|".join(self.enum.sendable)
+            return {"type": "string", "pattern": f"^({member})(,({member}))*$", "description": self.enum.name}
+        return {"type": "string", "enum": list(self.enum.sendable), "description": self.enum.name}
+
+    def check(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        members = value.split(",") if self.enum.is_flags else [value]
+        for member in members:
+            if member == gs.UNKNOWN_FUTURE_VALUE:
+                msg = f"{gs.UNKNOWN_FUTURE_VALUE} is Graph's sentinel for newer members and is never sent"
+                raise ValueError(msg)
+            if member not in self.allowed:
+                kind = "a comma-separated list of" if self.enum.is_flags else "one of"
+                msg = f"{member!r} is not a {self.enum.name} member; expected {kind}: {', '.join(self.enum.sendable)}"
+                raise ValueError(msg)
+        if len(set(members)) != len(members):
+            msg = f"{value!r} repeats a member"
+            raise ValueError(msg)
+        return value
+
+
+_INT32_SCHEMA = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
+_DATETIME_SCHEMA = {"type": "string", "pattern": _DATETIME_OFFSET.pattern}
+_NOT_NULL = BeforeValidator(_reject_null)
+
+String = Annotated[StrictStr | None, WithJsonSchema({"type": ["string", "null"]})]
+Int32 = Annotated[
+    Annotated[int, Field(strict=True, ge=-(2**31), le=2**31 - 1)] | None, _NOT_NULL, WithJsonSchema(_INT32_SCHEMA)
+]
+DateTimeOffset = Annotated[
+    Annotated[StrictStr, AfterValidator(_datetime_offset)] | None, _NOT_NULL, WithJsonSchema(_DATETIME_SCHEMA)
+]
+
+
+DevicePlatformType = Annotated[StrictStr | None, _NOT_NULL, _GraphEnum(gs.DEVICE_PLATFORM_TYPE)]
+KeyUsages = Annotated[StrictStr | None, _NOT_NULL, _GraphEnum(gs.KEY_USAGES)]
+CertificateIssuanceStates = Annotated[StrictStr | None, _NOT_NULL, _GraphEnum(gs.CERTIFICATE_ISSUANCE_STATES)]
+CertificateRevocationStatus = Annotated[StrictStr | None, _NOT_NULL, _GraphEnum(gs.CERTIFICATE_REVOCATION_STATUS)]
+CertificateValidityPeriodScale = Annotated[
+    StrictStr | None, _NOT_NULL, _GraphEnum(gs.CERTIFICATE_VALIDITY_PERIOD_SCALE)
+]
+KeyStorageProviderOption = Annotated[StrictStr | None, _NOT_NULL, _GraphEnum(gs.KEY_STORAGE_PROVIDER_OPTION)]
+SubjectAlternativeNameType = Annotated[StrictStr | None, _NOT_NULL, _GraphEnum(gs.SUBJECT_ALTERNATIVE_NAME_TYPE)]
+SubjectNameFormat = Annotated[StrictStr | None, _NOT_NULL, _GraphEnum(gs.SUBJECT_NAME_FORMAT)]
+
+
+def _graph_id(value: str) -> str:
+    if not _ID.match(value) or value in {".", ".."}:
+        msg = "must be 1-256 characters of letters, digits and - _ . ~ : (and not . or ..)"
+        raise ValueError(msg)
+    return value
+
+
+def _profile_type(value: str) -> str:
+    if value not in gs.PROFILE_TYPES:
+        msg = f"{value!r} has no managedDeviceCertificateStates; expected one of: {', '.join(gs.PROFILE_TYPES)}"
+        raise ValueError(msg)
+    return value
+
+
+def _via(value: str) -> str:
+    owner, _, hop = value.rpartition("/")
+    if hop == "identityCertificate" and (owner == "" or owner in gs.IDENTITY_CERTIFICATE_OWNERS):
+        return value
+    msg = "must be 'identityCertificate' or '<ownerType>/identityCertificate' with ownerType one of: " + ", ".join(
+        gs.IDENTITY_CERTIFICATE_OWNERS
+    )
+    raise ValueError(msg)
+
+
+def _correlation_id(value: str) -> str:
+    if not _CORRELATION_ID.match(value):
+        msg = "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -"
+        raise ValueError(msg)
+    return value
+
+
+GraphId = Annotated[StrictStr, AfterValidator(_graph_id), WithJsonSchema({"type": "string", "pattern": _ID.pattern})]
+ProfileType = Annotated[
+    StrictStr, AfterValidator(_profile_type), WithJsonSchema({"type": "string", "enum": list(gs.PROFILE_TYPES)})
+]
+Via = Annotated[
+    StrictStr,
+    AfterValidator(_via),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": ["identityCertificate", *(f"{o}/identityCertificate" for o in gs.IDENTITY_CERTIFICATE_OWNERS)],
+        }
+    ),
+]
+CorrelationId = Annotated[
+    StrictStr, AfterValidator(_correlation_id), WithJsonSchema({"type": "string", "pattern": _CORRELATION_ID.pattern})
+]
+
+_WIRE = ConfigDict(
+    extra="forbid",
+    field_title_generator=lambda name, _field: to_camel(name),
+    frozen=True,
+    alias_generator=to_camel,
+    validate_by_alias=True,
+    validate_by_name=False,
+    serialize_by_alias=True,
+)
+
+
+class CertificateStateUpdate(BaseModel):
+    """The properties to PATCH; only the ones given are sent (`model_fields_set`)."""
+
+    model_config = _WIRE
+
+    id: GraphId | None = None
+    certificate_enhanced_key_usage: String = None
+    certificate_error_code: Int32 = None
+    certificate_expiration_date_time: DateTimeOffset = None
+    certificate_issuance_date_time: DateTimeOffset = None
+    certificate_issuance_state: CertificateIssuanceStates = None
+    certificate_issuer: String = None
+    certificate_key_length: Int32 = None
+    certificate_key_storage_provider: KeyStorageProviderOption = None
+    certificate_key_usage: KeyUsages = None
+    certificate_last_issuance_state_changed_date_time: DateTimeOffset = None
+    certificate_profile_display_name: String = None
+    certificate_revoke_status: CertificateRevocationStatus = None
+    certificate_serial_number: String = None
+    certificate_subject_alternative_name_format: SubjectAlternativeNameType = None
+    certificate_subject_alternative_name_format_string: String = None
+    certificate_subject_name_format: SubjectNameFormat = None
+    certificate_subject_name_format_string: String = None
+    certificate_thumbprint: String = None
+    certificate_validity_period: Int32 = None
+    certificate_validity_period_units: CertificateValidityPeriodScale = None
+    device_display_name: String = None
+    device_platform: DevicePlatformType = None
+    last_certificate_state_change_date_time: DateTimeOffset = None
+    user_display_name: String = None
+    server_url: String = Field(default=None, description="seed-era property, not in the current schema")
+    enhanced_key_usage: String = Field(default=None, description="seed-era name of certificateEnhancedKeyUsage")
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_not_null(cls, value: object, info: ValidationInfo) -> object:
+        return _reject_null(value, info)
+
+    def body(self) -> dict[str, Any]:
+        """The PATCH body: exactly the properties given, values as given."""
+        return self.model_dump(mode="json", by_alias=True, include=self.model_fields_set)
+
+    @property
+    def needs_unknown_enum_members(self) -> bool:
+        """True when a value is an evolvable-enum member newer than `unknownFutureValue`."""
+        return self.device_platform in gs.DEVICE_PLATFORM_TYPE.after_sentinel
+
+    @property
+    def warnings(self) -> list[str]:
+        """One warning for each seed-era property in use."""
+        given = self.model_dump(by_alias=True, include=self.model_fields_set)
+        return [text for name, text in gs.LEGACY_PROPERTIES.items() if name in given]
+
+
+class UpdateMessage(BaseModel):
+    """One certificate-state update, as producers put it on the input queue."""
+
+    model_config = _WIRE
+
+    correlation_id: CorrelationId | None = None
+    profile_type: ProfileType
+    device_configuration_id: GraphId
+    managed_device_certificate_state_id: GraphId
+    update: CertificateStateUpdate
+    via: Via | None = None
+    expires_at: DateTimeOffset = None
+    dry_run: StrictBool = False
+
+    @field_validator("update")
+    @classmethod
+    def _at_least_one_property_and_matching_id(cls, update: CertificateStateUpdate, info: ValidationInfo) -> Any:  # noqa: ANN401
+        if not update.model_fields_set:
+            msg = "must set at least one property"
+            raise ValueError(msg)
+        state_id = info.data.get("managed_device_certificate_state_id")
+        if update.id is not None and state_id is not None and update.id != state_id:
+            msg = f"id {update.id!r} must equal managedDeviceCertificateStateId {state_id!r}"
+            raise ValueError(msg)
+        return update
+
+    @classmethod
+    def from_wire(cls, data: object) -> Self:
+        """Validate a decoded JSON document by the contract's names only."""
+        return cls.model_validate(data, by_alias=True, by_name=False)
+
+
+KNOWN_MESSAGE_FIELDS: Final = tuple(f.alias or n for n, f in UpdateMessage.model_fields.items())
+KNOWN_UPDATE_FIELDS: Final = tuple(f.alias or n for n, f in CertificateStateUpdate.model_fields.items())

@@ -1,0 +1,69 @@
+"""The composition root: one pipeline per process, built from `Settings` and host.json.
+
+Everything costly or stateful (credential and its token cache, HTTP session and its
+connection pool, write pacer) is created here once and shared by every invocation.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import requests
+from azure.core.credentials import TokenCredential
+from requests.adapters import HTTPAdapter
+
+from shared.graph_client import ClientLimits, GraphClient
+from shared.host_config import QueueOptions, queue_options
+from shared.pacing import WritePacer
+from shared.pipeline import CertStatePipeline
+from shared.settings import CredentialMode, Settings, load_settings
+
+
+def build_credential(settings: Settings) -> TokenCredential:
+    """The managed identity (system- or user-assigned), or DefaultAzureCredential for developers."""
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential  # noqa: PLC0415 - cold start
+
+    if settings.CREDENTIAL_MODE is CredentialMode.DEFAULT:
+        return DefaultAzureCredential(
+            managed_identity_client_id=settings.MANAGED_IDENTITY_CLIENT_ID,
+            exclude_interactive_browser_credential=True,
+        )
+    return ManagedIdentityCredential(client_id=settings.MANAGED_IDENTITY_CLIENT_ID)
+
+
+def build_session(pool_size: int) -> requests.Session:
+    """One keep-alive pool sized to the host's concurrency; retries are ours, not urllib3's."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = "certstate/1 (+azure-functions; python)"
+    return session
+
+
+def build_pipeline(
+    settings: Settings, options: QueueOptions, credential: TokenCredential | None = None
+) -> CertStatePipeline:
+    """Wire the production pipeline; tests pass their own settings and, if they like, credential."""
+    concurrency = options.batch_size + options.effective_new_batch_threshold
+    client = GraphClient(
+        session=build_session(concurrency),
+        credential=credential or build_credential(settings),
+        scope=settings.graph_scope,
+        pacer=WritePacer(settings.GRAPH_WRITE_BUDGET, settings.GRAPH_WRITE_WINDOW_SECONDS),
+        limits=ClientLimits(
+            connect_timeout=settings.GRAPH_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=settings.GRAPH_READ_TIMEOUT_SECONDS,
+            max_attempts=settings.GRAPH_MAX_ATTEMPTS,
+            max_wait_seconds=settings.GRAPH_MAX_WAIT_SECONDS,
+        ),
+    )
+    return CertStatePipeline(
+        graph=client, graph_base_url=settings.GRAPH_BASE_URL, max_dequeue_count=options.max_dequeue_count
+    )
+
+
+@cache
+def pipeline() -> CertStatePipeline:
+    """The process's pipeline, built on first use so importing the app stays cheap."""
+    return build_pipeline(load_settings(), queue_options())
