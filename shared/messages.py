@@ -20,11 +20,14 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     StrictBool,
     StrictStr,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
@@ -222,9 +225,21 @@ class CertificateStateUpdate(BaseModel):
     def _id_not_null(cls, value: object, info: ValidationInfo) -> object:
         return _reject_null(value, info)
 
+    _given_order: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_order(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:  # noqa: ANN401
+        model = handler(data)
+        if isinstance(data, dict):
+            model._given_order = tuple(data)
+        return model
+
     def body(self) -> dict[str, Any]:
-        """The PATCH body: exactly the properties given, values as given."""
-        return self.model_dump(mode="json", by_alias=True, include=self.model_fields_set)
+        """The PATCH body: exactly the properties given, values and order as given."""
+        dumped = self.model_dump(mode="json", by_alias=True, include=self.model_fields_set)
+        order = {name: i for i, name in enumerate(self._given_order)}
+        return dict(sorted(dumped.items(), key=lambda item: order.get(item[0], len(order))))
 
     @property
     def needs_unknown_enum_members(self) -> bool:

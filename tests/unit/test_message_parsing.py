@@ -1,0 +1,64 @@
+"""Decoding queue bodies: raw JSON and base64 both work; everything else is a clear rejection."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from shared.errors import ErrorCode, MessageRejected
+from shared.message_parsing import decode_body
+from shared.messages import MAX_MESSAGE_BYTES
+
+DOC = {"profileType": "iosScepCertificateProfile", "update": {"certificateIssuer": "Contoso CA ü"}}
+TEXT = json.dumps(DOC, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        TEXT.encode(),
+        base64.b64encode(TEXT.encode()),
+        b"\xef\xbb\xbf" + TEXT.encode(),  # UTF-8 BOM from some producers
+        b"  \n" + TEXT.encode() + b"\n",
+        base64.b64encode(TEXT.encode()) + b"\n",
+    ],
+    ids=["raw", "base64", "bom", "whitespace", "base64-newline"],
+)
+def test_both_encodings_decode_to_the_same_document(body: bytes):
+    assert decode_body(body) == DOC
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"", "empty"),
+        (b"   ", "empty"),
+        (b"[1, 2]", "must be a JSON object, not list"),
+        (b'"text"', "must be a JSON object, not str"),
+        (b"not json at all", "not valid JSON"),
+        (b'{"a": 1, "a": 2}', "duplicate key 'a'"),
+        (b'{"a": NaN}', "NaN is not JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (base64.b64encode(b"\xff\xfe"), "base64-decoded message is not UTF-8"),
+        (base64.b64encode(b"[]"), "must be a JSON object"),
+        (b"{" * 100_000, "bytes; the limit is"),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, "not valid JSON"),
+    ],
+)
+def test_malformed_bodies_are_rejected_with_a_reason(body: bytes, says: str):
+    with pytest.raises(MessageRejected) as caught:
+        decode_body(body)
+    assert caught.value.code is ErrorCode.MALFORMED_MESSAGE
+    assert says in caught.value.message
+
+
+def test_the_size_limit_is_64_kib_of_text():
+    def sized(n: int) -> bytes:
+        return b'{"k": "' + b"x" * (n - 9) + b'"}'
+
+    assert len(sized(MAX_MESSAGE_BYTES)) == MAX_MESSAGE_BYTES
+    assert decode_body(sized(MAX_MESSAGE_BYTES))["k"].startswith("x")
+    with pytest.raises(MessageRejected, match="65537 bytes; the limit is 65536"):
+        decode_body(sized(MAX_MESSAGE_BYTES + 1))
