@@ -39,7 +39,7 @@ MAX_MESSAGE_BYTES: Final = 64 * 1024
 
 _DATETIME_OFFSET = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(\.\d{1,7})?(Z|[+-]\d{2}:\d{2})$")
 _ID = re.compile(r"^[A-Za-z0-9\-_.~:]{1,256}$")
-_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
 
 def to_datetime(value: str) -> datetime:
@@ -152,7 +152,7 @@ def _via(value: str) -> str:
 
 
 def _correlation_id(value: str) -> str:
-    if not _CORRELATION_ID.match(value):
+    if not CORRELATION_ID.match(value):
         msg = "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -"
         raise ValueError(msg)
     return value
@@ -173,7 +173,7 @@ Via = Annotated[
     ),
 ]
 CorrelationId = Annotated[
-    StrictStr, AfterValidator(_correlation_id), WithJsonSchema({"type": "string", "pattern": _CORRELATION_ID.pattern})
+    StrictStr, AfterValidator(_correlation_id), WithJsonSchema({"type": "string", "pattern": CORRELATION_ID.pattern})
 ]
 
 _WIRE = ConfigDict(

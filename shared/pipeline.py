@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from shared.errors import CertStateError, ErrorCode, MessageRejected, PermanentError, TransientError
 from shared.logs import log_event, message_context
 from shared.message_parsing import decode_body, parse_message
-from shared.messages import UpdateMessage, to_datetime
+from shared.messages import CORRELATION_ID, UpdateMessage, to_datetime
 from shared.outcomes import ErrorDetail, GraphInfo, Outcome, OutcomeError, Status, Target
 from shared.routes import GraphRequest, build_request
 
@@ -129,11 +129,16 @@ class _Report:
 
     @property
     def correlation_id(self) -> str:
-        if self.message is not None and self.message.correlation_id:
-            return self.message.correlation_id
+        """The producer's id when it is valid, even if the rest of the message is not."""
+        if self.message is not None:
+            return self.message.correlation_id or self.delivery.message_id
+        given = (self.document or {}).get("correlationId")
+        if isinstance(given, str) and CORRELATION_ID.match(given):
+            return given
         return self.delivery.message_id
 
     def _target(self) -> Target:
+        """The named target; for a rejected message, whatever strings it gave (capped), to help find it."""
         if self.message is not None:
             m = self.message
             return Target(
@@ -142,7 +147,10 @@ class _Report:
                 managed_device_certificate_state_id=m.managed_device_certificate_state_id,
                 via=m.via,
             )
-        return Target()
+        document = self.document or {}
+        return Target.model_validate(
+            {key: value[:256] for key in _TARGET_FIELDS if isinstance(value := document.get(key), str)}
+        )
 
     def build(self, status: Status, duration_ms: int, now: datetime, **fields: Any) -> Outcome:  # noqa: ANN401
         message = self.message
@@ -188,3 +196,4 @@ class _Report:
 
 
 _NAMES_PROPERTIES = frozenset({Status.SUCCEEDED, Status.VALIDATED})
+_TARGET_FIELDS = ("profileType", "deviceConfigurationId", "managedDeviceCertificateStateId", "via")

@@ -1,0 +1,226 @@
+"""The pipeline's promise: every delivery ends in exactly one outcome or one retry, never both, never neither."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.graph_client import GraphResult
+from shared.outcomes import Outcome, Status
+from shared.pipeline import CertStatePipeline, Delivery
+from shared.routes import GraphRequest
+
+NOW = datetime(2026, 11, 27, 14, 3, 11, 402000, tzinfo=UTC)
+SECRET_VALUE = "Thumbprint-That-Must-Not-Be-Logged"
+
+
+class RecordingGraph:
+    """Answers PATCHes as told and records them (the real client has its own loopback tests)."""
+
+    def __init__(self, *answers: GraphResult | Exception) -> None:
+        self.answers = list(answers)
+        self.requests: list[GraphRequest] = []
+
+    def patch(self, request: GraphRequest) -> GraphResult:
+        self.requests.append(request)
+        answer = self.answers.pop(0) if self.answers else ok()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def ok() -> GraphResult:
+    return GraphResult(status=200, trace=GraphTrace("req-1", "client-1", "Fri, 27 Nov 2026 14:03:11 GMT"), attempts=1)
+
+
+def make(graph: RecordingGraph, max_dequeue_count: int = 5) -> CertStatePipeline:
+    return CertStatePipeline(
+        graph=graph, graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=max_dequeue_count,
+        clock=lambda: NOW,
+    )  # fmt: skip
+
+
+def body(**overrides: Any) -> bytes:
+    document = {
+        "correlationId": "order-4711",
+        "profileType": "iosScepCertificateProfile",
+        "deviceConfigurationId": "cfg-1",
+        "managedDeviceCertificateStateId": "state-1",
+        "update": {"certificateKeyUsage": "digitalSignature", "certificateThumbprint": SECRET_VALUE},
+        **overrides,
+    }
+    return json.dumps(document).encode()
+
+
+def wire(outcome: Outcome) -> dict[str, Any]:
+    return json.loads(outcome.to_json())  # type: ignore[no-any-return]
+
+
+def test_success_outcome_matches_the_contract():
+    graph = RecordingGraph()
+    outcome = wire(make(graph).handle(body(), Delivery("m-1", 1)))
+    assert outcome == {
+        "schemaVersion": 1,
+        "status": "succeeded",
+        "correlationId": "order-4711",
+        "messageId": "m-1",
+        "dequeueCount": 1,
+        "target": {"profileType": "iosScepCertificateProfile", "deviceConfigurationId": "cfg-1",
+                   "managedDeviceCertificateStateId": "state-1", "via": None},
+        "updatedProperties": ["certificateKeyUsage", "certificateThumbprint"],
+        "httpStatus": 200,
+        "graph": {"requestId": "req-1", "clientRequestId": "client-1", "date": "Fri, 27 Nov 2026 14:03:11 GMT"},
+        "attempts": 1,
+        "durationMs": outcome["durationMs"],
+        "completedAt": "2026-11-27T14:03:11.402Z",
+        "warnings": [],
+        "error": None,
+        "request": None,
+        "graphRequest": None,
+    }  # fmt: skip
+    assert graph.requests[0].url.endswith(
+        "/microsoft.graph.iosScepCertificateProfile/managedDeviceCertificateStates/state-1"
+    )
+
+
+def test_base64_message_is_processed_like_raw_json():
+    graph = RecordingGraph()
+    assert make(graph).handle(base64.b64encode(body()), Delivery("m-1", 1)).status is Status.SUCCEEDED
+    assert graph.requests[0].body["certificateThumbprint"] == SECRET_VALUE
+
+
+def test_invalid_message_is_rejected_without_calling_graph():
+    graph = RecordingGraph()
+    outcome = wire(make(graph).handle(body(managedDeviceCertificateStateId="../../users"), Delivery("m-2", 1)))
+    assert outcome["status"] == "rejected"
+    assert outcome["error"]["code"] == "validationFailed"
+    assert outcome["error"]["details"][0]["field"] == "managedDeviceCertificateStateId"
+    assert outcome["correlationId"] == "order-4711"
+    assert outcome["target"]["managedDeviceCertificateStateId"] == "../../users"  # echoed to help find it, never sent
+    assert graph.requests == []
+
+
+def test_unreadable_message_gets_the_queue_message_id_as_correlation_id():
+    outcome = make(RecordingGraph()).handle(b"\x00garbage", Delivery("m-3", 1))
+    assert (outcome.status, outcome.correlation_id, outcome.error and outcome.error.code) == (
+        Status.REJECTED, "m-3", "malformedMessage",
+    )  # fmt: skip
+
+
+def test_dry_run_resolves_the_request_and_sends_nothing():
+    graph = RecordingGraph()
+    outcome = wire(make(graph).handle(body(dryRun=True), Delivery("m-4", 1)))
+    assert outcome["status"] == "validated"
+    assert outcome["graphRequest"]["url"] == (
+        "https://graph.microsoft.com/beta/deviceManagement/deviceConfigurations/cfg-1"
+        "/microsoft.graph.iosScepCertificateProfile/managedDeviceCertificateStates/state-1"
+    )
+    assert outcome["graphRequest"]["body"]["certificateKeyUsage"] == "digitalSignature"
+    assert graph.requests == []
+
+
+@pytest.mark.parametrize(("expires_at", "status"), [("2026-11-27T14:03:11Z", "expired"),
+                                                     ("2026-11-27T15:03:12+01:00", "succeeded")])  # fmt: skip
+def test_expired_messages_are_not_applied(expires_at: str, status: str):
+    graph = RecordingGraph()
+    outcome = wire(make(graph).handle(body(expiresAt=expires_at), Delivery("m-5", 1)))
+    assert outcome["status"] == status
+    assert len(graph.requests) == (status == "succeeded")
+
+
+def test_graph_refusal_fails_once_and_carries_the_original_request_for_replay():
+    refusal = GraphRefused(code=ErrorCode.GRAPH_FORBIDDEN, message="Insufficient privileges", graph_code="Forbidden",
+                           http_status=403, trace=GraphTrace("req-9", "client-9", None), attempts=1)  # fmt: skip
+    outcome = wire(make(RecordingGraph(refusal)).handle(body(), Delivery("m-6", 1)))
+    assert outcome["status"] == "failed"
+    assert outcome["error"] == {"code": "graphForbidden", "message": "Insufficient privileges", "details": [],
+                                "graphCode": "Forbidden"}  # fmt: skip
+    assert outcome["request"] == json.loads(body())
+    assert outcome["graph"]["requestId"] == "req-9"
+    assert outcome["httpStatus"] == 403
+
+
+def transient() -> TransientError:
+    return TransientError(code=ErrorCode.GRAPH_THROTTLED, message="Please retry again later.", http_status=429,
+                          trace=GraphTrace("req-t", "client-t", None), attempts=4)  # fmt: skip
+
+
+@pytest.mark.parametrize("dequeue_count", [1, 2, 3, 4])
+def test_transient_failure_before_the_last_delivery_goes_back_to_the_queue(dequeue_count: int):
+    with pytest.raises(TransientError):
+        make(RecordingGraph(transient())).handle(body(), Delivery("m-7", dequeue_count))
+
+
+@pytest.mark.parametrize("dequeue_count", [5, 6])
+def test_transient_failure_on_the_last_delivery_becomes_the_failed_outcome(dequeue_count: int):
+    outcome = wire(make(RecordingGraph(transient())).handle(body(), Delivery("m-8", dequeue_count)))
+    assert (outcome["status"], outcome["error"]["code"], outcome["attempts"]) == ("failed", "graphThrottled", 4)
+    assert outcome["request"] == json.loads(body())
+
+
+def test_a_bug_is_retried_and_reported_on_the_last_delivery():
+    with pytest.raises(ZeroDivisionError):
+        make(RecordingGraph(ZeroDivisionError())).handle(body(), Delivery("m-9", 1))
+    outcome = make(RecordingGraph(ZeroDivisionError())).handle(body(), Delivery("m-9", 5))
+    assert outcome.status is Status.FAILED
+    assert outcome.error is not None
+    assert outcome.error.code == "internalError"
+
+
+def test_info_logs_carry_ids_but_no_update_values(caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO)
+    make(RecordingGraph()).handle(body(), Delivery("m-10", 2))
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.startswith("certstate")]
+    outcome_line = next(line for line in lines if line["event"] == "outcome")
+    assert outcome_line | {"durationMs": 0} == {
+        "event": "outcome", "messageId": "m-10", "dequeueCount": 2, "correlationId": "order-4711",
+        "status": "succeeded", "httpStatus": 200, "requestId": "req-1", "attempts": 1, "durationMs": 0,
+    }  # fmt: skip
+    assert SECRET_VALUE not in caplog.text
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20,
+)
+near_valid = st.fixed_dictionaries(
+    {
+        "profileType": st.sampled_from(["iosScepCertificateProfile", "windows81SCEPCertificateProfile", "x", ""]),
+        "deviceConfigurationId": st.text(max_size=10),
+        "managedDeviceCertificateStateId": st.text(alphabet="ab.:/%?#", max_size=6),
+        "update": st.dictionaries(
+            st.sampled_from(["certificateKeyLength", "devicePlatform", "certificateIssuer", "bogus", "id"]),
+            json_values,
+            max_size=3,
+        ),
+    },
+    optional={"via": st.text(max_size=30), "dryRun": json_values, "expiresAt": json_values},
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()) | near_valid.map(
+    lambda v: json.dumps(v).encode()))  # fmt: skip
+def test_any_input_yields_exactly_one_outcome_and_never_raises(raw: bytes):
+    graph = RecordingGraph()
+    for encoded in (raw, base64.b64encode(raw)):
+        outcome = make(graph).handle(encoded, Delivery("h-1", 1))
+        assert outcome.status in {Status.REJECTED, Status.SUCCEEDED, Status.VALIDATED, Status.EXPIRED}
+        assert json.loads(outcome.to_json())["messageId"] == "h-1"
+        if outcome.status is Status.REJECTED:
+            assert outcome.error is not None
+            assert outcome.error.code in {"malformedMessage", "validationFailed"}
+    for request in graph.requests:
+        assert request.url.startswith("https://graph.microsoft.com/beta/deviceManagement/deviceConfigurations/")
+        assert "?" not in request.url
+        assert "#" not in request.url
+        assert "/../" not in request.url
