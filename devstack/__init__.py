@@ -1,0 +1,1 @@
+"""Local stand-ins for Azure parts; dev tooling, never deployed."""
