@@ -7,12 +7,13 @@ is where the Functions host puts app settings and `local.settings.json` values.
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from functools import cache
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,7 +24,14 @@ class CredentialMode(StrEnum):
     DEFAULT = "default"
 
 
-QueueName = Annotated[str, Field(pattern=r"^[a-z0-9](?!.*--)[a-z0-9-]{1,54}[a-z0-9]$")]
+def _queue_name(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{1,54})[a-z0-9]", value) or "--" in value:
+        msg = "must be 3-56 lowercase letters, digits and single hyphens (56, so that <name>-poison is valid)"
+        raise ValueError(msg)
+    return value
+
+
+QueueName = Annotated[str, AfterValidator(_queue_name)]
 """A Storage queue name short enough that `<name>-poison` is still valid (<= 56)."""
 
 
