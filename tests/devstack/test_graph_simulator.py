@@ -435,7 +435,13 @@ def test_without_retry_after_429s_are_not_early_and_do_not_count_as_writes() -> 
 
 
 def test_script_forces_answers_for_writes_only() -> None:
-    script = [{"status": 503, "retryAfter": "0.2"}, {"status": 500}, {"drop": True}, {"status": 404}, {"status": 200}]
+    script: list[dict[str, Any]] = [
+        {"status": 503, "retryAfter": "0.2"},
+        {"status": 500},
+        {"drop": True},
+        {"status": 404},
+        {"status": 200},
+    ]
     with GraphSimulator(KEY, script=script) as sim:
         assert call(sim, "GET").status_code == 200  # reads leave the script alone
         unavailable = patch(sim)

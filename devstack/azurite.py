@@ -1,0 +1,278 @@
+"""Azurite's queue service as a child process, for the local stack and the tests.
+
+Only the queue service is started (the function app uses nothing else), from the npm-pinned copy in
+``node_modules`` (``npm ci`` installs it), bound to 127.0.0.1, with its data in a fresh temporary folder
+that is deleted on stop. Telemetry is switched off: this machine reaches nothing but package registries,
+and a dev tool should not phone home anyway. The process runs in its own process group so that
+:meth:`Azurite.stop` can end it and anything it spawned, and leave nothing running.
+
+Run ``python -m devstack.azurite [--port 10001]`` to keep one up until Ctrl-C; it prints the connection
+string to put in ``local.settings.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+__all__ = [
+    "ACCOUNT_KEY",
+    "ACCOUNT_NAME",
+    "Azurite",
+    "AzuriteError",
+    "AzuriteNotInstalledError",
+    "default_binary",
+]
+
+ACCOUNT_NAME = "devstoreaccount1"
+# Azurite's well-known development key: public, documented, and accepted by Azurite only.
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class AzuriteError(RuntimeError):
+    """Azurite could not be started (it exited early or never answered)."""
+
+
+class AzuriteNotInstalledError(AzuriteError, FileNotFoundError):
+    """The npm-installed ``azurite-queue`` binary is missing."""
+
+
+def default_binary() -> Path:
+    """Return where ``npm ci`` put ``azurite-queue``: this checkout, else the working folder or a parent.
+
+    The fallback matters when ``devstack`` runs from an installed copy rather than the checkout.
+    """
+    relative = Path("node_modules") / ".bin" / "azurite-queue"
+    cwd = Path.cwd()
+    for root in (REPO_ROOT, cwd, *cwd.parents):
+        if (root / relative).exists():
+            return root / relative
+    return REPO_ROOT / relative
+
+
+def _free_port() -> int:
+    """Ask the kernel for a free loopback port (another process may still take it before Azurite does)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_answers(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class Azurite:
+    """One Azurite queue service on 127.0.0.1; a context manager that cleans up after itself."""
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        binary: Path | None = None,
+        startup_timeout: float = 30.0,
+        loose: bool = False,
+    ) -> None:
+        """Configure, but do not start; ``port=None`` picks a free port at :meth:`start`."""
+        self._requested_port = port
+        self._binary = binary if binary is not None else default_binary()
+        self._startup_timeout = startup_timeout
+        self._loose = loose
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start the queue service and return once its port answers.
+
+        Raises :class:`AzuriteNotInstalledError` when the binary is missing and :class:`AzuriteError` when
+        the process exits early or does not answer within ``startup_timeout``.
+        """
+        if self._proc is not None:
+            raise AzuriteError("Azurite is already running")
+        if not self._binary.exists():
+            raise AzuriteNotInstalledError(
+                f"{self._binary} not found: run `npm ci` in {REPO_ROOT} to install the pinned Azurite"
+            )
+        port = self._requested_port if self._requested_port is not None else _free_port()
+        workdir = Path(tempfile.mkdtemp(prefix="certstate-azurite-"))
+        data = workdir / "data"
+        data.mkdir()
+        argv = [
+            str(self._binary),
+            "--queueHost",
+            HOST,
+            "--queuePort",
+            str(port),
+            "--location",
+            str(data),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+        ]
+        if self._loose:
+            argv.append("--loose")
+        with (workdir / "azurite.log").open("wb") as log:
+            # Own session => own process group, so stop() can signal the whole group.
+            proc = subprocess.Popen(  # noqa: S603 - argv is built here from fixed flags, no shell
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self._proc, self._port, self._workdir = proc, port, workdir
+        atexit.register(self.stop)
+        try:
+            self._wait_until_ready(proc, port)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ready(self, proc: subprocess.Popen[bytes], port: int) -> None:
+        deadline = time.monotonic() + self._startup_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AzuriteError(
+                    f"azurite-queue exited with code {proc.returncode} before listening on {HOST}:{port}. "
+                    f"Output:\n{self._log_tail()}\n(If node_modules is missing or stale, run `npm ci`.)"
+                )
+            if _port_answers(port):
+                return
+            time.sleep(0.05)
+        raise AzuriteError(
+            f"azurite-queue did not answer on {HOST}:{port} within {self._startup_timeout:.0f}s. "
+            f"Output:\n{self._log_tail()}\n(If node_modules is missing or stale, run `npm ci`.)"
+        )
+
+    def _log_tail(self, limit: int = 4000) -> str:
+        if self._workdir is None:
+            return ""
+        try:
+            return (self._workdir / "azurite.log").read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the whole process group (TERM, then KILL after ``timeout``), wait, delete the data folder.
+
+        Safe to call twice; also registered with :mod:`atexit` so an aborted test run leaves no node process.
+        """
+        proc, workdir = self._proc, self._workdir
+        self._proc = self._workdir = None
+        self._port = None
+        atexit.unregister(self.stop)
+        if proc is not None:
+            pgid = proc.pid  # session leader: its pid is the group id
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+                proc.wait(timeout=timeout)
+            # The leader is gone; anything it left in the group goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- facts about the running instance ------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        """Process id (and process group id) of the running service."""
+        if self._proc is None:
+            raise AzuriteError("Azurite is not running")
+        return self._proc.pid
+
+    @property
+    def port(self) -> int:
+        """The queue service's port."""
+        if self._port is None:
+            raise AzuriteError("Azurite is not running")
+        return self._port
+
+    @property
+    def data_dir(self) -> Path:
+        """The temporary folder holding the service's data (deleted on stop)."""
+        if self._workdir is None:
+            raise AzuriteError("Azurite is not running")
+        return self._workdir / "data"
+
+    @property
+    def queue_endpoint(self) -> str:
+        """``http://127.0.0.1:PORT/devstoreaccount1``."""
+        return f"http://{HOST}:{self.port}/{ACCOUNT_NAME}"
+
+    @property
+    def connection_string(self) -> str:
+        """A queue-only connection string with the well-known development account and key."""
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+            f"QueueEndpoint={self.queue_endpoint};"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run Azurite's queue service until Ctrl-C or SIGTERM, printing its connection string."""
+    parser = argparse.ArgumentParser(prog="python -m devstack.azurite", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=10001, help="queue port (default 10001; 0 = any free port)")
+    parser.add_argument("--loose", action="store_true", help="pass --loose to Azurite")
+    args = parser.parse_args(argv)
+
+    stopping = False
+
+    def _on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        with Azurite(port=args.port or None, loose=args.loose) as azurite:
+            print(f"Azurite queue service on {azurite.queue_endpoint} (pid {azurite.pid}); Ctrl-C stops it.")
+            print(azurite.connection_string, flush=True)
+            while not stopping and azurite.running:
+                time.sleep(0.2)
+            if not stopping:
+                print("azurite-queue exited unexpectedly", file=sys.stderr)
+                return 1
+    except AzuriteError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,454 @@
+"""The local queue runner against real Azurite, with a small app whose behaviour each message chooses.
+
+A message body is a command: ``ok``/anything (succeed), ``raise``, ``fail-until:N`` (raise while
+dequeue_count < N), ``sleep:S``, ``multi`` (two outputs). The function always sets its output *before*
+deciding to fail, so a failed invocation that leaked outputs would show up in the output queue.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+from devstack.azurite import ACCOUNT_KEY, REPO_ROOT, Azurite
+from devstack.runner import QueueOptions, Runner, RunnerError, parse_timespan, poison_queue_name
+
+CONN = "TestQueueConn"
+
+
+# -- the test app ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    id: str
+    body: bytes
+    dequeue_count: int
+    at: float
+
+
+@dataclass
+class Recorder:
+    calls: list[Call] = field(default_factory=list)
+    active: int = 0
+    max_active: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def enter(self, msg: func.QueueMessage) -> None:
+        with self.lock:
+            self.calls.append(Call(msg.id or "", msg.get_body(), msg.dequeue_count or 0, time.monotonic()))
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.active -= 1
+
+    def wait_for_calls(self, count: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.calls) < count:
+            assert time.monotonic() < deadline, f"only {len(self.calls)} of {count} calls"
+            time.sleep(0.02)
+
+
+def make_app(recorder: Recorder, trigger_queue: str = "%IN_QUEUE%") -> func.FunctionApp:
+    app = func.FunctionApp()
+
+    @app.function_name(name="Echo")
+    @app.queue_trigger(arg_name="msg", queue_name=trigger_queue, connection=CONN)
+    @app.queue_output(arg_name="out", queue_name="%OUT_QUEUE%", connection=CONN)
+    def echo(msg: func.QueueMessage, out: func.Out[str]) -> None:
+        recorder.enter(msg)
+        try:
+            text = msg.get_body().decode("utf-8")
+            command, _, arg = text.partition(":")
+            out.set(f"out:{text}")
+            if command == "raise":
+                raise RuntimeError("boom")
+            if command == "fail-until" and (msg.dequeue_count or 0) < int(arg):
+                raise RuntimeError(f"not yet at dequeue_count {arg}")
+            if command == "sleep":
+                time.sleep(float(arg))
+            if command == "multi":
+                out.set(["a", "b"])  # type: ignore[arg-type]
+        finally:
+            recorder.leave()
+
+    return app
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def host(**queues: object) -> dict[str, object]:
+    defaults: dict[str, object] = {
+        "batchSize": 8,
+        "newBatchThreshold": 4,
+        "maxPollingInterval": "00:00:00.2",
+        "visibilityTimeout": "00:00:00",
+        "maxDequeueCount": 5,
+        "messageEncoding": "none",
+    }
+    return {"version": "2.0", "extensions": {"queues": {**defaults, **queues}}}
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+@dataclass
+class Stack:
+    azurite: Azurite
+    service: QueueServiceClient
+    in_queue: str
+    out_queue: str
+    recorder: Recorder = field(default_factory=Recorder)
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return {CONN: self.azurite.connection_string, "IN_QUEUE": self.in_queue, "OUT_QUEUE": self.out_queue}
+
+    def queue(self, name: str) -> QueueClient:
+        return self.service.get_queue_client(name)
+
+    def send(self, *texts: str, queue: str | None = None) -> None:
+        client = self.queue(queue or self.in_queue)
+        for text in texts:
+            client.send_message(text)
+
+    def drain(self, name: str) -> list[str]:
+        """All messages currently visible in a queue (taken out), in arrival order; [] if it doesn't exist."""
+        client, texts = self.queue(name), []
+        try:
+            while batch := list(next(client.receive_messages(messages_per_page=32).by_page(), [])):
+                for message in batch:
+                    texts.append(message.content)
+                    client.delete_message(message)
+        except ResourceNotFoundError:
+            return []
+        return texts
+
+    def count(self, name: str) -> int:
+        try:
+            return self.queue(name).get_queue_properties().approximate_message_count or 0
+        except ResourceNotFoundError:
+            return -1  # no such queue
+
+    def runner(self, app: func.FunctionApp | None = None, **kwargs: object) -> Runner:
+        host_json = kwargs.pop("host_json", host())
+        return Runner(app or make_app(self.recorder), settings=self.settings, host_json=host_json, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def stack(azurite: Azurite, queue_names: Callable[[str], str]) -> Iterator[Stack]:
+    with QueueServiceClient.from_connection_string(azurite.connection_string) as service:
+        s = Stack(azurite, service, queue_names("in"), queue_names("out"))
+        s.queue(s.in_queue).create_queue()
+        yield s
+
+
+# -- host.json and configuration (no queues needed) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("00:00:30", 30.0), ("00:01:00", 60.0), ("00:00:00.5", 0.5), ("1.02:00:00", 93600.0), ("00:10", 600.0)],
+)
+def test_parse_timespan(text: str, seconds: float) -> None:
+    assert parse_timespan(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["30", "00:00:60", "abc", "-00:00:01"])
+def test_parse_timespan_rejects(text: str) -> None:
+    with pytest.raises(RunnerError):
+        parse_timespan(text)
+
+
+def test_repo_host_json_and_defaults() -> None:
+    repo = QueueOptions.from_host_json(REPO_ROOT / "host.json")
+    assert repo == QueueOptions(8, 4, 2.0, 30.0, 5, "none")
+    assert repo.max_concurrency == 12
+    defaults = QueueOptions.from_host_json(None, processor_count=2)
+    assert defaults == QueueOptions(16, 16, 60.0, 0.0, 5, "base64")
+    # newBatchThreshold defaults to batchSize // 2 * processors; keys are case-insensitive like the host's.
+    odd = QueueOptions.from_host_json(
+        {"Extensions": {"Queues": {"BatchSize": 5, "MessageEncoding": "None"}}}, processor_count=3
+    )
+    assert (odd.batch_size, odd.new_batch_threshold, odd.message_encoding) == (5, 6, "none")
+
+
+@pytest.mark.parametrize(
+    "queues",
+    [
+        {"batchSize": 0},
+        {"batchSize": 33},
+        {"maxDequeueCount": 0},
+        {"messageEncoding": "utf8"},
+        {"maxPollingInterval": "00:00:00.05"},
+        {"visibilityTimeout": 5},
+        {"newBatchThreshold": -1},
+    ],
+)
+def test_invalid_queue_options_rejected(queues: dict[str, object]) -> None:
+    with pytest.raises(RunnerError):
+        QueueOptions.from_host_json(host(**queues))
+
+
+FAKE_CONN = (
+    f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+    "QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+)
+
+
+def test_setting_references_resolve_and_lowercase() -> None:
+    app = make_app(Recorder(), trigger_queue="jobs-%ENV%")
+    runner = Runner(app, settings={CONN: FAKE_CONN, "ENV": "Dev", "OUT_QUEUE": "out"}, host_json=host())
+    assert runner.functions == {"Echo": "jobs-dev"}
+    runner.stop()
+
+
+def test_unresolved_setting_and_missing_connection_fail_at_construction() -> None:
+    with pytest.raises(RunnerError, match="'%IN_QUEUE%' does not resolve"):
+        Runner(make_app(Recorder()), settings={CONN: FAKE_CONN, "OUT_QUEUE": "out"})
+    with pytest.raises(RunnerError, match=f"app setting '{CONN}'"):
+        Runner(make_app(Recorder()), settings={"IN_QUEUE": "in", "OUT_QUEUE": "out"})
+    with pytest.raises(RunnerError, match="identity-based"):
+        Runner(
+            make_app(Recorder()),
+            settings={
+                "IN_QUEUE": "in",
+                "OUT_QUEUE": "out",
+                f"{CONN}__queueServiceUri": "https://x.queue.core.windows.net",
+            },
+        )
+
+
+def test_unsupported_bindings_are_refused() -> None:
+    app = func.FunctionApp()
+
+    @app.queue_trigger(arg_name="msg", queue_name="in", connection=CONN)
+    @app.blob_input(arg_name="blob", path="c/b", connection=CONN)
+    def with_blob(msg: func.QueueMessage, blob: str) -> None: ...
+
+    with pytest.raises(RunnerError, match="blob"):
+        Runner(app, settings={CONN: FAKE_CONN})
+
+
+def test_poison_queue_naming() -> None:
+    assert poison_queue_name("jobs") == "jobs-poison"
+    assert poison_queue_name("jobs-poison") is None
+    assert poison_queue_name("a" * 56) == "a" * 56 + "-poison"
+    assert poison_queue_name("a" * 57) is None
+
+
+# -- against Azurite -------------------------------------------------------------------------------------------
+
+
+def test_success_writes_outputs_then_deletes(stack: Stack) -> None:
+    stack.send("hello", '{"x": 1}', "multi")
+    with stack.runner() as runner:
+        stats = runner.run_until_idle()
+    assert sorted(stack.drain(stack.out_queue)) == sorted(["out:hello", 'out:{"x": 1}', "a", "b"])
+    assert sorted(c.body for c in stack.recorder.calls) == [b"hello", b"multi", b'{"x": 1}']
+    assert {c.dequeue_count for c in stack.recorder.calls} == {1}
+    assert stack.count(stack.in_queue) == 0
+    assert stack.count(stack.in_queue + "-poison") == -1
+    assert (stats.invocations, stats.succeeded, stats.failed, stats.poisoned) == (3, 3, 0, 0)
+
+
+def test_failures_are_retried_after_visibility_timeout(stack: Stack) -> None:
+    stack.send("fail-until:3")
+    with stack.runner(host_json=host(visibilityTimeout="00:00:01")) as runner:
+        stats = runner.run_until_idle(timeout=20)
+    calls = stack.recorder.calls
+    assert [c.dequeue_count for c in calls] == [1, 2, 3]
+    assert all(later.at - earlier.at >= 0.9 for earlier, later in itertools.pairwise(calls))
+    assert stack.drain(stack.out_queue) == ["out:fail-until:3"], "outputs of failed attempts must be dropped"
+    assert (stats.failed, stats.succeeded, stats.poisoned) == (2, 1, 0)
+    assert stack.count(stack.in_queue + "-poison") == -1
+
+
+def test_poison_after_max_dequeue_count_keeps_original_text(stack: Stack) -> None:
+    stack.send(b64("raise"))
+    with stack.runner(host_json=host(maxDequeueCount=3, messageEncoding="base64")) as runner:
+        stats = runner.run_until_idle(timeout=20)
+    assert [c.dequeue_count for c in stack.recorder.calls] == [1, 2, 3]
+    assert stack.drain(stack.in_queue + "-poison") == [b64("raise")]
+    assert stack.drain(stack.out_queue) == []
+    assert (stats.failed, stats.poisoned) == (3, 1)
+
+
+def test_base64_mode_decodes_input_and_encodes_output(stack: Stack) -> None:
+    stack.send(b64("héllo ✓"))
+    with stack.runner(host_json=host(messageEncoding="base64")) as runner:
+        runner.run_until_idle()
+    assert [c.body for c in stack.recorder.calls] == ["héllo ✓".encode()]
+    assert stack.drain(stack.out_queue) == [b64("out:héllo ✓")]
+
+
+def test_base64_mode_poisons_undecodable_messages_without_invoking(stack: Stack) -> None:
+    not_utf8 = base64.b64encode(b"\xff\xfe").decode()
+    stack.send('{"raw": "json"}', not_utf8)
+    with stack.runner(host_json=host(messageEncoding="base64")) as runner:
+        stats = runner.run_until_idle()
+    assert stack.recorder.calls == []
+    assert sorted(stack.drain(stack.in_queue + "-poison")) == sorted(['{"raw": "json"}', not_utf8])
+    assert (stats.invocations, stats.decode_failures, stats.poisoned) == (0, 2, 2)
+
+
+def test_message_beyond_max_dequeue_count_is_poisoned_before_user_code(stack: Stack) -> None:
+    stack.send("hello")
+    client = stack.queue(stack.in_queue)
+    for _ in range(2):  # another consumer received it twice and gave it back
+        [message] = list(client.receive_messages(max_messages=1))
+        client.update_message(message, visibility_timeout=0)
+    with stack.runner(host_json=host(maxDequeueCount=2)) as runner:
+        stats = runner.run_until_idle()
+    assert stack.recorder.calls == []
+    assert stack.drain(stack.in_queue + "-poison") == ["hello"]
+    assert stats.poisoned == 1
+
+
+def test_concurrency_is_bounded_by_batch_size_plus_threshold(stack: Stack) -> None:
+    # Two long and two short first: once the short ones finish, 2 in flight <= threshold, so the next batch of
+    # 4 is fetched while the long ones still run: 6 at once, and never more.
+    stack.send("sleep:1.2", "sleep:1.2", "sleep:0.05", "sleep:0.05", *["sleep:0.3"] * 12)
+    with stack.runner(host_json=host(batchSize=4, newBatchThreshold=2)) as runner:
+        stats = runner.run_until_idle(timeout=30)
+    assert stats.succeeded == 16
+    assert stack.recorder.max_active <= 6
+    assert stats.max_in_flight <= 6
+    assert stack.recorder.max_active == 6, "the threshold should trigger a fetch while two are still running"
+
+
+def test_lock_is_renewed_while_a_function_runs(stack: Stack) -> None:
+    stack.send("sleep:3.5")
+    intruder = stack.queue(stack.in_queue)
+    stolen: list[str] = []
+    with stack.runner(lock_timeout=2) as runner:
+        stack.recorder.wait_for_calls(1)
+        while stack.recorder.active:
+            stolen += [m.content for m in intruder.receive_messages(max_messages=1, visibility_timeout=1)]
+            time.sleep(0.25)
+        runner.run_until_idle()
+    assert stolen == [], "the message became visible while its function was still running"
+    assert len(stack.recorder.calls) == 1
+    assert stack.drain(stack.out_queue) == ["out:sleep:3.5"]
+
+
+def test_poison_named_trigger_has_no_poison_queue_and_keeps_message_invisible(
+    stack: Stack, queue_names: Callable[[str], str]
+) -> None:
+    trigger = queue_names("jobs-poison")
+    stack.queue(trigger).create_queue()
+    stack.send("raise", queue=trigger)
+    runner = stack.runner(make_app(stack.recorder, trigger_queue=trigger), host_json=host(maxDequeueCount=1))
+    with runner:
+        stack.recorder.wait_for_calls(1)
+        time.sleep(0.5)
+    assert runner.stats().failed == 1
+    assert list(stack.queue(trigger).peek_messages()) == [], "left invisible, neither released nor moved"
+    assert stack.count(trigger) == 1
+    assert stack.count(trigger + "-poison") == -1
+
+
+def test_graceful_stop_finishes_running_work_and_loses_nothing(stack: Stack) -> None:
+    stack.send(*[f"sleep:0.{i}" for i in range(3, 9)])
+    first = stack.runner(host_json=host(batchSize=2, newBatchThreshold=0))
+    first.start()
+    stack.recorder.wait_for_calls(1)
+    assert first.stop(timeout=10) is True
+    done_first = first.stats()
+    assert done_first.failed == 0
+    assert done_first.succeeded == len(stack.recorder.calls) >= 1
+
+    started = time.monotonic()
+    with stack.runner() as second:
+        second.run_until_idle(timeout=15)
+    assert time.monotonic() - started < 10, "a released message must not wait for the 10-minute lock"
+    bodies = [c.body.decode() for c in stack.recorder.calls]
+    assert sorted(bodies) == sorted(f"sleep:0.{i}" for i in range(3, 9)), "each message exactly once"
+    assert len(stack.drain(stack.out_queue)) == 6
+
+
+def test_two_functions_chain_through_a_queue(stack: Stack, queue_names: Callable[[str], str]) -> None:
+    app = func.FunctionApp()
+    seen: list[bytes] = []
+
+    @app.function_name(name="First")
+    @app.queue_trigger(arg_name="msg", queue_name="%IN_QUEUE%", connection=CONN)
+    @app.queue_output(arg_name="mid", queue_name="%MID_QUEUE%", connection=CONN)
+    def first(msg: func.QueueMessage, mid: func.Out[bytes]) -> None:
+        mid.set(msg.get_body().upper())
+
+    @app.function_name(name="Second")
+    @app.queue_trigger(arg_name="item", queue_name="%MID_QUEUE%", connection=CONN)
+    def second(item: func.QueueMessage) -> None:
+        seen.append(item.get_body())
+
+    stack.send(b64("chained"))
+    settings = {**stack.settings, "MID_QUEUE": queue_names("mid")}
+    with Runner(app, settings=settings, host_json=host(messageEncoding="base64")) as runner:
+        runner.run_until_idle()
+        assert runner.stats("Second").succeeded == 1
+    assert seen == [b"CHAINED"]
+
+
+def test_cli_runs_an_app_until_sigint(stack: Stack, tmp_path: Path) -> None:
+    (tmp_path / "cli_app.py").write_text(
+        textwrap.dedent(f"""
+        import azure.functions as func
+        app = func.FunctionApp()
+
+        @app.queue_trigger(arg_name="msg", queue_name="%IN_QUEUE%", connection="{CONN}")
+        @app.queue_output(arg_name="out", queue_name="%OUT_QUEUE%", connection="{CONN}")
+        def handle(msg: func.QueueMessage, out: func.Out[str]) -> None:
+            out.set("cli:" + msg.get_body().decode())
+    """)
+    )
+    (tmp_path / "host.json").write_text(json.dumps(host()))
+    # local.settings.json supplies the values; the environment wins where both are set.
+    values = {"IN_QUEUE": stack.in_queue, "OUT_QUEUE": "wrong-queue", CONN: stack.azurite.connection_string}
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": values}))
+    env = {**os.environ, "OUT_QUEUE": stack.out_queue, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop(CONN, None)
+    stack.send("ping")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack.runner", "--app", "cli_app", "--log-level", "WARNING"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        out: list[str] = []
+        while not out and time.monotonic() < deadline and proc.poll() is None:
+            out = stack.drain(stack.out_queue)
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert out == ["cli:ping"], stderr
+    assert proc.returncode == 0, stderr
+    assert "Runner up" in stdout
