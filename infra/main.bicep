@@ -1,0 +1,273 @@
+// certstate: a queue-triggered Python function (Flex Consumption) that PATCHes Intune
+// managedDeviceCertificateState through Microsoft Graph, with an optional Logic App front door.
+//
+// Resource-group scope: `azd up` (azure.yaml) or
+//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.bicepparam
+// See docs/deploy.md for parameters, roles and the pacing arithmetic.
+//
+// Every identity is Entra ID based: the storage account refuses shared keys, Application Insights
+// refuses instrumentation-key ingestion, and no output carries a key, SAS or connection string.
+
+targetScope = 'resourceGroup'
+
+@minLength(1)
+@maxLength(40)
+@description('Environment name (azd sets it from AZURE_ENV_NAME). Used in resource names and the azd-env-name tag.')
+param environmentName string
+
+@description('Region for every resource. Flex Consumption must be available there (az functionapp list-flexconsumption-locations).')
+param location string = resourceGroup().location
+
+@description('Tags added to every resource.')
+param tags object = {}
+
+@allowed([
+  'global'
+  'usgov'
+  'usgovdod'
+  'china'
+])
+@description('Microsoft Graph national cloud; sets GRAPH_BASE_URL. It must match the Azure cloud this is deployed to.')
+param graphCloud string = 'global'
+
+@minLength(3)
+@maxLength(56)
+@description('Input queue (the trigger). At most 56 characters, so that <name>-poison is still a valid queue name.')
+param inputQueueName string = 'certificate-state-updates'
+
+@minLength(3)
+@maxLength(56)
+@description('Result queue: one outcome per input message.')
+param resultQueueName string = 'certificate-state-results'
+
+@minValue(2)
+@maxValue(10000)
+@description('Graph write limit for this app in this tenant, per GRAPH_WRITE_WINDOW_SECONDS (Intune: 100 per 20 s).')
+param graphWriteLimit int = 100
+
+@minValue(1)
+@maxValue(3600)
+@description('The window of graphWriteLimit, in seconds.')
+param graphWriteWindowSeconds int = 20
+
+@minValue(1)
+@maxValue(1000)
+@description('Flex maximumInstanceCount (per function group; this app has one). Capped at 95% of graphWriteLimit, see docs/deploy.md.')
+param maximumInstanceCount int = 2
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Flex instance memory in MB.')
+param instanceMemoryMB int = 2048
+
+@allowed([
+  '3.10'
+  '3.11'
+  '3.12'
+])
+@description('Python version of the Flex runtime. The pinned requirements are tested on 3.11.')
+param pythonVersion string = '3.11'
+
+@minValue(1)
+@maxValue(60)
+@description('GRAPH_CONNECT_TIMEOUT_SECONDS.')
+param graphConnectTimeoutSeconds int = 5
+
+@minValue(1)
+@maxValue(300)
+@description('GRAPH_READ_TIMEOUT_SECONDS.')
+param graphReadTimeoutSeconds int = 30
+
+@minValue(1)
+@maxValue(20)
+@description('GRAPH_MAX_ATTEMPTS: calls per message delivery, retries included.')
+param graphMaxAttempts int = 4
+
+@minValue(0)
+@maxValue(540)
+@description('GRAPH_MAX_WAIT_SECONDS: the longest Retry-After or backoff one delivery sleeps through.')
+param graphMaxWaitSeconds int = 60
+
+@description('Grant the Graph application permission DeviceManagementConfiguration.ReadWrite.All to the function identity (Graph Bicep extension; public cloud only; the deployer needs AppRoleAssignment.ReadWrite.All and Application.Read.All). If false, run infra/scripts/grant-graph-app-role.sh or ask an admin.')
+param grantGraphAppRole bool = true
+
+@description('Deploy the Logic App (Consumption) HTTP front door that puts request bodies on the input queue.')
+param deployLogicApp bool = true
+
+@description('Optional object id of an operator (azd sets AZURE_PRINCIPAL_ID) who may put messages on the input queue and read and delete results, for the smoke test in docs/deploy.md. Empty: no operator roles.')
+param operatorPrincipalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+@description('Principal type of operatorPrincipalId.')
+param operatorPrincipalType string = 'User'
+
+@minValue(30)
+@maxValue(730)
+@description('Log Analytics retention in days.')
+param logRetentionDays int = 30
+
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+@description('Storage replication. The queues hold transient work; LRS is enough for most, ZRS survives a zone loss.')
+param storageSkuName string = 'Standard_LRS'
+
+@description('Zone-redundant Flex plan. Only in regions where Flex supports availability zones.')
+param zoneRedundant bool = false
+
+var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
+var namePrefix = toLower(take(environmentName, 20))
+var allTags = union(tags, {
+  'azd-env-name': environmentName
+  application: 'certstate'
+})
+
+var graphBaseUrls = {
+  global: 'https://graph.microsoft.com/beta'
+  usgov: 'https://graph.microsoft.us/beta'
+  usgovdod: 'https://dod-graph.microsoft.us/beta'
+  china: 'https://microsoftgraph.chinacloudapi.cn/beta'
+}
+
+// Pacing (docs/deploy.md, "Pacing"). Each Flex instance runs one Python worker process, and each
+// process spends at most GRAPH_WRITE_BUDGET writes per GRAPH_WRITE_WINDOW_SECONDS. With
+// usableWriteLimit = floor(95% of graphWriteLimit): instances x budget <= usableWriteLimit <= graphWriteLimit.
+// The instance count is capped at usableWriteLimit, so the budget is never rounded up to 1.
+// Parentheses are explicit: Bicep evaluates * and / left to right, and so must every reader.
+var usableWriteLimit = (graphWriteLimit * 95) / 100
+var effectiveMaximumInstanceCount = min(maximumInstanceCount, usableWriteLimit)
+var graphWriteBudget = max(1, usableWriteLimit / effectiveMaximumInstanceCount)
+
+var storageAccountName = 'st${resourceToken}'
+var deploymentContainerName = 'app-package'
+var functionAppName = 'func-${namePrefix}-${resourceToken}'
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${namePrefix}-${resourceToken}'
+  location: location
+  tags: allTags
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring-${resourceToken}'
+  params: {
+    location: location
+    tags: allTags
+    logAnalyticsName: 'log-${namePrefix}-${resourceToken}'
+    appInsightsName: 'appi-${namePrefix}-${resourceToken}'
+    retentionInDays: logRetentionDays
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage-${resourceToken}'
+  params: {
+    name: storageAccountName
+    location: location
+    tags: allTags
+    inputQueueName: inputQueueName
+    resultQueueName: resultQueueName
+    deploymentContainerName: deploymentContainerName
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    skuName: storageSkuName
+  }
+}
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac-${resourceToken}'
+  params: {
+    storageAccountName: storage.outputs.name
+    inputQueueName: storage.outputs.inputQueueName
+    resultQueueName: storage.outputs.resultQueueName
+    appInsightsName: monitoring.outputs.appInsightsName
+    functionPrincipalId: identity.properties.principalId
+    operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalType: operatorPrincipalType
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp-${resourceToken}'
+  params: {
+    name: functionAppName
+    planName: 'plan-${namePrefix}-${resourceToken}'
+    location: location
+    tags: allTags
+    serviceName: 'certstate'
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    appInsightsName: monitoring.outputs.appInsightsName
+    identityId: identity.id
+    identityClientId: identity.properties.clientId
+    pythonVersion: pythonVersion
+    maximumInstanceCount: effectiveMaximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    zoneRedundant: zoneRedundant
+    graphBaseUrl: graphBaseUrls[graphCloud]
+    inputQueueName: inputQueueName
+    resultQueueName: resultQueueName
+    graphWriteBudget: graphWriteBudget
+    graphWriteWindowSeconds: graphWriteWindowSeconds
+    graphConnectTimeoutSeconds: graphConnectTimeoutSeconds
+    graphReadTimeoutSeconds: graphReadTimeoutSeconds
+    graphMaxAttempts: graphMaxAttempts
+    graphMaxWaitSeconds: graphMaxWaitSeconds
+  }
+  // The identity must hold its storage roles before the host first starts and before the
+  // first deployment package is read.
+  dependsOn: [
+    rbac
+  ]
+}
+
+// The Microsoft Graph Bicep extension is public-cloud only; elsewhere use the script.
+var graphGrantEnabled = grantGraphAppRole && (graphCloud == 'global') && (environment().name == 'AzureCloud')
+
+module graphAppRole 'modules/graph-app-role.bicep' = if (graphGrantEnabled) {
+  name: 'graph-app-role-${resourceToken}'
+  params: {
+    principalId: identity.properties.principalId
+  }
+}
+
+module logicApp 'modules/logicapp.bicep' = if (deployLogicApp) {
+  name: 'logicapp-${resourceToken}'
+  params: {
+    name: 'logic-${namePrefix}-${resourceToken}'
+    connectionName: 'azurequeues-${namePrefix}-${resourceToken}'
+    location: location
+    tags: allTags
+    storageAccountName: storage.outputs.name
+    inputQueueName: storage.outputs.inputQueueName
+  }
+}
+
+// Outputs: names and ids only (azd writes them to .azure/<env>/.env). Never a key, SAS or
+// connection string; the Logic App callback URL (it carries a SAS signature) is fetched on demand.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output INPUT_QUEUE_NAME string = storage.outputs.inputQueueName
+output RESULT_QUEUE_NAME string = storage.outputs.resultQueueName
+output POISON_QUEUE_NAME string = storage.outputs.poisonQueueName
+output MANAGED_IDENTITY_CLIENT_ID string = identity.properties.clientId
+output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId
+output GRAPH_BASE_URL string = graphBaseUrls[graphCloud]
+output GRAPH_APP_ROLE_GRANTED bool = graphGrantEnabled
+output GRAPH_WRITE_BUDGET int = graphWriteBudget
+output EFFECTIVE_MAXIMUM_INSTANCE_COUNT int = effectiveMaximumInstanceCount
+output LOGIC_APP_NAME string = deployLogicApp ? logicApp!.outputs.name : ''

@@ -1,0 +1,26 @@
+// Parameters for infra/main.bicep. azd (azure.yaml) and `az deployment group create -p` both read
+// this file; environment variables override the defaults below, so nothing here is environment
+// specific. See docs/deploy.md for what each parameter does.
+using './main.bicep'
+
+param environmentName = readEnvironmentVariable('AZURE_ENV_NAME', 'certstate')
+
+// 'global' | 'usgov' | 'usgovdod' | 'china'. The Graph grant below works in 'global' only.
+param graphCloud = readEnvironmentVariable('CERTSTATE_GRAPH_CLOUD', 'global')
+
+param inputQueueName = 'certificate-state-updates'
+param resultQueueName = 'certificate-state-results'
+
+// Pacing: instances x GRAPH_WRITE_BUDGET <= 95% of graphWriteLimit (docs/deploy.md, "Pacing").
+param graphWriteLimit = 100
+param graphWriteWindowSeconds = 20
+param maximumInstanceCount = int(readEnvironmentVariable('CERTSTATE_MAXIMUM_INSTANCE_COUNT', '2'))
+param instanceMemoryMB = 2048
+
+param grantGraphAppRole = bool(readEnvironmentVariable('CERTSTATE_GRANT_GRAPH_APP_ROLE', 'true'))
+param deployLogicApp = bool(readEnvironmentVariable('CERTSTATE_DEPLOY_LOGIC_APP', 'true'))
+
+// azd sets AZURE_PRINCIPAL_ID to the signed-in user: that user may send test messages and read
+// outcomes (queue-scoped roles). Empty outside azd unless you export it.
+param operatorPrincipalId = readEnvironmentVariable('AZURE_PRINCIPAL_ID', '')
+param operatorPrincipalType = readEnvironmentVariable('AZURE_PRINCIPAL_TYPE', 'User')

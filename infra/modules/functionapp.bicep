@@ -1,0 +1,193 @@
+// Flex Consumption plan and the Python function app.
+//
+// Flex rejects or ignores many classic settings (FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
+// WEBSITE_CONTENT*, WEBSITE_RUN_FROM_PACKAGE, linuxFxVersion, alwaysOn, ftpsState, ...): runtime,
+// scale and deployment live in functionAppConfig instead. tests/infra checks that none creeps in.
+
+param name string
+param planName string
+param location string
+param tags object
+
+@description('azd service name (azure.yaml); azd finds the app by the azd-service-name tag.')
+param serviceName string
+
+param storageAccountName string
+param deploymentContainerName string
+param appInsightsName string
+
+@description('Resource id of the user-assigned identity.')
+param identityId string
+
+@description('Client id of the user-assigned identity.')
+param identityClientId string
+
+param pythonVersion string
+param maximumInstanceCount int
+param instanceMemoryMB int
+
+@description('Zone-redundant Flex plan (only in regions that support it for Flex).')
+param zoneRedundant bool = false
+
+param graphBaseUrl string
+param inputQueueName string
+param resultQueueName string
+param graphWriteBudget int
+param graphWriteWindowSeconds int
+param graphConnectTimeoutSeconds int
+param graphReadTimeoutSeconds int
+param graphMaxAttempts int
+param graphMaxWaitSeconds int
+
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  //checkov:skip=CKV_AZURE_225:Zone redundancy for Flex is regional; it is opt-in through the zoneRedundant parameter.
+  properties: {
+    reserved: true
+    zoneRedundant: zoneRedundant
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': serviceName
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    //checkov:skip=CKV_AZURE_17:Client certificates do not apply: the app has no HTTP functions (queue trigger only).
+    httpsOnly: true
+    //checkov:skip=CKV_AZURE_222:Without VNet integration (not in this template) azd and the Functions tooling publish through the public SCM endpoint; the app exposes no HTTP functions.
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      //checkov:skip=CKV_AZURE_78:Flex Consumption does not accept siteConfig.ftpsState (Flex deprecations list); its packages come only from the blob container, read with the managed identity.
+      //checkov:skip=CKV_AZURE_213:No HTTP functions, so there is no health-check path; the Functions host health is monitored by the platform.
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      http20Enabled: true
+      // App settings are strings. Names must match shared/settings.py (tests/infra checks both
+      // ways). Set here rather than in a sites/config resource, so the host starts with them.
+      appSettings: [
+        // Host storage and the queue bindings (connection "AzureWebJobsStorage"), identity-based.
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        {
+          name: 'AzureWebJobsStorage__blobServiceUri'
+          value: 'https://${account.name}.blob.${environment().suffixes.storage}'
+        }
+        {
+          name: 'AzureWebJobsStorage__queueServiceUri'
+          value: 'https://${account.name}.queue.${environment().suffixes.storage}'
+        }
+        // Telemetry with Entra ID (local auth is disabled on the component).
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: appInsights.properties.ConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        // The app (shared/settings.py).
+        {
+          name: 'GRAPH_BASE_URL'
+          value: graphBaseUrl
+        }
+        {
+          name: 'INPUT_QUEUE_NAME'
+          value: inputQueueName
+        }
+        {
+          name: 'RESULT_QUEUE_NAME'
+          value: resultQueueName
+        }
+        {
+          name: 'CREDENTIAL_MODE'
+          value: 'managedIdentity'
+        }
+        {
+          name: 'MANAGED_IDENTITY_CLIENT_ID'
+          value: identityClientId
+        }
+        {
+          name: 'GRAPH_CONNECT_TIMEOUT_SECONDS'
+          value: string(graphConnectTimeoutSeconds)
+        }
+        {
+          name: 'GRAPH_READ_TIMEOUT_SECONDS'
+          value: string(graphReadTimeoutSeconds)
+        }
+        {
+          name: 'GRAPH_MAX_ATTEMPTS'
+          value: string(graphMaxAttempts)
+        }
+        {
+          name: 'GRAPH_MAX_WAIT_SECONDS'
+          value: string(graphMaxWaitSeconds)
+        }
+        {
+          name: 'GRAPH_WRITE_BUDGET'
+          value: string(graphWriteBudget)
+        }
+        {
+          name: 'GRAPH_WRITE_WINDOW_SECONDS'
+          value: string(graphWriteWindowSeconds)
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${account.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      //checkov:skip=CKV_AZURE_212:numberOfWorkers does not exist on Flex; the platform scales per function up to maximumInstanceCount.
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+    }
+  }
+}
+
+output name string = site.name
+output id string = site.id
+output defaultHostName string = site.properties.defaultHostName

@@ -1,0 +1,143 @@
+// The function's storage account: host storage (AzureWebJobsStorage, identity-based), the Flex
+// deployment package container, and the input, poison and result queues.
+
+param name string
+param location string
+param tags object
+param inputQueueName string
+param resultQueueName string
+param deploymentContainerName string
+param logAnalyticsWorkspaceId string
+
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+@description('Replication (main.bicep storageSkuName).')
+param skuName string = 'Standard_LRS'
+
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: skuName
+  }
+  //checkov:skip=CKV_AZURE_35:No VNet in this template: Flex without VNet integration and the Logic Apps queue connector reach storage over its public endpoint. Shared keys are disabled, so every call needs an Entra identity with a data role.
+  //checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35: public network access is required without private endpoints; access is Entra ID only.
+  //checkov:skip=CKV_AZURE_206:Geo-replication is a choice (storageSkuName): the queues hold transient work, the package is re-deployable, and the function and Logic App are single-region anyway.
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      services: {
+        blob: {
+          enabled: true
+        }
+        file: {
+          enabled: true
+        }
+        queue: {
+          enabled: true
+          keyType: 'Account'
+        }
+        table: {
+          enabled: true
+          keyType: 'Account'
+        }
+      }
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+// Flex reads the app package from here with the user-assigned identity.
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource inputQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: inputQueueName
+}
+
+// The host would create it on first use; creating it here lets operators watch and grant it.
+resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${inputQueueName}-poison'
+}
+
+resource resultQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: resultQueueName
+}
+
+// Storage logs for the queue service: who put, read and deleted messages (Entra principal ids).
+resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'queue-to-log-analytics'
+  scope: queueService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output name string = account.name
+output id string = account.id
+output blobEndpoint string = account.properties.primaryEndpoints.blob
+output queueEndpoint string = account.properties.primaryEndpoints.queue
+output inputQueueName string = inputQueue.name
+output poisonQueueName string = poisonQueue.name
+output resultQueueName string = resultQueue.name
