@@ -1,0 +1,198 @@
+"""The Graph client over real loopback HTTP against the Graph simulator, with the real credential."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+import requests
+from azure.identity import ManagedIdentityCredential
+
+from devstack.graph_simulator import GraphSimulator
+from devstack.identity_emulator import IdentityEmulator
+from shared.errors import ErrorCode, GraphRefused, TransientError
+from shared.graph_client import ClientLimits, GraphClient
+from shared.pacing import WritePacer
+from shared.routes import GraphRequest
+
+IOS = "/deviceManagement/deviceConfigurations/b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11/microsoft.graph.iosScepCertificateProfile/managedDeviceCertificateStates/d99bc884-c884-d99b-84c8-9bd984c89bd9"  # noqa: E501
+BODY = {"certificateIssuer": "CN=Contoso", "certificateExpirationDateTime": "2027-01-01T00:02:14.9489247-08:00"}
+
+
+def client(
+    graph: GraphSimulator,
+    credential: ManagedIdentityCredential,
+    *,
+    max_attempts: int = 4,
+    max_wait: float = 10.0,
+    pacer: WritePacer | None = None,
+) -> GraphClient:
+    return GraphClient(
+        session=requests.Session(),
+        credential=credential,
+        scope=f"{graph.origin}/.default",
+        pacer=pacer or WritePacer(1000, 1.0),
+        limits=ClientLimits(connect_timeout=2, read_timeout=5, max_attempts=max_attempts, max_wait_seconds=max_wait),
+    )
+
+
+def patch(graph: GraphSimulator, c: GraphClient, path: str = IOS, body: dict[str, object] | None = None):
+    return c.patch(GraphRequest(url=graph.base_url + path, body=body or BODY))
+
+
+def writes(graph: GraphSimulator) -> list[dict[str, Any]]:
+    return [r for r in graph.requests() if r["method"] == "PATCH"]
+
+
+def test_a_patch_lands_with_graphs_ids_captured(graph, credential):
+    result = patch(graph, client(graph, credential))
+    assert (result.status, result.attempts) == (200, 1)
+    logged = writes(graph)
+    assert result.trace.request_id
+    assert result.trace.date
+    assert result.trace.client_request_id == logged[0]["clientRequestId"]
+    state = graph.store()
+    assert BODY["certificateExpirationDateTime"] in str(state)
+
+
+def test_each_request_carries_a_fresh_client_request_id(graph, credential):
+    c = client(graph, credential)
+    patch(graph, c)
+    patch(graph, c)
+    ids = [r["clientRequestId"] for r in writes(graph)]
+    assert len(set(ids)) == 2
+
+
+@pytest.mark.parametrize("form", ["fractional", "seconds", "http-date"])
+def test_a_429_is_retried_no_earlier_than_its_retry_after(graph, credential, form: str):
+    not_before = time.time() + 2
+    retry_after = {
+        "fractional": "1.5",
+        "seconds": "1",
+        "http-date": format_datetime(datetime.fromtimestamp(not_before, UTC), usegmt=True),
+    }[form]
+    graph.configure(script=[{"status": 429, "retryAfter": retry_after}])
+    result = patch(graph, client(graph, credential))
+    first, second = writes(graph)
+    assert (first["status"], second["status"], result.status, result.attempts) == (429, 200, 200, 2)
+    assert graph.stats()["earlyRetries"] == 0
+    if form == "http-date":
+        assert second["wallTime"] >= int(not_before)  # the date has whole-second precision
+    else:
+        assert second["wallTime"] - first["wallTime"] >= float(retry_after)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_errors_are_retried_with_backoff(graph, credential, status: int):
+    graph.configure(script=[{"status": status}, {"status": status}])
+    result = patch(graph, client(graph, credential))
+    assert (result.status, result.attempts) == (200, 3)
+    times = [r["wallTime"] for r in writes(graph)]
+    assert times[1] - times[0] >= 0.5  # backoff(1) is at least half a second
+    assert times[2] - times[1] >= 1.0  # backoff(2) at least one
+
+
+def test_a_dropped_connection_is_retried(graph, credential):
+    graph.configure(script=[{"drop": True}])
+    result = patch(graph, client(graph, credential))
+    assert (result.status, result.attempts) == (200, 2)
+    assert graph.stats()["dropped"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code", "status"),
+    [
+        (IOS.replace("d99bc884", "0000c884"), BODY, ErrorCode.GRAPH_NOT_FOUND, 404),
+        (IOS, {"certificateKeyLength": None}, ErrorCode.GRAPH_BAD_REQUEST, 400),
+    ],
+)
+def test_permanent_refusals_fail_after_one_call(graph, credential, path, body, code, status):
+    with pytest.raises(GraphRefused) as caught:
+        patch(graph, client(graph, credential), path, body)
+    assert (caught.value.code, caught.value.http_status, caught.value.attempts) == (code, status, 1)
+    assert caught.value.graph_code in {"ResourceNotFound", "BadRequest"}
+    assert caught.value.trace.request_id
+    assert len(writes(graph)) == 1
+
+
+def test_403_is_permanent(graph, credential):
+    graph.configure(script=[{"status": 403}])
+    with pytest.raises(GraphRefused) as caught:
+        patch(graph, client(graph, credential))
+    assert caught.value.code is ErrorCode.GRAPH_FORBIDDEN
+    assert len(writes(graph)) == 1
+
+
+def test_a_401_gets_one_retry_with_a_fresh_token(graph, identity: IdentityEmulator, credential):
+    c = client(graph, credential)
+    patch(graph, c)
+    assert identity.tokens_issued == 1
+    graph.revoke_all_tokens()
+    time.sleep(0.01)
+    result = patch(graph, c)
+    assert (result.status, result.attempts) == (200, 2)
+    assert identity.tokens_issued == 2
+
+
+def test_a_second_401_is_permanent(graph, credential):
+    graph.configure(script=[{"status": 401}, {"status": 401}])
+    with pytest.raises(GraphRefused) as caught:
+        patch(graph, client(graph, credential))
+    assert caught.value.code is ErrorCode.GRAPH_UNAUTHORIZED
+    assert len(writes(graph)) == 2
+
+
+def test_one_token_serves_many_requests(graph, identity: IdentityEmulator, credential):
+    c = client(graph, credential)
+    for _ in range(5):
+        patch(graph, c)
+    assert identity.tokens_issued == 1
+
+
+def test_a_retry_after_beyond_the_wait_limit_hands_the_message_back_at_once(graph, credential):
+    graph.configure(script=[{"status": 429, "retryAfter": "30"}])
+    started = time.monotonic()
+    with pytest.raises(TransientError) as caught:
+        patch(graph, client(graph, credential, max_wait=5))
+    assert caught.value.code is ErrorCode.GRAPH_THROTTLED
+    assert caught.value.http_status == 429
+    assert time.monotonic() - started < 2
+    assert len(writes(graph)) == 1
+
+
+def test_a_429_holds_back_every_request_of_the_process(graph, credential):
+    pacer = WritePacer(1000, 1.0)
+    first, second = client(graph, credential, pacer=pacer), client(graph, credential, pacer=pacer)
+    graph.configure(script=[{"status": 429, "retryAfter": "1"}])
+    patch(graph, first)  # 429, then waits, then 200
+    patch(graph, second)
+    assert graph.stats()["earlyRetries"] == 0
+
+
+def test_transient_failures_past_the_attempt_limit_are_reported_as_transient(graph, credential):
+    graph.configure(script=[{"status": 503, "retryAfter": "0.1"}] * 3)
+    with pytest.raises(TransientError) as caught:
+        patch(graph, client(graph, credential, max_attempts=3))
+    assert (caught.value.code, caught.value.attempts, caught.value.http_status) == (ErrorCode.GRAPH_UNAVAILABLE, 3, 503)
+
+
+def test_no_token_is_a_transient_credential_error(graph, identity: IdentityEmulator, credential):
+    identity.set_failing(True)
+    with pytest.raises(TransientError) as caught:
+        patch(graph, client(graph, credential))
+    assert caught.value.code is ErrorCode.CREDENTIAL_UNAVAILABLE
+    assert writes(graph) == []
+
+
+def test_members_after_unknown_future_value_reach_graph_with_the_prefer_header(graph, credential):
+    c = client(graph, credential)
+    body = {"devicePlatform": "windowsMobileApplicationManagement"}
+    result = c.patch(
+        GraphRequest(url=graph.base_url + IOS, body=body, headers={"Prefer": "include-unknown-enum-members"})
+    )
+    assert result.status == 200
+    with pytest.raises(GraphRefused):  # without the header Graph refuses the member: the header matters
+        c.patch(GraphRequest(url=graph.base_url + IOS, body=body))
