@@ -7,7 +7,8 @@ trigger queues with ``azure-storage-queue`` and calls the Python functions the w
 ``QueueListener``/``QueueProcessor`` (extension 5.x) do, so the app's queue contract can be exercised end to
 end on a laptop or in CI.
 
-Reproduced, from ``host.json`` ``extensions.queues`` (defaults in brackets):
+Reproduced, from ``host.json`` ``extensions.queues`` as :mod:`shared.host_config` reads it for the app too
+(defaults in brackets):
 
 * ``batchSize`` [16] messages received per poll, each with the host's 10-minute lock, which is renewed
   (``update_message``) when a function runs past half of it; the next batch is fetched once no more than
@@ -26,15 +27,17 @@ Reproduced, from ``host.json`` ``extensions.queues`` (defaults in brackets):
   any code runs. No poison queue exists for names ending in ``-poison`` or longer than 56 characters: failed
   messages there stay invisible until the lock expires, as in the host;
 * ``%NAME%`` queue names resolve from the app settings; names are lower-cased and validated; the binding's
-  ``connection`` names the setting (or ``AzureWebJobs<name>``) that holds a connection string; functions
-  disabled with ``AzureWebJobs.<name>.Disabled`` are skipped.
+  ``connection`` names the setting (or ``AzureWebJobs<name>``) that holds a connection string, where
+  ``UseDevelopmentStorage=true`` means Azurite's account on 127.0.0.1 with the queue port 10001, as under
+  Core Tools (``AZURITE_QUEUE_PORT`` overrides the port); functions disabled with
+  ``AzureWebJobs.<name>.Disabled`` are skipped.
 
 Differences from the real host (on purpose or out of reach): no gRPC worker process (functions run in this
 process, one daemon thread per message, seeing this process's ``os.environ``); functions with other triggers
 are skipped, and queue-triggered ones with any binding besides queue outputs are refused (no extension
 bundle); no dynamic concurrency, scale controller, ``functionTimeout``, ``@app.retry`` or drain mode; several
 runners on one queue compete only through message visibility, as host instances do; identity-based
-connections (``<conn>__queueServiceUri``) and ``UseDevelopmentStorage=true`` are not supported; no
+connections (``<conn>__queueServiceUri``) and ``DevelopmentStorageProxyUri`` are not supported; no
 ``context`` parameter; an output that cannot be written fails the invocation (so does the host's, but what
 was already written of several outputs may differ); a ``func.QueueMessage`` written to an output becomes its
 body text (the host's JSON handling is not reproduced); base64 that decodes to non-UTF-8 bytes is poisoned,
@@ -51,6 +54,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import dataclasses
 import importlib
@@ -77,137 +81,37 @@ from azure.functions.queue import QueueMessage as InvocationMessage
 from azure.functions.queue import QueueMessageOutConverter
 from azure.storage.queue import QueueClient, QueueMessage, QueueServiceClient, StorageErrorCode
 
+from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME
+from devstack.azurite import HOST as AZURITE_HOST
+from shared.host_config import MIN_POLLING_INTERVAL, HostConfigError, QueueOptions
+
 __all__ = [
+    "AZURITE_QUEUE_PORT_VARIABLE",
     "HOST_LOCK_SECONDS",
     "OutBinding",
     "QueueOptions",
     "Runner",
     "RunnerError",
     "RunnerStats",
-    "parse_timespan",
+    "development_storage_connection_string",
+    "poison_queue_name",
 ]
 
 log = logging.getLogger("devstack.runner")
 
 HOST_LOCK_SECONDS = 600
 """The host holds a message it is processing invisible for 10 minutes and renews that while it runs."""
-MIN_POLLING_INTERVAL = 0.1
-"""``QueuePollingIntervals.Minimum``: the first delay after an empty poll and the floor for the maximum."""
-MAX_BATCH_SIZE = 32
+AZURITE_QUEUE_PORT_VARIABLE = "AZURITE_QUEUE_PORT"
+"""Where ``UseDevelopmentStorage=true`` finds Azurite's queue port when it is not the default."""
+DEFAULT_AZURITE_QUEUE_PORT = 10001
 POISON_SUFFIX = "-poison"
 _QUEUE_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SETTING_REF = re.compile(r"%([^%]+)%")
-_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?$")
 _GONE = {StorageErrorCode.POP_RECEIPT_MISMATCH, StorageErrorCode.MESSAGE_NOT_FOUND, StorageErrorCode.QUEUE_NOT_FOUND}
 
 
 class RunnerError(RuntimeError):
     """The app, its settings or host.json cannot be run as the host would run them."""
-
-
-# -- host.json -------------------------------------------------------------------------------------------------
-
-
-def parse_timespan(value: str) -> float:
-    """Parse a .NET ``TimeSpan`` string (``[d.]hh:mm[:ss[.fffffff]]``, as host.json uses) into seconds."""
-    match = _TIMESPAN.match(value.strip())
-    if match is None:
-        raise RunnerError(f"not a TimeSpan (expected e.g. '00:00:30'): {value!r}")
-    days, hours, minutes, seconds, fraction = match.groups()
-    if int(hours) > 23 or int(minutes) > 59 or int(seconds or 0) > 59:
-        raise RunnerError(f"TimeSpan field out of range: {value!r}")
-    total = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds or 0)
-    return total + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
-
-
-def _lookup(mapping: Mapping[str, object], key: str) -> object:
-    """Case-insensitive key lookup: the host reads host.json through case-insensitive configuration."""
-    for name, value in mapping.items():
-        if name.lower() == key.lower():
-            return value
-    return None
-
-
-@dataclasses.dataclass(frozen=True)
-class QueueOptions:
-    """The host's ``QueuesOptions`` (Storage Queues extension 5.x), with its defaults and limits."""
-
-    batch_size: int = 16
-    new_batch_threshold: int = 8
-    max_polling_interval: float = 60.0
-    visibility_timeout: float = 0.0
-    max_dequeue_count: int = 5
-    message_encoding: Literal["base64", "none"] = "base64"
-
-    def __post_init__(self) -> None:
-        """Reject what the host rejects at startup, with its limits."""
-        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
-            raise RunnerError(f"batchSize must be between 1 and {MAX_BATCH_SIZE}, got {self.batch_size}")
-        if self.new_batch_threshold < 0:
-            raise RunnerError(f"newBatchThreshold must be >= 0, got {self.new_batch_threshold}")
-        if self.max_polling_interval < MIN_POLLING_INTERVAL:
-            raise RunnerError("maxPollingInterval must be at least 00:00:00.1")
-        if self.visibility_timeout < 0:
-            raise RunnerError("visibilityTimeout must not be negative")
-        if self.max_dequeue_count < 1:
-            raise RunnerError(f"maxDequeueCount must be >= 1, got {self.max_dequeue_count}")
-        if self.message_encoding not in ("base64", "none"):
-            raise RunnerError(f"messageEncoding must be 'base64' or 'none', got {self.message_encoding!r}")
-
-    @property
-    def max_concurrency(self) -> int:
-        """Upper bound of concurrent invocations per function: ``batchSize + newBatchThreshold``."""
-        return self.batch_size + self.new_batch_threshold
-
-    @classmethod
-    def from_host_json(
-        cls, host_json: Path | Mapping[str, Any] | None, *, processor_count: int | None = None
-    ) -> QueueOptions:
-        """Read ``extensions.queues`` from a host.json path or its parsed content (``None``: all defaults).
-
-        ``processor_count`` feeds the default ``newBatchThreshold`` (``batchSize // 2 * processors``); it
-        defaults to ``os.cpu_count()`` like a dedicated host (Consumption counts 1).
-        """
-        if isinstance(host_json, Path):
-            doc: object = json.loads(host_json.read_text(encoding="utf-8"))
-        else:
-            doc = host_json or {}
-        extensions = _lookup(doc, "extensions") if isinstance(doc, Mapping) else None
-        found = _lookup(extensions, "queues") if isinstance(extensions, Mapping) else None
-        queues: Mapping[str, object] = found if isinstance(found, Mapping) else {}
-
-        def integer(key: str, default: int) -> int:
-            value = _lookup(queues, key)
-            if value is None:
-                return default
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                raise RunnerError(f"extensions.queues.{key} must be an integer, got {value!r}")
-            try:
-                return int(value)
-            except ValueError as exc:
-                raise RunnerError(f"extensions.queues.{key} must be an integer, got {value!r}") from exc
-
-        def timespan(key: str, default: float) -> float:
-            value = _lookup(queues, key)
-            if value is None:
-                return default
-            if not isinstance(value, str):
-                raise RunnerError(f"extensions.queues.{key} must be a TimeSpan string, got {value!r}")
-            return parse_timespan(value)
-
-        batch_size = integer("batchSize", 16)
-        processors = processor_count if processor_count is not None else (os.cpu_count() or 1)
-        encoding = str(_lookup(queues, "messageEncoding") or "base64").lower()
-        if encoding not in ("base64", "none"):
-            raise RunnerError(f"extensions.queues.messageEncoding must be 'base64' or 'none', got {encoding!r}")
-        return cls(
-            batch_size=batch_size,
-            new_batch_threshold=integer("newBatchThreshold", batch_size // 2 * processors),
-            max_polling_interval=timespan("maxPollingInterval", 60.0),
-            visibility_timeout=timespan("visibilityTimeout", 0.0),
-            max_dequeue_count=integer("maxDequeueCount", 5),
-            message_encoding="base64" if encoding == "base64" else "none",
-        )
 
 
 # -- the app's bindings ----------------------------------------------------------------------------------------
@@ -261,17 +165,40 @@ def _resolve_queue_name(raw: str, settings: Mapping[str, str], where: str) -> st
     return name
 
 
+def development_storage_connection_string(value: str, environ: Mapping[str, str] | None = None) -> str:
+    """Return the connection string ``value`` stands for: itself, or Azurite's for ``UseDevelopmentStorage=true``.
+
+    Like Core Tools, ``UseDevelopmentStorage=true`` means the well-known ``devstoreaccount1`` account on
+    127.0.0.1 with the queue service on port 10001, or on the port in ``AZURITE_QUEUE_PORT`` (looked up in
+    ``environ``, by default ``os.environ``) when that is set. ``DevelopmentStorageProxyUri`` is not supported.
+    """
+    parts = [part.partition("=") for part in value.split(";") if part.strip()]
+    keys = {key.strip().lower(): text.strip() for key, _, text in parts}
+    if "usedevelopmentstorage" not in keys:
+        return value
+    if keys["usedevelopmentstorage"].lower() != "true" or len(keys) > 1:
+        raise RunnerError(f"only a bare 'UseDevelopmentStorage=true' is supported, got {value!r}")
+    raw_port = (os.environ if environ is None else environ).get(AZURITE_QUEUE_PORT_VARIABLE, "").strip()
+    port = DEFAULT_AZURITE_QUEUE_PORT
+    if raw_port:
+        if not raw_port.isdecimal() or not 0 < int(raw_port) < 65536:
+            raise RunnerError(f"{AZURITE_QUEUE_PORT_VARIABLE} must be a TCP port number, got {raw_port!r}")
+        port = int(raw_port)
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"QueueEndpoint=http://{AZURITE_HOST}:{port}/{ACCOUNT_NAME};"
+    )
+
+
 def _resolve_connection(setting_name: str | None, settings: Mapping[str, str], where: str) -> str:
     name = setting_name or "AzureWebJobsStorage"
     for candidate in (name, f"AzureWebJobs{name}"):
         value = settings.get(candidate)
         if value:
-            if value.replace(" ", "").lower().startswith("usedevelopmentstorage=true"):
-                raise RunnerError(
-                    f"{where}: {candidate}=UseDevelopmentStorage=true is not supported; "
-                    "use the connection string that devstack.azurite prints"
-                )
-            return value
+            try:
+                return development_storage_connection_string(value, collections.ChainMap(dict(settings), os.environ))
+            except RunnerError as exc:
+                raise RunnerError(f"{where}: {candidate}: {exc}") from None
     if any(key.startswith(f"{name}__") for key in settings):
         raise RunnerError(
             f"{where}: identity-based connection '{name}__...' is not supported locally; "
@@ -288,9 +215,19 @@ def poison_queue_name(queue_name: str) -> str | None:
     return candidate
 
 
+def registered_functions(app: func.FunctionApp) -> list[func.Function]:
+    """`app.get_functions()`, callable more than once per process (the host indexes an app only once).
+
+    azure-functions records indexed names in `functions_bindings` and refuses a second indexing of the
+    same app as "not a unique function name"; a fresh index lets several runners serve one app.
+    """
+    app.functions_bindings = {}
+    return app.get_functions()
+
+
 def _discover(app: func.FunctionApp, settings: Mapping[str, str]) -> list[_FunctionSpec]:
     specs: list[_FunctionSpec] = []
-    for fn in app.get_functions():
+    for fn in registered_functions(app):
         name = fn.get_function_name() or fn.get_user_function().__name__
         trigger = fn.get_trigger()
         if trigger is None or trigger.get_dict_repr().get("type") != "queueTrigger":
@@ -702,7 +639,12 @@ class Runner:
         """
         if lock_timeout < 2:
             raise RunnerError("lock_timeout must be at least 2 seconds (renewal happens at half of it)")
-        self.options = QueueOptions.from_host_json(host_json, processor_count=processor_count)
+        try:
+            self.options = QueueOptions.from_host_json(
+                host_json, processor_count=processor_count, app_settings=settings
+            )
+        except HostConfigError as exc:
+            raise RunnerError(f"host.json: {exc}") from exc
         self.lock_timeout = lock_timeout
         self.stopping = threading.Event()
         self._settings = dict(settings)
@@ -909,6 +851,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         help="local.settings.json whose Values fill in for unset environment variables",
     )
     parser.add_argument("--stop-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--lock-timeout",
+        type=int,
+        default=HOST_LOCK_SECONDS,
+        help="seconds a received message stays invisible while it runs (the host's 10-minute lock)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(None if argv is None else list(argv))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -923,6 +871,7 @@ def main(argv: Iterable[str] | None = None) -> int:
             _load_app(args.app),
             settings=settings,
             host_json=args.host_json if args.host_json.exists() else None,
+            lock_timeout=args.lock_timeout,
         )
     except RunnerError as exc:
         log.error("%s", exc)

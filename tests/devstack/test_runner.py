@@ -27,7 +27,14 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from devstack.azurite import ACCOUNT_KEY, REPO_ROOT, Azurite
-from devstack.runner import QueueOptions, Runner, RunnerError, parse_timespan, poison_queue_name
+from devstack.runner import (
+    AZURITE_QUEUE_PORT_VARIABLE,
+    QueueOptions,
+    Runner,
+    RunnerError,
+    development_storage_connection_string,
+    poison_queue_name,
+)
 
 CONN = "TestQueueConn"
 
@@ -163,51 +170,7 @@ def stack(azurite: Azurite, queue_names: Callable[[str], str]) -> Iterator[Stack
         yield s
 
 
-# -- host.json and configuration (no queues needed) ------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("00:00:30", 30.0), ("00:01:00", 60.0), ("00:00:00.5", 0.5), ("1.02:00:00", 93600.0), ("00:10", 600.0)],
-)
-def test_parse_timespan(text: str, seconds: float) -> None:
-    assert parse_timespan(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["30", "00:00:60", "abc", "-00:00:01"])
-def test_parse_timespan_rejects(text: str) -> None:
-    with pytest.raises(RunnerError):
-        parse_timespan(text)
-
-
-def test_repo_host_json_and_defaults() -> None:
-    repo = QueueOptions.from_host_json(REPO_ROOT / "host.json")
-    assert repo == QueueOptions(8, 4, 2.0, 30.0, 5, "none")
-    assert repo.max_concurrency == 12
-    defaults = QueueOptions.from_host_json(None, processor_count=2)
-    assert defaults == QueueOptions(16, 16, 60.0, 0.0, 5, "base64")
-    # newBatchThreshold defaults to batchSize // 2 * processors; keys are case-insensitive like the host's.
-    odd = QueueOptions.from_host_json(
-        {"Extensions": {"Queues": {"BatchSize": 5, "MessageEncoding": "None"}}}, processor_count=3
-    )
-    assert (odd.batch_size, odd.new_batch_threshold, odd.message_encoding) == (5, 6, "none")
-
-
-@pytest.mark.parametrize(
-    "queues",
-    [
-        {"batchSize": 0},
-        {"batchSize": 33},
-        {"maxDequeueCount": 0},
-        {"messageEncoding": "utf8"},
-        {"maxPollingInterval": "00:00:00.05"},
-        {"visibilityTimeout": 5},
-        {"newBatchThreshold": -1},
-    ],
-)
-def test_invalid_queue_options_rejected(queues: dict[str, object]) -> None:
-    with pytest.raises(RunnerError):
-        QueueOptions.from_host_json(host(**queues))
+# -- configuration (no queues needed; host.json itself is tested in tests/unit/test_host_config.py) -------
 
 
 FAKE_CONN = (
@@ -232,7 +195,7 @@ def test_unresolved_setting_and_missing_connection_fail_at_construction() -> Non
         Runner(
             make_app(Recorder()),
             settings={
-                "IN_QUEUE": "in",
+                "IN_QUEUE": "jobs-in",
                 "OUT_QUEUE": "out",
                 f"{CONN}__queueServiceUri": "https://x.queue.core.windows.net",
             },
@@ -248,6 +211,77 @@ def test_unsupported_bindings_are_refused() -> None:
 
     with pytest.raises(RunnerError, match="blob"):
         Runner(app, settings={CONN: FAKE_CONN})
+
+
+def test_invalid_host_json_fails_at_construction_as_a_runner_error() -> None:
+    settings = {CONN: FAKE_CONN, "IN_QUEUE": "jobs-in", "OUT_QUEUE": "out"}
+    with pytest.raises(RunnerError, match=r"host\.json: batchSize must be between 1 and 32"):
+        Runner(make_app(Recorder()), settings=settings, host_json=host(batchSize=33))
+
+
+def test_runner_reads_options_through_shared_host_config() -> None:
+    settings = {CONN: FAKE_CONN, "IN_QUEUE": "jobs-in", "OUT_QUEUE": "out"}
+    runner = Runner(make_app(Recorder()), settings=settings, host_json=REPO_ROOT / "host.json")
+    assert runner.options == QueueOptions(8, 4, 2.0, 30.0, 5, "none")
+    runner.stop()
+    defaults = Runner(make_app(Recorder()), settings=settings, processor_count=3)
+    assert defaults.options.new_batch_threshold == 16 // 2 * 3
+    defaults.stop()
+
+
+DEV_STORAGE = (
+    f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+    "QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+)
+
+
+def test_use_development_storage_maps_to_azurite_like_core_tools() -> None:
+    assert development_storage_connection_string("UseDevelopmentStorage=true", {}) == DEV_STORAGE.format(port=10001)
+    assert development_storage_connection_string(" usedevelopmentstorage = TRUE ;", {}) == DEV_STORAGE.format(
+        port=10001
+    )
+    port_set = {AZURITE_QUEUE_PORT_VARIABLE: "41234"}
+    assert development_storage_connection_string("UseDevelopmentStorage=true", port_set) == DEV_STORAGE.format(
+        port=41234
+    )
+    assert development_storage_connection_string(FAKE_CONN, port_set) == FAKE_CONN  # other strings: unchanged
+
+
+def test_use_development_storage_port_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(AZURITE_QUEUE_PORT_VARIABLE, raising=False)
+    assert ":10001/" in development_storage_connection_string("UseDevelopmentStorage=true")
+    monkeypatch.setenv(AZURITE_QUEUE_PORT_VARIABLE, "10101")
+    assert ":10101/" in development_storage_connection_string("UseDevelopmentStorage=true")
+
+
+@pytest.mark.parametrize(
+    ("value", "port"),
+    [
+        ("UseDevelopmentStorage=false", ""),
+        ("UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://ipv4.fiddler", ""),
+        ("UseDevelopmentStorage=true", "ten"),
+        ("UseDevelopmentStorage=true", "70000"),
+        ("UseDevelopmentStorage=true", "0"),
+    ],
+)
+def test_use_development_storage_rejects_what_it_cannot_honour(value: str, port: str) -> None:
+    with pytest.raises(RunnerError):
+        development_storage_connection_string(value, {AZURITE_QUEUE_PORT_VARIABLE: port})
+
+
+def test_runner_accepts_use_development_storage_from_the_settings() -> None:
+    # local.settings.sample.json's value; the port may come from the app settings as well as the environment.
+    settings = {
+        CONN: "UseDevelopmentStorage=true",
+        AZURITE_QUEUE_PORT_VARIABLE: "41235",
+        "IN_QUEUE": "jobs-in",
+        "OUT_QUEUE": "out",
+    }
+    runner = Runner(make_app(Recorder()), settings=settings, host_json=host())
+    assert runner._listeners[0].queue.url == "http://127.0.0.1:41235/devstoreaccount1/jobs-in"
+    runner.stop()
+    with pytest.raises(RunnerError, match=rf"function Echo, \w+: {CONN}: only a bare"):
+        Runner(make_app(Recorder()), settings={**settings, CONN: "UseDevelopmentStorage=false"})
 
 
 def test_poison_queue_naming() -> None:
