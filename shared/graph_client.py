@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -70,6 +71,7 @@ class GraphClient:
     ) -> None:
         self._session = session
         self._credential = credential
+        self._token_lock = threading.Lock()
         self._scope = scope
         self._pacer = pacer
         self._limits = limits
@@ -150,14 +152,20 @@ class GraphClient:
         raise last
 
     def _token(self, claims: str | None, attempt: int) -> str:
-        try:
-            return self._credential.get_token(self._scope, claims=claims).token
-        except ClientAuthenticationError as err:
-            raise TransientError(
-                code=ErrorCode.CREDENTIAL_UNAVAILABLE,
-                message=f"no token for {self._scope}: {_first_line(err.message)}",
-                attempts=attempt - 1,
-            ) from None
+        """One token fetch at a time per process, so a cold start asks the identity endpoint once.
+
+        azure-identity caches the token, but concurrent first calls would each miss that cache.
+        (MSAL also remembers a 5xx from the identity endpoint for 5 s, so waiters fail fast too.)
+        """
+        with self._token_lock:
+            try:
+                return self._credential.get_token(self._scope, claims=claims).token
+            except ClientAuthenticationError as err:
+                raise TransientError(
+                    code=ErrorCode.CREDENTIAL_UNAVAILABLE,
+                    message=f"no token for {self._scope}: {_first_line(err.message)}",
+                    attempts=attempt - 1,
+                ) from None
 
     def _send(self, request: GraphRequest, token: str) -> tuple[int | None, requests.Response | None, GraphTrace]:
         client_request_id = str(uuid.uuid4())

@@ -6,6 +6,7 @@ connection pool, write pacer) is created here once and shared by every invocatio
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 
 import requests
@@ -45,9 +46,8 @@ def build_pipeline(
     settings: Settings, options: QueueOptions, credential: TokenCredential | None = None
 ) -> CertStatePipeline:
     """Wire the production pipeline; tests pass their own settings and, if they like, credential."""
-    concurrency = options.batch_size + options.effective_new_batch_threshold
     client = GraphClient(
-        session=build_session(concurrency),
+        session=build_session(options.max_concurrency),
         credential=credential or build_credential(settings),
         scope=settings.graph_scope,
         pacer=WritePacer(settings.GRAPH_WRITE_BUDGET, settings.GRAPH_WRITE_WINDOW_SECONDS),
@@ -63,7 +63,26 @@ def build_pipeline(
     )
 
 
-@cache
+_pipeline_lock = threading.Lock()
+
+
 def pipeline() -> CertStatePipeline:
-    """The process's pipeline, built on first use so importing the app stays cheap."""
+    """The process's pipeline, built on first use so importing the app stays cheap.
+
+    Locked because the host starts several invocations at once: without it, each of the first
+    ones would build its own credential and ask the identity endpoint for its own token.
+    """
+    with _pipeline_lock:
+        return _build_once()
+
+
+def reset_pipeline() -> None:
+    """Forget the pipeline and the settings (for the local stack, which changes app settings)."""
+    with _pipeline_lock:
+        _build_once.cache_clear()
+        load_settings.cache_clear()
+
+
+@cache
+def _build_once() -> CertStatePipeline:
     return build_pipeline(load_settings(), queue_options())
