@@ -1,0 +1,207 @@
+"""Azurite -> local runner -> function_app -> Graph simulator -> result queue, on real local parts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from devstack.stack import LocalStack
+
+pytestmark = pytest.mark.e2e
+
+SEED_ROUTES = [  # the seed page's seven routes, with the simulator's default ids
+    ("iosScepCertificateProfile", None, "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11", "d99bc884-c884-d99b-84c8-9bd984c89bd9"),
+    ("macOSScepCertificateProfile", None, "c0ffee00-0000-4000-8000-000000000019",
+     "57a7e000-0019-4000-8000-000000000001"),
+    ("androidScepCertificateProfile", None, "c0ffee00-0000-4000-8000-000000000009",
+     "57a7e000-0009-4000-8000-000000000001"),
+    ("windows81SCEPCertificateProfile", None, "c0ffee00-0000-4000-8000-000000000022",
+     "57a7e000-0022-4000-8000-000000000001"),
+    ("androidWorkProfileScepCertificateProfile", None, "c0ffee00-0000-4000-8000-000000000011",
+     "57a7e000-0011-4000-8000-000000000001"),
+    ("androidForWorkScepCertificateProfile", "identityCertificate", "0a0e0000-0000-4000-8000-000000000001",
+     "57a7e000-0006-4000-8000-000000000001"),
+    ("windowsPhone81SCEPCertificateProfile", "windowsPhone81VpnConfiguration/identityCertificate",
+     "0a0e0000-0000-4000-8000-000000000002", "57a7e000-0024-4000-8000-000000000001"),
+]  # fmt: skip
+EXPIRY = "2027-01-01T00:02:14.9489247-08:00"
+
+
+def update_message(index: int = 0, **overrides: Any) -> dict[str, Any]:
+    profile_type, via, config, state = SEED_ROUTES[index % len(SEED_ROUTES)]
+    message: dict[str, Any] = {
+        "correlationId": f"e2e-{index}",
+        "profileType": profile_type,
+        "deviceConfigurationId": config,
+        "managedDeviceCertificateStateId": state,
+        "update": {"certificateExpirationDateTime": EXPIRY, "certificateIssuanceState": "issued"},
+    }
+    if via:
+        message["via"] = via
+    return {**message, **overrides}
+
+
+def run(stack: LocalStack, expected: int, timeout: float = 60) -> list[dict[str, Any]]:
+    """Drain the input queue and return exactly the outcomes produced."""
+    runner = stack.runner or stack.start_runner()
+    runner.run_until_idle(idle_for=0.5, timeout=timeout)
+    outcomes = stack.outcomes()
+    assert len(outcomes) == expected, Counter(o["status"] for o in outcomes)
+    return outcomes
+
+
+def graph_writes(stack: LocalStack) -> list[dict[str, Any]]:
+    return [r for r in stack.graph.requests() if r["method"] == "PATCH"]
+
+
+def test_the_seven_seed_routes_update_graph(make_stack):
+    stack = make_stack()
+    ids = {stack.send(update_message(i)): i for i in range(7)}
+    outcomes = run(stack, 7)
+    assert {o["messageId"] for o in outcomes} == set(ids)
+    assert {o["status"] for o in outcomes} == {"succeeded"}
+    assert all(o["graph"]["requestId"] for o in outcomes)
+    store = json.dumps(stack.graph.store())
+    assert store.count(EXPIRY) >= 7
+    assert stack.poisoned() == []
+    assert stack.identity.tokens_issued == 1
+
+
+def test_raw_json_and_base64_producers_are_both_served(make_stack):
+    stack = make_stack()
+    stack.send(update_message(0, correlationId="raw-json"), encoding="none")  # Logic Apps, Python SDK default
+    stack.send(update_message(1, correlationId="base64"), encoding="base64")  # the Functions default encoding
+    outcomes = {o["correlationId"]: o for o in run(stack, 2)}
+    assert {c: o["status"] for c, o in outcomes.items()} == {"raw-json": "succeeded", "base64": "succeeded"}
+    assert stack.poisoned() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        (b"this is not json", "malformedMessage", None),
+        (json.dumps(update_message(0, update={"certificateKeyUsages": "digitalSignature"})).encode(),
+         "validationFailed", "update.certificateKeyUsages"),
+        (json.dumps(update_message(0, managedDeviceCertificateStateId="../../../users")).encode(),
+         "validationFailed", "managedDeviceCertificateStateId"),
+        (json.dumps(update_message(0, update={"certificateKeyLength": None})).encode(),
+         "validationFailed", "update.certificateKeyLength"),
+    ],
+)  # fmt: skip
+def test_invalid_messages_are_rejected_once_and_never_reach_graph(make_stack, body: bytes, code: str, field):
+    stack = make_stack()
+    stack.send(body)
+    (outcome,) = run(stack, 1)
+    assert (outcome["status"], outcome["error"]["code"]) == ("rejected", code)
+    if field:
+        assert outcome["error"]["details"][0]["field"] == field
+    assert graph_writes(stack) == []
+    assert stack.poisoned() == []
+
+
+def test_a_burst_is_paced_within_the_write_limit(make_stack):
+    stack = make_stack(write_limit=10, write_window_s=2.0)  # budget: 95% -> 9 writes per 2 s
+    for i in range(30):
+        stack.send(update_message(i))
+    outcomes = run(stack, 30, timeout=90)
+    assert Counter(o["status"] for o in outcomes) == {"succeeded": 30}
+    stats = stack.graph.stats()
+    assert stats["throttled"] == 0
+    assert stats["earlyRetries"] == 0
+    assert stats["peakWindowWrites"] <= 10
+
+
+def test_a_burst_over_the_limit_honours_retry_after_and_loses_nothing(make_stack):
+    stack = make_stack(write_limit=10, write_window_s=2.0, settings={"GRAPH_WRITE_BUDGET": "100",
+                                                                      "GRAPH_MAX_ATTEMPTS": "6",
+                                                                      "GRAPH_MAX_WAIT_SECONDS": "20"})  # fmt: skip
+    for i in range(30):
+        stack.send(update_message(i))
+    outcomes = run(stack, 30, timeout=120)
+    assert Counter(o["status"] for o in outcomes) == {"succeeded": 30}
+    stats = stack.graph.stats()
+    assert stats["throttled"] >= 1  # the budget was set above the limit on purpose
+    assert stats["earlyRetries"] == 0  # yet no request went out while a Retry-After was in force
+
+
+def test_a_5xx_storm_is_ridden_out(make_stack):
+    stack = make_stack(settings={"GRAPH_MAX_ATTEMPTS": "6", "GRAPH_MAX_WAIT_SECONDS": "30"})
+    stack.graph.configure(error_rate=0.4, rng_seed=11)
+    for i in range(14):
+        stack.send(update_message(i))
+    outcomes = run(stack, 14, timeout=120)
+    assert Counter(o["status"] for o in outcomes) == {"succeeded": 14}
+    assert stack.graph.stats()["faultsInjected"] >= 1
+    assert any(o["attempts"] > 1 for o in outcomes)
+
+
+def test_a_message_that_exhausts_its_deliveries_ends_in_one_failed_outcome(make_stack):
+    stack = make_stack()
+    stack.graph.configure(error_rate=1.0, error_statuses=[502])
+    stack.send(update_message(0, correlationId="doomed"))
+    (outcome,) = run(stack, 1, timeout=90)
+    assert (outcome["status"], outcome["error"]["code"], outcome["dequeueCount"]) == ("failed", "graphUnavailable", 3)
+    assert outcome["request"] == update_message(0, correlationId="doomed")  # for replay
+    assert len(graph_writes(stack)) == 3 * 3  # three deliveries of three attempts each
+    assert stack.poisoned() == []
+
+
+def test_the_identity_endpoint_failing_then_recovering_loses_nothing(make_stack):
+    # MSAL remembers an identity-endpoint 5xx for 5 s; the real host waits visibilityTimeout (30 s).
+    stack = make_stack(settings={"AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:06"})
+    stack.identity.set_failing(True)
+    stack.send(update_message(0))
+    runner = stack.start_runner()
+    deadline = time.monotonic() + 30
+    while runner.stats().failed < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stack.identity.set_failing(False)  # the endpoint recovers after the first delivery failed
+    (outcome,) = run(stack, 1, timeout=90)
+    assert outcome["status"] == "succeeded"
+    assert outcome["dequeueCount"] >= 2
+
+
+def test_the_identity_endpoint_down_for_good_ends_in_credential_unavailable(make_stack):
+    stack = make_stack()
+    stack.identity.set_failing(True)
+    stack.send(update_message(0))
+    (outcome,) = run(stack, 1, timeout=120)
+    assert (outcome["status"], outcome["error"]["code"], outcome["dequeueCount"]) == (
+        "failed", "credentialUnavailable", 3,
+    )  # fmt: skip
+    assert graph_writes(stack) == []
+    assert stack.poisoned() == []
+
+
+def test_a_runner_killed_mid_drain_and_restarted_loses_nothing(make_stack):
+    stack = make_stack(write_limit=10, write_window_s=2.0)
+    total = 40
+    sent = {stack.send(update_message(i, correlationId=f"kill-{i}")) for i in range(total)}
+    first = stack.spawn_runner("--lock-timeout", "4")  # the host's lock is 10 min; shortened here
+    deadline = time.monotonic() + 30
+    while len(graph_writes(stack)) < 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)  # no graceful stop: in-flight messages stay locked
+    first.wait()
+    second = stack.spawn_runner("--lock-timeout", "4")
+    deadline = time.monotonic() + 120
+    outcomes: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        outcomes += stack.outcomes()
+        if {o["messageId"] for o in outcomes} >= sent:
+            break
+        time.sleep(0.5)
+    second.terminate()
+    by_id = Counter(o["messageId"] for o in outcomes)
+    assert set(by_id) == sent  # nothing lost
+    assert {o["status"] for o in outcomes} == {"succeeded"}
+    duplicates = {m for m, n in by_id.items() if n > 1}
+    # A duplicate is acceptable only for a message the killed runner had in flight: same messageId.
+    assert len(duplicates) <= 12
+    assert stack.poisoned() == []
