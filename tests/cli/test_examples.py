@@ -1,0 +1,247 @@
+"""examples/: the valid ones pass the model and the committed schema and succeed against the Graph simulator;
+each invalid one fails for exactly the reason its file name gives."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from devstack.graph_simulator import GraphSimulator
+from devstack.identity_emulator import TokenClaims
+from shared.contract_schemas import SCHEMA_DIR
+from shared.errors import ErrorCode, MessageRejected
+from shared.message_parsing import decode_body, parse_message
+from shared.messages import UpdateMessage
+from shared.routes import build_request, route_path
+from tests.unit.kit import seed_example_body, seed_patch_paths
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SEED_ROUTES = sorted((EXAMPLES / "seed-routes").glob("*.json"))
+VALID = [*SEED_ROUTES, EXAMPLES / "dry-run.json"]
+INVALID = sorted((EXAMPLES / "invalid").iterdir())
+KEY = bytes(range(32))
+APP = "0b1e55ed-0000-4000-8000-0000000000e5"
+
+
+def load(path: Path) -> dict[str, Any]:
+    return decode_body(path.read_bytes())
+
+
+# ---- the committed JSON Schema, checked without a jsonschema dependency ------------------------------
+
+SUPPORTED_KEYWORDS = {
+    "$schema", "title", "description", "default", "type", "enum", "pattern", "minimum", "maximum",
+    "required", "properties", "additionalProperties", "anyOf",
+}  # fmt: skip
+JSON_TYPES: dict[str, Any] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "null": type(None),
+    "integer": int,
+    "number": (int, float),
+}
+
+
+def keywords(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            if key == "properties":
+                for sub in value.values():
+                    yield from keywords(sub)
+            elif key != "enum":
+                yield from keywords(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from keywords(item)
+
+
+def schema_errors(schema: dict[str, Any], value: Any, where: str = "") -> list[str]:
+    """Draft 2020-12 for exactly the keywords the committed schema uses (a test asserts there are no others)."""
+    if "anyOf" in schema:
+        if not any(not schema_errors(option, value, where) for option in schema["anyOf"]):
+            return [f"{where or '/'}: matches no anyOf branch"]
+        return []
+    types = schema.get("type")
+    if types is not None and not has_type(value, [types] if isinstance(types, str) else types):
+        return [f"{where or '/'}: {value!r} is not {types}"]
+    if isinstance(value, dict):
+        return object_errors(schema, value, where)
+    return scalar_errors(schema, value, where)
+
+
+def has_type(value: Any, allowed: list[str]) -> bool:
+    is_bool = isinstance(value, bool)  # a JSON true is not an integer
+    return any(isinstance(value, JSON_TYPES[t]) and (t == "boolean" or not is_bool) for t in allowed)
+
+
+def scalar_errors(schema: dict[str, Any], value: Any, where: str) -> list[str]:
+    problems = []
+    if "enum" in schema and value not in schema["enum"]:
+        problems.append(f"{where}: {value!r} not in enum")
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        problems.append(f"{where}: {value!r} does not match {schema['pattern']}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            problems.append(f"{where}: below minimum")
+        if "maximum" in schema and value > schema["maximum"]:
+            problems.append(f"{where}: above maximum")
+    return problems
+
+
+def object_errors(schema: dict[str, Any], value: dict[str, Any], where: str) -> list[str]:
+    properties = schema.get("properties", {})
+    problems = [f"{where}/{name}: required" for name in schema.get("required", []) if name not in value]
+    if schema.get("additionalProperties") is False:
+        problems += [f"{where}/{name}: not allowed" for name in value if name not in properties]
+    for name, item in value.items():
+        if name in properties:
+            problems += schema_errors(properties[name], item, f"{where}/{name}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def message_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / "message.schema.json").read_text(encoding="utf-8"))
+    unsupported = set(keywords(schema)) - SUPPORTED_KEYWORDS
+    assert not unsupported, f"the schema gained keywords this check does not implement: {unsupported}"
+    return schema
+
+
+def test_the_schema_check_catches_what_it_should(message_schema: dict[str, Any]):
+    good = load(EXAMPLES / "dry-run.json")
+    assert schema_errors(message_schema, good) == []
+    assert schema_errors(message_schema, {**good, "extra": 1}) == ["/extra: not allowed"]
+    assert schema_errors(message_schema, {**good, "update": {"certificateKeyLength": 2**31}}) == [
+        "/update/certificateKeyLength: above maximum"
+    ]
+    assert schema_errors(message_schema, {**good, "dryRun": 1}) == ["/dryRun: 1 is not boolean"]
+    assert schema_errors(message_schema, {**good, "update": {"devicePlatform": "unknownFutureValue"}})
+
+
+# ---- valid examples ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
+def test_valid_example_passes_model_and_schema(path: Path, message_schema: dict[str, Any]):
+    document = load(path)
+    parse_message(document)
+    assert schema_errors(message_schema, document) == []
+
+
+def test_there_is_one_example_per_seed_route_in_the_seed_order():
+    assert len(SEED_ROUTES) == 7
+    placeholders = []
+    for path in SEED_ROUTES:
+        message = UpdateMessage.from_wire(load(path))
+        placeholders.append(
+            route_path(message)
+            .replace(message.device_configuration_id, "{deviceConfigurationId}")
+            .replace(message.managed_device_certificate_state_id, "{managedDeviceCertificateStateId}")
+        )
+    assert placeholders == seed_patch_paths()
+
+
+def test_the_first_seed_example_carries_the_seed_page_body():
+    assert load(SEED_ROUTES[0])["update"] == seed_example_body()
+
+
+def test_batch_jsonl_is_the_seven_seed_routes():
+    lines = [json.loads(ln) for ln in (EXAMPLES / "batch.jsonl").read_text(encoding="utf-8").splitlines() if ln]
+    assert lines == [load(p) for p in SEED_ROUTES]
+
+
+def test_dry_run_example_is_a_dry_run():
+    assert UpdateMessage.from_wire(load(EXAMPLES / "dry-run.json")).dry_run is True
+
+
+@pytest.fixture(scope="module")
+def graph() -> Iterator[GraphSimulator]:
+    with GraphSimulator(KEY) as simulator:
+        yield simulator
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
+def test_valid_example_succeeds_against_the_graph_simulator(path: Path, graph: GraphSimulator):
+    message = UpdateMessage.from_wire(load(path))
+    patch = build_request(graph.base_url, message)
+    token = TokenClaims.issue(graph.origin, APP).sign(KEY)
+    response = requests.patch(
+        patch.url, json=patch.body, headers={"Authorization": f"Bearer {token}", **patch.headers}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    stored = response.json()
+    assert {name: stored[name] for name in patch.body} == patch.body
+
+
+# ---- invalid examples -------------------------------------------------------------------------------
+
+# file stem -> (error code, field at fault or None for malformed, a phrase of the reason)
+INVALID_FIELD, MALFORMED = ErrorCode.VALIDATION_FAILED, ErrorCode.MALFORMED_MESSAGE
+EXPECTED: dict[str, tuple[ErrorCode, str | None, str]] = {
+    "unknown-property": (INVALID_FIELD, "update.certificateKeyLenght", "did you mean 'certificateKeyLength'"),
+    "unknown-top-level-property": (INVALID_FIELD, "dryrun", "did you mean 'dryRun'"),
+    "null-for-non-nullable": (INVALID_FIELD, "update.certificateKeyLength", "null is not allowed"),
+    "path-traversal-id": (INVALID_FIELD, "managedDeviceCertificateStateId", "(and not . or ..)"),
+    "unknown-future-value": (INVALID_FIELD, "update.devicePlatform", "unknownFutureValue is Graph's sentinel"),
+    "id-mismatch": (INVALID_FIELD, "update", "must equal managedDeviceCertificateStateId"),
+    "eight-fractional-digits": (INVALID_FIELD, "update.certificateExpirationDateTime", "ISO 8601"),
+    "datetime-without-offset": (INVALID_FIELD, "update.certificateExpirationDateTime", "with an offset"),
+    "int32-out-of-range": (INVALID_FIELD, "update.certificateKeyLength", "less than or equal to 2147483647"),
+    "string-for-integer": (INVALID_FIELD, "update.certificateKeyLength", "valid integer"),
+    "not-an-enum-member": (INVALID_FIELD, "update.certificateIssuanceState", "not a certificateIssuanceStates member"),
+    "repeated-flags-member": (INVALID_FIELD, "update.certificateKeyUsage", "repeats a member"),
+    "empty-update": (INVALID_FIELD, "update", "at least one property"),
+    "missing-profile-type": (INVALID_FIELD, "profileType", "is required"),
+    "unknown-profile-type": (INVALID_FIELD, "profileType", "has no managedDeviceCertificateStates"),
+    "unknown-via-owner": (INVALID_FIELD, "via", "ownerType one of"),
+    "bad-correlation-id": (INVALID_FIELD, "correlationId", "1-128 characters"),
+    "duplicate-key": (MALFORMED, None, "duplicate key 'certificateKeyLength'"),
+    "not-an-object": (MALFORMED, None, "must be a JSON object, not list"),
+    "not-json": (MALFORMED, None, "is not valid JSON"),
+}  # fmt: skip
+
+# The smallest change that makes each file valid, where the reason is a detail of a value: proof that the
+# named detail, and nothing else in the file, is what the function refuses.
+FIXES = {
+    "eight-fractional-digits": ("14.94892471-08:00", "14.9489247-08:00"),
+    "datetime-without-offset": ('14.9489247"', '14.9489247-08:00"'),
+    "int32-out-of-range": ("2147483648", "2147483647"),
+    "string-for-integer": ('"2048"', "2048"),
+    "unknown-future-value": ("unknownFutureValue", "windowsPhone81"),
+    "null-for-non-nullable": ("null", "2048"),
+    "unknown-property": ("certificateKeyLenght", "certificateKeyLength"),
+    "unknown-top-level-property": ('"dryrun"', '"dryRun"'),
+    "path-traversal-id": ("../../../users/me", "d99bc884-c884-d99b-84c8-9bd984c89bd9"),
+    "bad-correlation-id": ("order 4711/retry", "order-4711.retry"),
+}
+
+
+def test_every_invalid_example_has_an_expectation():
+    assert sorted(p.stem for p in INVALID) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
+def test_invalid_example_fails_for_the_reason_its_name_gives(path: Path):
+    code, field, phrase = EXPECTED[path.stem]
+    with pytest.raises(MessageRejected) as caught:
+        parse_message(decode_body(path.read_bytes()))
+    rejection = caught.value
+    assert rejection.code is code
+    if field is None:
+        assert phrase in rejection.message
+        return
+    assert [(d.field, phrase in d.message) for d in rejection.details] == [(field, True)], rejection.details
+    if path.stem in FIXES:
+        wrong, right = FIXES[path.stem]
+        text = path.read_text(encoding="utf-8")
+        assert text.count(wrong) == 1
+        parse_message(decode_body(text.replace(wrong, right).encode()))
