@@ -11,40 +11,23 @@ from typing import Any
 
 import pytest
 
-from devstack.stack import LocalStack
+from devstack.stack import REPO, LocalStack
 
 pytestmark = pytest.mark.e2e
 
-SEED_ROUTES = [  # the seed page's seven routes, with the simulator's default ids
-    ("iosScepCertificateProfile", None, "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11", "d99bc884-c884-d99b-84c8-9bd984c89bd9"),
-    ("macOSScepCertificateProfile", None, "c0ffee00-0000-4000-8000-000000000019",
-     "57a7e000-0019-4000-8000-000000000001"),
-    ("androidScepCertificateProfile", None, "c0ffee00-0000-4000-8000-000000000009",
-     "57a7e000-0009-4000-8000-000000000001"),
-    ("windows81SCEPCertificateProfile", None, "c0ffee00-0000-4000-8000-000000000022",
-     "57a7e000-0022-4000-8000-000000000001"),
-    ("androidWorkProfileScepCertificateProfile", None, "c0ffee00-0000-4000-8000-000000000011",
-     "57a7e000-0011-4000-8000-000000000001"),
-    ("androidForWorkScepCertificateProfile", "identityCertificate", "0a0e0000-0000-4000-8000-000000000001",
-     "57a7e000-0006-4000-8000-000000000001"),
-    ("windowsPhone81SCEPCertificateProfile", "windowsPhone81VpnConfiguration/identityCertificate",
-     "0a0e0000-0000-4000-8000-000000000002", "57a7e000-0024-4000-8000-000000000001"),
-]  # fmt: skip
+SEED_ROUTES = [  # the seed page's seven routes, with ids the simulator's default store knows
+    json.loads(path.read_text()) for path in sorted((REPO / "examples" / "seed-routes").glob("*.json"))
+]
 EXPIRY = "2027-01-01T00:02:14.9489247-08:00"
 
 
 def update_message(index: int = 0, **overrides: Any) -> dict[str, Any]:
-    profile_type, via, config, state = SEED_ROUTES[index % len(SEED_ROUTES)]
-    message: dict[str, Any] = {
-        "correlationId": f"e2e-{index}",
-        "profileType": profile_type,
-        "deviceConfigurationId": config,
-        "managedDeviceCertificateStateId": state,
-        "update": {"certificateExpirationDateTime": EXPIRY, "certificateIssuanceState": "issued"},
-    }
-    if via:
-        message["via"] = via
-    return {**message, **overrides}
+    """The seed route `index % 7` (its envelope from examples/), with a known update."""
+    example = SEED_ROUTES[index % len(SEED_ROUTES)]
+    envelope = {k: v for k, v in example.items() if k in {"profileType", "deviceConfigurationId",
+                                                          "managedDeviceCertificateStateId", "via"}}  # fmt: skip
+    update = {"certificateExpirationDateTime": EXPIRY, "certificateIssuanceState": "issued"}
+    return {"correlationId": f"e2e-{index}", **envelope, "update": update, **overrides}
 
 
 def run(stack: LocalStack, expected: int, timeout: float = 60) -> list[dict[str, Any]]:
@@ -67,6 +50,7 @@ def test_the_seven_seed_routes_update_graph(make_stack):
     assert {o["messageId"] for o in outcomes} == set(ids)
     assert {o["status"] for o in outcomes} == {"succeeded"}
     assert all(o["graph"]["requestId"] for o in outcomes)
+    assert len({r["path"] for r in graph_writes(stack)}) == 7  # seven distinct routes, one write each
     store = json.dumps(stack.graph.store())
     assert store.count(EXPIRY) >= 7
     assert stack.poisoned() == []
