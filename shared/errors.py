@@ -72,6 +72,10 @@ class MessageRejected(PermanentError):
     """The message is malformed or invalid (outcome status `rejected`)."""
 
 
+class MessageExpired(PermanentError):
+    """The message's `expiresAt` passed before it was processed (outcome status `expired`)."""
+
+
 class GraphRefused(PermanentError):
     """Graph answered with a status that retrying will not change (outcome status `failed`)."""
 

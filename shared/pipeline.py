@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shared.errors import CertStateError, ErrorCode, MessageRejected, PermanentError, TransientError
+from shared.errors import CertStateError, ErrorCode, MessageExpired, MessageRejected, PermanentError, TransientError
+from shared.graph_client import GraphResult
 from shared.logs import log_event, message_context
 from shared.message_parsing import decode_body, parse_message
 from shared.messages import CORRELATION_ID, UpdateMessage, to_datetime
@@ -36,7 +37,7 @@ class Delivery:
 class GraphPatcher(Protocol):
     """The part of `GraphClient` the pipeline needs (tests may pass a loopback-backed one)."""
 
-    def patch(self, request: GraphRequest) -> Any: ...  # noqa: ANN401, D102
+    def patch(self, request: GraphRequest) -> GraphResult: ...  # noqa: D102
 
 
 class CertStatePipeline:
@@ -94,7 +95,7 @@ class CertStatePipeline:
         request = build_request(self._base_url, message)
         now = self._clock()
         if message.expires_at is not None and now > to_datetime(message.expires_at):
-            raise _Expired(code=ErrorCode.MESSAGE_EXPIRED, message=f"expired at {message.expires_at}")
+            raise MessageExpired(code=ErrorCode.MESSAGE_EXPIRED, message=f"expired at {message.expires_at}")
         if message.dry_run:
             return report.build(Status.VALIDATED, self._elapsed(started), now, graph_request=request.as_dict())
         result = self._graph.patch(request)
@@ -113,10 +114,6 @@ class CertStatePipeline:
 
     def _elapsed(self, started: float) -> int:
         return round((self._timer() - started) * 1000)
-
-
-class _Expired(PermanentError):
-    pass
 
 
 class _Report:
@@ -172,7 +169,7 @@ class _Report:
             Status.REJECTED
             if isinstance(err, MessageRejected)
             else Status.EXPIRED
-            if isinstance(err, _Expired)
+            if isinstance(err, MessageExpired)
             else Status.FAILED
         )
         trace = err.trace
