@@ -1,0 +1,113 @@
+"""The registered function, invoked the way the Python worker invokes it: through `app.get_functions()`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.queue import QueueMessage  # not func.QueueMessage, which has no dequeue count
+
+import function_app
+from devstack.graph_simulator import GraphSimulator
+from devstack.identity_emulator import IdentityEmulator
+from devstack.runner import registered_functions
+from shared.errors import TransientError
+from shared.wiring import reset_pipeline
+
+MESSAGE = {
+    "correlationId": "order-4711",
+    "profileType": "iosScepCertificateProfile",
+    "deviceConfigurationId": "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11",
+    "managedDeviceCertificateStateId": "d99bc884-c884-d99b-84c8-9bd984c89bd9",
+    "update": {"certificateKeyUsage": "digitalSignature"},
+}
+
+
+class Out(func.Out[str]):
+    def __init__(self) -> None:
+        self.value: str | None = None
+
+    def set(self, val: str) -> None:
+        self.value = val
+
+    def get(self) -> str:
+        assert self.value is not None
+        return self.value
+
+
+@pytest.fixture
+def registered() -> func.Function:
+    (function,) = registered_functions(function_app.app)
+    return function
+
+
+@pytest.fixture
+def app_settings(graph: GraphSimulator, identity: IdentityEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """App settings as the host exports them; the pipeline is rebuilt from them."""
+    monkeypatch.setenv("GRAPH_BASE_URL", graph.base_url)
+    monkeypatch.setenv("GRAPH_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("GRAPH_MAX_WAIT_SECONDS", "2")
+    reset_pipeline()
+    yield
+    reset_pipeline()
+
+
+def invoke(function: func.Function, body: bytes | str, dequeue_count: int = 1) -> dict[str, Any] | None:
+    now = datetime.now(UTC)
+    message = QueueMessage(  # type: ignore[no-untyped-call]
+        id="msg-1", body=body, dequeue_count=dequeue_count, expiration_time=now, insertion_time=now,
+        time_next_visible=now, pop_receipt="pr",
+    )  # fmt: skip
+    out = Out()
+    function.get_user_function()(msg=message, outcome=out)
+    return None if out.value is None else json.loads(out.value)
+
+
+def test_the_bindings_are_the_documented_ones(registered: func.Function):
+    bindings = {b["type"]: {**b, "direction": b["direction"].name} for b in registered.get_bindings_dict()["bindings"]}
+    connection = "AzureWebJobsStorage"
+    assert bindings["queueTrigger"] == {"direction": "IN", "type": "queueTrigger", "name": "msg",
+                                        "queueName": "%INPUT_QUEUE_NAME%", "connection": connection}  # fmt: skip
+    assert bindings["queue"] == {"direction": "OUT", "type": "queue", "name": "outcome",
+                                 "queueName": "%RESULT_QUEUE_NAME%", "connection": connection}  # fmt: skip
+    assert registered.get_function_name() == "process_certificate_state_update"
+
+
+@pytest.mark.usefixtures("app_settings")
+def test_an_update_reaches_graph_and_yields_its_outcome(registered: func.Function, graph: GraphSimulator):
+    outcome = invoke(registered, json.dumps(MESSAGE).encode(), dequeue_count=2)
+    assert outcome is not None
+    assert (outcome["status"], outcome["messageId"], outcome["dequeueCount"]) == ("succeeded", "msg-1", 2)
+    assert outcome["graph"]["requestId"] == graph.requests()[-1]["requestId"]
+
+
+@pytest.mark.usefixtures("app_settings")
+def test_a_string_body_is_read_like_bytes(registered: func.Function):
+    outcome = invoke(registered, json.dumps(MESSAGE))
+    assert outcome is not None
+    assert outcome["status"] == "succeeded"
+
+
+@pytest.mark.usefixtures("app_settings")
+def test_bad_input_is_an_outcome_not_an_exception(registered: func.Function, graph: GraphSimulator):
+    outcome = invoke(registered, b"\xff not json")
+    assert outcome is not None
+    assert (outcome["status"], outcome["error"]["code"]) == ("rejected", "malformedMessage")
+    assert graph.requests() == []
+
+
+@pytest.mark.usefixtures("app_settings")
+def test_a_transient_failure_raises_and_writes_no_outcome_until_the_last_delivery(
+    registered: func.Function, graph: GraphSimulator
+):
+    graph.configure(error_rate=1.0, error_statuses=[503])
+    for dequeue_count in (1, 4):
+        with pytest.raises(TransientError):
+            invoke(registered, json.dumps(MESSAGE), dequeue_count=dequeue_count)
+    outcome = invoke(registered, json.dumps(MESSAGE), dequeue_count=5)  # host.json maxDequeueCount
+    assert outcome is not None
+    assert (outcome["status"], outcome["error"]["code"]) == ("failed", "graphUnavailable")
