@@ -15,7 +15,7 @@ import logging
 import sys
 import time
 from collections import Counter
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from devstack.stack import REPO, LocalStack
 
@@ -54,7 +54,9 @@ def run(burst: int, write_limit: int, window: float, out: TextIO) -> int:
         messages = _examples() + _burst(burst)
         expected = {}
         for name, body, status in messages:
-            encoding = "base64" if name.startswith("burst") and int(name[-3:]) % 2 else "none"
+            encoding: Literal["none", "base64"] = (
+                "base64" if name.startswith("burst") and int(name[-3:]) % 2 else "none"
+            )
             expected[stack.send(body, encoding=encoding)] = (name, status)
         say(f"Sent {len(messages)} messages ({len(messages) - burst} examples, a burst of {burst}; "
             "half the burst base64-encoded, the rest raw JSON).\n")  # fmt: skip
