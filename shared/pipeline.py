@@ -98,7 +98,8 @@ class CertStatePipeline:
             raise MessageExpired(code=ErrorCode.MESSAGE_EXPIRED, message=f"expired at {message.expires_at}")
         if message.dry_run:
             return report.build(Status.VALIDATED, self._elapsed(started), now, graph_request=request.as_dict())
-        result = self._graph.patch(request)
+        with message_context(correlationId=report.correlation_id):
+            result = self._graph.patch(request)
         return report.build(
             Status.SUCCEEDED,
             self._elapsed(started),

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from shared.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
 from shared.graph_client import GraphResult
+from shared.logs import log_event
 from shared.outcomes import Outcome, Status
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.routes import GraphRequest
@@ -185,6 +186,19 @@ def test_info_logs_carry_ids_but_no_update_values(caplog: pytest.LogCaptureFixtu
         "status": "succeeded", "httpStatus": 200, "requestId": "req-1", "attempts": 1, "durationMs": 0,
     }  # fmt: skip
     assert SECRET_VALUE not in caplog.text
+
+
+def test_graph_attempt_logs_carry_the_correlation_id(caplog: pytest.LogCaptureFixture):
+    class LoggingGraph(RecordingGraph):
+        def patch(self, request: GraphRequest) -> GraphResult:
+            log_event(logging.getLogger("certstate.graph"), logging.INFO, "graphResponse", httpStatus=200)
+            return super().patch(request)
+
+    caplog.set_level(logging.INFO)
+    make(LoggingGraph()).handle(body(), Delivery("m-11", 3))
+    attempt = next(json.loads(r.getMessage()) for r in caplog.records if r.name == "certstate.graph")
+    assert attempt == {"event": "graphResponse", "messageId": "m-11", "dequeueCount": 3,
+                       "correlationId": "order-4711", "httpStatus": 200}  # fmt: skip
 
 
 json_values = st.recursive(
