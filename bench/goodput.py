@@ -1,0 +1,217 @@
+"""Goodput: a backlog drained by the local runner driving the real function_app against a write limit.
+
+Each runner is its own process (`python -m bench.worker drain`), started with the app settings in
+its environment, as a Functions host instance starts its worker. The simulator, the identity
+emulator and Azurite run here (the simulator and emulator in this process, Azurite in its own),
+so what a worker process spends is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+from bench.cost import worker_argv
+from bench.messages import bodies
+from bench.services import CountingGraphSimulator, queue_names
+from devstack.azurite import Azurite
+from devstack.identity_emulator import IdentityEmulator
+
+REPO = Path(__file__).resolve().parent.parent
+_NAMES = queue_names()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One drain: the simulator's limit, the processes and the budget each is given."""
+
+    name: str
+    write_limit: int
+    window_s: float
+    processes: int
+    budget: int
+    messages: int = 500
+
+    @property
+    def budget_share(self) -> float:
+        """What the budgets add up to, as a share of the limit."""
+        return self.processes * self.budget / self.write_limit
+
+
+def infra_budget(write_limit: int, instances: int) -> int:
+    """GRAPH_WRITE_BUDGET as infra/main.bicep derives it (95 % of the limit, split over the instances)."""
+    usable = write_limit * 95 // 100
+    return max(1, usable // min(instances, usable))
+
+
+def run(azurite: Azurite, scenario: Scenario, log_dir: Path) -> dict[str, Any]:
+    """Fill a queue, drain it with `scenario.processes` runner processes, and measure what Graph saw."""
+    key = secrets.token_bytes(32)
+    input_name, result_name = next(_NAMES)
+    with (
+        IdentityEmulator(signing_key=key) as identity,
+        CountingGraphSimulator(key, write_limit=scenario.write_limit, write_window_s=scenario.window_s) as graph,
+    ):
+        service = QueueServiceClient.from_connection_string(azurite.connection_string)
+        inputs, results = service.get_queue_client(input_name), service.get_queue_client(result_name)
+        poison = service.get_queue_client(input_name + "-poison")
+        inputs.create_queue()
+        results.create_queue()
+        sent = {inputs.send_message(body.decode()).id for body in bodies(scenario.messages)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "AzureWebJobsStorage": azurite.connection_string,
+            "INPUT_QUEUE_NAME": input_name,
+            "RESULT_QUEUE_NAME": result_name,
+            "GRAPH_BASE_URL": graph.base_url,
+            "CREDENTIAL_MODE": "managedIdentity",
+            "GRAPH_WRITE_BUDGET": str(scenario.budget),
+            "GRAPH_WRITE_WINDOW_SECONDS": str(scenario.window_s),
+            **identity.env(),
+        }
+        started = time.monotonic()
+        workers = []
+        for index in range(scenario.processes):
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", scenario.name).strip("-")
+            log = (log_dir / f"{slug}-{index}.log").open("wb")
+            workers.append(
+                (
+                    subprocess.Popen(
+                        worker_argv(sys.executable, ["drain"]),
+                        cwd=REPO,
+                        env=env,
+                        stdout=subprocess.PIPE,
+                        stderr=log,
+                        start_new_session=True,
+                    ),
+                    log,
+                )
+            )
+        reports = []
+        for process, log in workers:
+            out, _ = process.communicate(timeout=600)
+            log.close()
+            if process.returncode != 0:
+                raise RuntimeError(f"drain worker failed ({process.returncode}); see {log.name}")
+            reports.append(json.loads(out.decode().strip().splitlines()[-1]))
+        elapsed = time.monotonic() - started
+        outcomes = [json.loads(text) for text in _drain(results)]
+        poisoned = len(list(_drain(poison)))
+        stats = graph.stats()
+        log_entries = graph.requests()
+        connections = graph.connections
+        token_requests = identity.token_requests
+    return _summarise(
+        scenario=scenario,
+        sent=sent,
+        outcomes=outcomes,
+        poisoned=poisoned,
+        stats=stats,
+        log=log_entries,
+        connections=connections,
+        token_requests=token_requests,
+        reports=reports,
+        elapsed=elapsed,
+    )
+
+
+def _drain(queue: QueueClient) -> list[str]:
+    texts: list[str] = []
+    try:
+        while batch := list(queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=60)):
+            for message in batch:
+                texts.append(str(message.content))
+                queue.delete_message(message)
+    except ResourceNotFoundError:
+        pass
+    return texts
+
+
+def _summarise(
+    *,
+    scenario: Scenario,
+    sent: set[str],
+    outcomes: list[dict[str, Any]],
+    poisoned: int,
+    stats: dict[str, Any],
+    log: list[dict[str, Any]],
+    connections: int,
+    token_requests: int,
+    reports: list[dict[str, Any]],
+    elapsed: float,
+) -> dict[str, Any]:
+    writes = sorted(r["monotonic"] for r in log if r["method"] == "PATCH" and r["status"] == 200)
+    span = writes[-1] - writes[0] if len(writes) > 1 else 0.0
+    rate = (len(writes) - 1) / span if span else 0.0
+    limit_rate = scenario.write_limit / scenario.window_s
+    # Without the ramp and the tail (where one process may hold the last messages while another idles).
+    lo, hi = len(writes) // 20, len(writes) - 1 - len(writes) // 20
+    middle = (hi - lo) / (writes[hi] - writes[lo]) if hi > lo else 0.0
+    # How close a write came to the limit: a write is refused once `limit` others arrived in the last
+    # window, so the margin of write k is a[k] - a[k - limit] - window (>= 0 for every accepted write).
+    limit = scenario.write_limit
+    margins = [writes[k] - writes[k - limit] - scenario.window_s for k in range(limit, len(writes))]
+    by_status = stats["byStatus"]
+    requests = stats["requests"]
+    outcome_ids = Counter(o["messageId"] for o in outcomes)
+    invocations = sum(r["runner"]["invocations"] for r in reports)
+    cpu = sum(r["cpuSeconds"] for r in reports)
+    return {
+        "scenario": asdict(scenario),
+        "budgetShare": scenario.budget_share,
+        "successfulWrites": len(writes),
+        "drainSeconds": span,
+        "writesPerSecond": rate,
+        "goodput": rate / limit_rate,
+        "goodputMiddle90": middle / limit_rate,
+        "pacerEfficiency": rate / limit_rate / scenario.budget_share,
+        "closestCallMs": min(margins) * 1000 if margins else None,
+        "requests": requests,
+        "byStatus": by_status,
+        "throttled": stats["throttled"],
+        "share429": by_status.get("429", 0) / requests if requests else 0.0,
+        "earlyRetries": stats["earlyRetries"],
+        "peakWindowWrites": stats["peakWindowWrites"],
+        "outcomes": len(outcomes),
+        "outcomeStatuses": dict(Counter(o["status"] for o in outcomes)),
+        "lost": len(sent - set(outcome_ids)),
+        "duplicateOutcomes": sum(n - 1 for n in outcome_ids.values()),
+        "poisoned": poisoned,
+        "tokenRequests": token_requests,
+        "connections": connections,
+        "concurrencyPerProcess": reports[0]["concurrency"],
+        "invocations": invocations,
+        "workerCpuSeconds": cpu,
+        "cpuPerMessageMs": cpu / invocations * 1000 if invocations else 0.0,
+        "peakRssMb": max(r["peakRssMb"] for r in reports),
+        "elapsedSeconds": elapsed,
+        "workers": reports,
+    }
+
+
+def main() -> None:
+    """Run one scenario from the command line (for exploring): NAME LIMIT WINDOW PROCESSES BUDGET [MESSAGES]."""
+    name, limit, window, processes, budget, *rest = sys.argv[1:]
+    scenario = Scenario(name, int(limit), float(window), int(processes), int(budget), int(rest[0]) if rest else 500)
+    with Azurite() as azurite, tempfile.TemporaryDirectory() as logs:
+        result = run(azurite, scenario, Path(logs))
+        result.pop("workers")
+        print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""One measurement in a fresh process: `python -m bench.worker MODE ...`, result as JSON on stdout's last line.
+
+Settings come from the environment the orchestrator (`python -m bench`) sets before the process
+starts, as the Functions host sets app settings before the worker imports `function_app`; each
+measurement gets its own process because `load_settings()` and `pipeline()` are cached per process.
+This module runs in the project's venv and, for the msgraph-beta-sdk variant, in bench/.venv-sdk,
+so it imports nothing at module level that only one of them has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+Handler = Callable[[bytes, Any], str]
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (`ru_maxrss`, KiB on Linux).
+
+    Linux carries `ru_maxrss` across fork and exec, so a child exec'd straight from a big parent
+    reports the parent's size; the benchmarks start workers through `sh` (see `bench.cost.worker`),
+    whose small address space is the one inherited. `_vm_hwm_mb` is the kernel's per-address-space
+    figure, as a cross-check.
+    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _vm_hwm_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _emit(result: dict[str, Any]) -> None:
+    print(json.dumps(result), flush=True)
+
+
+# -- drain: the local runner driving the real function_app -------------------------------------------------
+
+
+def drain(idle_for: float, timeout: float) -> dict[str, Any]:
+    """Run function_app under devstack's runner until the input queue stays empty."""
+    import os  # noqa: PLC0415
+
+    import function_app  # noqa: PLC0415 - the environment is already in place
+    from devstack.runner import Runner  # noqa: PLC0415
+
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    runner = Runner(function_app.app, settings=dict(os.environ), host_json=REPO / "host.json")
+    try:
+        stats = runner.run_until_idle(idle_for=idle_for, timeout=timeout)
+    finally:
+        runner.stop()
+    return {
+        "runner": {
+            "invocations": stats.invocations,
+            "succeeded": stats.succeeded,
+            "failed": stats.failed,
+            "poisoned": stats.poisoned,
+            "maxInFlight": stats.max_in_flight,
+        },
+        "cpuSeconds": time.process_time() - cpu0,
+        "wallSeconds": time.monotonic() - wall0 - idle_for,
+        "peakRssMb": _peak_rss_mb(),
+        "vmHwmMb": _vm_hwm_mb(),
+        "concurrency": runner.options.max_concurrency,
+    }
+
+
+# -- cost: the handler driven directly, bodies in memory -----------------------------------------------------
+
+
+MODES = ("", "info-logging", "env-per-request")
+"""Variations of the certstate handler: as deployed; with INFO logs formatted to a null stream (the
+Functions worker ships INFO records to the host); and as before the benchmark's change, with
+requests reading the proxy environment and ~/.netrc on every request (`trust_env`)."""
+
+
+def _handler(variant: str, mode: str = "") -> tuple[Handler, Callable[[], None]]:
+    """The per-message function of a variant and what closes it."""
+    import logging  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from shared.host_config import queue_options  # noqa: PLC0415
+    from shared.settings import load_settings  # noqa: PLC0415
+
+    if mode == "info-logging":
+        logging.basicConfig(level=logging.INFO, stream=open(os.devnull, "w"))  # noqa: SIM115
+    settings, options = load_settings(), queue_options()
+    if variant == "certstate":
+        from shared.wiring import pipeline  # noqa: PLC0415
+
+        if mode == "env-per-request":
+            pipeline()._graph._session.trust_env = True  # type: ignore[attr-defined]
+
+        def handle(body: bytes, delivery: Any) -> str:  # noqa: ANN401
+            return pipeline().handle(body, delivery).to_json()
+
+        return handle, lambda: None
+    if variant == "naive":
+        from shared.graph_client import ClientLimits, GraphClient  # noqa: PLC0415
+        from shared.pacing import WritePacer  # noqa: PLC0415
+        from shared.pipeline import CertStatePipeline  # noqa: PLC0415
+        from shared.wiring import build_credential, build_session  # noqa: PLC0415
+
+        def naive(body: bytes, delivery: Any) -> str:  # noqa: ANN401
+            # What certstate avoids: a credential (so a token request) and a session (so a TCP
+            # connection) for every message.
+            session = build_session(1)
+            credential = build_credential(settings)
+            client = GraphClient(
+                session=session,
+                credential=credential,
+                scope=settings.graph_scope,
+                pacer=WritePacer(settings.GRAPH_WRITE_BUDGET, settings.GRAPH_WRITE_WINDOW_SECONDS),
+                limits=ClientLimits(
+                    connect_timeout=settings.GRAPH_CONNECT_TIMEOUT_SECONDS,
+                    read_timeout=settings.GRAPH_READ_TIMEOUT_SECONDS,
+                    max_attempts=settings.GRAPH_MAX_ATTEMPTS,
+                    max_wait_seconds=settings.GRAPH_MAX_WAIT_SECONDS,
+                ),
+            )
+            try:
+                pipe = CertStatePipeline(
+                    graph=client, graph_base_url=settings.GRAPH_BASE_URL, max_dequeue_count=options.max_dequeue_count
+                )
+                return pipe.handle(body, delivery).to_json()
+            finally:
+                session.close()
+                close = getattr(credential, "close", None)
+                if close is not None:
+                    close()
+
+        return naive, lambda: None
+    if variant == "sdk":
+        from bench.sdk_variant import SdkPatcher  # noqa: PLC0415
+        from shared.pipeline import CertStatePipeline  # noqa: PLC0415
+
+        patcher = SdkPatcher(settings)
+        sdk_pipeline = CertStatePipeline(
+            graph=patcher, graph_base_url=settings.GRAPH_BASE_URL, max_dequeue_count=options.max_dequeue_count
+        )
+
+        def sdk(body: bytes, delivery: Any) -> str:  # noqa: ANN401
+            return sdk_pipeline.handle(body, delivery).to_json()
+
+        return sdk, patcher.close
+    raise SystemExit(f"unknown variant {variant!r}")
+
+
+def _bodies(count: int) -> list[bytes]:
+    # bench.services needs aiohttp (the simulator), which the SDK venv lacks: same messages, built here.
+    sys.path.insert(0, str(REPO))
+    from bench.messages import bodies  # noqa: PLC0415
+
+    return bodies(count)
+
+
+def calibration_ms() -> float:
+    """CPU milliseconds of a fixed pure-Python workload: how fast this machine is right now."""
+    document = {"key": list(range(50)), "nested": {"a": "b" * 40}}
+    started = time.process_time()
+    for i in range(2000):
+        json.loads(json.dumps({**document, "i": i}))
+        sum(j * j for j in range(100))
+    return (time.process_time() - started) * 1000
+
+
+def cost(variant: str, count: int, warmup: int, mode: str) -> dict[str, Any]:
+    """Per-message CPU (`time.process_time`) and wall time of `count` messages after `warmup` ones."""
+    from shared.pipeline import Delivery  # noqa: PLC0415
+
+    handle, close = _handler(variant, mode)
+    messages = _bodies(warmup + count)
+    statuses: dict[str, int] = {}
+    for body in messages[:warmup]:
+        handle(body, Delivery(message_id=str(uuid.uuid4()), dequeue_count=1))
+    cpu: list[float] = []
+    wall: list[float] = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for body in messages[warmup:]:
+        delivery = Delivery(message_id=str(uuid.uuid4()), dequeue_count=1)
+        c, w = time.process_time(), time.perf_counter()
+        outcome = handle(body, delivery)
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - w)
+        status = json.loads(outcome)["status"]
+        statuses[status] = statuses.get(status, 0) + 1
+    total_cpu, total_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    close()
+    return {
+        "variant": variant,
+        "messages": count,
+        "warmup": warmup,
+        "statuses": statuses,
+        "cpuMedianMs": statistics.median(cpu) * 1000,
+        "cpuMeanMs": statistics.fmean(cpu) * 1000,
+        "cpuP90Ms": statistics.quantiles(cpu, n=10)[-1] * 1000,
+        "wallMedianMs": statistics.median(wall) * 1000,
+        "wallMeanMs": statistics.fmean(wall) * 1000,
+        "totalCpuSeconds": total_cpu,
+        "totalWallSeconds": total_wall,
+        "peakRssMb": _peak_rss_mb(),
+        "vmHwmMb": _vm_hwm_mb(),
+        "calibrationMs": calibration_ms(),
+        "cpuSamplesMs": [round(x * 1000, 4) for x in cpu],
+        "wallSamplesMs": [round(x * 1000, 4) for x in wall],
+    }
+
+
+# -- cold start -------------------------------------------------------------------------------------------------
+
+
+def cold(variant: str) -> dict[str, Any]:
+    """Import the function app, then run its function on a first message, as a fresh worker would."""
+    started = time.perf_counter()
+    module_name = "function_app" if variant == "certstate" else "bench.sdk_function_app"
+    sys.path.insert(0, str(REPO))
+    module = __import__(module_name, fromlist=["app"])
+    imported = time.perf_counter()
+    rss_after_import = _peak_rss_mb()
+
+    from azure.functions.queue import QueueMessage  # noqa: PLC0415
+
+    from bench.messages import bodies  # noqa: PLC0415
+
+    class Out:
+        value: str | None = None
+
+        def set(self, value: str) -> None:
+            self.value = value
+
+        def get(self) -> str | None:
+            return self.value
+
+    function = module.app.get_functions()[0].get_user_function()
+    out = Out()
+    function(QueueMessage(id=str(uuid.uuid4()), body=bodies(1)[0], dequeue_count=1), out)  # type: ignore[no-untyped-call]
+    handled = time.perf_counter()
+    status = json.loads(out.value or "{}").get("status")
+    return {
+        "variant": variant,
+        "importSeconds": imported - started,
+        "firstMessageSeconds": handled - imported,
+        "status": status,
+        "peakRssAfterImportMb": rss_after_import,
+        "peakRssMb": _peak_rss_mb(),
+        "vmHwmMb": _vm_hwm_mb(),
+        "modules": len(sys.modules),
+    }
+
+
+# -- profile ----------------------------------------------------------------------------------------------------
+
+
+def profile(count: int, out: Path, mode: str) -> dict[str, Any]:
+    """cProfile of `count` handled messages (after a warm-up), saved as pstats to `out`."""
+    import cProfile  # noqa: PLC0415
+
+    from shared.pipeline import Delivery  # noqa: PLC0415
+
+    handle, close = _handler("certstate", mode)
+    messages = _bodies(20 + count)
+    for body in messages[:20]:
+        handle(body, Delivery(message_id=str(uuid.uuid4()), dequeue_count=1))
+    deliveries = [Delivery(message_id=str(uuid.uuid4()), dequeue_count=1) for _ in range(count)]
+    profiler = cProfile.Profile()  # wall clock (cheap to read); bench.cost takes the socket waits out
+    cpu0 = time.process_time()
+    profiler.enable()
+    for body, delivery in zip(messages[20:], deliveries, strict=True):
+        handle(body, delivery)
+    profiler.disable()
+    cpu = time.process_time() - cpu0
+    close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(out)
+    return {"messages": count, "profiledCpuSeconds": cpu}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("drain")
+    p.add_argument("--idle-for", type=float, default=1.0)
+    p.add_argument("--timeout", type=float, default=400.0)
+    p = sub.add_parser("cost")
+    p.add_argument("--variant", choices=("certstate", "naive", "sdk"), required=True)
+    p.add_argument("--messages", type=int, default=1000)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--mode", choices=MODES, default="")
+    p = sub.add_parser("cold")
+    p.add_argument("--variant", choices=("certstate", "sdk"), required=True)
+    p = sub.add_parser("profile")
+    p.add_argument("--messages", type=int, default=2000)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--mode", choices=MODES, default="")
+    args = parser.parse_args(argv)
+    if args.command == "drain":
+        _emit(drain(args.idle_for, args.timeout))
+    elif args.command == "cost":
+        _emit(cost(args.variant, args.messages, args.warmup, args.mode))
+    elif args.command == "cold":
+        _emit(cold(args.variant))
+    else:
+        _emit(profile(args.messages, args.out, args.mode))
+
+
+if __name__ == "__main__":
+    main()
