@@ -546,9 +546,9 @@ def render(results: dict[str, Any]) -> str:  # noqa: PLR0912, PLR0915 - one docu
             "**What was removed.** With `Session.trust_env` on (requests' default), every request ran "
             "`merge_environment_settings` and `get_netrc_auth`: it walked the whole process environment twice "
             "looking for proxy variables (a Functions worker has dozens of app settings) and looked for "
-            "`~/.netrc` on disk. `GraphClient` now reads that environment once per origin (proxies via "
-            "`requests.utils.get_environ_proxies`, honouring `NO_PROXY`; `REQUESTS_CA_BUNDLE`/`CURL_CA_BUNDLE`), "
-            "passes it with each request and turns `trust_env` off on its session. App settings change only with "
+            "`~/.netrc` on disk. `shared.wiring.build_session` now reads that environment once for Graph's origin "
+            "(proxies via `requests.utils.get_environ_proxies`, honouring `NO_PROXY`; `REQUESTS_CA_BUNDLE`/"
+            "`CURL_CA_BUNDLE`), sets it on the session and turns `trust_env` off. App settings change only with "
             "a worker restart, so the result is the same; the one difference is that a `~/.netrc` entry for the "
             "Graph host is no longer applied, which would have replaced the bearer token with basic credentials."
             + (

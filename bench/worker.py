@@ -120,7 +120,7 @@ def _handler(variant: str, mode: str = "") -> tuple[Handler, Callable[[], None]]
         def naive(body: bytes, delivery: Any) -> str:  # noqa: ANN401
             # What certstate avoids: a credential (so a token request) and a session (so a TCP
             # connection) for every message.
-            session = build_session(1)
+            session = build_session(1, settings.GRAPH_BASE_URL)
             credential = build_credential(settings)
             client = GraphClient(
                 session=session,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -189,30 +188,11 @@ class GraphClient:
                 headers=headers,
                 timeout=(self._limits.connect_timeout, self._limits.read_timeout),
                 allow_redirects=False,
-                **self._environment(request.url),
             )
         except requests.RequestException as err:
             log_event(logger, logging.WARNING, "graphUnreachable", reason=type(err).__name__)
             return None, None, GraphTrace(client_request_id=client_request_id)
         return response.status_code, response, _trace(response.headers, client_request_id)
-
-    def _environment(self, url: str) -> dict[str, Any]:
-        """What requests would take from the environment for `url`: proxies and a CA bundle.
-
-        As `Session.merge_environment_settings` does with trust_env on, read once per origin. A
-        ~/.netrc is not applied: it would replace the bearer token with basic credentials.
-        """
-        origin = "/".join(url.split("/", 3)[:3])  # scheme://host[:port]
-        environment = self._environments.get(origin)
-        if environment is None:
-            environment = {}
-            if self._trust_env:
-                environment["proxies"] = requests.utils.get_environ_proxies(url)
-                bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                if bundle:
-                    environment["verify"] = bundle
-            self._environments[origin] = environment
-        return environment
 
 
 def _trace(headers: Mapping[str, str], client_request_id: str) -> GraphTrace:

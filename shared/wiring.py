@@ -6,6 +6,8 @@ connection pool, write pacer) is created here once and shared by every invocatio
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from functools import cache
 
@@ -24,6 +26,8 @@ def build_credential(settings: Settings) -> TokenCredential:
     """The managed identity (system- or user-assigned), or DefaultAzureCredential for developers."""
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential  # noqa: PLC0415 - cold start
 
+    # azure-identity logs every cached get_token at INFO (two lines per message in the host's logs).
+    logging.getLogger("azure.identity").setLevel(logging.WARNING)
     if settings.CREDENTIAL_MODE is CredentialMode.DEFAULT:
         return DefaultAzureCredential(
             managed_identity_client_id=settings.MANAGED_IDENTITY_CLIENT_ID,
@@ -32,13 +36,22 @@ def build_credential(settings: Settings) -> TokenCredential:
     return ManagedIdentityCredential(client_id=settings.MANAGED_IDENTITY_CLIENT_ID)
 
 
-def build_session(pool_size: int) -> requests.Session:
-    """One keep-alive pool sized to the host's concurrency; retries are ours, not urllib3's."""
+def build_session(pool_size: int, base_url: str) -> requests.Session:
+    """One keep-alive pool sized to the host's concurrency; retries are ours, not urllib3's.
+
+    The environment (proxy variables, CA bundle) is read here once for Graph's origin: with
+    `trust_env` on, requests re-reads it and ~/.netrc on every request, a quarter of the CPU
+    per message (docs/benchmarks.md). A ~/.netrc would replace the bearer token anyway.
+    """
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = "certstate/1 (+azure-functions; python)"
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    if bundle := os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
+        session.verify = bundle
+    session.trust_env = False
     return session
 
 
@@ -47,7 +60,7 @@ def build_pipeline(
 ) -> CertStatePipeline:
     """Wire the production pipeline; tests pass their own settings and, if they like, credential."""
     client = GraphClient(
-        session=build_session(options.max_concurrency),
+        session=build_session(options.max_concurrency, settings.GRAPH_BASE_URL),
         credential=credential or build_credential(settings),
         scope=settings.graph_scope,
         pacer=WritePacer(settings.GRAPH_WRITE_BUDGET, settings.GRAPH_WRITE_WINDOW_SECONDS),
