@@ -50,7 +50,7 @@ def run(burst: int, write_limit: int, window: float, out: TextIO) -> int:
         budget = stack.settings["GRAPH_WRITE_BUDGET"]
         say(f"  queues      {stack.settings['INPUT_QUEUE_NAME']} -> {stack.settings['RESULT_QUEUE_NAME']}\n")
         say(f"  Graph       {stack.graph.base_url} (write limit {write_limit} per {window:g} s)\n")
-        say(f"  pacing      {budget} writes per {window:g} s per process (95% of the limit)\n\n")
+        say(f"  pacing      {budget} writes per {window:g} s per process (the limit minus one, as deployed)\n\n")
         messages = _examples() + _burst(burst)
         expected = {}
         for name, body, status in messages:

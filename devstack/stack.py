@@ -78,7 +78,7 @@ class LocalStack:
             "RESULT_QUEUE_NAME": f"cs{run}-results",
             "GRAPH_BASE_URL": self.graph.base_url,
             "CREDENTIAL_MODE": "managedIdentity",
-            "GRAPH_WRITE_BUDGET": str(max(1, self._write_limit * 95 // 100)),
+            "GRAPH_WRITE_BUDGET": str(max(1, self._write_limit - 1)),  # infra's rule for one instance
             "GRAPH_WRITE_WINDOW_SECONDS": str(self._write_window_s),
             **self.identity.env(),
             **self._overrides,

@@ -50,9 +50,14 @@ param graphWriteLimit int = 100
 @description('The window of graphWriteLimit, in seconds.')
 param graphWriteWindowSeconds int = 20
 
+@minValue(0)
+@maxValue(9998)
+@description('Writes per window left to other tools that write to Intune as the same app (0: certstate may use the whole limit).')
+param graphWriteReserve int = 0
+
 @minValue(1)
 @maxValue(1000)
-@description('Flex maximumInstanceCount (per function group; this app has one). Capped at 95% of graphWriteLimit, see docs/deploy.md.')
+@description('Flex maximumInstanceCount (per function group; this app has one). Capped at half the available write limit, see docs/deploy.md.')
 param maximumInstanceCount int = 2
 
 @allowed([
@@ -142,13 +147,13 @@ var graphBaseUrls = {
 }
 
 // Pacing (docs/deploy.md, "Pacing"). Each Flex instance runs one Python worker process, and each
-// process spends at most GRAPH_WRITE_BUDGET writes per GRAPH_WRITE_WINDOW_SECONDS. With
-// usableWriteLimit = floor(95% of graphWriteLimit): instances x budget <= usableWriteLimit <= graphWriteLimit.
-// The instance count is capped at usableWriteLimit, so the budget is never rounded up to 1.
-// Parentheses are explicit: Bicep evaluates * and / left to right, and so must every reader.
-var usableWriteLimit = (graphWriteLimit * 95) / 100
-var effectiveMaximumInstanceCount = min(maximumInstanceCount, usableWriteLimit)
-var graphWriteBudget = max(1, usableWriteLimit / effectiveMaximumInstanceCount)
+// process spaces at most GRAPH_WRITE_BUDGET writes evenly over GRAPH_WRITE_WINDOW_SECONDS. Unsynchronised,
+// such a process can still land budget + 1 writes in one window of Graph's, so the bound that needs no
+// coordination between instances is instances x (budget + 1) <= available. Capping the instances at half
+// the available limit keeps the budget >= 1. Parentheses are explicit: Bicep evaluates * and / left to right.
+var availableWriteLimit = max(2, graphWriteLimit - graphWriteReserve)
+var effectiveMaximumInstanceCount = min(maximumInstanceCount, availableWriteLimit / 2)
+var graphWriteBudget = (availableWriteLimit / effectiveMaximumInstanceCount) - 1
 
 var storageAccountName = 'st${resourceToken}'
 var deploymentContainerName = 'app-package'

@@ -11,8 +11,9 @@ param graphCloud = readEnvironmentVariable('CERTSTATE_GRAPH_CLOUD', 'global')
 param inputQueueName = 'certificate-state-updates'
 param resultQueueName = 'certificate-state-results'
 
-// Pacing: instances x GRAPH_WRITE_BUDGET <= 95% of graphWriteLimit (docs/deploy.md, "Pacing").
+// Pacing: instances x (GRAPH_WRITE_BUDGET + 1) <= graphWriteLimit - graphWriteReserve (docs/deploy.md, "Pacing").
 param graphWriteLimit = 100
+param graphWriteReserve = int(readEnvironmentVariable('CERTSTATE_GRAPH_WRITE_RESERVE', '0'))
 param graphWriteWindowSeconds = 20
 param maximumInstanceCount = int(readEnvironmentVariable('CERTSTATE_MAXIMUM_INSTANCE_COUNT', '2'))
 param instanceMemoryMB = 2048

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     GRAPH_READ_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=300)] = 30.0
     GRAPH_MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=20)] = 4
     GRAPH_MAX_WAIT_SECONDS: Annotated[float, Field(ge=0, le=540)] = 60.0
-    GRAPH_WRITE_BUDGET: Annotated[int, Field(ge=1, le=10_000)] = 47
+    GRAPH_WRITE_BUDGET: Annotated[int, Field(ge=1, le=10_000)] = 49
     GRAPH_WRITE_WINDOW_SECONDS: Annotated[float, Field(gt=0, le=3600)] = 20.0
 
     @field_validator("GRAPH_BASE_URL")

@@ -90,7 +90,7 @@ def test_invalid_messages_are_rejected_once_and_never_reach_graph(make_stack, bo
 
 
 def test_a_burst_is_paced_within_the_write_limit(make_stack):
-    stack = make_stack(write_limit=10, write_window_s=2.0)  # budget: 95% -> 9 writes per 2 s
+    stack = make_stack(write_limit=10, write_window_s=2.0)  # budget: limit - 1 -> 9 writes per 2 s
     for i in range(30):
         stack.send(update_message(i))
     outcomes = run(stack, 30, timeout=90)
