@@ -51,10 +51,16 @@ class Scenario:
         return self.processes * self.budget / self.write_limit
 
 
-def infra_budget(write_limit: int, instances: int) -> int:
-    """GRAPH_WRITE_BUDGET as infra/main.bicep derives it (95 % of the limit, split over the instances)."""
-    usable = write_limit * 95 // 100
-    return max(1, usable // min(instances, usable))
+def infra_budget(write_limit: int, instances: int, reserve: int = 0) -> int:
+    """GRAPH_WRITE_BUDGET as infra/main.bicep derives it: `B = floor(A / N) - 1`.
+
+    A = write_limit - reserve (writes per window left to other tools writing as the same app),
+    N = min(instances, floor(A / 2)). An unsynchronised, evenly spaced pacer can land B + 1 writes in one of
+    Graph's windows, so N * (B + 1) <= A holds without any coordination between instances.
+    """
+    available = write_limit - reserve
+    n = max(1, min(instances, available // 2))
+    return max(1, available // n - 1)
 
 
 def run(azurite: Azurite, scenario: Scenario, log_dir: Path) -> dict[str, Any]:

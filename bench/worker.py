@@ -112,35 +112,17 @@ def _handler(variant: str, mode: str = "") -> tuple[Handler, Callable[[], None]]
 
         return handle, lambda: None
     if variant == "naive":
-        from shared.graph_client import ClientLimits, GraphClient  # noqa: PLC0415
-        from shared.pacing import WritePacer  # noqa: PLC0415
-        from shared.pipeline import CertStatePipeline  # noqa: PLC0415
-        from shared.wiring import build_credential, build_session  # noqa: PLC0415
+        from shared.wiring import build_credential, build_pipeline  # noqa: PLC0415
 
         def naive(body: bytes, delivery: Any) -> str:  # noqa: ANN401
-            # What certstate avoids: a credential (so a token request) and a session (so a TCP
-            # connection) for every message.
-            session = build_session(1, settings.GRAPH_BASE_URL)
+            # What certstate avoids: the whole wiring (credential, so a token request; session, so a
+            # TCP connection; pacer) built again for every message.
             credential = build_credential(settings)
-            client = GraphClient(
-                session=session,
-                credential=credential,
-                scope=settings.graph_scope,
-                pacer=WritePacer(settings.GRAPH_WRITE_BUDGET, settings.GRAPH_WRITE_WINDOW_SECONDS),
-                limits=ClientLimits(
-                    connect_timeout=settings.GRAPH_CONNECT_TIMEOUT_SECONDS,
-                    read_timeout=settings.GRAPH_READ_TIMEOUT_SECONDS,
-                    max_attempts=settings.GRAPH_MAX_ATTEMPTS,
-                    max_wait_seconds=settings.GRAPH_MAX_WAIT_SECONDS,
-                ),
-            )
+            pipe = build_pipeline(settings, options, credential)
             try:
-                pipe = CertStatePipeline(
-                    graph=client, graph_base_url=settings.GRAPH_BASE_URL, max_dequeue_count=options.max_dequeue_count
-                )
                 return pipe.handle(body, delivery).to_json()
             finally:
-                session.close()
+                pipe._graph._session.close()  # type: ignore[attr-defined]
                 close = getattr(credential, "close", None)
                 if close is not None:
                     close()
