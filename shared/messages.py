@@ -249,7 +249,7 @@ class CertificateStateUpdate(BaseModel):
     @property
     def warnings(self) -> list[str]:
         """One warning for each seed-era property in use."""
-        given = self.model_dump(by_alias=True, include=self.model_fields_set)
+        given = {to_camel(name) for name in self.model_fields_set}
         return [text for name, text in gs.LEGACY_PROPERTIES.items() if name in given]
 
 

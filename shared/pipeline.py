@@ -93,6 +93,7 @@ class CertStatePipeline:
         message = parse_message(document)
         report.message = message
         request = build_request(self._base_url, message)
+        report.request = request
         now = self._clock()
         if message.expires_at is not None and now > to_datetime(message.expires_at):
             raise MessageExpired(code=ErrorCode.MESSAGE_EXPIRED, message=f"expired at {message.expires_at}")
@@ -124,6 +125,7 @@ class _Report:
         self.delivery = delivery
         self.document: dict[str, Any] | None = None
         self.message: UpdateMessage | None = None
+        self.request: GraphRequest | None = None
 
     @property
     def correlation_id(self) -> str:
@@ -158,7 +160,7 @@ class _Report:
             message_id=self.delivery.message_id,
             dequeue_count=self.delivery.dequeue_count,
             target=self._target(),
-            updated_properties=list(message.update.body()) if message and status in _NAMES_PROPERTIES else [],
+            updated_properties=list(self.request.body) if self.request and status in _NAMES_PROPERTIES else [],
             warnings=message.update.warnings if message else [],
             duration_ms=duration_ms,
             completed_at=now,
