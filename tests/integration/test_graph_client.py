@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -163,13 +164,25 @@ def test_a_retry_after_beyond_the_wait_limit_hands_the_message_back_at_once(grap
     assert len(writes(graph)) == 1
 
 
-def test_a_429_holds_back_every_request_of_the_process(graph, credential):
-    pacer = WritePacer(1000, 1.0)
-    first, second = client(graph, credential, pacer=pacer), client(graph, credential, pacer=pacer)
-    graph.configure(script=[{"status": 429, "retryAfter": "1"}])
-    patch(graph, first)  # 429, then waits, then 200
-    patch(graph, second)
-    assert graph.stats()["earlyRetries"] == 0
+@pytest.mark.parametrize("shared_pacer", [True, False], ids=["one-process", "no-shared-gate"])
+def test_a_429_holds_back_every_request_of_the_process(graph, credential, shared_pacer: bool):
+    pacers = [WritePacer(1000, 1.0)] * 2 if shared_pacer else [WritePacer(1000, 1.0), WritePacer(1000, 1.0)]
+    first, second = (client(graph, credential, pacer=p) for p in pacers)
+    graph.configure(script=[{"status": 429, "retryAfter": "1.5"}])
+    throttled = threading.Thread(target=patch, args=(graph, first))  # 429, waits, then 200
+    throttled.start()
+    deadline = time.monotonic() + 5
+    while not writes(graph) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    patch(graph, second)  # another invocation, while the Retry-After is in force
+    throttled.join()
+    refused = writes(graph)[0]
+    assert refused["status"] == 429
+    if shared_pacer:
+        assert graph.stats()["earlyRetries"] == 0
+        assert all(w["wallTime"] - refused["wallTime"] >= 1.5 for w in writes(graph)[1:])
+    else:  # the control: without the process-wide gate the other invocation goes out too early
+        assert graph.stats()["earlyRetries"] >= 1
 
 
 def test_transient_failures_past_the_attempt_limit_are_reported_as_transient(graph, credential):
