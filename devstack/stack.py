@@ -32,6 +32,7 @@ from devstack.azurite import Azurite
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
 from devstack.runner import Runner
+from shared.wiring import reset_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,7 +97,7 @@ class LocalStack:
         for name, value in settings.items():
             self._saved_env.setdefault(name, os.environ.get(name))
             os.environ[name] = value
-        _forget_cached_app_state()
+        reset_pipeline()  # settings and pipeline are built once per process
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
@@ -111,7 +112,7 @@ class LocalStack:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        _forget_cached_app_state()
+        reset_pipeline()  # settings and pipeline are built once per process
 
     # -- the function host ----------------------------------------------------------------------------
 
@@ -161,13 +162,6 @@ def drain(queue: QueueClient) -> Iterator[str]:
             for message in batch:
                 yield str(message.content)
                 queue.delete_message(message)
-
-
-def _forget_cached_app_state() -> None:
-    """Settings and the pipeline are built once per process; a new stack needs new ones."""
-    from shared.wiring import reset_pipeline  # noqa: PLC0415 - after the settings are exported
-
-    reset_pipeline()
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
