@@ -220,16 +220,16 @@ def cold(variant: str, runs: int) -> dict[str, Any]:
 
 PHASES = (
     ("handle, in all", "shared/pipeline.py", "handle"),
-    ("decode and validate the message", "shared/message_parsing.py", "decode_body", "parse_message"),
-    ("resolve the route", "shared/routes.py", "build_request"),
-    ("Graph client: pacer", "shared/pacing.py", "acquire"),
-    ("Graph client: token (cached)", "shared/graph_client.py", "_token"),
-    ("Graph client: send the PATCH", "shared/graph_client.py", "_send"),
+    ("decode and validate the message", "shared/contract/parsing.py", "decode_body", "parse_message"),
+    ("resolve the route", "shared/graph/routes.py", "build_request"),
+    ("Graph client: pacer", "shared/graph/pacing.py", "acquire"),
+    ("Graph client: token (cached)", "shared/graph/client.py", "_token"),
+    ("Graph client: send the PATCH", "shared/graph/client.py", "_send"),
     ("… requests: environment (proxies, netrc)", "requests/sessions.py", "merge_environment_settings"),
     ("… requests: prepare_request", "requests/sessions.py", "prepare_request"),
     ("… requests: Session.send (urllib3, http.client, socket)", "requests/sessions.py", "send"),
     ("build the outcome", "shared/pipeline.py", "build"),
-    ("outcome to JSON", "shared/outcomes.py", "to_json"),
+    ("outcome to JSON", "shared/contract/outcomes.py", "to_json"),
     ("log events", "shared/logs.py", "log_event"),
 )
 """Where a message's time goes: cumulative time of these functions (file suffix, names)."""

@@ -46,11 +46,11 @@ from msgraph_beta.generated.models import (  # type: ignore[import-not-found,unu
     subject_name_format,
 )
 
-from shared.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
-from shared.graph_client import GraphResult
+from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.graph.client import GraphResult
+from shared.graph.routes import GraphRequest
 from shared.host_config import QueueOptions
 from shared.pipeline import CertStatePipeline
-from shared.routes import GraphRequest
 from shared.settings import Settings
 
 ManagedDeviceCertificateState: Any = managed_device_certificate_state.ManagedDeviceCertificateState

@@ -1,12 +1,12 @@
 """Stand-in for Microsoft Graph beta's managedDeviceCertificateState routes, throttling and errors.
 
-A real HTTP server on 127.0.0.1 that answers PATCH and GET on the three route forms of CONTRACT.md
+A real HTTP server on 127.0.0.1 that answers PATCH and GET on the three route forms of docs/contract.md
 section 2 from an in-memory store, with Graph's error bodies and headers, Intune's per-app write
 limit (a sliding window, answered 429 with an accurate Retry-After) and injectable faults.
 
 Default store (`graph_seed.json`): one certificate profile per type of graph-schema.json
 `navigationParents`, each with three states, plus three VPN/e-mail profiles that reference one.
-The seed page's seven PATCH routes resolve with these ids (the iOS ones are CONTRACT.md's example message's):
+The seed page's seven PATCH routes resolve with these ids (the iOS ones are docs/contract.md's example message's):
 
 - iosScepCertificateProfile: config b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11, state d99bc884-c884-d99b-84c8-9bd984c89bd9
 - macOSScepCertificateProfile: config c0ffee00-0000-4000-8000-000000000019, state 57a7e000-0019-4000-8000-000000000001

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 __all__ = [
     "HOST_JSON",
@@ -31,6 +31,7 @@ MAX_BATCH_SIZE = 32
 """The queue extension's upper limit for ``batchSize``."""
 MIN_POLLING_INTERVAL = 0.1
 """``QueuePollingIntervals.Minimum`` (seconds): the floor for ``maxPollingInterval``."""
+Encoding = Literal["base64", "none"]
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?$")
 
 
@@ -86,7 +87,7 @@ class QueueOptions:
     max_polling_interval: float = 60.0
     visibility_timeout: float = 0.0
     max_dequeue_count: int = 5
-    message_encoding: Literal["base64", "none"] = "base64"
+    message_encoding: Encoding = "base64"
 
     def __post_init__(self) -> None:
         """Reject what the host rejects at startup, with its limits."""
@@ -160,11 +161,6 @@ class QueueOptions:
             return parse_timespan(value)
 
         encoding = _lookup(queues, "messageEncoding", where)
-        if encoding is None:
-            encoding = "base64"
-        if not isinstance(encoding, str) or encoding.lower() not in ("base64", "none"):
-            msg = f"{where}messageEncoding must be 'base64' or 'none', got {encoding!r}"
-            raise HostConfigError(msg)
         batch_size = integer("batchSize", cls.batch_size)
         processors = processor_count if processor_count is not None else (os.cpu_count() or 1)
         return cls(
@@ -173,7 +169,8 @@ class QueueOptions:
             max_polling_interval=timespan("maxPollingInterval", cls.max_polling_interval),
             visibility_timeout=timespan("visibilityTimeout", cls.visibility_timeout),
             max_dequeue_count=integer("maxDequeueCount", cls.max_dequeue_count),
-            message_encoding="none" if encoding.lower() == "none" else "base64",
+            # Case-insensitive like the host; anything but the two names is refused by __post_init__.
+            message_encoding=cast("Encoding", "base64" if encoding is None else str(encoding).lower()),
         )
 
 

@@ -15,13 +15,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shared.errors import CertStateError, ErrorCode, MessageExpired, MessageRejected, PermanentError, TransientError
-from shared.graph_client import GraphResult
+from shared.contract.errors import (
+    CertStateError,
+    ErrorCode,
+    MessageExpired,
+    MessageRejected,
+    PermanentError,
+    TransientError,
+)
+from shared.contract.messages import CORRELATION_ID, UpdateMessage, to_datetime
+from shared.contract.outcomes import ErrorDetail, GraphInfo, Outcome, OutcomeError, Status, Target
+from shared.contract.parsing import decode_body, parse_message
+from shared.graph.client import GraphResult
+from shared.graph.routes import GraphRequest, build_request
 from shared.logs import log_event, message_context
-from shared.message_parsing import decode_body, parse_message
-from shared.messages import CORRELATION_ID, UpdateMessage, to_datetime
-from shared.outcomes import ErrorDetail, GraphInfo, Outcome, OutcomeError, Status, Target
-from shared.routes import GraphRequest, build_request
 
 logger = logging.getLogger("certstate")
 

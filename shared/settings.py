@@ -7,7 +7,6 @@ is where the Functions host puts app settings and `local.settings.json` values.
 from __future__ import annotations
 
 import ipaddress
-import re
 from enum import StrEnum
 from functools import cache
 from typing import Annotated
@@ -15,6 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, TRIGGER_QUEUE_NAME_MAX, queue_name_problem
 
 
 class CredentialMode(StrEnum):
@@ -24,15 +25,21 @@ class CredentialMode(StrEnum):
     DEFAULT = "default"
 
 
-def _queue_name(value: str) -> str:
-    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{1,54})[a-z0-9]", value) or "--" in value:
-        msg = "must be 3-56 lowercase letters, digits and single hyphens (56, so that <name>-poison is valid)"
-        raise ValueError(msg)
+def _trigger_queue_name(value: str) -> str:
+    if problem := queue_name_problem(value, TRIGGER_QUEUE_NAME_MAX):
+        raise ValueError(problem)
     return value
 
 
+def _queue_name(value: str) -> str:
+    if problem := queue_name_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+TriggerQueueName = Annotated[str, AfterValidator(_trigger_queue_name)]
+"""A queue the host may poison from: short enough that `<name>-poison` is still valid."""
 QueueName = Annotated[str, AfterValidator(_queue_name)]
-"""A Storage queue name short enough that `<name>-poison` is still valid (<= 56)."""
 
 
 class Settings(BaseSettings):
@@ -41,8 +48,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
 
     GRAPH_BASE_URL: str = "https://graph.microsoft.com/beta"
-    INPUT_QUEUE_NAME: QueueName = "certificate-state-updates"
-    RESULT_QUEUE_NAME: QueueName = "certificate-state-results"
+    INPUT_QUEUE_NAME: TriggerQueueName = DEFAULT_INPUT_QUEUE
+    RESULT_QUEUE_NAME: QueueName = DEFAULT_RESULT_QUEUE
     CREDENTIAL_MODE: CredentialMode = CredentialMode.MANAGED_IDENTITY
     MANAGED_IDENTITY_CLIENT_ID: str | None = None
     GRAPH_CONNECT_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=60)] = 5.0

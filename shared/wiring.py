@@ -15,9 +15,9 @@ import requests
 from azure.core.credentials import TokenCredential
 from requests.adapters import HTTPAdapter
 
-from shared.graph_client import ClientLimits, GraphClient
+from shared.graph.client import ClientLimits, GraphClient
+from shared.graph.pacing import WritePacer
 from shared.host_config import QueueOptions, queue_options
-from shared.pacing import WritePacer
 from shared.pipeline import CertStatePipeline
 from shared.settings import CredentialMode, Settings, load_settings
 

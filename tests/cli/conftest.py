@@ -10,7 +10,7 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from devstack.azurite import Azurite
-from shared.cli import main
+from producer.cli import main
 
 
 @dataclass

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME
-from shared.errors import ErrorCode
-from shared.outcomes import Outcome, OutcomeError, Status, Target
+from shared.contract.errors import ErrorCode
+from shared.contract.outcomes import Outcome, OutcomeError, Status, Target
 
 IOS_CONFIG = "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11"
 IOS_STATE = "d99bc884-c884-d99b-84c8-9bd984c89bd9"

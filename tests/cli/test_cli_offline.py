@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, parse_entries
-from shared.contract_schemas import render
+from producer.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, parse_entries
+from producer.schemas import render
 from tests.cli.conftest import Run
 from tests.cli.kit import request
 

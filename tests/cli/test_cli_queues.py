@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from devstack.azurite import Azurite
-from shared import cli as cli_module
-from shared.cli import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STORAGE
-from shared.errors import ErrorCode
-from shared.outcomes import Status
+from producer import cli as cli_module
+from producer.cli import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STORAGE
+from shared.contract.errors import ErrorCode
+from shared.contract.outcomes import Status
 from tests.cli.conftest import Queues, Run
 from tests.cli.kit import outcome_json, request, unreachable_connection_string
 
@@ -151,7 +151,7 @@ def test_the_module_runs_as_a_program_with_its_exit_code():
 
     invalid = EXAMPLES / "invalid" / "not-json.txt"
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "validate", str(invalid)],
+        [sys.executable, "-m", "producer.cli", "validate", str(invalid)],
         check=False,
         capture_output=True,
         text=True,
@@ -189,7 +189,7 @@ def test_an_unreachable_account_is_one_line_and_exit_3(cli: Cli, closed_port: in
 def test_default_target_is_local_azurite_with_a_hint(cli: Cli, monkeypatch: pytest.MonkeyPatch):
     for name in ("CERTSTATE_CONNECTION_STRING", "AzureWebJobsStorage", "AzureWebJobsStorage__queueServiceUri"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr("shared.producer.DEVELOPMENT_STORAGE", unreachable_connection_string(9))
+    monkeypatch.setattr("producer.sender.DEVELOPMENT_STORAGE", unreachable_connection_string(9))
     run = cli("stats", "--retries", "0", "--timeout", "1")
     assert run.code == EXIT_STORAGE
     assert "127.0.0.1:9/devstoreaccount1" in run.err

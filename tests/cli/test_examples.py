@@ -14,11 +14,11 @@ import requests
 
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import TokenClaims
-from shared.contract_schemas import SCHEMA_DIR
-from shared.errors import ErrorCode, MessageRejected
-from shared.message_parsing import decode_body, parse_message
-from shared.messages import UpdateMessage
-from shared.routes import build_request, route_path
+from producer.schemas import SCHEMA_DIR
+from shared.contract.errors import ErrorCode, MessageRejected
+from shared.contract.messages import UpdateMessage
+from shared.contract.parsing import decode_body, parse_message
+from shared.graph.routes import build_request, route_path
 from tests.unit.kit import seed_example_body, seed_patch_paths
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -14,10 +14,7 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
-from shared.errors import ErrorCode, MessageRejected
-from shared.message_parsing import decode_body, parse_message
-from shared.messages import CertificateStateUpdate, UpdateMessage
-from shared.producer import (
+from producer.sender import (
     BatchRejected,
     CertStateProducer,
     QueueNotFound,
@@ -32,6 +29,9 @@ from shared.producer import (
     serialize,
     to_wire,
 )
+from shared.contract.errors import ErrorCode, MessageRejected
+from shared.contract.messages import CertificateStateUpdate, UpdateMessage
+from shared.contract.parsing import decode_body, parse_message
 from tests.cli.conftest import Queues
 from tests.cli.kit import IOS_CONFIG, IOS_STATE, request, unreachable_connection_string
 
@@ -137,7 +137,7 @@ def test_defaults_come_from_host_json_and_the_environment(monkeypatch: pytest.Mo
 
 
 def test_importing_the_producer_and_cli_does_not_load_the_storage_sdk():
-    code = "import sys, shared.producer, shared.cli; print(sorted(m for m in sys.modules if m.startswith('azure')))"
+    code = "import sys, producer.sender, producer.cli; print(sorted(m for m in sys.modules if m.startswith('azure')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
 

@@ -15,7 +15,7 @@ import function_app
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
 from devstack.runner import registered_functions
-from shared.errors import TransientError
+from shared.contract.errors import TransientError
 from shared.wiring import reset_pipeline
 
 MESSAGE = {

@@ -14,10 +14,10 @@ from azure.identity import ManagedIdentityCredential
 
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
-from shared.errors import ErrorCode, GraphRefused, TransientError
-from shared.graph_client import ClientLimits, GraphClient
-from shared.pacing import WritePacer
-from shared.routes import GraphRequest
+from shared.contract.errors import ErrorCode, GraphRefused, TransientError
+from shared.graph.client import ClientLimits, GraphClient
+from shared.graph.pacing import WritePacer
+from shared.graph.routes import GraphRequest
 
 IOS = "/deviceManagement/deviceConfigurations/b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11/microsoft.graph.iosScepCertificateProfile/managedDeviceCertificateStates/d99bc884-c884-d99b-84c8-9bd984c89bd9"  # noqa: E501
 BODY = {"certificateIssuer": "CN=Contoso", "certificateExpirationDateTime": "2027-01-01T00:02:14.9489247-08:00"}

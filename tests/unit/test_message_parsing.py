@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from shared.errors import ErrorCode, MessageRejected
-from shared.message_parsing import decode_body
-from shared.messages import MAX_MESSAGE_BYTES
+from shared.contract.errors import ErrorCode, MessageRejected
+from shared.contract.limits import QUEUE_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from shared.contract.parsing import decode_body
 
 DOC = {"profileType": "iosScepCertificateProfile", "update": {"certificateIssuer": "Contoso CA ü"}}
 TEXT = json.dumps(DOC, ensure_ascii=False)

@@ -1,4 +1,4 @@
-"""The message model against the Graph beta schema and CONTRACT.md sections 1 and 3."""
+"""The message model against the Graph beta schema and docs/contract.md sections 1 and 3."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from shared import graph_schema as gs
-from shared.errors import MessageRejected
-from shared.message_parsing import parse_message
-from shared.messages import UpdateMessage
-from shared.routes import PREFER_UNKNOWN_ENUM_MEMBERS, build_request
+from shared.contract import graph_schema as gs
+from shared.contract.errors import MessageRejected
+from shared.contract.messages import UpdateMessage
+from shared.contract.parsing import parse_message
+from shared.graph.routes import PREFER_UNKNOWN_ENUM_MEMBERS, build_request
 from tests.unit.kit import graph_schema, seed_example_body
 
 SCHEMA = graph_schema()

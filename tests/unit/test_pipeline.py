@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
-from shared.graph_client import GraphResult
+from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.outcomes import Outcome, Status
+from shared.graph.client import GraphResult
+from shared.graph.routes import GraphRequest
 from shared.logs import log_event
-from shared.outcomes import Outcome, Status
 from shared.pipeline import CertStatePipeline, Delivery
-from shared.routes import GraphRequest
 
 NOW = datetime(2026, 11, 27, 14, 3, 11, 402000, tzinfo=UTC)
 SECRET_VALUE = "Thumbprint-That-Must-Not-Be-Logged"

@@ -1,4 +1,4 @@
-"""The retry policy as one table: status x headers -> decision (CONTRACT.md section 5)."""
+"""The retry policy as one table: status x headers -> decision (docs/contract.md section 5)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from shared.errors import ErrorCode
-from shared.retry_policy import BACKOFF_CAP_SECONDS, Action, backoff, decide, parse_retry_after
+from shared.contract.errors import ErrorCode
+from shared.graph.retry_policy import BACKOFF_CAP_SECONDS, Action, backoff, decide, parse_retry_after
 
 NOW = datetime(2026, 11, 27, 14, 0, 0, tzinfo=UTC)
 IN_7S = format_datetime(NOW + timedelta(seconds=7), usegmt=True)

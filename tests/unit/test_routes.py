@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from shared import graph_schema as gs
-from shared.errors import MessageRejected
-from shared.message_parsing import parse_message
-from shared.routes import build_request, route_path
+from shared.contract import graph_schema as gs
+from shared.contract.errors import MessageRejected
+from shared.contract.parsing import parse_message
+from shared.graph.routes import build_request, route_path
 from tests.unit.kit import graph_schema, seed_patch_paths
 
 SEED_ROUTES = [  # (profileType, via) of the seed's seven PATCH lines, in order

@@ -17,8 +17,9 @@ from typing import Any, NoReturn, cast
 
 from pydantic import ValidationError
 
-from shared.errors import ErrorCode, FieldError, MessageRejected
-from shared.messages import KNOWN_MESSAGE_FIELDS, KNOWN_UPDATE_FIELDS, MAX_MESSAGE_BYTES, UpdateMessage
+from shared.contract.errors import ErrorCode, FieldError, MessageRejected
+from shared.contract.limits import QUEUE_MESSAGE_BYTES
+from shared.contract.messages import KNOWN_MESSAGE_FIELDS, KNOWN_UPDATE_FIELDS, UpdateMessage
 
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/]+={0,2}$")
 
@@ -77,9 +78,14 @@ def _no_constants(name: str) -> Any:  # noqa: ANN401 - json's hook signature
     raise _NotJsonError(msg)
 
 
+def require_size(data: bytes, what: str) -> None:
+    """Refuse more than a queue message holds (`malformedMessage`), for the function and producers alike."""
+    if len(data) > QUEUE_MESSAGE_BYTES:
+        _malformed(f"{what} is {len(data)} bytes; the limit is {QUEUE_MESSAGE_BYTES}")
+
+
 def _as_text(data: bytes, what: str) -> str:
-    if len(data) > MAX_MESSAGE_BYTES:
-        _malformed(f"{what} is {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+    require_size(data, what)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -2,7 +2,7 @@
 
 Committed under schemas/ for producers, Logic Apps' request trigger and consumers; a test
 fails when the committed files drift from the models. Regenerate with
-`python -m shared.contract_schemas`.
+`python -m producer.schemas`.
 """
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.messages import UpdateMessage
-from shared.outcomes import Outcome
+from shared.contract.messages import UpdateMessage
+from shared.contract.outcomes import Outcome
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def message_schema() -> dict[str, Any]:
-    """The input message (CONTRACT.md sections 1 and 3)."""
+    """The input message (docs/contract.md sections 1 and 3)."""
     return _document(UpdateMessage.model_json_schema(by_alias=True), "certstate update message (v1)")
 
 
 def outcome_schema() -> dict[str, Any]:
-    """The outcome on the result queue (CONTRACT.md section 4)."""
+    """The outcome on the result queue (docs/contract.md section 4)."""
     return _document(Outcome.model_json_schema(by_alias=True, mode="serialization"), "certstate outcome (v1)")
 
 

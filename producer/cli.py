@@ -1,6 +1,6 @@
 """`certstate`: check, send, watch and replay certificate-state updates from a terminal or a script.
 
-Every command that touches a queue goes through `shared.producer`, so the CLI validates exactly as
+Every command that touches a queue goes through `producer.sender`, so the CLI validates exactly as
 the function does and sends exactly what a Python producer would. Expected failures (a bad file, an
 unreachable account, a missing queue) end in one line on stderr and a documented exit code, never a
 traceback: scripts branch on the code, people read the line.
@@ -21,11 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from shared.errors import FieldError, MessageRejected
-from shared.message_parsing import decode_body, parse_message
-from shared.outcomes import Status
-from shared.producer import (
-    QUEUE_NAME,
+from producer.sender import (
     CertStateProducer,
     QueueNotFound,
     StorageAccount,
@@ -36,6 +32,10 @@ from shared.producer import (
     encode,
     storage_errors,
 )
+from shared.contract.errors import FieldError, MessageRejected
+from shared.contract.limits import queue_name_problem
+from shared.contract.outcomes import Status
+from shared.contract.parsing import decode_body, parse_message
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient, QueueMessage
@@ -610,7 +610,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """Print a JSON Schema of the contract."""
-    from shared.contract_schemas import render  # noqa: PLC0415 - only this command needs it
+    from producer.schemas import render  # noqa: PLC0415 - only this command needs it
 
     sys.stdout.write(render(args.name))
     return EXIT_OK
@@ -638,9 +638,8 @@ def _account(args: argparse.Namespace) -> StorageAccount:
 
 
 def _queue_name(value: str) -> str:
-    if not QUEUE_NAME.match(value):
-        msg = f"{value!r} is not a queue name (3-63 of a-z 0-9 and single hyphens, alphanumeric at both ends)"
-        raise argparse.ArgumentTypeError(msg)
+    if problem := queue_name_problem(value):
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

@@ -49,9 +49,3 @@ class WritePacer:
         """Keep every write of the process back for `seconds` (a Retry-After)."""
         with self._lock:
             self._gate_until = max(self._gate_until, self._clock() + seconds)
-
-    @property
-    def gate_remaining(self) -> float:
-        """Seconds until the Retry-After gate opens (0 when open)."""
-        with self._lock:
-            return max(0.0, self._gate_until - self._clock())

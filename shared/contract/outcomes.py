@@ -1,4 +1,4 @@
-"""The outcome written to the result queue: exactly one per input message (CONTRACT.md section 4)."""
+"""The outcome written to the result queue: exactly one per input message (docs/contract.md section 4)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class ErrorDetail(BaseModel):
 
 
 class OutcomeError(BaseModel):
-    """Why the message did not succeed; `code` is one of `shared.errors.ErrorCode`."""
+    """Why the message did not succeed; `code` is one of `shared.contract.errors.ErrorCode`."""
 
     model_config = _OUT
 

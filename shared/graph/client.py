@@ -23,11 +23,11 @@ import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 
-from shared.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.graph.pacing import WritePacer
+from shared.graph.retry_policy import Action, decide
+from shared.graph.routes import GraphRequest
 from shared.logs import log_event
-from shared.pacing import WritePacer
-from shared.retry_policy import Action, decide
-from shared.routes import GraphRequest
 
 logger = logging.getLogger("certstate.graph")
 
@@ -54,7 +54,7 @@ class ClientLimits:
 
 
 class GraphClient:
-    """Sends PATCHes with the retry policy of CONTRACT.md section 5."""
+    """Sends PATCHes with the retry policy of docs/contract.md section 5."""
 
     def __init__(
         self,
@@ -69,13 +69,7 @@ class GraphClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self._session = session
-        # requests re-reads proxy variables and ~/.netrc on every request while trust_env is on (a
-        # fifth or more of a message's CPU, docs/benchmarks.md). App settings change only with a
-        # restart, so the environment is read once per origin instead (`_environment`).
-        self._trust_env = session.trust_env
-        session.trust_env = False
-        self._environments: dict[str, dict[str, Any]] = {}
+        self._session = session  # built by wiring.build_session, which reads the environment once
         self._credential = credential
         self._token_lock = threading.Lock()
         self._scope = scope
@@ -125,7 +119,7 @@ class GraphClient:
             odata_code, odata_message = _odata_error(response)
             if decision.action is Action.REFRESH_TOKEN:
                 token_refreshed = True
-                claims = _claims_challenge(response) or _FORCE_REFRESH_CLAIMS % time.time()
+                claims = _claims_challenge(response) or _FORCE_REFRESH_CLAIMS % self._wall_clock().timestamp()
                 continue
             if decision.action is Action.FAIL:
                 raise GraphRefused(

@@ -1,4 +1,4 @@
-"""What to do after each Graph answer (CONTRACT.md section 5), as a pure function.
+"""What to do after each Graph answer (docs/contract.md section 5), as a pure function.
 
 Kept free of I/O and clocks so the whole policy is one table in the tests.
 """
@@ -13,7 +13,7 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Final
 
-from shared.errors import ErrorCode
+from shared.contract.errors import ErrorCode
 
 BACKOFF_BASE_SECONDS: Final = 1.0
 BACKOFF_CAP_SECONDS: Final = 30.0

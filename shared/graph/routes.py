@@ -1,4 +1,4 @@
-"""The one Graph URL a message names (CONTRACT.md section 2), and nothing else.
+"""The one Graph URL a message names (docs/contract.md section 2), and nothing else.
 
 Ids are validated by the message model and percent-encoded here as well, so no value can
 add a path segment, a query or a fragment, whatever the model lets through in the future.
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from shared.messages import UpdateMessage
+from shared.contract.messages import UpdateMessage
 
 PREFER_UNKNOWN_ENUM_MEMBERS = "include-unknown-enum-members"
 

@@ -1,4 +1,4 @@
-"""The input message (CONTRACT.md sections 1 and 3) as Pydantic models.
+"""The input message (docs/contract.md sections 1 and 3) as Pydantic models.
 
 Validation is strict because a message that Graph would refuse, or that could steer the
 request anywhere but its one route, must be rejected before any network call. Values are
@@ -33,9 +33,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-from shared import graph_schema as gs
-
-MAX_MESSAGE_BYTES: Final = 64 * 1024
+from shared.contract import graph_schema as gs
 
 _DATETIME_OFFSET = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(\.\d{1,7})?(Z|[+-]\d{2}:\d{2})$")
 _ID = re.compile(r"^[A-Za-z0-9\-_.~:]{1,256}$")

@@ -23,13 +23,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
-from shared.errors import ErrorCode, FieldError, MessageRejected
-from shared.message_parsing import decode_body, parse_message
-from shared.messages import MAX_MESSAGE_BYTES, CertificateStateUpdate, UpdateMessage
-from shared.settings import Settings
+from shared.contract.errors import ErrorCode, FieldError, MessageRejected
+from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, queue_name_problem
+from shared.contract.messages import CertificateStateUpdate, UpdateMessage
+from shared.contract.parsing import decode_body, parse_message, require_size
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -57,9 +57,6 @@ __all__ = [
 Encoding = Literal["none", "base64"]
 DEVELOPMENT_STORAGE: Final = "UseDevelopmentStorage=true"
 """Azurite's well-known account on 127.0.0.1:10001 (the SDK expands it)."""
-QUEUE_MESSAGE_LIMIT: Final = 64 * 1024
-"""Queue Storage's own limit on a message as stored (after base64, when used)."""
-QUEUE_NAME: Final = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -131,28 +128,18 @@ def encode(message: UpdateMessage | Mapping[str, Any], encoding: Encoding = "non
     replaying a `failed` outcome's `request` needs. Whatever the input, the result is checked the
     way the function will read it, so a message that leaves here is one the function accepts.
     """
-    if isinstance(message, UpdateMessage):
-        text = serialize(message)
-    else:
-        document = dict(message)
-        parse_message(document)
-        text = _dumps(document)
+    text = serialize(message) if isinstance(message, UpdateMessage) else _dumps(message)
     raw = text.encode("utf-8")
-    if len(raw) > MAX_MESSAGE_BYTES:
-        _too_large(f"message is {len(raw)} bytes of JSON; the limit is {MAX_MESSAGE_BYTES}")
+    require_size(raw, "message as JSON")
     payload = base64.b64encode(raw).decode("ascii") if encoding == "base64" else text
-    if len(payload.encode("utf-8")) > QUEUE_MESSAGE_LIMIT:
-        _too_large(f"message is {len(payload)} characters as {encoding}; Queue Storage takes {QUEUE_MESSAGE_LIMIT}")
-    parse_message(decode_body(payload.encode("utf-8")))
+    stored = payload.encode("utf-8")
+    require_size(stored, f"message as {encoding}")
+    parse_message(decode_body(stored))  # once, exactly as the function will read it
     return payload
 
 
 def _dumps(document: Mapping[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _too_large(text: str) -> NoReturn:
-    raise MessageRejected(code=ErrorCode.MALFORMED_MESSAGE, message=text)
 
 
 # ---- configuration defaults -----------------------------------------------------------------------
@@ -173,12 +160,12 @@ def default_encoding() -> Encoding:
 
 def default_input_queue() -> str:
     """`INPUT_QUEUE_NAME` from the environment, else the app's default."""
-    return os.environ.get("INPUT_QUEUE_NAME") or str(Settings.model_fields["INPUT_QUEUE_NAME"].default)
+    return os.environ.get("INPUT_QUEUE_NAME") or DEFAULT_INPUT_QUEUE
 
 
 def default_result_queue() -> str:
     """`RESULT_QUEUE_NAME` from the environment, else the app's default."""
-    return os.environ.get("RESULT_QUEUE_NAME") or str(Settings.model_fields["RESULT_QUEUE_NAME"].default)
+    return os.environ.get("RESULT_QUEUE_NAME") or DEFAULT_RESULT_QUEUE
 
 
 # ---- errors -------------------------------------------------------------------------------------
@@ -332,9 +319,8 @@ class StorageAccount:
 
     def queue(self, name: str) -> QueueClient:
         """A client for one queue (raw text in and out: no SDK-side encoding)."""
-        if not QUEUE_NAME.match(name):
-            msg = f"{name!r} is not a queue name: 3-63 of a-z 0-9 and single hyphens, starting and ending alphanumeric"
-            raise TargetError(msg)
+        if problem := queue_name_problem(name):
+            raise TargetError(problem)
         from azure.storage.queue import LinearRetry, QueueClient  # noqa: PLC0415 - lazy
 
         endpoint = self.endpoint  # validates a connection string before the SDK echoes it anywhere

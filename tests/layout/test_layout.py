@@ -1,0 +1,126 @@
+"""The repository's layout promises: what is deployed, what it imports, and who depends on whom."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pathspec
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOYED_ROOTS = ("function_app.py", "host.json", "requirements.txt", "shared/")
+# import name -> the requirements.txt distribution that provides it
+RUNTIME_IMPORTS = {
+    "azure.functions": "azure-functions",
+    "azure.identity": "azure-identity",
+    "azure.core": "azure-identity",  # azure-core comes with azure-identity and is what it raises
+    "pydantic": "pydantic",
+    "pydantic_core": "pydantic",
+    "pydantic_settings": "pydantic-settings",
+    "requests": "requests",
+}
+
+
+def _tracked_files() -> list[str]:
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    return [line for line in listed.stdout.splitlines() if (REPO / line).exists()]
+
+
+def deployed_files() -> list[str]:
+    """The files `func azure functionapp publish` / azd upload: everything .funcignore leaves."""
+    spec = pathspec.GitIgnoreSpec.from_lines((REPO / ".funcignore").read_text().splitlines())
+    return [path for path in _tracked_files() if not spec.match_file(path)]
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _python_files(*roots: str) -> list[Path]:
+    files: list[Path] = []
+    for root in roots:
+        path = REPO / root
+        files.extend([path] if path.is_file() else sorted(path.rglob("*.py")))
+    return files
+
+
+def _third_party(name: str) -> bool:
+    top = name.partition(".")[0]
+    return top not in sys.stdlib_module_names and top != "shared"
+
+
+def test_the_deployment_holds_the_function_and_nothing_else():
+    files = deployed_files()
+    assert "function_app.py" in files
+    assert "host.json" in files
+    assert any(f.startswith("shared/contract/") for f in files)
+    strays = [f for f in files if not f.startswith(DEPLOYED_ROOTS) and f not in DEPLOYED_ROOTS]
+    assert strays == [], f".funcignore lets these into the deployment: {strays}"
+    for prefix in ("producer/", "devstack/", "tests/", "bench/", "docs/", "infra/"):
+        assert not any(f.startswith(prefix) for f in files), prefix
+
+
+def test_the_deployed_code_imports_only_itself_the_standard_library_and_requirements_txt():
+    deployed = [REPO / f for f in deployed_files() if f.endswith(".py")]
+    outside = {
+        (path.relative_to(REPO).as_posix(), name)
+        for path in deployed
+        for name in _imports(path)
+        if _third_party(name) and not any(name == m or name.startswith(m + ".") for m in RUNTIME_IMPORTS)
+    }
+    assert outside == set(), "the deployed code imports what requirements.txt does not provide"
+
+
+def test_requirements_txt_holds_only_what_the_deployed_code_imports():
+    pinned = {
+        line.split("==")[0].strip().lower()
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    imported = {
+        RUNTIME_IMPORTS[module]
+        for path in _python_files(*DEPLOYED_ROOTS[:1], "shared")
+        for name in _imports(path)
+        for module in RUNTIME_IMPORTS
+        if name == module or name.startswith(module + ".")
+    }
+    assert pinned == imported
+
+
+@pytest.mark.parametrize("other", ["producer", "devstack", "bench", "tests"])
+def test_shared_never_imports_the_tooling(other: str):
+    offenders = [
+        (path.relative_to(REPO).as_posix(), name)
+        for path in _python_files("shared", "function_app.py")
+        for name in _imports(path)
+        if name == other or name.startswith(other + ".")
+    ]
+    assert offenders == []
+
+
+def test_producers_depend_on_the_contract_not_on_the_function():
+    """The producer side may read the contract (and host.json's encoding), never the pipeline or Graph code."""
+    allowed = ("shared.contract", "shared.host_config")
+    offenders = [
+        (path.relative_to(REPO).as_posix(), name)
+        for path in _python_files("producer")
+        for name in _imports(path)
+        if name.startswith("shared") and not name.startswith(allowed)
+    ]
+    assert offenders == []
+
+
+def test_the_checks_above_see_a_violation(tmp_path: Path):
+    """The import scan is what the tests rely on: it must find an import of the tooling."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("import producer.cli\nfrom devstack.runner import Runner\ndef f():\n    import bench\n")
+    assert {"producer.cli", "devstack.runner", "bench"} <= _imports(sample)
