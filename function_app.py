@@ -19,4 +19,6 @@ app = func.FunctionApp()
 def process_certificate_state_update(msg: func.QueueMessage, outcome: func.Out[str]) -> None:
     """Validate one update, PATCH Graph, and emit its outcome."""
     delivery = Delivery(message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1)
-    outcome.set(pipeline().handle(msg.get_body(), delivery).to_json())
+    result = pipeline().handle(msg.get_body(), delivery)
+    if result is not None:  # None: deferred, a delayed copy is on the queue and this delivery completes
+        outcome.set(result.to_json())

@@ -29,4 +29,6 @@ def pipeline() -> CertStatePipeline:
 def process_certificate_state_update(msg: func.QueueMessage, outcome: func.Out[str]) -> None:
     """Validate one update, PATCH Graph through the SDK, and emit its outcome."""
     delivery = Delivery(message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1)
-    outcome.set(pipeline().handle(msg.get_body(), delivery).to_json())
+    result = pipeline().handle(msg.get_body(), delivery)
+    if result is not None:
+        outcome.set(result.to_json())

@@ -1,28 +1,34 @@
-"""One queue message in, exactly one outcome out (or a retry, until the last delivery).
+"""One queue message in, exactly one outcome out (or a retry, until the last delivery; or a deferral).
 
 `CertStatePipeline.handle` is what the function calls. It returns the outcome to write, or
 raises `TransientError` so the host hands the message back to the queue. On the message's
 last delivery a transient failure becomes a `failed` outcome instead, so no message is
-poisoned without one, and no delivery ever yields two.
+poisoned without one, and no delivery ever yields two. A `Deferred` message (an open breaker,
+a tenant without a write slot soon) goes back on the queue as a delayed copy that keeps its
+identity (`shared.contract.envelope`), and this delivery writes nothing: `handle` returns None.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from shared.contract.envelope import DeferralRecord, unwrap, wrap
 from shared.contract.errors import (
     CertStateError,
+    Deferred,
     ErrorCode,
     MessageExpired,
     MessageRejected,
     PermanentError,
     TransientError,
 )
+from shared.contract.limits import QUEUE_MESSAGE_BYTES
 from shared.contract.messages import CORRELATION_ID, UpdateMessage, to_datetime
 from shared.contract.outcomes import ErrorDetail, GraphInfo, Outcome, OutcomeError, Status, Target
 from shared.contract.parsing import decode_body, parse_message
@@ -31,6 +37,9 @@ from shared.graph.routes import GraphRequest, build_request
 from shared.logs import log_event, message_context
 
 logger = logging.getLogger("certstate")
+
+MAX_VISIBILITY_DELAY_SECONDS = 7 * 24 * 3600
+"""Queue Storage's limit on a message's initial invisibility."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,10 @@ class GraphPatcher(Protocol):
     def patch(self, request: GraphRequest) -> GraphResult: ...  # noqa: D102
 
 
+Requeue = Callable[[str, int], None]
+"""Put queue text back on the input queue, invisible for the given whole seconds."""
+
+
 class CertStatePipeline:
     """Validate, resolve, PATCH, report."""
 
@@ -56,37 +69,43 @@ class CertStatePipeline:
         graph: GraphPatcher,
         graph_base_url: str,
         max_dequeue_count: int,
+        requeue: Requeue | None = None,
+        max_deferral_seconds: float = 3600.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._graph = graph
         self._base_url = graph_base_url
         self._max_dequeue_count = max_dequeue_count
+        self._requeue = requeue
+        self._max_deferral = timedelta(seconds=max_deferral_seconds)
         self._clock = clock
         self._timer = timer
 
-    def handle(self, body: bytes, delivery: Delivery) -> Outcome:
-        """Process one delivery; raise `TransientError` to have it redelivered."""
+    def handle(self, body: bytes, delivery: Delivery) -> Outcome | None:
+        """Process one delivery; raise `TransientError` to have it redelivered, None when deferred."""
         started = self._timer()
-        with message_context(messageId=delivery.message_id, dequeueCount=delivery.dequeue_count):
-            report = _Report(delivery)
+        report = OutcomeBuilder(delivery)
+        unreadable = report.read(body)
+        outcome: Outcome | None
+        with message_context(messageId=report.delivery.message_id, dequeueCount=report.delivery.dequeue_count):
             try:
-                outcome = self._process(body, report, started)
+                outcome = self._process(report, unreadable)
+            except Deferred as deferral:
+                outcome = self._defer(deferral, report)
             except PermanentError as err:
-                outcome = report.error(err, self._elapsed(started), self._clock())
+                outcome = report.error(err, self._clock())
             except TransientError as err:
-                if delivery.dequeue_count < self._max_dequeue_count:
-                    log_event(logger, logging.WARNING, "retryLater", correlationId=report.correlation_id,
-                              code=err.code.value, httpStatus=err.http_status, requestId=err.trace.request_id,
-                              attempts=err.attempts)  # fmt: skip
-                    raise
-                outcome = report.error(err, self._elapsed(started), self._clock())
+                outcome = self._retry_or_report(err, report)
             except Exception as err:  # a bug must not lose the message: retry, then report
                 logger.exception("unexpected error")
-                if delivery.dequeue_count < self._max_dequeue_count:
+                if not report.last_delivery(self._max_dequeue_count):
                     raise
                 internal = CertStateError(code=ErrorCode.INTERNAL_ERROR, message=type(err).__name__)
-                outcome = report.error(internal, self._elapsed(started), self._clock())
+                outcome = report.error(internal, self._clock())
+            if outcome is None:
+                return None
+            outcome = outcome.model_copy(update={"duration_ms": self._elapsed(started)})
             log_event(logger, logging.INFO if outcome.status is not Status.FAILED else logging.WARNING, "outcome",
                       correlationId=outcome.correlation_id, status=outcome.status.value,
                       code=outcome.error.code if outcome.error else None, httpStatus=outcome.http_status,
@@ -94,10 +113,11 @@ class CertStatePipeline:
                       attempts=outcome.attempts, durationMs=outcome.duration_ms)  # fmt: skip
             return outcome
 
-    def _process(self, body: bytes, report: _Report, started: float) -> Outcome:
-        document = decode_body(body)
-        report.document = document
-        message = parse_message(document)
+    def _process(self, report: OutcomeBuilder, unreadable: MessageRejected | None) -> Outcome:
+        if unreadable is not None:
+            raise unreadable
+        assert report.document is not None
+        message = parse_message(report.document)
         report.message = message
         request = build_request(self._base_url, message)
         report.request = request
@@ -105,12 +125,11 @@ class CertStatePipeline:
         if message.expires_at is not None and now > to_datetime(message.expires_at):
             raise MessageExpired(code=ErrorCode.MESSAGE_EXPIRED, message=f"expired at {message.expires_at}")
         if message.dry_run:
-            return report.build(Status.VALIDATED, self._elapsed(started), now, graph_request=request.as_dict())
+            return report.build(Status.VALIDATED, now, graph_request=request.as_dict())
         with message_context(correlationId=report.correlation_id):
             result = self._graph.patch(request)
         return report.build(
             Status.SUCCEEDED,
-            self._elapsed(started),
             self._clock(),
             http_status=result.status,
             graph=GraphInfo(
@@ -121,18 +140,81 @@ class CertStatePipeline:
             attempts=result.attempts,
         )
 
+    def _retry_or_report(self, err: TransientError, report: OutcomeBuilder) -> Outcome:
+        """Hand the message back to the host, or report it on its last delivery."""
+        if not report.last_delivery(self._max_dequeue_count):
+            log_event(logger, logging.WARNING, "retryLater", correlationId=report.correlation_id,
+                      code=err.code.value, httpStatus=err.http_status, requestId=err.trace.request_id,
+                      attempts=err.attempts)  # fmt: skip
+            raise err
+        return report.error(err, self._clock())
+
+    def _defer(self, deferral: Deferred, report: OutcomeBuilder) -> Outcome | None:
+        """Put the message back with a delay, unless it has waited long enough (then report it)."""
+        now = self._clock()
+        since = report.deferral.deferred_since if report.deferral else now
+        comes_back = now + timedelta(seconds=deferral.delay_seconds)
+        message = report.message
+        if message is not None and message.expires_at is not None and comes_back > to_datetime(message.expires_at):
+            expired = MessageExpired(
+                code=ErrorCode.MESSAGE_EXPIRED,
+                message=f"expires at {message.expires_at}, before it could be sent ({deferral.reason})",
+            )
+            return report.error(expired, now)
+        if comes_back - since > self._max_deferral:
+            waited = (now - since).total_seconds()
+            gave_up = TransientError(
+                code=deferral.cause,
+                message=f"{deferral.reason}: waited {waited:.0f} s; DEFERRAL_MAX_SECONDS is "
+                f"{self._max_deferral.total_seconds():.0f}",
+            )
+            return report.error(gave_up, now)
+        deferrals = report.deferral.deferrals + 1 if report.deferral else 1
+        record = DeferralRecord(report.delivery.message_id, report.delivery.dequeue_count - 1, deferrals, since)
+        assert report.document is not None
+        text = wrap(report.document, record)
+        delay = min(MAX_VISIBILITY_DELAY_SECONDS, max(1, math.ceil(deferral.delay_seconds)))
+        fallback = TransientError(code=deferral.cause, message=f"{deferral.reason}; the message could not be deferred")
+        if self._requeue is None or len(text.encode("utf-8")) > QUEUE_MESSAGE_BYTES:
+            return self._retry_or_report(fallback, report)
+        try:
+            self._requeue(text, delay)
+        except Exception as err:  # any storage failure: the host's own retry still holds
+            log_event(logger, logging.WARNING, "deferralFailed", reason=type(err).__name__)
+            return self._retry_or_report(fallback, report)
+        log_event(logger, logging.INFO, "deferred", correlationId=report.correlation_id, reason=deferral.reason,
+                  delaySeconds=delay, deferrals=deferrals, code=deferral.cause.value)  # fmt: skip
+        return None
+
     def _elapsed(self, started: float) -> int:
         return round((self._timer() - started) * 1000)
 
 
-class _Report:
+class OutcomeBuilder:
     """Builds the outcome from whatever could be read of the message."""
 
     def __init__(self, delivery: Delivery) -> None:
         self.delivery = delivery
+        self.deferral: DeferralRecord | None = None
         self.document: dict[str, Any] | None = None
         self.message: UpdateMessage | None = None
         self.request: GraphRequest | None = None
+
+    def read(self, body: bytes) -> MessageRejected | None:
+        """Decode the body; a deferred copy takes back its original identity and delivery count."""
+        try:
+            self.document, self.deferral = unwrap(decode_body(body))
+        except MessageRejected as err:
+            return err
+        if self.deferral is not None:
+            self.delivery = Delivery(
+                self.deferral.message_id, self.deferral.failed_deliveries + self.delivery.dequeue_count
+            )
+        return None
+
+    def last_delivery(self, max_dequeue_count: int) -> bool:
+        """True when the host would poison the message if this delivery failed too."""
+        return self.delivery.dequeue_count >= max_dequeue_count
 
     @property
     def correlation_id(self) -> str:
@@ -159,7 +241,8 @@ class _Report:
             {key: value[:256] for key in _TARGET_FIELDS if isinstance(value := document.get(key), str)}
         )
 
-    def build(self, status: Status, duration_ms: int, now: datetime, **fields: Any) -> Outcome:  # noqa: ANN401
+    def build(self, status: Status, now: datetime, **fields: Any) -> Outcome:  # noqa: ANN401
+        """The outcome with this delivery's identity and whatever could be read of the message."""
         message = self.message
         return Outcome(
             status=status,
@@ -169,12 +252,13 @@ class _Report:
             target=self._target(),
             updated_properties=list(self.request.body) if self.request and status in _NAMES_PROPERTIES else [],
             warnings=message.update.warnings if message else [],
-            duration_ms=duration_ms,
+            duration_ms=0,  # set by the pipeline when the outcome is final
             completed_at=now,
             **fields,
         )
 
-    def error(self, err: CertStateError, duration_ms: int, now: datetime) -> Outcome:
+    def error(self, err: CertStateError, now: datetime) -> Outcome:
+        """The outcome for an error: its status by kind, the original request when it `failed`."""
         status = (
             Status.REJECTED
             if isinstance(err, MessageRejected)
@@ -185,7 +269,6 @@ class _Report:
         trace = err.trace
         return self.build(
             status,
-            duration_ms,
             now,
             http_status=err.http_status,
             graph=GraphInfo(request_id=trace.request_id, client_request_id=trace.client_request_id, date=trace.date)

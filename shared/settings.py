@@ -16,6 +16,7 @@ from pydantic import AfterValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, TRIGGER_QUEUE_NAME_MAX, queue_name_problem
+from shared.storage import StorageConnection
 
 
 class CredentialMode(StrEnum):
@@ -58,6 +59,15 @@ class Settings(BaseSettings):
     GRAPH_MAX_WAIT_SECONDS: Annotated[float, Field(ge=0, le=540)] = 60.0
     GRAPH_WRITE_BUDGET: Annotated[int, Field(ge=1, le=10_000)] = 49
     GRAPH_WRITE_WINDOW_SECONDS: Annotated[float, Field(gt=0, le=3600)] = 20.0
+    BREAKER_FAILURE_THRESHOLD: Annotated[int, Field(ge=1, le=1000)] = 5
+    BREAKER_COOLDOWN_SECONDS: Annotated[float, Field(gt=0, le=600)] = 15.0
+    BREAKER_MAX_COOLDOWN_SECONDS: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    DEFERRAL_MAX_SECONDS: Annotated[float, Field(ge=0, le=6 * 24 * 3600)] = 3600.0
+
+    # The host's storage connection (the bindings' `connection`), read here too for deferrals.
+    storage_connection_string: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")
+    storage_queue_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__queueServiceUri")
+    storage_client_id: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__clientId")
 
     @field_validator("GRAPH_BASE_URL")
     @classmethod
@@ -80,6 +90,15 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: str | None) -> str | None:
         """An empty app setting means system-assigned identity."""
         return value or None
+
+    @property
+    def storage(self) -> StorageConnection:
+        """The account the bindings use, for the queue writes the bindings cannot do (deferrals)."""
+        return StorageConnection(
+            self.storage_connection_string or None,
+            self.storage_queue_service_uri or None,
+            self.storage_client_id or None,
+        )
 
     @property
     def graph_scope(self) -> str:

@@ -15,11 +15,13 @@ import requests
 from azure.core.credentials import TokenCredential
 from requests.adapters import HTTPAdapter
 
+from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.pacing import WritePacer
 from shared.host_config import QueueOptions, queue_options
 from shared.pipeline import CertStatePipeline
 from shared.settings import CredentialMode, Settings, load_settings
+from shared.storage import QueueSender
 
 
 def build_credential(settings: Settings) -> TokenCredential:
@@ -40,7 +42,7 @@ def build_session(pool_size: int, base_url: str) -> requests.Session:
     """One keep-alive pool sized to the host's concurrency; retries are ours, not urllib3's.
 
     The environment (proxy variables, CA bundle) is read here once for Graph's origin: with
-    `trust_env` on, requests re-reads it and ~/.netrc on every request, a quarter of the CPU
+    `trust_env` on, requests re-reads it and ~/.netrc on every request, about 40 % of the CPU
     per message (docs/benchmarks.md). A ~/.netrc would replace the bearer token anyway.
     """
     session = requests.Session()
@@ -64,6 +66,12 @@ def build_pipeline(
         credential=credential or build_credential(settings),
         scope=settings.graph_scope,
         pacer=WritePacer(settings.GRAPH_WRITE_BUDGET, settings.GRAPH_WRITE_WINDOW_SECONDS),
+        breaker=CircuitBreaker(
+            threshold=settings.BREAKER_FAILURE_THRESHOLD,
+            cooldown_seconds=settings.BREAKER_COOLDOWN_SECONDS,
+            max_cooldown_seconds=settings.BREAKER_MAX_COOLDOWN_SECONDS,
+            probe_timeout_seconds=settings.GRAPH_CONNECT_TIMEOUT_SECONDS + settings.GRAPH_READ_TIMEOUT_SECONDS,
+        ),
         limits=ClientLimits(
             connect_timeout=settings.GRAPH_CONNECT_TIMEOUT_SECONDS,
             read_timeout=settings.GRAPH_READ_TIMEOUT_SECONDS,
@@ -71,8 +79,13 @@ def build_pipeline(
             max_wait_seconds=settings.GRAPH_MAX_WAIT_SECONDS,
         ),
     )
+    input_queue = QueueSender(settings.storage, settings.INPUT_QUEUE_NAME)
     return CertStatePipeline(
-        graph=client, graph_base_url=settings.GRAPH_BASE_URL, max_dequeue_count=options.max_dequeue_count
+        graph=client,
+        graph_base_url=settings.GRAPH_BASE_URL,
+        max_dequeue_count=options.max_dequeue_count,
+        requeue=input_queue.send,
+        max_deferral_seconds=settings.DEFERRAL_MAX_SECONDS,
     )
 
 

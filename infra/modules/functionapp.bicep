@@ -162,6 +162,23 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           name: 'GRAPH_WRITE_WINDOW_SECONDS'
           value: string(graphWriteWindowSeconds)
         }
+        // Outages (docs/design.md, "Outages: the breaker and deferral"): the code's defaults, stated.
+        {
+          name: 'BREAKER_FAILURE_THRESHOLD'
+          value: '5'
+        }
+        {
+          name: 'BREAKER_COOLDOWN_SECONDS'
+          value: '15'
+        }
+        {
+          name: 'BREAKER_MAX_COOLDOWN_SECONDS'
+          value: '120'
+        }
+        {
+          name: 'DEFERRAL_MAX_SECONDS'
+          value: '3600'
+        }
       ]
     }
     functionAppConfig: {

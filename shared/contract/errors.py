@@ -3,6 +3,8 @@
 `PermanentError`: retrying cannot help, so the message gets its outcome and completes.
 `TransientError`: the same message may succeed later, so it goes back to the queue (the
 host redelivers it after `visibilityTimeout`) until its last delivery, which reports it.
+`Deferred`: the message should wait without spending a delivery (an open breaker, a tenant
+with no write slot soon): the pipeline puts it back on the queue with that delay.
 """
 
 from __future__ import annotations
@@ -82,3 +84,18 @@ class GraphRefused(PermanentError):
 
 class TransientError(CertStateError):
     """Graph or the identity endpoint may answer later: hand the message back to the queue."""
+
+
+@dataclass
+class Deferred(Exception):
+    """Not an error of the message: it should come back after `delay_seconds` (`reason` says why).
+
+    `cause` is what the message would be reported with if it waits too long (the outage's code).
+    """
+
+    delay_seconds: float
+    reason: str
+    cause: ErrorCode = ErrorCode.GRAPH_UNAVAILABLE
+
+    def __str__(self) -> str:
+        return f"deferred {self.delay_seconds:.1f} s: {self.reason}"

@@ -7,18 +7,7 @@ module honest). Enum members keep declaration order: for an evolvable enum, memb
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Final, NamedTuple
-
-
-class Kind(StrEnum):
-    """Edm kinds the update object uses."""
-
-    STRING = "Edm.String"
-    INT32 = "Edm.Int32"
-    DATETIME_OFFSET = "Edm.DateTimeOffset"
-    ENUM = "enum"
-    FLAGS = "flags"
 
 
 class EnumType(NamedTuple):
@@ -39,14 +28,6 @@ class EnumType(NamedTuple):
         if UNKNOWN_FUTURE_VALUE not in self.members:
             return frozenset()
         return frozenset(self.members[self.members.index(UNKNOWN_FUTURE_VALUE) + 1 :])
-
-
-class Property(NamedTuple):
-    """One property of managedDeviceCertificateState."""
-
-    kind: Kind
-    nullable: bool
-    enum: EnumType | None = None
 
 
 UNKNOWN_FUTURE_VALUE: Final = "unknownFutureValue"
@@ -106,43 +87,6 @@ ENUM_TYPES: Final = (
     SUBJECT_NAME_FORMAT,
 )  # fmt: skip
 
-
-def _enum(enum: EnumType) -> Property:
-    return Property(Kind.FLAGS if enum.is_flags else Kind.ENUM, nullable=False, enum=enum)
-
-
-_STRING = Property(Kind.STRING, nullable=True)
-_INT32 = Property(Kind.INT32, nullable=False)
-_DATETIME = Property(Kind.DATETIME_OFFSET, nullable=False)
-
-PROPERTIES: Final[dict[str, Property]] = {
-    "id": Property(Kind.STRING, nullable=False),
-    "certificateEnhancedKeyUsage": _STRING,
-    "certificateErrorCode": _INT32,
-    "certificateExpirationDateTime": _DATETIME,
-    "certificateIssuanceDateTime": _DATETIME,
-    "certificateIssuanceState": _enum(CERTIFICATE_ISSUANCE_STATES),
-    "certificateIssuer": _STRING,
-    "certificateKeyLength": _INT32,
-    "certificateKeyStorageProvider": _enum(KEY_STORAGE_PROVIDER_OPTION),
-    "certificateKeyUsage": _enum(KEY_USAGES),
-    "certificateLastIssuanceStateChangedDateTime": _DATETIME,
-    "certificateProfileDisplayName": _STRING,
-    "certificateRevokeStatus": _enum(CERTIFICATE_REVOCATION_STATUS),
-    "certificateSerialNumber": _STRING,
-    "certificateSubjectAlternativeNameFormat": _enum(SUBJECT_ALTERNATIVE_NAME_TYPE),
-    "certificateSubjectAlternativeNameFormatString": _STRING,
-    "certificateSubjectNameFormat": _enum(SUBJECT_NAME_FORMAT),
-    "certificateSubjectNameFormatString": _STRING,
-    "certificateThumbprint": _STRING,
-    "certificateValidityPeriod": _INT32,
-    "certificateValidityPeriodUnits": _enum(CERTIFICATE_VALIDITY_PERIOD_SCALE),
-    "deviceDisplayName": _STRING,
-    "devicePlatform": _enum(DEVICE_PLATFORM_TYPE),
-    "lastCertificateStateChangeDateTime": _DATETIME,
-    "userDisplayName": _STRING,
-}
-"""The current beta properties (the key `id` included), by their Graph names."""
 
 LEGACY_PROPERTIES: Final[dict[str, str]] = {
     "serverUrl": "serverUrl is not in the current Graph beta schema; it was sent as given",

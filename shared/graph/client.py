@@ -23,7 +23,8 @@ import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 
-from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.graph.breaker import CircuitBreaker
 from shared.graph.pacing import WritePacer
 from shared.graph.retry_policy import Action, decide
 from shared.graph.routes import GraphRequest
@@ -31,6 +32,8 @@ from shared.logs import log_event
 
 logger = logging.getLogger("certstate.graph")
 
+WRITE_BUDGET = "writeBudget"
+"""Deferral reason: the process's write budget (or a Retry-After) has no slot soon."""
 _FORCE_REFRESH_CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"%d"}}}'
 
 
@@ -63,6 +66,7 @@ class GraphClient:
         credential: TokenCredential,
         scope: str,
         pacer: WritePacer,
+        breaker: CircuitBreaker,
         limits: ClientLimits,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -74,6 +78,7 @@ class GraphClient:
         self._token_lock = threading.Lock()
         self._scope = scope
         self._pacer = pacer
+        self._breaker = breaker
         self._limits = limits
         self._clock = clock
         self._wall_clock = wall_clock
@@ -87,11 +92,23 @@ class GraphClient:
         token_refreshed = False
         last: TransientError | None = None
         for attempt in range(1, self._limits.max_attempts + 1):
+            self._breaker.admit()
             if not self._pacer.acquire(deadline):
-                break
-            token = self._token(claims, attempt)
+                # No write slot within this invocation's wait: come back when there is one, without
+                # spending a delivery (a long Retry-After, or a backlog beyond the budget).
+                raise Deferred(self._pacer.wait_seconds(), WRITE_BUDGET, ErrorCode.GRAPH_THROTTLED)
+            try:
+                token = self._token(claims, attempt)
+            except TransientError as err:
+                self._breaker.failed(err.code)
+                self._breaker.admit()  # if that opened it, this message waits with the rest
+                raise
             claims = None
             status, response, trace = self._send(request, token)
+            if status is None or status >= 500:
+                self._breaker.failed(ErrorCode.GRAPH_UNAVAILABLE)
+            else:
+                self._breaker.succeeded()
             decision = decide(
                 status,
                 response.headers.get("Retry-After") if response is not None else None,
@@ -144,11 +161,7 @@ class GraphClient:
                 if self._clock() + decision.delay > deadline:
                     break
                 self._sleep(decision.delay)
-        if last is None:
-            last = TransientError(
-                code=ErrorCode.GRAPH_THROTTLED,
-                message="the process's write budget had no slot within this invocation's wait limit",
-            )
+        assert last is not None  # the loop ran at least once and every way out of it set `last`
         raise last
 
     def _token(self, claims: str | None, attempt: int) -> str:

@@ -49,3 +49,8 @@ class WritePacer:
         """Keep every write of the process back for `seconds` (a Retry-After)."""
         with self._lock:
             self._gate_until = max(self._gate_until, self._clock() + seconds)
+
+    def wait_seconds(self) -> float:
+        """How long until a write could go out: the basis of a deferral when the wait is too long."""
+        with self._lock:
+            return max(0.0, self._next_slot - self._clock(), self._gate_until - self._clock())

@@ -52,7 +52,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
 
 def handle(pipeline: CertStatePipeline, body: bytes) -> str:
-    outcome = json.loads(pipeline.handle(body, Delivery(message_id=str(uuid.uuid4()), dequeue_count=1)).to_json())
+    result = pipeline.handle(body, Delivery(message_id=str(uuid.uuid4()), dequeue_count=1))
+    assert result is not None
+    outcome = json.loads(result.to_json())
     return str(outcome["status"])
 
 

@@ -19,7 +19,7 @@ from shared.contract.errors import ErrorCode, MessageRejected
 from shared.contract.messages import UpdateMessage
 from shared.contract.parsing import decode_body, parse_message
 from shared.graph.routes import build_request, route_path
-from tests.unit.kit import seed_example_body, seed_patch_paths
+from tests.support.reference import seed_example_body, seed_patch_paths
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED_ROUTES = sorted((EXAMPLES / "seed-routes").glob("*.json"))

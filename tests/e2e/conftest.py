@@ -10,14 +10,7 @@ import pytest
 
 from devstack.azurite import Azurite
 from devstack.stack import LocalStack
-
-FAST_SETTINGS = {  # host.json overrides (as app settings) and client limits that keep retries to seconds
-    "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:00:00.200",
-    "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:00",
-    "AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "3",
-    "GRAPH_MAX_ATTEMPTS": "3",
-    "GRAPH_MAX_WAIT_SECONDS": "3",
-}
+from tests.e2e.flows import FAST_SETTINGS
 
 
 @pytest.fixture

@@ -11,36 +11,9 @@ from typing import Any
 
 import pytest
 
-from devstack.stack import REPO, LocalStack
+from tests.e2e.flows import EXPIRY, NO_BREAKER, graph_writes, run, update_message
 
 pytestmark = pytest.mark.e2e
-
-SEED_ROUTES = [  # the seed page's seven routes, with ids the simulator's default store knows
-    json.loads(path.read_text()) for path in sorted((REPO / "examples" / "seed-routes").glob("*.json"))
-]
-EXPIRY = "2027-01-01T00:02:14.9489247-08:00"
-
-
-def update_message(index: int = 0, **overrides: Any) -> dict[str, Any]:
-    """The seed route `index % 7` (its envelope from examples/), with a known update."""
-    example = SEED_ROUTES[index % len(SEED_ROUTES)]
-    envelope = {k: v for k, v in example.items() if k in {"profileType", "deviceConfigurationId",
-                                                          "managedDeviceCertificateStateId", "via"}}  # fmt: skip
-    update = {"certificateExpirationDateTime": EXPIRY, "certificateIssuanceState": "issued"}
-    return {"correlationId": f"e2e-{index}", **envelope, "update": update, **overrides}
-
-
-def run(stack: LocalStack, expected: int, timeout: float = 60) -> list[dict[str, Any]]:
-    """Drain the input queue and return exactly the outcomes produced."""
-    runner = stack.runner or stack.start_runner()
-    runner.run_until_idle(idle_for=0.5, timeout=timeout)
-    outcomes = stack.outcomes()
-    assert len(outcomes) == expected, Counter(o["status"] for o in outcomes)
-    return outcomes
-
-
-def graph_writes(stack: LocalStack) -> list[dict[str, Any]]:
-    return [r for r in stack.graph.requests() if r["method"] == "PATCH"]
 
 
 def test_the_seven_seed_routes_update_graph(make_stack):
@@ -126,7 +99,7 @@ def test_a_5xx_storm_is_ridden_out(make_stack):
 
 
 def test_a_message_that_exhausts_its_deliveries_ends_in_one_failed_outcome(make_stack):
-    stack = make_stack()
+    stack = make_stack(settings=NO_BREAKER)
     stack.graph.configure(error_rate=1.0, error_statuses=[502])
     stack.send(update_message(0, correlationId="doomed"))
     (outcome,) = run(stack, 1, timeout=90)
@@ -138,7 +111,8 @@ def test_a_message_that_exhausts_its_deliveries_ends_in_one_failed_outcome(make_
 
 def test_the_identity_endpoint_failing_then_recovering_loses_nothing(make_stack):
     # MSAL remembers an identity-endpoint 5xx for 5 s; the real host waits visibilityTimeout (30 s).
-    stack = make_stack(settings={"AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:06"})
+    stack = make_stack(settings={"AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:06",
+                                 **NO_BREAKER})  # fmt: skip
     stack.identity.set_failing(True)
     stack.send(update_message(0))
     runner = stack.start_runner()
@@ -152,7 +126,7 @@ def test_the_identity_endpoint_failing_then_recovering_loses_nothing(make_stack)
 
 
 def test_the_identity_endpoint_down_for_good_ends_in_credential_unavailable(make_stack):
-    stack = make_stack()
+    stack = make_stack(settings=NO_BREAKER)
     stack.identity.set_failing(True)
     stack.send(update_message(0))
     (outcome,) = run(stack, 1, timeout=120)

@@ -216,9 +216,22 @@ def test_host_json_reads_raw_text_as_the_logic_app_sends_it() -> None:
 # --- function app -----------------------------------------------------------------------------
 
 
+LOCAL_ONLY_SETTINGS = {"AzureWebJobsStorage"}
+"""The connection-string form of the storage connection: Azurite and `func start`; Azure uses the identity form."""
+
+
 def test_every_setting_the_code_reads_is_deployed() -> None:
-    missing = set(Settings.model_fields) - set(_app_settings())
+    read = {str(field.validation_alias or name) for name, field in Settings.model_fields.items()}
+    missing = read - LOCAL_ONLY_SETTINGS - set(_app_settings())
     assert not missing, f"app settings missing for {sorted(missing)}"
+
+
+def test_deployed_outage_settings_are_the_codes_defaults() -> None:
+    deployed = _app_settings()
+    for name in ("BREAKER_FAILURE_THRESHOLD", "BREAKER_COOLDOWN_SECONDS", "BREAKER_MAX_COOLDOWN_SECONDS",
+                 "DEFERRAL_MAX_SECONDS"):  # fmt: skip
+        default = Settings.model_fields[name].default
+        assert float(deployed[name].strip("'")) == float(default), name
 
 
 def test_no_setting_that_flex_forbids_or_that_carries_a_key() -> None:

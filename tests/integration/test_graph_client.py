@@ -14,8 +14,9 @@ from azure.identity import ManagedIdentityCredential
 
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
-from shared.contract.errors import ErrorCode, GraphRefused, TransientError
-from shared.graph.client import ClientLimits, GraphClient
+from shared.contract.errors import Deferred, ErrorCode, GraphRefused, TransientError
+from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
+from shared.graph.client import WRITE_BUDGET, ClientLimits, GraphClient
 from shared.graph.pacing import WritePacer
 from shared.graph.routes import GraphRequest
 
@@ -30,12 +31,15 @@ def client(
     max_attempts: int = 4,
     max_wait: float = 10.0,
     pacer: WritePacer | None = None,
+    breaker: CircuitBreaker | None = None,
 ) -> GraphClient:
     return GraphClient(
         session=requests.Session(),
         credential=credential,
         scope=f"{graph.origin}/.default",
         pacer=pacer or WritePacer(1000, 1.0),
+        breaker=breaker
+        or CircuitBreaker(threshold=1000, cooldown_seconds=1, max_cooldown_seconds=1, probe_timeout_seconds=10),
         limits=ClientLimits(connect_timeout=2, read_timeout=5, max_attempts=max_attempts, max_wait_seconds=max_wait),
     )
 
@@ -153,15 +157,28 @@ def test_one_token_serves_many_requests(graph, identity: IdentityEmulator, crede
     assert identity.tokens_issued == 1
 
 
-def test_a_retry_after_beyond_the_wait_limit_hands_the_message_back_at_once(graph, credential):
+def test_a_retry_after_beyond_the_wait_limit_defers_the_message_at_once(graph, credential):
     graph.configure(script=[{"status": 429, "retryAfter": "30"}])
     started = time.monotonic()
-    with pytest.raises(TransientError) as caught:
+    with pytest.raises(Deferred) as caught:
         patch(graph, client(graph, credential, max_wait=5))
-    assert caught.value.code is ErrorCode.GRAPH_THROTTLED
-    assert caught.value.http_status == 429
+    assert (caught.value.reason, caught.value.cause) == (WRITE_BUDGET, ErrorCode.GRAPH_THROTTLED)
+    assert 28 < caught.value.delay_seconds <= 30  # back when the Retry-After ends, not a delivery spent
     assert time.monotonic() - started < 2
     assert len(writes(graph)) == 1
+
+
+def test_consecutive_outage_failures_open_the_breaker_and_hold_every_request(graph, credential):
+    graph.configure(error_rate=1.0, error_statuses=[502])
+    breaker = CircuitBreaker(threshold=3, cooldown_seconds=30, max_cooldown_seconds=60, probe_timeout_seconds=10)
+    c = client(graph, credential, max_attempts=5, max_wait=10, breaker=breaker)
+    with pytest.raises(Deferred) as caught:
+        patch(graph, c)  # attempts 1-3 fail, the fourth is held back
+    assert (caught.value.reason, caught.value.cause) == (BREAKER_OPEN, ErrorCode.GRAPH_UNAVAILABLE)
+    assert len(writes(graph)) == 3
+    with pytest.raises(Deferred):
+        patch(graph, client(graph, credential, breaker=breaker))  # another invocation of the process
+    assert len(writes(graph)) == 3  # nothing more went out
 
 
 @pytest.mark.parametrize("shared_pacer", [True, False], ids=["one-process", "no-shared-gate"])

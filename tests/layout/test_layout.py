@@ -17,6 +17,7 @@ RUNTIME_IMPORTS = {
     "azure.functions": "azure-functions",
     "azure.identity": "azure-identity",
     "azure.core": "azure-identity",  # azure-core comes with azure-identity and is what it raises
+    "azure.storage.queue": "azure-storage-queue",
     "pydantic": "pydantic",
     "pydantic_core": "pydantic",
     "pydantic_settings": "pydantic-settings",

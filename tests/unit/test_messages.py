@@ -8,10 +8,10 @@ import pytest
 
 from shared.contract import graph_schema as gs
 from shared.contract.errors import MessageRejected
-from shared.contract.messages import UpdateMessage
+from shared.contract.messages import CertificateStateUpdate, UpdateMessage
 from shared.contract.parsing import parse_message
 from shared.graph.routes import PREFER_UNKNOWN_ENUM_MEMBERS, build_request
-from tests.unit.kit import graph_schema, seed_example_body
+from tests.support.reference import graph_schema, seed_example_body
 
 SCHEMA = graph_schema()
 STATE_ID = "d99bc884-c884-d99b-84c8-9bd984c89bd9"
@@ -48,7 +48,8 @@ def sample(name: str, spec: dict[str, Any]) -> Any:
 
 
 def test_the_model_knows_exactly_the_schema_properties_plus_the_seed_ones():
-    assert set(gs.PROPERTIES) == set(SCHEMA["properties"])
+    model = {field.alias for field in CertificateStateUpdate.model_fields.values()}
+    assert model == set(SCHEMA["properties"]) | {"serverUrl", "enhancedKeyUsage"}
     assert set(gs.LEGACY_PROPERTIES) == {"serverUrl", "enhancedKeyUsage"}
 
 

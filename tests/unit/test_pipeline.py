@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,28 +17,7 @@ from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
 from shared.logs import log_event
 from shared.pipeline import CertStatePipeline, Delivery
-
-NOW = datetime(2026, 11, 27, 14, 3, 11, 402000, tzinfo=UTC)
-SECRET_VALUE = "Thumbprint-That-Must-Not-Be-Logged"
-
-
-class RecordingGraph:
-    """Answers PATCHes as told and records them (the real client has its own loopback tests)."""
-
-    def __init__(self, *answers: GraphResult | Exception) -> None:
-        self.answers = list(answers)
-        self.requests: list[GraphRequest] = []
-
-    def patch(self, request: GraphRequest) -> GraphResult:
-        self.requests.append(request)
-        answer = self.answers.pop(0) if self.answers else ok()
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
-def ok() -> GraphResult:
-    return GraphResult(status=200, trace=GraphTrace("req-1", "client-1", "Fri, 27 Nov 2026 14:03:11 GMT"), attempts=1)
+from tests.support.pipeline_fakes import NOW, SECRET_VALUE, RecordingGraph, body
 
 
 def make(graph: RecordingGraph, max_dequeue_count: int = 5) -> CertStatePipeline:
@@ -49,20 +27,14 @@ def make(graph: RecordingGraph, max_dequeue_count: int = 5) -> CertStatePipeline
     )  # fmt: skip
 
 
-def body(**overrides: Any) -> bytes:
-    document = {
-        "correlationId": "order-4711",
-        "profileType": "iosScepCertificateProfile",
-        "deviceConfigurationId": "cfg-1",
-        "managedDeviceCertificateStateId": "state-1",
-        "update": {"certificateKeyUsage": "digitalSignature", "certificateThumbprint": SECRET_VALUE},
-        **overrides,
-    }
-    return json.dumps(document).encode()
-
-
-def wire(outcome: Outcome) -> dict[str, Any]:
+def wire(outcome: Outcome | None) -> dict[str, Any]:
+    assert outcome is not None, "deferred, not reported"
     return json.loads(outcome.to_json())  # type: ignore[no-any-return]
+
+
+def reported(outcome: Outcome | None) -> Outcome:
+    assert outcome is not None, "deferred, not reported"
+    return outcome
 
 
 def test_success_outcome_matches_the_contract():
@@ -94,7 +66,7 @@ def test_success_outcome_matches_the_contract():
 
 def test_base64_message_is_processed_like_raw_json():
     graph = RecordingGraph()
-    assert make(graph).handle(base64.b64encode(body()), Delivery("m-1", 1)).status is Status.SUCCEEDED
+    assert reported(make(graph).handle(base64.b64encode(body()), Delivery("m-1", 1))).status is Status.SUCCEEDED
     assert graph.requests[0].body["certificateThumbprint"] == SECRET_VALUE
 
 
@@ -110,7 +82,7 @@ def test_invalid_message_is_rejected_without_calling_graph():
 
 
 def test_unreadable_message_gets_the_queue_message_id_as_correlation_id():
-    outcome = make(RecordingGraph()).handle(b"\x00garbage", Delivery("m-3", 1))
+    outcome = reported(make(RecordingGraph()).handle(b"\x00garbage", Delivery("m-3", 1)))
     assert (outcome.status, outcome.correlation_id, outcome.error and outcome.error.code) == (
         Status.REJECTED, "m-3", "malformedMessage",
     )  # fmt: skip
@@ -170,7 +142,7 @@ def test_transient_failure_on_the_last_delivery_becomes_the_failed_outcome(deque
 def test_a_bug_is_retried_and_reported_on_the_last_delivery():
     with pytest.raises(ZeroDivisionError):
         make(RecordingGraph(ZeroDivisionError())).handle(body(), Delivery("m-9", 1))
-    outcome = make(RecordingGraph(ZeroDivisionError())).handle(body(), Delivery("m-9", 5))
+    outcome = reported(make(RecordingGraph(ZeroDivisionError())).handle(body(), Delivery("m-9", 5)))
     assert outcome.status is Status.FAILED
     assert outcome.error is not None
     assert outcome.error.code == "internalError"
@@ -227,7 +199,7 @@ near_valid = st.fixed_dictionaries(
 def test_any_input_yields_exactly_one_outcome_and_never_raises(raw: bytes):
     graph = RecordingGraph()
     for encoded in (raw, base64.b64encode(raw)):
-        outcome = make(graph).handle(encoded, Delivery("h-1", 1))
+        outcome = reported(make(graph).handle(encoded, Delivery("h-1", 1)))
         assert outcome.status in {Status.REJECTED, Status.SUCCEEDED, Status.VALIDATED, Status.EXPIRED}
         assert json.loads(outcome.to_json())["messageId"] == "h-1"
         if outcome.status is Status.REJECTED:

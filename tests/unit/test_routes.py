@@ -10,7 +10,7 @@ from shared.contract import graph_schema as gs
 from shared.contract.errors import MessageRejected
 from shared.contract.parsing import parse_message
 from shared.graph.routes import build_request, route_path
-from tests.unit.kit import graph_schema, seed_patch_paths
+from tests.support.reference import graph_schema, seed_patch_paths
 
 SEED_ROUTES = [  # (profileType, via) of the seed's seven PATCH lines, in order
     ("iosScepCertificateProfile", None),

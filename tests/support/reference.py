@@ -1,4 +1,8 @@
-"""Reference material the tests check the code against: the kit beside the repo, or its vendored copy."""
+"""Reference material the tests check the code against, vendored in tests/data.
+
+Only the vendored copies are read, so a result never depends on what lies beside the checkout;
+tests/layout/test_reference_copies.py checks the copies against the team's kit when it is there.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +14,20 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
 KIT = REPO.parent / "shared"
-
-
-def _kit_or_copy(kit_path: str, copy_name: str) -> Path:
-    kit = KIT / kit_path
-    return kit if kit.is_file() else DATA / copy_name
+COPIES = {  # vendored file -> its source in the kit beside the repository
+    "graph-schema.json": "reference/graph-schema.json",
+    "seed-update-managedDeviceCertificateState.md": "seed/000_21726a04635030ac.txt",
+}
 
 
 def graph_schema() -> dict[str, Any]:
     """The current Graph beta schema of managedDeviceCertificateState."""
-    path = _kit_or_copy("reference/graph-schema.json", "graph-schema.json")
-    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    return json.loads((DATA / "graph-schema.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
 def seed_page() -> str:
     """The Graph API page the project started from."""
-    return _kit_or_copy("seed/000_21726a04635030ac.txt", "seed-update-managedDeviceCertificateState.md").read_text(
-        encoding="utf-8"
-    )
+    return (DATA / "seed-update-managedDeviceCertificateState.md").read_text(encoding="utf-8")
 
 
 def seed_patch_paths() -> list[str]:
