@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from producer.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, parse_entries
+from producer.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from producer.cli.files import parse_entries
 from producer.schemas import render
 from tests.cli.conftest import Run
 from tests.cli.kit import request
