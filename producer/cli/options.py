@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from shared.contract.limits import queue_name_problem
+from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, queue_name_problem
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What `add_subparsers()` returns; each command module registers itself on it."""
@@ -77,20 +77,19 @@ def common_options() -> Common:
     )
     where.add_argument("--timeout", type=seconds, default=10.0, metavar="SECONDS", help="connect timeout (default 10)")
     where.add_argument("--verbose", "-v", action="store_true", help="show the Azure SDK's log on stderr")
-    input_queue = argparse.ArgumentParser(add_help=False)
-    input_queue.add_argument(
-        "--input-queue",
-        type=queue_name,
-        default=None,
-        metavar="NAME",
-        help="input queue (default: $INPUT_QUEUE_NAME or certificate-state-updates)",
-    )
-    result_queue = argparse.ArgumentParser(add_help=False)
-    result_queue.add_argument(
-        "--result-queue",
-        type=queue_name,
-        default=None,
-        metavar="NAME",
-        help="result queue (default: $RESULT_QUEUE_NAME or certificate-state-results)",
-    )
+    input_queue = _queue_option("input", "INPUT_QUEUE_NAME", DEFAULT_INPUT_QUEUE)
+    result_queue = _queue_option("result", "RESULT_QUEUE_NAME", DEFAULT_RESULT_QUEUE)
     return Common(storage, input_queue, result_queue)
+
+
+def _queue_option(role: str, variable: str, default: str) -> argparse.ArgumentParser:
+    """`--<role>-queue NAME`; unset, it is filled in from the environment once parsed (program.main)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        f"--{role}-queue",
+        type=queue_name,
+        default=None,
+        metavar="NAME",
+        help=f"{role} queue (default: ${variable} or {default})",
+    )
+    return parent

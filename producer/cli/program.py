@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 
+from producer.cli import target
 from producer.cli.console import err
 from producer.cli.exits import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, InputError, UsageError
 from producer.cli.parser import PROG, build_parser
@@ -70,7 +71,7 @@ def _failure(error: Exception, args: argparse.Namespace) -> int:
         code, text = EXIT_STORAGE, error.message
         if isinstance(error, QueueNotFound) and args.command == "send":
             text += " (certstate send --create-queue creates it)"
-        elif not isinstance(error, QueueNotFound) and getattr(args, "local_default", False):
-            text += " (is Azurite running? python -m devstack.azurite; or pass --connection-string)"
+        elif not isinstance(error, QueueNotFound):
+            text += target.unreachable_hint(args)
     err(f"{PROG} {args.command}: error: {text}")
     return code

@@ -10,7 +10,7 @@ from producer.cli import target
 from producer.cli.console import out, plural
 from producer.cli.exits import EXIT_CODES, EXIT_INVALID, EXIT_OK
 from producer.cli.options import Commands, Common
-from producer.cli.scan import Filter, process_page, read_outcome, receive_pages, restore
+from producer.cli.scan import Filter, error_code, process_page, read_outcome, receive_pages, restore
 from producer.cli.target import TARGETS
 from producer.sender import CertStateProducer, encode, storage_errors
 from shared.contract.errors import MessageRejected
@@ -44,7 +44,7 @@ def register(commands: Commands, common: Common) -> None:
     parser.add_argument("--error-code", metavar="CODE", help="only outcomes with this error code (graphThrottled, …)")
     parser.add_argument("--dry-run", action="store_true", help="show what would be replayed; send and remove nothing")
     parser.add_argument("--remove", action="store_true", help="delete each outcome once its message is re-enqueued")
-    parser.set_defaults(run=run, storage=True)
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,9 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _replay_one(outcome: dict[str, Any], producer: CertStateProducer, *, dry_run: bool) -> bool:
-    error = outcome.get("error")
-    code = error.get("code") if isinstance(error, dict) else None
-    what = f"{outcome.get('correlationId')} (failed {code or '-'}, message {outcome.get('messageId')})"
+    what = f"{outcome.get('correlationId')} (failed {error_code(outcome) or '-'}, message {outcome.get('messageId')})"
     request = outcome.get("request")
     if not isinstance(request, dict):
         out(f"skipped {what}: the outcome carries no request")

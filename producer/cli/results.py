@@ -50,7 +50,7 @@ def register(commands: Commands, common: Common) -> None:
     parser.add_argument(
         "--interval", type=seconds, default=2.0, metavar="SECONDS", help="seconds between polls (default 2)"
     )
-    parser.set_defaults(run=run, storage=True)
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,6 +33,13 @@ def read_outcome(content: object) -> dict[str, Any] | None:
         return None
 
 
+def error_code(outcome: dict[str, Any]) -> str | None:
+    """The outcome's stable error code (docs/outcomes.md), if it has one."""
+    error = outcome.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
+
 @dataclass(frozen=True)
 class Filter:
     """Which outcomes a command is about; `None` matches anything."""
@@ -43,12 +50,10 @@ class Filter:
 
     def matches(self, outcome: dict[str, Any]) -> bool:
         """Whether `outcome` passes every filter given."""
-        error = outcome.get("error")
-        code = error.get("code") if isinstance(error, dict) else None
         return (
             (self.status is None or outcome.get("status") == self.status)
             and (self.correlation_id is None or outcome.get("correlationId") == self.correlation_id)
-            and (self.error_code is None or code == self.error_code)
+            and (self.error_code is None or error_code(outcome) == self.error_code)
         )
 
 

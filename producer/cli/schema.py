@@ -18,7 +18,7 @@ def register(commands: Commands, common: Common) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("name", choices=("message", "outcome"))
-    parser.set_defaults(run=run, storage=False)
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -47,7 +47,7 @@ def register(commands: Commands, common: Common) -> None:
     )
     parser.add_argument("--progress", action="store_true", help="show progress on stderr even when it is not a TTY")
     parser.add_argument("--json", action="store_true", help="print line, messageId and correlationId as JSON Lines")
-    parser.set_defaults(run=run, storage=True)
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ def register(commands: Commands, common: Common) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(run=run, storage=True)
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

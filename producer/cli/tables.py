@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from producer.cli.console import out
+from producer.cli.scan import error_code
 
 COLUMNS: Final = (
     ("STATUS", 9),
@@ -31,8 +32,6 @@ def row(values: Sequence[object]) -> str:
 
 def outcome_row(outcome: dict[str, Any]) -> str:
     """An outcome as a table line."""
-    error = outcome.get("error")
-    code = error.get("code") if isinstance(error, dict) else None
     return row(
         [
             outcome.get("status"),
@@ -40,7 +39,7 @@ def outcome_row(outcome: dict[str, Any]) -> str:
             outcome.get("messageId"),
             outcome.get("dequeueCount"),
             outcome.get("httpStatus"),
-            code,
+            error_code(outcome),
             outcome.get("completedAt"),
         ]
     )

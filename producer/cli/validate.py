@@ -25,7 +25,7 @@ def register(commands: Commands, common: Common) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="message file(s), or - for stdin")
-    parser.set_defaults(run=run, storage=False)
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
