@@ -818,7 +818,7 @@ class Runner:
 # -- CLI -------------------------------------------------------------------------------------------------------
 
 
-def load_settings(local_settings: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def local_app_settings(local_settings: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """App settings as ``func start`` sees them: ``local.settings.json`` ``Values``, overridden by the env."""
     merged: dict[str, str] = {}
     if local_settings is not None and local_settings.exists():
@@ -862,7 +862,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every poll's HTTP request at INFO
 
-    settings = load_settings(args.settings)
+    settings = local_app_settings(args.settings)
     # The worker sees app settings as environment variables; so does the app here (env still wins).
     for key, value in settings.items():
         os.environ.setdefault(key, value)
