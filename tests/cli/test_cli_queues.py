@@ -17,7 +17,7 @@ from producer.cli.exits import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STO
 from shared.contract.errors import ErrorCode
 from shared.contract.outcomes import Status
 from tests.cli.conftest import Queues, Run
-from tests.cli.kit import outcome_json, request, unreachable_connection_string
+from tests.cli.samples import outcome_json, request, unreachable_connection_string
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 Cli = Callable[..., Run]
