@@ -30,7 +30,11 @@ Reproduced, from ``host.json`` ``extensions.queues`` as :mod:`shared.host_config
   ``connection`` names the setting (or ``AzureWebJobs<name>``) that holds a connection string, where
   ``UseDevelopmentStorage=true`` means Azurite's account on 127.0.0.1 with the queue port 10001, as under
   Core Tools (``AZURITE_QUEUE_PORT`` overrides the port); functions disabled with
-  ``AzureWebJobs.<name>.Disabled`` are skipped.
+  ``AzureWebJobs.<name>.Disabled`` are skipped;
+* indexing: each function is checked as the Python worker checks it when the host loads the app (every
+  parameter bound, ``func.Out`` only on outputs, annotations the binding's azure-functions converter accepts,
+  so a queue output annotated ``func.Out[dict]`` is refused), with the worker's messages
+  (:mod:`devstack.worker_checks`).
 
 Differences from the real host (on purpose or out of reach): no gRPC worker process (functions run in this
 process, one daemon thread per message, seeing this process's ``os.environ``); functions with other triggers
@@ -83,6 +87,7 @@ from azure.storage.queue import QueueClient, QueueMessage, QueueServiceClient, S
 
 from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME
 from devstack.azurite import HOST as AZURITE_HOST
+from devstack.worker_checks import FunctionLoadError, check_function
 from shared.host_config import MIN_POLLING_INTERVAL, HostConfigError, QueueOptions
 
 __all__ = [
@@ -215,6 +220,18 @@ def poison_queue_name(queue_name: str) -> str | None:
     return candidate
 
 
+class _AuthLevelAdvice(logging.Filter):
+    """Drops azure-functions' "Auth level is not applied to non http function app" warning.
+
+    `FunctionApp.get_functions()` logs it on the root logger at every indexing of an app without HTTP
+    functions: advice about HTTP keys, which do not exist for a queue-triggered app, so it is noise in
+    every log of this runner (and of whatever indexes the app through it).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "root" and record.getMessage().startswith("Auth level is not applied"))
+
+
 def registered_functions(app: func.FunctionApp) -> list[func.Function]:
     """`app.get_functions()`, callable more than once per process (the host indexes an app only once).
 
@@ -222,7 +239,13 @@ def registered_functions(app: func.FunctionApp) -> list[func.Function]:
     same app as "not a unique function name"; a fresh index lets several runners serve one app.
     """
     app.functions_bindings = {}
-    return app.get_functions()
+    advice = _AuthLevelAdvice()
+    root = logging.getLogger()
+    root.addFilter(advice)
+    try:
+        return app.get_functions()
+    finally:
+        root.removeFilter(advice)
 
 
 def _discover(app: func.FunctionApp, settings: Mapping[str, str]) -> list[_FunctionSpec]:
@@ -259,10 +282,12 @@ def _discover(app: func.FunctionApp, settings: Mapping[str, str]) -> list[_Funct
                 outputs.append(queue)
         assert trigger_binding is not None
         user_function = fn.get_user_function()
-        provided = {trigger_binding.arg_name, *(o.arg_name for o in outputs)}
-        for param in inspect.signature(user_function).parameters.values():
-            if param.name not in provided and param.default is inspect.Parameter.empty:
-                raise RunnerError(f"{where}: parameter {param.name!r} has no binding the runner can supply")
+        try:
+            check_function(name, user_function, fn.get_bindings())
+        except FunctionLoadError as exc:
+            raise RunnerError(str(exc)) from None
+        if "context" in inspect.signature(user_function).parameters:
+            raise RunnerError(f"{where}: the 'context' parameter is not supported by the local runner")
         specs.append(_FunctionSpec(name, user_function, trigger_binding, tuple(outputs)))
     return specs
 
@@ -818,7 +843,7 @@ class Runner:
 # -- CLI -------------------------------------------------------------------------------------------------------
 
 
-def load_settings(local_settings: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def local_app_settings(local_settings: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """App settings as ``func start`` sees them: ``local.settings.json`` ``Values``, overridden by the env."""
     merged: dict[str, str] = {}
     if local_settings is not None and local_settings.exists():
@@ -826,6 +851,15 @@ def load_settings(local_settings: Path | None, environ: Mapping[str, str] | None
         merged.update({str(k): str(v) for k, v in values.items()})
     merged.update(os.environ if environ is None else environ)
     return merged
+
+
+def _describe_options(options: QueueOptions) -> str:
+    """The queue options by their host.json names, for a person reading the runner's first line."""
+    return (
+        f"batchSize {options.batch_size}, newBatchThreshold {options.new_batch_threshold}, "
+        f"maxPollingInterval {options.max_polling_interval:g} s, visibilityTimeout {options.visibility_timeout:g} s, "
+        f"maxDequeueCount {options.max_dequeue_count}, messageEncoding {options.message_encoding}"
+    )
 
 
 def _load_app(spec: str) -> func.FunctionApp:
@@ -862,7 +896,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every poll's HTTP request at INFO
 
-    settings = load_settings(args.settings)
+    settings = local_app_settings(args.settings)
     # The worker sees app settings as environment variables; so does the app here (env still wins).
     for key, value in settings.items():
         os.environ.setdefault(key, value)
@@ -886,7 +920,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     runner.start()
-    print(f"Runner up with {runner.options}; Ctrl-C stops it.", flush=True)
+    functions = ", ".join(f"{name} <- {queue}" for name, queue in runner.functions.items())
+    print(f"Runner up: {functions} ({_describe_options(runner.options)}); Ctrl-C stops it.", flush=True)
     while not stop_requested.wait(0.5):
         pass
     return 0 if runner.stop(args.stop_timeout) else 1

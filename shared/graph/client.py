@@ -117,6 +117,10 @@ class GraphClient:
                 now=self._wall_clock(),
                 rng=self._rng,
             )
+            # No retry left in this invocation (attempts, or a wait past the deadline): say so, not "retry".
+            gives_up = decision.action is Action.RETRY and (
+                attempt == self._limits.max_attempts or self._clock() + decision.delay > deadline
+            )
             log_event(
                 logger,
                 logging.INFO if decision.action is Action.DONE else logging.WARNING,
@@ -126,8 +130,8 @@ class GraphClient:
                 requestId=trace.request_id,
                 clientRequestId=trace.client_request_id,
                 diagnostic=trace.diagnostic,
-                action=decision.action.value,
-                delaySeconds=round(decision.delay, 3) or None,
+                action="giveUp" if gives_up else decision.action.value,
+                delaySeconds=None if gives_up else round(decision.delay, 3) or None,
             )
             if decision.action is Action.DONE:
                 assert status is not None

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from producer.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, parse_entries
+from producer.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from producer.cli.files import parse_entries
 from producer.schemas import render
 from tests.cli.conftest import Run
-from tests.cli.kit import request
+from tests.cli.samples import request
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 Cli = Callable[..., Run]

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from devstack.azurite import Azurite
-from producer import cli as cli_module
-from producer.cli import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STORAGE
+from producer.cli import console, tables
+from producer.cli.exits import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STORAGE
 from shared.contract.errors import ErrorCode
 from shared.contract.outcomes import Status
 from tests.cli.conftest import Queues, Run
-from tests.cli.kit import outcome_json, request, unreachable_connection_string
+from tests.cli.samples import outcome_json, request, unreachable_connection_string
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 Cli = Callable[..., Run]
@@ -130,14 +130,14 @@ def test_send_to_a_missing_queue_exits_3_unless_asked_to_create_it(
 def test_ctrl_c_during_send_says_how_far_it_got(
     cli: Cli, queues: Queues, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    original = cli_module._Progress.__call__
+    original = console.Progress.__call__
 
     def interrupt_after_two(self: Any, sent: int, total: int) -> None:
         original(self, sent, total)
         if sent == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_module._Progress, "__call__", interrupt_after_two)
+    monkeypatch.setattr(console.Progress, "__call__", interrupt_after_two)
     path = jsonl(tmp_path, *(request(f"m-{i}") for i in range(5)))
     run = cli("send", path, *queues.input_args, "--concurrency", "1")
     assert run.code == EXIT_INTERRUPTED
@@ -260,8 +260,8 @@ def test_results_peeks_a_table_and_leaves_the_queue_alone(cli: Cli, queues: Queu
     run = cli("results", *queues.result_args)
     assert run.code == EXIT_OK
     header, first, second = run.out.splitlines()
-    starts = [sum(width + 2 for _, width in cli_module.COLUMNS[:n]) for n in range(len(cli_module.COLUMNS))]
-    for (name, _), start, value in zip(cli_module.COLUMNS, starts, first.split(), strict=True):
+    starts = [sum(width + 2 for _, width in tables.COLUMNS[:n]) for n in range(len(tables.COLUMNS))]
+    for (name, _), start, value in zip(tables.COLUMNS, starts, first.split(), strict=True):
         assert header[start:].startswith(name)  # fixed width: every row lines up under its header
         assert first[start:].startswith(value)
     assert first.split() == [

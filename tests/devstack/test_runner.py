@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +212,79 @@ def test_unsupported_bindings_are_refused() -> None:
 
     with pytest.raises(RunnerError, match="blob"):
         Runner(app, settings={CONN: FAKE_CONN})
+
+
+def _output_annotated(annotation: object) -> func.FunctionApp:
+    app = func.FunctionApp()
+
+    def typed(msg: func.QueueMessage, out: object) -> None: ...
+
+    typed.__annotations__["out"] = annotation  # the annotation under test, whatever mypy thinks of it
+    output = app.queue_output(arg_name="out", queue_name="jobs-out", connection=CONN)
+    trigger = app.queue_trigger(arg_name="msg", queue_name="jobs-in", connection=CONN)
+    app.function_name(name="Typed")(trigger(output(typed)))
+    return app
+
+
+def test_an_output_annotation_the_worker_refuses_is_refused_with_its_message() -> None:
+    with pytest.raises(RunnerError) as refused:
+        Runner(_output_annotated(func.Out[dict[str, str]]), settings={CONN: FAKE_CONN})
+    assert str(refused.value) == (
+        'cannot load the Typed function: \'out\' binding type "queue" and dataType "None" in function.json do not '
+        'match the corresponding function parameter\'s Python type annotation "dict"'
+    )
+
+
+@pytest.mark.parametrize(
+    # typing.List, not list[str]: azure-functions' converter (which the worker asks) only knows the former.
+    "annotation",
+    [func.Out[str], func.Out[bytes], func.Out[func.QueueMessage], func.Out[typing.List[str]]],  # noqa: UP006
+)
+def test_output_annotations_the_worker_accepts_are_accepted(annotation: object) -> None:
+    Runner(_output_annotated(annotation), settings={CONN: FAKE_CONN}).stop()
+
+
+@pytest.mark.parametrize(
+    ("annotation", "message"),
+    [
+        (str, 'binding out is declared to have the "out" direction, but its annotation in Python is not a subclass'),
+        (func.Out[int], 'Python type annotation "int"'),
+    ],
+)
+def test_other_mismatches_are_refused_as_the_worker_refuses_them(annotation: object, message: str) -> None:
+    with pytest.raises(RunnerError, match=message):
+        Runner(_output_annotated(annotation), settings={CONN: FAKE_CONN})
+
+
+def test_a_parameter_without_a_binding_is_refused_even_with_a_default() -> None:
+    app = func.FunctionApp()
+
+    @app.queue_trigger(arg_name="msg", queue_name="jobs-in", connection=CONN)
+    def extra(msg: func.QueueMessage, retries: int = 3) -> None: ...
+
+    with pytest.raises(RunnerError) as refused:
+        Runner(app, settings={CONN: FAKE_CONN})
+    assert str(refused.value) == (
+        "cannot load the extra function: the following parameters are declared in Python but not in "
+        "function.json: {'retries'}"
+    )
+
+
+def test_a_trigger_annotated_as_an_output_is_refused() -> None:
+    app = func.FunctionApp()
+
+    @app.queue_trigger(arg_name="msg", queue_name="jobs-in", connection=CONN)
+    def wrong(msg: func.Out[str]) -> None: ...
+
+    with pytest.raises(RunnerError, match='binding msg is declared to have the "in" direction'):
+        Runner(app, settings={CONN: FAKE_CONN})
+
+
+def test_indexing_does_not_log_the_http_auth_level_advice(caplog: pytest.LogCaptureFixture) -> None:
+    settings = {CONN: FAKE_CONN, "IN_QUEUE": "jobs-in", "OUT_QUEUE": "out"}
+    with caplog.at_level("INFO"):
+        Runner(make_app(Recorder()), settings=settings).stop()
+    assert not [r for r in caplog.records if "Auth level" in r.getMessage()]
 
 
 def test_invalid_host_json_fails_at_construction_as_a_runner_error() -> None:
@@ -485,4 +559,6 @@ def test_cli_runs_an_app_until_sigint(stack: Stack, tmp_path: Path) -> None:
             proc.communicate()
     assert out == ["cli:ping"], stderr
     assert proc.returncode == 0, stderr
-    assert "Runner up" in stdout
+    assert stdout.startswith("Runner up: handle <- ")
+    assert "batchSize 8, newBatchThreshold 4, maxPollingInterval 0.2 s, visibilityTimeout 0 s" in stdout
+    assert "QueueOptions(" not in stdout

@@ -226,3 +226,28 @@ def test_members_after_unknown_future_value_reach_graph_with_the_prefer_header(g
     assert result.status == 200
     with pytest.raises(GraphRefused):  # without the header Graph refuses the member: the header matters
         c.patch(GraphRequest(url=graph.base_url + IOS, body=body))
+
+
+def _actions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    import json
+
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "certstate.graph"]
+    return [{k: v for k, v in line.items() if k in ("attempt", "action", "delaySeconds")} for line in lines]
+
+
+def test_the_last_attempt_logs_giving_up_not_a_retry(graph, credential, caplog: pytest.LogCaptureFixture):
+    graph.configure(script=[{"status": 503, "retryAfter": "0.1"}] * 3)
+    with caplog.at_level("INFO", logger="certstate.graph"), pytest.raises(TransientError):
+        patch(graph, client(graph, credential, max_attempts=3))
+    assert _actions(caplog) == [
+        {"attempt": 1, "action": "retry", "delaySeconds": 0.1},
+        {"attempt": 2, "action": "retry", "delaySeconds": 0.1},
+        {"attempt": 3, "action": "giveUp"},
+    ]
+
+
+def test_a_wait_past_the_deadline_logs_giving_up(graph, credential, caplog: pytest.LogCaptureFixture):
+    graph.configure(script=[{"status": 429, "retryAfter": "30"}])
+    with caplog.at_level("INFO", logger="certstate.graph"), pytest.raises(Deferred):  # back after the Retry-After
+        patch(graph, client(graph, credential, max_wait=5))
+    assert _actions(caplog) == [{"attempt": 1, "action": "giveUp"}]
