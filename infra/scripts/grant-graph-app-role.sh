@@ -12,6 +12,7 @@
 # Usage:
 #   grant-graph-app-role.sh --principal-id <object id of the managed identity>
 #   grant-graph-app-role.sh --resource-group <rg> [--identity-name <name>]
+#     (without --identity-name: the one identity tagged application=certstate; several are an error)
 # Options:
 #   --role <value>            Graph app role value (default DeviceManagementConfiguration.ReadWrite.All)
 #   --graph-endpoint <url>    Graph endpoint; default: the current az cloud's (set
@@ -29,7 +30,7 @@ graph_endpoint=""
 dry_run=false
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -61,9 +62,24 @@ if [[ -z "$principal_id" ]]; then
     principal_id="$(az identity show --resource-group "$resource_group" --name "$identity_name" \
       --query principalId --output tsv)"
   else
-    # The template tags its identity application=certstate.
-    principal_id="$(az identity list --resource-group "$resource_group" \
-      --query "[?tags.application=='certstate'] | [0].principalId" --output tsv)"
+    # The template tags its identity application=certstate. Several environments (azd env) in one
+    # resource group give several such identities: never guess which one is meant.
+    candidates="$(az identity list --resource-group "$resource_group" \
+      --query "[?tags.application=='certstate'].[principalId, name, tags.\"azd-env-name\"]" --output tsv)"
+    count="$(grep -c . <<<"$candidates" || true)"
+    ((count > 0)) || die "no identity tagged application=certstate in resource group $resource_group"
+    if ((count > 1)); then
+      {
+        echo "error: $count certstate identities in resource group $resource_group; which one is meant?"
+        echo "  principal id                          name (azd environment)"
+        while IFS=$'\t' read -r id name env; do
+          echo "  $id  $name (${env:-no azd-env-name tag})"
+        done <<<"$candidates"
+        echo "Pass the exact one: --principal-id <principal id>, or --identity-name <name>."
+      } >&2
+      exit 1
+    fi
+    principal_id="$(cut -f1 <<<"$candidates")"
   fi
 fi
 [[ "$principal_id" =~ $guid_re ]] || die "no managed identity principal id found (got '${principal_id}')"

@@ -34,8 +34,11 @@ def option(name):
 
 if args[:2] == ["cloud", "show"]:
     print("https://graph.microsoft.com/")
-elif args[:2] in (["identity", "list"], ["identity", "show"]):
+elif args[:2] == ["identity", "show"]:
     print("MI_PRINCIPAL")
+elif args[:2] == ["identity", "list"]:
+    # --query "[?tags.application=='certstate'].[principalId, name, tags.\"azd-env-name\"]" as tsv rows
+    print(os.environ["FAKE_AZ_IDENTITIES"], end="")
 elif args[:1] == ["rest"]:
     url, method = option("--url"), option("--method")
     if method == "post":
@@ -74,8 +77,12 @@ class Run:
         return [call for call in self.rest_calls() if _option(call, "--method") == "post"]
 
 
+OTHER_PRINCIPAL = "55555555-5555-5555-5555-555555555555"
+ONE_IDENTITY = f"{MI_PRINCIPAL}\tid-certstate-abc\tcertstate\n"
+
+
 class RunScript(Protocol):
-    def __call__(self, *args: str, existing: str = "") -> Run: ...
+    def __call__(self, *args: str, existing: str = "", identities: str = ONE_IDENTITY) -> Run: ...
 
 
 def _option(call: list[str], name: str) -> str:
@@ -91,13 +98,14 @@ def run_script(tmp_path: Path) -> RunScript:
     fake.chmod(0o755)
     log = tmp_path / "az.log"
 
-    def run(*args: str, existing: str = "") -> Run:
+    def run(*args: str, existing: str = "", identities: str = ONE_IDENTITY) -> Run:
         log.write_text("", encoding="utf-8")
         env = {
             **os.environ,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
             "FAKE_AZ_LOG": str(log),
             "FAKE_AZ_EXISTING": existing,
+            "FAKE_AZ_IDENTITIES": identities,
         }
         done = subprocess.run(
             ["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=60, check=False
@@ -163,6 +171,42 @@ def test_refuses_bad_input_before_calling_graph(run_script: RunScript, args: tup
     result = run_script(*args)
     assert result.returncode != 0
     assert message in result.stderr
+    assert not result.rest_calls()
+
+
+def test_refuses_to_guess_between_several_identities(run_script: RunScript) -> None:
+    """Two azd environments in one resource group: two tagged identities, and no grant to either."""
+    identities = ONE_IDENTITY + f"{OTHER_PRINCIPAL}\tid-certstate-def\tcertstate-test\n"
+    result = run_script("--resource-group", "rg-certstate", identities=identities)
+    assert result.returncode != 0
+    assert "2 certstate identities in resource group rg-certstate" in result.stderr
+    for candidate in (MI_PRINCIPAL, "id-certstate-abc", "(certstate)", OTHER_PRINCIPAL, "id-certstate-def"):
+        assert candidate in result.stderr
+    assert "--principal-id <principal id>" in result.stderr
+    assert not result.rest_calls()
+
+
+def test_an_exact_principal_id_resolves_the_ambiguity(run_script: RunScript) -> None:
+    identities = ONE_IDENTITY + f"{OTHER_PRINCIPAL}\tid-certstate-def\tcertstate-test\n"
+    result = run_script("--principal-id", OTHER_PRINCIPAL, identities=identities)
+    assert result.returncode == 0, result.stderr
+    assert not [call for call in result.calls if call[:1] == ["identity"]]
+    [post] = result.posts()
+    assert json.loads(_option(post, "--body"))["principalId"] == OTHER_PRINCIPAL
+
+
+def test_an_identity_name_resolves_the_ambiguity(run_script: RunScript) -> None:
+    result = run_script("--resource-group", "rg-certstate", "--identity-name", "id-certstate-abc")
+    assert result.returncode == 0, result.stderr
+    assert [call[:2] for call in result.calls if call[:1] == ["identity"]] == [["identity", "show"]]
+    [post] = result.posts()
+    assert json.loads(_option(post, "--body"))["principalId"] == MI_PRINCIPAL
+
+
+def test_no_tagged_identity_is_reported(run_script: RunScript) -> None:
+    result = run_script("--resource-group", "rg-empty", identities="")
+    assert result.returncode != 0
+    assert "no identity tagged application=certstate in resource group rg-empty" in result.stderr
     assert not result.rest_calls()
 
 
