@@ -68,12 +68,12 @@ param maximumInstanceCount int = 2
 @description('Flex instance memory in MB.')
 param instanceMemoryMB int = 2048
 
+// Only versions the code runs on: pyproject.toml requires-python (tests/infra checks the two agree).
 @allowed([
-  '3.10'
   '3.11'
   '3.12'
 ])
-@description('Python version of the Flex runtime. The pinned requirements are tested on 3.11.')
+@description('Python version of the Flex runtime. The code needs 3.11 or later (StrEnum); CI tests 3.11.')
 param pythonVersion string = '3.11'
 
 @minValue(1)
