@@ -195,6 +195,7 @@ module rbac 'modules/rbac.bicep' = {
   params: {
     storageAccountName: storage.outputs.name
     inputQueueName: storage.outputs.inputQueueName
+    poisonQueueName: storage.outputs.poisonQueueName
     resultQueueName: storage.outputs.resultQueueName
     appInsightsName: monitoring.outputs.appInsightsName
     functionPrincipalId: identity.properties.principalId

@@ -1,8 +1,12 @@
 // Azure RBAC, narrow by design. The Logic App's role is granted in logicapp.bicep (its identity is
 // created there) and the Graph app role in graph-app-role.bicep. docs/deploy.md explains each one.
+//
+// Queue roles are granted per queue, never on the account: every grant is one row of queueGrants
+// (queue, principal, role, why). To add one, add a row; nothing else changes.
 
 param storageAccountName string
 param inputQueueName string
+param poisonQueueName string
 param resultQueueName string
 param appInsightsName string
 
@@ -21,6 +25,54 @@ var storageQueueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 var storageQueueDataMessageProcessor = '8a0f0c08-91a1-4084-bc3d-661d67233fed'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
+// The queues exist before these grants (storage.bicep creates all three), so no grant needs the
+// right to create a queue: the output binding and the host's poison move add a message first and
+// create the queue only when that answers 404 (Azure WebJobs Storage Queues extension).
+var functionQueueGrants = [
+  {
+    queue: inputQueueName
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    role: storageQueueDataContributor
+    // Message Processor cannot update a message: the host releases a failed one and renews a long
+    // one by updating it (403 without Contributor).
+    why: 'certstate function: queue trigger (read, update, delete) and deferrals back onto the input queue'
+  }
+  {
+    queue: poisonQueueName
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    role: storageQueueDataMessageSender
+    why: 'certstate function: the host moves a message here after maxDequeueCount deliveries'
+  }
+  {
+    queue: resultQueueName
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    role: storageQueueDataMessageSender
+    why: 'certstate function: the result output binding adds one outcome per message'
+  }
+]
+
+var operatorQueueGrants = [
+  {
+    queue: inputQueueName
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+    role: storageQueueDataMessageSender
+    why: 'certstate operator: send test messages'
+  }
+  {
+    queue: resultQueueName
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+    role: storageQueueDataMessageProcessor
+    why: 'certstate operator: read and delete outcomes'
+  }
+]
+
+var queueGrants = concat(functionQueueGrants, empty(operatorPrincipalId) ? [] : operatorQueueGrants)
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -30,21 +82,35 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
-resource inputQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
-  parent: queueService
-  name: inputQueueName
-}
-
-resource resultQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
-  parent: queueService
-  name: resultQueueName
-}
+resource grantedQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = [
+  for grant in queueGrants: {
+    parent: queueService
+    name: grant.queue
+  }
+]
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
 
-// Host storage (AzureWebJobsStorage: leases, host keys blob) and the Flex deployment package.
+resource queueRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (grant, i) in queueGrants: {
+    name: guid(grantedQueues[i].id, grant.principalId, grant.role)
+    scope: grantedQueues[i]
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', grant.role)
+      principalId: grant.principalId
+      principalType: grant.principalType
+      description: grant.why
+    }
+  }
+]
+
+// Host storage (AzureWebJobsStorage) and the Flex deployment package. The one account-wide grant:
+// the Functions host lists containers, creates azure-webjobs-hosts and azure-webjobs-secrets, and
+// holds its lease and keys there; Microsoft documents Storage Blob Data Owner on the account as
+// the minimum for host storage. The account holds nothing but those two containers and the
+// package container, and no queue or table data role comes with it.
 resource functionBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(account.id, functionPrincipalId, storageBlobDataOwner)
   scope: account
@@ -53,19 +119,6 @@ resource functionBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' 
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
     description: 'certstate function: host storage and Flex deployment package'
-  }
-}
-
-// Trigger and output binding: read, update (release on failure, lock renewal), delete, add, and
-// create <input>-poison. Reader + Message Processor cannot release a failed message (403).
-resource functionQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(account.id, functionPrincipalId, storageQueueDataContributor)
-  scope: account
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
-    principalId: functionPrincipalId
-    principalType: 'ServicePrincipal'
-    description: 'certstate function: queue trigger, result output, poison queue'
   }
 }
 
@@ -78,29 +131,5 @@ resource functionMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
     description: 'certstate function: Application Insights ingestion with Entra ID'
-  }
-}
-
-// Optional operator: put test messages on the input queue ...
-resource operatorInputSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
-  name: guid(inputQueue.id, operatorPrincipalId, storageQueueDataMessageSender)
-  scope: inputQueue
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataMessageSender)
-    principalId: operatorPrincipalId
-    principalType: operatorPrincipalType
-    description: 'certstate operator: send test messages'
-  }
-}
-
-// ... and read and delete outcomes on the result queue.
-resource operatorResultProcessor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
-  name: guid(resultQueue.id, operatorPrincipalId, storageQueueDataMessageProcessor)
-  scope: resultQueue
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataMessageProcessor)
-    principalId: operatorPrincipalId
-    principalType: operatorPrincipalType
-    description: 'certstate operator: read outcomes'
   }
 }

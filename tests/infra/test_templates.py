@@ -400,10 +400,15 @@ def test_monitoring_refuses_local_auth() -> None:
 
 
 def _role_assignments(relative: str) -> list[tuple[str, str, str, str, str]]:
-    """(role GUID, principal, principal type, scope resource type, scope resource name) per assignment."""
+    """(role GUID, principal, principal type, scope resource type, scope resource name) per single assignment.
+
+    Loops (rbac.bicep's queueRoles, one per queueGrants row) are checked by the queue-grant tests.
+    """
     template = parse(relative)
     found = []
     for symbol, resource in resources_of_type(template, ROLE_ASSIGNMENT).items():
+        if "loop_type" in resource["config"]:
+            continue
         config = body(resource)
         props = config["properties"]
         role_fn = props["roleDefinitionId"]["function"]
@@ -425,50 +430,96 @@ def _role_assignments(relative: str) -> list[tuple[str, str, str, str, str]]:
     return found
 
 
+def _queue_grants(variable: str) -> set[tuple[str, str, str, str]]:
+    """(role GUID, principal, principal type, queue) per row of one of rbac.bicep's grant lists."""
+    template = parse(RBAC)
+    rows = template["variables"][variable]["value"]
+    found = set()
+    for row in rows:
+        assert set(row) == {"queue", "principalId", "principalType", "role", "why"}, row
+        assert len(row["why"]) > 20, f"{variable}: say why {row['queue']} needs {row['role']}"
+        found.add((template["variables"][row["role"]]["value"], row["principalId"], row["principalType"], row["queue"]))
+    return found
+
+
 def test_function_identity_roles_are_exactly_these() -> None:
-    function_roles = {a for a in _role_assignments(RBAC) if a[1] == "functionPrincipalId"}
-    assert function_roles == {
+    """Queue roles on the three queues it uses, one role per queue; the only account-wide role is for blobs."""
+    assert _queue_grants("functionQueueGrants") == {
+        (STORAGE_QUEUE_DATA_CONTRIBUTOR, "functionPrincipalId", "ServicePrincipal", "inputQueueName"),
+        (STORAGE_QUEUE_DATA_MESSAGE_SENDER, "functionPrincipalId", "ServicePrincipal", "poisonQueueName"),
+        (STORAGE_QUEUE_DATA_MESSAGE_SENDER, "functionPrincipalId", "ServicePrincipal", "resultQueueName"),
+    }
+    assert {a for a in _role_assignments(RBAC) if a[1] == "functionPrincipalId"} == {
         (STORAGE_BLOB_DATA_OWNER, "functionPrincipalId", "ServicePrincipal", STORAGE_ACCOUNT, "storageAccountName"),
-        (
-            STORAGE_QUEUE_DATA_CONTRIBUTOR,
-            "functionPrincipalId",
-            "ServicePrincipal",
-            STORAGE_ACCOUNT,
-            "storageAccountName",
-        ),
         (MONITORING_METRICS_PUBLISHER, "functionPrincipalId", "ServicePrincipal", APP_INSIGHTS, "appInsightsName"),
     }
     assert render(body(_module("rbac"))["params"]["functionPrincipalId"]) == "identity.properties.principalId"
 
 
+def test_queue_roles_are_granted_on_the_queues_not_the_account() -> None:
+    template = parse(RBAC)
+    roles = _resource(RBAC, "queueRoles")
+    assert roles["config"]["loop_type"] == {
+        "type": "array_index",
+        "detail": {"item_name": "grant", "index_name": "i", "array_name": "queueGrants"},
+    }
+    config = body(roles)
+    assert render(config["scope"]) == "grantedQueues[i]"
+    guid_args = [render(value) for value in config["name"]["function"]["parameters"].values()]
+    assert guid_args == ["grantedQueues[i].id", "grant.principalId", "grant.role"]
+    props = config["properties"]
+    assert (
+        render(props["roleDefinitionId"])
+        == "subscription_resource_id(Microsoft.Authorization/roleDefinitions, grant.role)"
+    )
+    assert (render(props["principalId"]), render(props["principalType"])) == (
+        "grant.principalId",
+        "grant.principalType",
+    )
+
+    queues = _resource(RBAC, "grantedQueues")
+    assert (queues["type"], queues["existing"]) == (QUEUE, True)
+    assert queues["config"]["loop_type"]["detail"] == {"item_name": "grant", "array_name": "queueGrants"}
+    assert body(queues)["parent"] == "queueService"
+    assert render(body(queues)["name"]) == "grant.queue"
+    assert body(template["resources"]["queueService"])["parent"] == "account"
+
+    # No queue role anywhere on the account.
+    queue_roles = {
+        STORAGE_QUEUE_DATA_CONTRIBUTOR,
+        STORAGE_QUEUE_DATA_MESSAGE_SENDER,
+        STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
+    }
+    for relative in (RBAC, LOGIC):
+        for role, principal, _, scope_type, _ in _role_assignments(relative):
+            assert role not in queue_roles or scope_type == QUEUE, (relative, principal, role)
+
+
+def test_the_granted_queues_are_the_deployed_ones() -> None:
+    passed = body(_module("rbac"))["params"]
+    for name in ("inputQueueName", "poisonQueueName", "resultQueueName"):
+        assert render(passed[name]) == f"storage.outputs.{name}", name
+    outputs = parse(STORAGE)["outputs"]
+    assert render(outputs["poisonQueueName"]["value"]) == "poisonQueue.name"
+    assert render(body(_resource(STORAGE, "poisonQueue"))["name"]) == "${inputQueueName}-poison"
+
+
 def test_operator_roles_are_queue_scoped_and_optional() -> None:
-    operator_roles = {a for a in _role_assignments(RBAC) if a[1] == "operatorPrincipalId"}
-    assert operator_roles == {
-        (STORAGE_QUEUE_DATA_MESSAGE_SENDER, "operatorPrincipalId", "operatorPrincipalType", QUEUE, "inputQueueName"),
-        (
-            STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
-            "operatorPrincipalId",
-            "operatorPrincipalType",
-            QUEUE,
-            "resultQueueName",
-        ),
+    assert _queue_grants("operatorQueueGrants") == {
+        (STORAGE_QUEUE_DATA_MESSAGE_SENDER, "operatorPrincipalId", "operatorPrincipalType", "inputQueueName"),
+        (STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, "operatorPrincipalId", "operatorPrincipalType", "resultQueueName"),
     }
-    only_with_an_operator = {
-        "operator": {
-            "type": "not",
-            "operands": {
-                "bool_value": {"function": {"type": "empty", "parameters": {"item_to_test": "operatorPrincipalId"}}}
-            },
-        }
-    }
-    for resource in resources_of_type(parse(RBAC), ROLE_ASSIGNMENT).values():
-        if body(resource)["properties"]["principalId"] == "operatorPrincipalId":
-            assert condition(resource) == only_with_an_operator
+    assert (
+        "var queueGrants = concat(functionQueueGrants, empty(operatorPrincipalId) ? [] : operatorQueueGrants)"
+        in text(RBAC)
+    )
     assert _param_default(MAIN, "operatorPrincipalId") == ""
 
 
 def test_rbac_module_has_no_other_assignment() -> None:
-    assert len(_role_assignments(RBAC)) == 5
+    assert len(_role_assignments(RBAC)) == 2
+    looped = [s for s, r in resources_of_type(parse(RBAC), ROLE_ASSIGNMENT).items() if "loop_type" in r["config"]]
+    assert looped == ["queueRoles"]
 
 
 def test_logic_app_may_only_send_to_the_input_queue() -> None:
@@ -497,7 +548,7 @@ def test_no_role_assignments_anywhere_else() -> None:
 
 def test_role_guids_are_the_built_in_ones() -> None:
     variables = parse(RBAC)["variables"]
-    assert {name: v["value"] for name, v in variables.items()} == {
+    assert {name: v["value"] for name, v in variables.items() if isinstance(v["value"], str)} == {
         "storageBlobDataOwner": STORAGE_BLOB_DATA_OWNER,
         "storageQueueDataContributor": STORAGE_QUEUE_DATA_CONTRIBUTOR,
         "storageQueueDataMessageSender": STORAGE_QUEUE_DATA_MESSAGE_SENDER,
