@@ -230,6 +230,7 @@ module functionApp 'modules/functionapp.bicep' = {
     graphReadTimeoutSeconds: graphReadTimeoutSeconds
     graphMaxAttempts: graphMaxAttempts
     graphMaxWaitSeconds: graphMaxWaitSeconds
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
   }
   // The identity must hold its storage roles before the host first starts and before the
   // first deployment package is read.
@@ -257,6 +258,7 @@ module logicApp 'modules/logicapp.bicep' = if (deployLogicApp) {
     tags: allTags
     storageAccountName: storage.outputs.name
     inputQueueName: storage.outputs.inputQueueName
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
   }
 }
 

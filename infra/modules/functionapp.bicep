@@ -39,6 +39,9 @@ param graphReadTimeoutSeconds int
 param graphMaxAttempts int
 param graphMaxWaitSeconds int
 
+@description('Log Analytics workspace for the app\'s diagnostic settings.')
+param logAnalyticsWorkspaceId string
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -83,7 +86,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     //checkov:skip=CKV_AZURE_222:Without VNet integration (not in this template) azd and the Functions tooling publish through the public SCM endpoint; the app exposes no HTTP functions.
     publicNetworkAccess: 'Enabled'
     siteConfig: {
-      //checkov:skip=CKV_AZURE_78:Flex Consumption does not accept siteConfig.ftpsState (Flex deprecations list); its packages come only from the blob container, read with the managed identity.
+      //checkov:skip=CKV_AZURE_78:Flex Consumption does not accept siteConfig.ftpsState (Flex deprecations list) and offers no FTP; FTP and SCM basic credentials are off (basicPublishingCredentialsPolicies below), packages come only from the blob container.
       //checkov:skip=CKV_AZURE_213:No HTTP functions, so there is no health-check path; the Functions host health is monitored by the platform.
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
@@ -202,6 +205,46 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         version: pythonVersion
       }
     }
+  }
+}
+
+// No publishing with basic (user name and password) credentials: azd and Core Tools deploy to Flex
+// with an Entra ID token, and Flex does not offer FTP at all.
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+// Host and worker logs (FunctionAppLogs) and platform metrics to Log Analytics, beside the
+// Application Insights telemetry; survives a misconfigured or throttled App Insights.
+resource siteDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'function-to-log-analytics'
+  scope: site
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'FunctionAppLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 

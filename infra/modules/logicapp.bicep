@@ -10,6 +10,7 @@ param location string
 param tags object
 param storageAccountName string
 param inputQueueName string
+param logAnalyticsWorkspaceId string
 
 // Built-in role: Storage Queue Data Message Sender (add messages, nothing else).
 var storageQueueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
@@ -166,6 +167,27 @@ resource senderOnInputQueue 'Microsoft.Authorization/roleAssignments@2022-04-01'
     principalId: workflow.identity.principalId
     principalType: 'ServicePrincipal'
     description: 'certstate Logic App: put messages on the input queue'
+  }
+}
+
+// Run and trigger events to Log Analytics.
+resource workflowDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'logicapp-to-log-analytics'
+  scope: workflow
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'WorkflowRuntime'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
   }
 }
 

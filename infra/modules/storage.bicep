@@ -111,26 +111,47 @@ resource resultQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
   name: resultQueueName
 }
 
-// Storage logs for the queue service: who put, read and deleted messages (Entra principal ids).
+// Storage logs to Log Analytics: who read, wrote and deleted what (Entra principal ids), per service.
+// Blob: the deployment package and the host's leases and keys; queue: every message put, read, deleted.
+var storageLogs = [
+  {
+    category: 'StorageRead'
+    enabled: true
+  }
+  {
+    category: 'StorageWrite'
+    enabled: true
+  }
+  {
+    category: 'StorageDelete'
+    enabled: true
+  }
+]
+
+var storageMetrics = [
+  {
+    category: 'Transaction'
+    enabled: true
+  }
+]
+
+resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'blob-to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: storageLogs
+    metrics: storageMetrics
+  }
+}
+
 resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'queue-to-log-analytics'
   scope: queueService
   properties: {
     workspaceId: logAnalyticsWorkspaceId
-    logs: [
-      {
-        category: 'StorageRead'
-        enabled: true
-      }
-      {
-        category: 'StorageWrite'
-        enabled: true
-      }
-      {
-        category: 'StorageDelete'
-        enabled: true
-      }
-    ]
+    logs: storageLogs
+    metrics: storageMetrics
   }
 }
 

@@ -40,6 +40,23 @@ def parse(relative: str) -> Template:
     return cast(Template, _parser().parse(file_path=INFRA / relative))
 
 
+def resource(relative: str, symbol: str) -> dict[str, Any]:
+    """The resource `symbol` of infra/<relative>."""
+    found: dict[str, Any] = parse(relative)["resources"][symbol]
+    return found
+
+
+def module(symbol: str) -> dict[str, Any]:
+    """The module `symbol` of infra/main.bicep."""
+    found: dict[str, Any] = parse("main.bicep")["modules"][symbol]
+    return found
+
+
+def param_default(relative: str, name: str) -> Any:
+    """The default of parameter `name` of infra/<relative>, or None."""
+    return parse(relative)["parameters"][name].get("default")
+
+
 def text(relative: str) -> str:
     """The raw text of infra/<relative>."""
     return (INFRA / relative).read_text(encoding="utf-8")

@@ -37,6 +37,9 @@ from tests.infra.bicep import (
     walk,
     words,
 )
+from tests.infra.bicep import module as _module
+from tests.infra.bicep import param_default as _param_default
+from tests.infra.bicep import resource as _resource
 
 MAIN = "main.bicep"
 STORAGE = "modules/storage.bicep"
@@ -96,20 +99,6 @@ FLEX_FORBIDDEN_SITE_PROPERTIES = frozenset(
 )
 # Key-based settings that must never come back: identity-based connections replace them.
 KEY_BASED_SETTINGS = frozenset({"AzureWebJobsStorage", "APPINSIGHTS_INSTRUMENTATIONKEY", "AzureWebJobsDashboard"})
-
-
-def _resource(relative: str, symbol: str) -> dict[str, Any]:
-    resource: dict[str, Any] = parse(relative)["resources"][symbol]
-    return resource
-
-
-def _module(symbol: str) -> dict[str, Any]:
-    module: dict[str, Any] = parse(MAIN)["modules"][symbol]
-    return module
-
-
-def _param_default(relative: str, name: str) -> Any:
-    return parse(relative)["parameters"][name].get("default")
 
 
 def _app_settings() -> dict[str, Any]:
