@@ -102,6 +102,25 @@ param grantGraphAppRole bool = true
 @description('Deploy the Logic App (Consumption) HTTP front door that puts request bodies on the input queue.')
 param deployLogicApp bool = true
 
+// The front door's callers (docs/deploy.md, "The front door"): Entra ID tokens only, at most five
+// callers in all (Logic Apps' limit of authorization policies).
+@maxLength(5)
+@description('Object ids (oid claim) of the service principals, managed identities or users allowed to call the front door. Empty (with frontDoorCallerAppIds): nobody can.')
+param frontDoorCallerObjectIds array = []
+
+@maxLength(5)
+@description('Application (client) ids allowed to call the front door (appid claim of v1 tokens, azp of v2 tokens).')
+param frontDoorCallerAppIds array = []
+
+@description('Issuer (iss) every caller\'s token must carry. Default: v1 tokens of this tenant; https://login.microsoftonline.com/<tenant>/v2.0 for v2 tokens.')
+param frontDoorTokenIssuer string = 'https://sts.windows.net/${tenant().tenantId}/'
+
+@description('Audience (aud) every caller\'s token must carry: the resource the caller requests its token for. Default: Azure Resource Manager; a dedicated app registration is better (docs/deploy.md).')
+param frontDoorTokenAudience string = environment().resourceManager
+
+@description('Optional IP ranges the front door accepts calls from (x.x.x.x/n or x.x.x.x-y.y.y.y). Empty: any address; the token still decides.')
+param frontDoorAllowedCallerIpRanges array = []
+
 @description('Optional object id of an operator (azd sets AZURE_PRINCIPAL_ID) who may put messages on the input queue and read and delete results, for the smoke test in docs/deploy.md. Empty: no operator roles.')
 param operatorPrincipalId string = ''
 
@@ -154,6 +173,21 @@ var graphBaseUrls = {
 var availableWriteLimit = max(2, graphWriteLimit - graphWriteReserve)
 var effectiveMaximumInstanceCount = min(maximumInstanceCount, availableWriteLimit / 2)
 var graphWriteBudget = (availableWriteLimit / effectiveMaximumInstanceCount) - 1
+
+// One authorization policy per front door caller; the app id claim depends on the token version.
+var frontDoorAppIdClaim = endsWith(frontDoorTokenIssuer, '/v2.0') ? 'azp' : 'appid'
+var frontDoorCallersByObjectId = [
+  for id in frontDoorCallerObjectIds: {
+    claim: 'oid'
+    value: id
+  }
+]
+var frontDoorCallersByAppId = [
+  for id in frontDoorCallerAppIds: {
+    claim: frontDoorAppIdClaim
+    value: id
+  }
+]
 
 var storageAccountName = 'st${resourceToken}'
 var deploymentContainerName = 'app-package'
@@ -259,11 +293,15 @@ module logicApp 'modules/logicapp.bicep' = if (deployLogicApp) {
     storageAccountName: storage.outputs.name
     inputQueueName: storage.outputs.inputQueueName
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    allowedCallers: concat(frontDoorCallersByObjectId, frontDoorCallersByAppId)
+    tokenIssuer: frontDoorTokenIssuer
+    tokenAudience: frontDoorTokenAudience
+    allowedCallerIpRanges: frontDoorAllowedCallerIpRanges
   }
 }
 
 // Outputs: names and ids only (azd writes them to .azure/<env>/.env). Never a key, SAS or
-// connection string; the Logic App callback URL (it carries a SAS signature) is fetched on demand.
+// connection string. The front door's endpoint carries no SAS: it is disabled, callers send a token.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = resourceGroup().name
@@ -279,3 +317,4 @@ output GRAPH_APP_ROLE_GRANTED bool = graphGrantEnabled
 output GRAPH_WRITE_BUDGET int = graphWriteBudget
 output EFFECTIVE_MAXIMUM_INSTANCE_COUNT int = effectiveMaximumInstanceCount
 output LOGIC_APP_NAME string = deployLogicApp ? logicApp!.outputs.name : ''
+output LOGIC_APP_ENDPOINT string = deployLogicApp ? logicApp!.outputs.endpoint : ''

@@ -21,6 +21,14 @@ param instanceMemoryMB = 2048
 param grantGraphAppRole = bool(readEnvironmentVariable('CERTSTATE_GRANT_GRAPH_APP_ROLE', 'true'))
 param deployLogicApp = bool(readEnvironmentVariable('CERTSTATE_DEPLOY_LOGIC_APP', 'true'))
 
+// Who may call the front door: comma-separated object ids (tokens' oid) and app ids (appid/azp), at
+// most five in all (docs/deploy.md, "The front door"). Unset, the deploying user (AZURE_PRINCIPAL_ID,
+// set by azd) may call it, for the smoke test; nobody else.
+var frontDoorCallers = readEnvironmentVariable('CERTSTATE_FRONT_DOOR_CALLERS', readEnvironmentVariable('AZURE_PRINCIPAL_ID', ''))
+var frontDoorApps = readEnvironmentVariable('CERTSTATE_FRONT_DOOR_CALLER_APP_IDS', '')
+param frontDoorCallerObjectIds = empty(frontDoorCallers) ? [] : split(frontDoorCallers, ',')
+param frontDoorCallerAppIds = empty(frontDoorApps) ? [] : split(frontDoorApps, ',')
+
 // azd sets AZURE_PRINCIPAL_ID to the signed-in user: that user may send test messages and read
 // outcomes (queue-scoped roles). Empty outside azd unless you export it.
 param operatorPrincipalId = readEnvironmentVariable('AZURE_PRINCIPAL_ID', '')

@@ -697,21 +697,18 @@ def test_logic_app_trigger_schema_is_the_message_schema() -> None:
 def test_logic_app_puts_raw_json_on_the_input_queue_with_its_identity() -> None:
     workflow = body(_resource(LOGIC, "workflow"))
     assert workflow["identity"] == {"type": "SystemAssigned"}
-    actions = {unquote(k): v for k, v in workflow["properties"]["definition"]["actions"].items()}
-    put = actions["Put_a_message_on_a_queue_(V2)"]
+    actions = workflow["properties"]["definition"]["actions"]
+    put = actions["Fits_a_queue_message"]["actions"]["'Put_a_message_on_a_queue_(V2)'"]
     assert put["type"] == "ApiConnection"
     assert put["inputs"]["method"] == "post"
-    assert put["inputs"]["body"] == "@{string(triggerBody())}"  # raw JSON text, not base64
+    # Raw JSON text, not base64 (host.json messageEncoding "none"): the Compose's string() of the body.
+    assert put["inputs"]["body"] == "@{outputs(\\'Queue_message\\')}"
+    assert actions["Queue_message"]["inputs"].startswith("@{string(")
+    assert "base64" not in actions["Queue_message"]["inputs"]
     assert put["inputs"]["path"].endswith("/queues/@{encodeURIComponent(\\'${inputQueueName}\\')}/messages")
     assert put["inputs"]["path"].startswith(
         "/v2/storageAccounts/@{encodeURIComponent(encodeURIComponent(\\'${queueEndpoint}\\'))}"
     )
-
-    accepted = actions["Accepted"]
-    assert accepted["type"] == "Response"
-    assert accepted["inputs"]["statusCode"] == 202
-    assert accepted["inputs"]["body"]["correlationId"] == "@triggerBody()?[\\'correlationId\\']"
-    assert {unquote(k): v for k, v in accepted["runAfter"].items()} == {"Put_a_message_on_a_queue_(V2)": ["Succeeded"]}
 
     connection = body(_resource(LOGIC, "connection"))
     assert connection["properties"]["parameterValueSet"] == {"name": "managedIdentityAuth", "values": {}}
