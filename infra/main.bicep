@@ -99,7 +99,7 @@ param graphMaxWaitSeconds int = 60
 @description('Grant the Graph application permission DeviceManagementConfiguration.ReadWrite.All to the function identity (Graph Bicep extension; public cloud only; the deployer needs AppRoleAssignment.ReadWrite.All and Application.Read.All). If false, run infra/scripts/grant-graph-app-role.sh or ask an admin.')
 param grantGraphAppRole bool = true
 
-@description('Deploy the Logic App (Consumption) HTTP front door that puts request bodies on the input queue.')
+@description('Deploy the Logic App (Consumption) HTTP front door that puts request bodies on the input queue. Not deployed when publicNetworkAccess is Disabled.')
 param deployLogicApp bool = true
 
 // The front door's callers (docs/deploy.md, "The front door"): Entra ID tokens only, at most five
@@ -151,6 +151,23 @@ param storageSkuName string = 'Standard_LRS'
 @description('Zone-redundant Flex plan. Only in regions where Flex supports availability zones.')
 param zoneRedundant bool = false
 
+// Private networking (docs/deploy.md, "Public or private network access").
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+@description('Public network access to the storage account and the function app. Disabled: a VNet with private endpoints (blob, queue, table, the app) and private DNS zones, Flex VNet integration for all outbound traffic, and no Logic App front door.')
+param publicNetworkAccess string = 'Enabled'
+
+@description('Address space of the VNet (publicNetworkAccess Disabled only).')
+param virtualNetworkAddressPrefix string = '10.90.0.0/16'
+
+@description('Subnet for Flex VNet integration, inside virtualNetworkAddressPrefix.')
+param functionSubnetPrefix string = '10.90.0.0/24'
+
+@description('Subnet for the private endpoints, inside virtualNetworkAddressPrefix.')
+param privateEndpointSubnetPrefix string = '10.90.1.0/24'
+
 var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
 var namePrefix = toLower(take(environmentName, 20))
 var allTags = union(tags, {
@@ -173,6 +190,11 @@ var graphBaseUrls = {
 var availableWriteLimit = max(2, graphWriteLimit - graphWriteReserve)
 var effectiveMaximumInstanceCount = min(maximumInstanceCount, availableWriteLimit / 2)
 var graphWriteBudget = (availableWriteLimit / effectiveMaximumInstanceCount) - 1
+
+var privateNetworking = publicNetworkAccess == 'Disabled'
+// A Consumption Logic App reaches the queue through a multi-tenant connector, which a storage
+// account without public network access refuses.
+var logicAppEnabled = deployLogicApp && !privateNetworking
 
 // One authorization policy per front door caller; the app id claim depends on the token version.
 var frontDoorAppIdClaim = endsWith(frontDoorTokenIssuer, '/v2.0') ? 'azp' : 'appid'
@@ -221,6 +243,7 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     skuName: storageSkuName
+    publicNetworkAccess: publicNetworkAccess
   }
 }
 
@@ -235,6 +258,36 @@ module rbac 'modules/rbac.bicep' = {
     functionPrincipalId: identity.properties.principalId
     operatorPrincipalId: operatorPrincipalId
     operatorPrincipalType: operatorPrincipalType
+  }
+}
+
+module network 'modules/network.bicep' = if (privateNetworking) {
+  name: 'network-${resourceToken}'
+  params: {
+    name: 'vnet-${namePrefix}-${resourceToken}'
+    location: location
+    tags: allTags
+    addressPrefix: virtualNetworkAddressPrefix
+    functionSubnetPrefix: functionSubnetPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+  }
+}
+
+module storageEndpoints 'modules/privateendpoints.bicep' = if (privateNetworking) {
+  name: 'storage-endpoints-${resourceToken}'
+  params: {
+    location: location
+    tags: allTags
+    serviceName: storage.outputs.name
+    serviceId: storage.outputs.id
+    // Table too: with public access off, a table (the audit trail) is reachable only this way.
+    groupIds: [
+      'blob'
+      'queue'
+      'table'
+    ]
+    subnetId: network!.outputs.privateEndpointSubnetId
+    privateDnsZones: network!.outputs.privateDnsZones
   }
 }
 
@@ -264,13 +317,32 @@ module functionApp 'modules/functionapp.bicep' = {
     graphReadTimeoutSeconds: graphReadTimeoutSeconds
     graphMaxAttempts: graphMaxAttempts
     graphMaxWaitSeconds: graphMaxWaitSeconds
+    publicNetworkAccess: publicNetworkAccess
+    virtualNetworkSubnetId: privateNetworking ? network!.outputs.functionSubnetId : ''
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
   }
-  // The identity must hold its storage roles before the host first starts and before the
-  // first deployment package is read.
+  // The identity must hold its storage roles, and a private account its endpoints, before the
+  // host first starts and before the first deployment package is read.
   dependsOn: [
     rbac
+    storageEndpoints
   ]
+}
+
+// Inbound to the app (and its SCM site, where deployments go) only through the VNet.
+module functionEndpoint 'modules/privateendpoints.bicep' = if (privateNetworking) {
+  name: 'function-endpoint-${resourceToken}'
+  params: {
+    location: location
+    tags: allTags
+    serviceName: functionApp.outputs.name
+    serviceId: functionApp.outputs.id
+    groupIds: [
+      'sites'
+    ]
+    subnetId: network!.outputs.privateEndpointSubnetId
+    privateDnsZones: network!.outputs.privateDnsZones
+  }
 }
 
 // The Microsoft Graph Bicep extension is public-cloud only; elsewhere use the script.
@@ -283,7 +355,7 @@ module graphAppRole 'modules/graph-app-role.bicep' = if (graphGrantEnabled) {
   }
 }
 
-module logicApp 'modules/logicapp.bicep' = if (deployLogicApp) {
+module logicApp 'modules/logicapp.bicep' = if (logicAppEnabled) {
   name: 'logicapp-${resourceToken}'
   params: {
     name: 'logic-${namePrefix}-${resourceToken}'
@@ -316,5 +388,5 @@ output GRAPH_BASE_URL string = graphBaseUrls[graphCloud]
 output GRAPH_APP_ROLE_GRANTED bool = graphGrantEnabled
 output GRAPH_WRITE_BUDGET int = graphWriteBudget
 output EFFECTIVE_MAXIMUM_INSTANCE_COUNT int = effectiveMaximumInstanceCount
-output LOGIC_APP_NAME string = deployLogicApp ? logicApp!.outputs.name : ''
-output LOGIC_APP_ENDPOINT string = deployLogicApp ? logicApp!.outputs.endpoint : ''
+output LOGIC_APP_NAME string = logicAppEnabled ? logicApp!.outputs.name : ''
+output LOGIC_APP_ENDPOINT string = logicAppEnabled ? logicApp!.outputs.endpoint : ''

@@ -33,3 +33,6 @@ param frontDoorCallerAppIds = empty(frontDoorApps) ? [] : split(frontDoorApps, '
 // outcomes (queue-scoped roles). Empty outside azd unless you export it.
 param operatorPrincipalId = readEnvironmentVariable('AZURE_PRINCIPAL_ID', '')
 param operatorPrincipalType = readEnvironmentVariable('AZURE_PRINCIPAL_TYPE', 'User')
+
+// 'Enabled' | 'Disabled': Disabled adds a VNet and private endpoints and drops the Logic App (docs/deploy.md).
+param publicNetworkAccess = readEnvironmentVariable('CERTSTATE_PUBLIC_NETWORK_ACCESS', 'Enabled')

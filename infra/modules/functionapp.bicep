@@ -39,6 +39,16 @@ param graphReadTimeoutSeconds int
 param graphMaxAttempts int
 param graphMaxWaitSeconds int
 
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+@description('Inbound access to the app and its SCM site. Disabled: only through the private endpoint (main.bicep publicNetworkAccess).')
+param publicNetworkAccess string = 'Enabled'
+
+@description('Subnet (delegated to Microsoft.App/environments) for Flex VNet integration: all outbound traffic goes through it. Empty: none.')
+param virtualNetworkSubnetId string = ''
+
 @description('Log Analytics workspace for the app\'s diagnostic settings.')
 param logAnalyticsWorkspaceId string
 
@@ -83,8 +93,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     //checkov:skip=CKV_AZURE_17:Client certificates do not apply: the app has no HTTP functions (queue trigger only).
     httpsOnly: true
-    //checkov:skip=CKV_AZURE_222:Without VNet integration (not in this template) azd and the Functions tooling publish through the public SCM endpoint; the app exposes no HTTP functions.
-    publicNetworkAccess: 'Enabled'
+    //checkov:skip=CKV_AZURE_222:Public by default (main.bicep publicNetworkAccess=Enabled), so azd and the Functions tooling can publish through the SCM endpoint with Entra ID (basic auth is off); the app exposes no HTTP functions. Disabled turns it off and adds a private endpoint.
+    publicNetworkAccess: publicNetworkAccess
+    // Flex routes all outbound traffic through the integrated subnet (no vnetRouteAllEnabled on Flex).
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       //checkov:skip=CKV_AZURE_78:Flex Consumption does not accept siteConfig.ftpsState (Flex deprecations list) and offers no FTP; FTP and SCM basic credentials are off (basicPublishingCredentialsPolicies below), packages come only from the blob container.
       //checkov:skip=CKV_AZURE_213:No HTTP functions, so there is no health-check path; the Functions host health is monitored by the platform.

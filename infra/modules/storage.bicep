@@ -10,6 +10,13 @@ param deploymentContainerName string
 param logAnalyticsWorkspaceId string
 
 @allowed([
+  'Enabled'
+  'Disabled'
+])
+@description('Disabled: only the private endpoints (main.bicep publicNetworkAccess) reach the account.')
+param publicNetworkAccess string = 'Enabled'
+
+@allowed([
   'Standard_LRS'
   'Standard_ZRS'
   'Standard_GRS'
@@ -28,8 +35,8 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   sku: {
     name: skuName
   }
-  //checkov:skip=CKV_AZURE_35:No VNet in this template: Flex without VNet integration and the Logic Apps queue connector reach storage over its public endpoint. Shared keys are disabled, so every call needs an Entra identity with a data role.
-  //checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35: public network access is required without private endpoints; access is Entra ID only.
+  //checkov:skip=CKV_AZURE_35:Public by default (main.bicep publicNetworkAccess=Enabled): Flex without VNet integration and the Logic Apps queue connector reach storage over its public endpoint. Disabled denies it and adds private endpoints. Shared keys are off, so every call needs an Entra identity with a data role.
+  //checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35: the publicNetworkAccess parameter decides; with Enabled, access is Entra ID only.
   //checkov:skip=CKV_AZURE_206:Geo-replication is a choice (storageSkuName): the queues hold transient work, the package is re-deployable, and the function and Logic App are single-region anyway.
   properties: {
     accessTier: 'Hot'
@@ -39,10 +46,11 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
+    // Private: no trusted-service bypass either; the function reaches the account through its VNet.
     networkAcls: {
-      bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      bypass: publicNetworkAccess == 'Enabled' ? 'AzureServices' : 'None'
+      defaultAction: publicNetworkAccess == 'Enabled' ? 'Allow' : 'Deny'
     }
     encryption: {
       keySource: 'Microsoft.Storage'
