@@ -287,7 +287,7 @@ module storageEndpoints 'modules/privateendpoints.bicep' = if (privateNetworking
       'table'
     ]
     subnetId: network!.outputs.privateEndpointSubnetId
-    privateDnsZones: network!.outputs.privateDnsZones
+    privateDnsZoneIds: network!.outputs.privateDnsZoneIds
   }
 }
 
@@ -341,7 +341,7 @@ module functionEndpoint 'modules/privateendpoints.bicep' = if (privateNetworking
       'sites'
     ]
     subnetId: network!.outputs.privateEndpointSubnetId
-    privateDnsZones: network!.outputs.privateDnsZones
+    privateDnsZoneIds: network!.outputs.privateDnsZoneIds
   }
 }
 

@@ -134,10 +134,10 @@ resource zoneLinks 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-0
 output id string = vnet.id
 output functionSubnetId string = '${vnet.id}/subnets/${functionSubnetName}'
 output privateEndpointSubnetId string = '${vnet.id}/subnets/${privateEndpointSubnetName}'
-// { groupId, id } per zone, for privateendpoints.bicep.
-output privateDnsZones array = [
-  for (zone, i) in privateDnsZones: {
-    groupId: zone.groupId
-    id: zones[i].id
-  }
-]
+// Zone id per group id, for privateendpoints.bicep; zones[i] is privateDnsZones[i] (tests/infra checks the order).
+output privateDnsZoneIds object = {
+  blob: zones[0].id
+  queue: zones[1].id
+  table: zones[2].id
+  sites: zones[3].id
+}

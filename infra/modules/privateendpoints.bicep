@@ -17,8 +17,8 @@ param groupIds array
 @description('Subnet of the endpoints.')
 param subnetId string
 
-@description('{ groupId, id } per private DNS zone (network.bicep output privateDnsZones).')
-param privateDnsZones array
+@description('Private DNS zone id per group id (network.bicep output privateDnsZoneIds).')
+param privateDnsZoneIds object
 
 resource endpoints 'Microsoft.Network/privateEndpoints@2024-05-01' = [
   for groupId in groupIds: {
@@ -53,7 +53,7 @@ resource zoneGroups 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@202
         {
           name: groupId
           properties: {
-            privateDnsZoneId: filter(privateDnsZones, zone => zone.groupId == groupId)[0].id
+            privateDnsZoneId: privateDnsZoneIds[groupId]
           }
         }
       ]

@@ -112,7 +112,7 @@ def test_private_endpoints_for_storage_blob_queue_table_and_the_app() -> None:
     assert (app["serviceId"], json.loads(app["groupIds"])) == ("functionApp.outputs.id", ["sites"])
     for params in (storage, app):
         assert params["subnetId"] == "network.outputs.privateEndpointSubnetId"
-        assert params["privateDnsZones"] == "network.outputs.privateDnsZones"
+        assert params["privateDnsZoneIds"] == "network.outputs.privateDnsZoneIds"
         # Every endpoint finds its zone.
         assert set(json.loads(params["groupIds"])) <= set(_zones())
 
@@ -129,11 +129,12 @@ def test_each_endpoint_connects_one_group_and_registers_in_its_zone() -> None:
     groups = body(resource(ENDPOINTS, "zoneGroups"))
     assert render(groups["parent"]) == "endpoints[i]"
     [config] = groups["properties"]["privateDnsZoneConfigs"]
-    assert "privateDnsZoneId: filter(privateDnsZones, zone => zone.groupId == groupId)[0].id" in text(ENDPOINTS)
     assert config["name"] == "groupId"
-    outputs: dict[str, Any] = parse(NETWORK)["outputs"]
-    assert outputs["privateDnsZones"]["value"]["config"]["groupId"] == {
-        "operator": {"type": "property_accessor", "operands": {"operand_1": "zone", "operand_2": "groupId"}}
+    assert render(config["properties"]["privateDnsZoneId"]) == "privateDnsZoneIds[groupId]"
+    # Each group's id is the id of its own zone: zones[i] is the zone of privateDnsZones[i].
+    zone_ids: dict[str, Any] = parse(NETWORK)["outputs"]["privateDnsZoneIds"]["value"]
+    assert {group: render(value) for group, value in zone_ids.items()} == {
+        group: f"zones[{i}].id" for i, group in enumerate(_zones())
     }
 
 
