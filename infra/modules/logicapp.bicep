@@ -100,7 +100,7 @@ var callerIpAddresses = [
 ]
 
 var triggerAuthentication = {
-  // Newer than the 2019-05-01 type definitions, documented for Consumption workflows.
+  // Newer than the 2019-05-01 type definitions; docs/deploy.md says what is and is not verified.
   #disable-next-line BCP037
   sasAuthenticationPolicy: {
     state: 'Disabled'
