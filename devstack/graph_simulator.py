@@ -1,12 +1,23 @@
 """Stand-in for Microsoft Graph beta's managedDeviceCertificateState routes, throttling and errors.
 
-A real HTTP server on 127.0.0.1 that answers PATCH and GET on the three route forms of docs/contract.md
-section 2 from an in-memory store, with Graph's error bodies and headers, Intune's per-app write
-limit (a sliding window, answered 429 with an accurate Retry-After) and injectable faults.
+A real HTTP server on 127.0.0.1 that answers PATCH and GET on the route forms of docs/routes.md from an
+in-memory store, with Graph's error bodies and headers, Intune's per-app write limit (a sliding window,
+answered 429 with an accurate Retry-After) and injectable faults.
+
+Routing follows the navigation graph (`shared.contract.navigation`, the snapshot of the team's
+graph-navigation.json): `.../{id}/microsoft.graph.{owner}/{navigation}/microsoft.graph.{profile}/...` is
+served for exactly its 93 (owner, navigation, profile) triples, a cast to an owner matching the owner's
+subtypes too. Known types and navigations in any other combination (a cast the navigation's type does
+not allow, a navigation the owner lacks) answer what Graph answers for a route it has no handler for: 400,
+code `No method match route template`, "No OData route exists that match template ...". A segment no type
+or navigation fits answers 400 "Resource not found for the segment ...". The seed page's owner-less
+`{id}/identityCertificate/...` is served from the configuration's own reference (the live service may
+refuse it: the metadata has no such navigation on deviceConfiguration).
 
 Default store (`graph_seed.json`): one certificate profile per type of graph-schema.json
-`navigationParents`, each with three states, plus three VPN/e-mail profiles that reference one.
-The seed page's seven PATCH routes resolve with these ids (the iOS ones are docs/contract.md's example message's):
+`navigationParents`, each with three states, and configurations of every owner type that reference them,
+so that every route of docs/routes.md resolves. The seed page's seven PATCH routes resolve with these ids
+(the iOS ones are docs/contract.md's example message's):
 
 - iosScepCertificateProfile: config b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11, state d99bc884-c884-d99b-84c8-9bd984c89bd9
 - macOSScepCertificateProfile: config c0ffee00-0000-4000-8000-000000000019, state 57a7e000-0019-4000-8000-000000000001
@@ -23,8 +34,12 @@ The seed page's seven PATCH routes resolve with these ids (the iOS ones are docs
 The profile of type number n (1-based, navigationParents order) is `c0ffee00-0000-4000-8000-0000000000nn`
 with states `57a7e000-00nn-4000-8000-00000000000k`, k = 1..3 (the iOS SCEP profile keeps the contract's ids
 above). `0a0e0000-0000-4000-8000-000000000003` is an androidForWorkGmailEasConfiguration whose identity
-certificate is the androidForWorkPkcsCertificateProfile (n = 5), for casts to the abstract
-`androidForWorkEasEmailProfileBase`.
+certificate is the androidForWorkPkcsCertificateProfile (n = 5). The owner type number m (1-based, in
+alphabetical order of the 30 owner types; the two abstract ones have no instances) has configurations
+`0a0e0000-00mm-4000-8000-00000000000k`, k = 1, 2, ...: the k-th one's `<navigation>Id` names the k-th
+profile type that navigation allows (in docs/routes.md's order, wrapping round), so for each of an owner's
+triples one of its configurations reaches it. Loading a store checks every `<navigation>Id` against the
+navigation graph.
 
 How it differs from Graph, on purpose:
 - Tokens are devstack tokens (`identity_emulator.verify_token`), for the audience `http://127.0.0.1:PORT`.
@@ -69,9 +84,9 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 from urllib.parse import unquote
@@ -79,6 +94,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from devstack.identity_emulator import LoopbackService, TokenClaims, serve_until_signalled, verify_token
+from shared.contract import navigation as nav
 
 JsonObject = dict[str, Any]
 RetryAfterForm = Literal["seconds", "fractional", "http-date", "none"]
@@ -86,67 +102,15 @@ RETRY_AFTER_FORMS: tuple[str, ...] = get_args(RetryAfterForm)
 
 DEFAULT_SEED_PATH = Path(__file__).with_name("graph_seed.json")
 CAST_PREFIX = "microsoft.graph."
+MDCS = "managedDeviceCertificateStates"
 ENTITY_ODATA_TYPE = "#microsoft.graph.managedDeviceCertificateState"
+NO_ROUTE_CODE = "No method match route template"  # Graph's error code for a route it has no handler for
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-PROFILE_TYPES = frozenset(
-    {
-        "androidDeviceOwnerImportedPFXCertificateProfile",
-        "androidDeviceOwnerPkcsCertificateProfile",
-        "androidDeviceOwnerScepCertificateProfile",
-        "androidForWorkImportedPFXCertificateProfile",
-        "androidForWorkPkcsCertificateProfile",
-        "androidForWorkScepCertificateProfile",
-        "androidImportedPFXCertificateProfile",
-        "androidPkcsCertificateProfile",
-        "androidScepCertificateProfile",
-        "androidWorkProfilePkcsCertificateProfile",
-        "androidWorkProfileScepCertificateProfile",
-        "aospDeviceOwnerPkcsCertificateProfile",
-        "aospDeviceOwnerScepCertificateProfile",
-        "iosImportedPFXCertificateProfile",
-        "iosPkcsCertificateProfile",
-        "iosScepCertificateProfile",
-        "macOSImportedPFXCertificateProfile",
-        "macOSPkcsCertificateProfile",
-        "macOSScepCertificateProfile",
-        "windows10ImportedPFXCertificateProfile",
-        "windows10PkcsCertificateProfile",
-        "windows81SCEPCertificateProfile",
-        "windowsPhone81ImportedPFXCertificateProfile",
-        "windowsPhone81SCEPCertificateProfile",
-    }
-)
+PROFILE_TYPES = frozenset(nav.PROFILE_TYPES)
 """The types that carry `managedDeviceCertificateStates` (graph-facts.md section 2)."""
-
-_EAS_SUBTYPES = {
-    "androidForWorkEasEmailProfileBase": (
-        "androidForWorkGmailEasConfiguration",
-        "androidForWorkNineWorkEasConfiguration",
-    ),
-    "androidWorkProfileEasEmailProfileBase": (
-        "androidWorkProfileGmailEasConfiguration",
-        "androidWorkProfileNineWorkEasConfiguration",
-    ),
-}
-OWNER_TYPES: dict[str, frozenset[str]] = {
-    owner: frozenset({owner, *_EAS_SUBTYPES.get(owner, ())})
-    for owner in (
-        "androidDeviceOwnerVpnConfiguration",
-        "androidVpnConfiguration",
-        "androidEasEmailProfileConfiguration",
-        "androidForWorkEasEmailProfileBase",
-        "androidForWorkVpnConfiguration",
-        "androidWorkProfileEasEmailProfileBase",
-        "androidWorkProfileVpnConfiguration",
-        "iosEasEmailProfileConfiguration",
-        "iosVpnConfiguration",
-        "macOSVpnConfiguration",
-        "windows10VpnConfiguration",
-        "windowsPhone81VpnConfiguration",
-    )
-}
-"""Types with an `identityCertificate` navigation, each with the stored types a cast to it accepts."""
+KNOWN_TYPES = PROFILE_TYPES | set(nav.OWNER_NAVIGATIONS)
+"""The types a cast segment may name here; any other cast is a segment Graph would not find."""
 
 _ENUMS: dict[str, tuple[tuple[str, ...], bool]] = {
     "certificateIssuanceStates": (
@@ -228,9 +192,11 @@ PROPERTIES: dict[str, tuple[str, bool]] = {
 }
 """Property name -> (type, nullable): the current beta schema's 24 plus `id` and the two legacy names."""
 
-_DATETIME_OFFSET = re.compile(
-    r"(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<fraction>\d{1,7}))?(?P<offset>Z|[+-]\d{2}:\d{2})"
+_DATETIME_OFFSET = re.compile(  # OData's dateTimeOffsetValue: a fraction only after the seconds, ASCII digits
+    r"(?P<base>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.(?P<fraction>[0-9]{1,7}))?)?)"
+    r"(?P<offset>Z|[+-][0-9]{2}:[0-9]{2})"
 )
+_MAX_OFFSET = timedelta(hours=14)  # .NET's DateTimeOffset (Graph's) holds no offset beyond +-14:00
 _INCLUDE_UNKNOWN = "include-unknown-enum-members"
 _SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-identity-header"})
 _SUCCESS_CONTENT_TYPE = (
@@ -336,9 +302,9 @@ _ADMIN_KEYS = {
 @dataclass(frozen=True)
 class _Route:
     config_id: str
+    owner_type: str | None  # the owner cast of a `via` route (none for the seed page's hop)
+    navigation: str | None  # the certificate navigation of a `via` route
     profile_type: str
-    via: bool
-    owner_type: str | None
     state_id: str
     casts: str  # the segments between the configuration id and the state id, for @odata.context
 
@@ -357,8 +323,23 @@ class _NotFoundError(Exception):
     """A well-formed route that names nothing in the store (Graph answers 404)."""
 
 
-class _BadSegmentError(Exception):
-    """A path segment Graph would not find (it answers 400 "Resource not found for the segment")."""
+class _RouteError(Exception):
+    """A path Graph has no route for: it answers 400 with this message and `code`."""
+
+    code = "BadRequest"
+
+
+class _BadSegmentError(_RouteError):
+    """A path segment Graph would not find."""
+
+    def __init__(self, segment: str) -> None:
+        super().__init__(f"Resource not found for the segment '{segment}'.")
+
+
+class _NoRouteError(_RouteError):
+    """Known segments in a combination the metadata forbids (a cast it does not allow, a navigation not there)."""
+
+    code = NO_ROUTE_CODE
 
 
 class _PathWalker:
@@ -383,38 +364,48 @@ class _PathWalker:
     def take_literal(self, literal: str) -> str:
         return self.take(lambda segment: segment == literal)
 
-    def take_cast(self, types: Collection[str]) -> str:
-        return _cast_of(self.take(lambda segment: _cast_of(segment) in types))
-
 
 def _cast_of(segment: str | None) -> str:
     """The type a `microsoft.graph.<type>` segment casts to, or "" for any other segment."""
     return segment.removeprefix(CAST_PREFIX) if segment and segment.startswith(CAST_PREFIX) else ""
 
 
-def _parse_route(raw_path: str) -> _Route:
-    """Parse one of the three route forms; raises _BadSegmentError naming the first segment that fits none."""
+def _known_segment(segment: str) -> bool:
+    return _cast_of(segment) in KNOWN_TYPES or segment in nav.NAVIGATIONS
+
+
+def _parse_route(raw_path: str, method: str) -> _Route:
+    """Parse a route of docs/routes.md.
+
+    Raises _BadSegmentError naming the first segment Graph would not know, or _NoRouteError when known
+    segments form no route the navigation graph allows (a forbidden cast, a navigation its owner lacks).
+    """
     walker = _PathWalker(raw_path)
     for literal in ("beta", "deviceManagement", "deviceConfigurations"):
         walker.take_literal(literal)
     config_id = walker.take(bool)
-    owner_type = walker.take_cast(OWNER_TYPES) if _cast_of(walker.peek()) in OWNER_TYPES else None
-    via = owner_type is not None or walker.peek() == "identityCertificate"
-    if via:
-        walker.take_literal("identityCertificate")
-    profile_type = walker.take_cast(PROFILE_TYPES)
-    walker.take_literal("managedDeviceCertificateStates")
+    middle: list[str] = []
+    while walker.peek() not in (None, MDCS):
+        middle.append(walker.take(_known_segment))
+    walker.take_literal(MDCS)
     state_id = walker.take(bool)
     if walker.peek() is not None:
         raise _BadSegmentError(walker.segments[walker.position])
-    return _Route(
-        config_id=config_id,
-        profile_type=profile_type,
-        via=via,
-        owner_type=owner_type,
-        state_id=state_id,
-        casts="/".join(walker.segments[4:-1]),
-    )
+    types = [_cast_of(segment) for segment in middle]
+    if len(middle) == 1 and types[0] in PROFILE_TYPES:
+        owner, navigation = None, None
+    elif len(middle) == 2 and middle[0] == nav.SEED_HOP and types[1] in nav.VIA_PROFILE_TYPES[nav.SEED_HOP]:
+        owner, navigation = None, nav.SEED_HOP
+    elif len(middle) == 3 and (types[0], middle[1], types[2]) in nav.TRIPLES:
+        owner, navigation = types[0], middle[1]
+    else:
+        kinds = "/".join("cast" if kind else "navigation" for kind in types)
+        raise _NoRouteError(
+            f"No OData route exists that match template ~/singleton/navigation/key/{kinds}/navigation/key with "
+            f"http verb {method} for request /StatelessDeviceConfigurationFEService/deviceManagement/"
+            f"deviceConfigurations('{config_id}')/{'/'.join(middle)}/{MDCS}('{state_id}')."
+        )
+    return _Route(config_id, owner, navigation, types[-1], state_id, casts="/".join([*middle, MDCS]))
 
 
 def _invalid_update(body: JsonObject, state_id: str, include_unknown_members: bool) -> str | None:
@@ -478,9 +469,15 @@ def _invalid_datetime(value: str) -> str | None:
     if match is None:
         return "not an ISO 8601 date and time with an offset and at most 7 fractional digits"
     try:
-        datetime.fromisoformat(match["base"] + ("+00:00" if match["offset"] == "Z" else match["offset"]))
+        moment = datetime.fromisoformat(match["base"] + ("+00:00" if match["offset"] == "Z" else match["offset"]))
+        offset = moment.utcoffset()
+        if offset is None or abs(offset) > _MAX_OFFSET or match["base"].startswith("0000"):
+            return "the offset must be within +-14:00 and the year 0001-9999"
+        moment.astimezone(UTC)
     except ValueError:
         return "not a valid calendar date and time"
+    except OverflowError:
+        return "outside the years 0001-9999 in UTC"
     return None
 
 
@@ -502,7 +499,19 @@ def _load_store(seed: Mapping[str, Any]) -> dict[str, _Config]:
             msg = f"every state of configuration {fields['id']} needs a string id"
             raise ValueError(msg)
         store[fields["id"]] = _Config(fields=fields, states=states)
+    for config in store.values():
+        for navigation in nav.NAVIGATIONS:
+            target = config.fields.get(_reference(navigation))
+            profile = store.get(str(target)) if target is not None else None
+            if target is not None and (profile is None or (config.type, navigation, profile.type) not in nav.TRIPLES):
+                msg = f"{config.fields['id']}: a {config.type}'s {navigation} cannot be {target!r}"
+                raise ValueError(msg)
     return store
+
+
+def _reference(navigation: str) -> str:
+    """The seed field naming the profile a configuration's `navigation` points to."""
+    return f"{navigation}Id"
 
 
 def _default_seed() -> JsonObject:
@@ -736,7 +745,7 @@ class GraphSimulator(LoopbackService):
         app.router.add_post("/_admin/faults", self._admin_faults)
         app.router.add_post("/_admin/seed", self._admin_seed)
         app.router.add_post("/_admin/revoke-tokens", self._admin_revoke)
-        app.router.add_route("*", "/{tail:.*}", self._graph)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._graph)  # any path, even with an encoded newline
         return app
 
     async def _graph(self, request: web.Request) -> web.StreamResponse:
@@ -866,9 +875,9 @@ class GraphSimulator(LoopbackService):
     def _serve(self, request: web.Request, exchange: _Exchange, raw_body: bytes) -> _Answer:
         """Answer from the store: resolve the route, then GET or validate and merge a PATCH."""
         try:
-            route = _parse_route(request.rel_url.raw_path)
-        except _BadSegmentError as exc:
-            return _error(exchange, 400, f"Resource not found for the segment '{exc}'.")
+            route = _parse_route(request.rel_url.raw_path, request.method)
+        except _RouteError as exc:
+            return _error(exchange, 400, str(exc), code=exc.code)
         if request.method not in ("GET", "PATCH"):
             return _error(exchange, 405, f"The HTTP method '{request.method}' is not supported on this resource.")
         try:
@@ -901,15 +910,15 @@ class GraphSimulator(LoopbackService):
         config = self._store.get(route.config_id)
         if config is None:
             raise _NotFoundError(f"Resource 'deviceConfiguration' with id '{route.config_id}' was not found.")
-        if route.owner_type is not None and config.type not in OWNER_TYPES[route.owner_type]:
+        if route.owner_type is not None and config.type not in nav.OWNER_INSTANCE_TYPES[route.owner_type]:
             raise _NotFoundError(
                 f"deviceConfiguration '{route.config_id}' is a '{config.type}', not a '{route.owner_type}'."
             )
-        if route.via:
-            certificate_id = config.fields.get("identityCertificateId")
+        if route.navigation is not None:
+            certificate_id = config.fields.get(_reference(route.navigation))
             profile = self._store.get(str(certificate_id)) if certificate_id else None
             if profile is None:
-                raise _NotFoundError(f"deviceConfiguration '{route.config_id}' has no identityCertificate.")
+                raise _NotFoundError(f"deviceConfiguration '{route.config_id}' has no {route.navigation}.")
             config = profile
         if config.type != route.profile_type:
             raise _NotFoundError(

@@ -173,17 +173,59 @@ def test_every_profile_type_and_an_abstract_owner_cast_resolve(sim: GraphSimulat
         ("/deviceManagement/deviceConfigurationz/x", "deviceConfigurationz"),
         (IOS.replace("iosScepCertificateProfile", "notAType"), "microsoft.graph.notAType"),
         (IOS.replace(MDCS, "deviceStatuses"), "deviceStatuses"),
-        (route(IOS_CONFIG, "microsoft.graph.iosScepCertificateProfile/identityCertificate/"
-               "microsoft.graph.iosScepCertificateProfile", IOS_STATE), "identityCertificate"),
         (f"{IOS}/extra", "extra"),
-        (IOS.replace("/microsoft.graph.iosScep", "/microsoft.graph.iosVpnConfiguration/microsoft.graph.iosScep"),
-         "microsoft.graph.iosScepCertificateProfile"),
+        (route(VPN, "microsoft.graph.androidForWorkVpnConfiguration/assignments/"
+               "microsoft.graph.androidForWorkScepCertificateProfile", IOS_STATE), "assignments"),
+        (route(VPN, "microsoft.graph.iosWiFiConfiguration/identityCertificate/"
+               "microsoft.graph.iosScepCertificateProfile", IOS_STATE), "microsoft.graph.iosWiFiConfiguration"),
+        (SEED_ROUTES[6].replace(MDCS, f"{MDCS}\n"), f"{MDCS}\n"),
     ],
-    ids=["typo", "unknown-cast", "wrong-navigation", "non-owner-identityCertificate", "trailing", "owner-without-hop"],
+    ids=["typo", "unknown-cast", "wrong-navigation", "trailing", "not-a-certificate-navigation", "unknown-owner",
+         "newline"],
 )  # fmt: skip
 def test_unknown_segments_are_400(sim: GraphSimulator, path: str, segment: str) -> None:
     error = assert_graph_error(patch(sim, path=path), 400, "BadRequest")
     assert error["message"] == f"Resource not found for the segment '{segment}'."
+
+
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        (route(IOS_CONFIG, "microsoft.graph.iosScepCertificateProfile/identityCertificate/"
+               "microsoft.graph.iosScepCertificateProfile", IOS_STATE), "cast/navigation/cast"),
+        (IOS.replace("/microsoft.graph.iosScep", "/microsoft.graph.iosVpnConfiguration/microsoft.graph.iosScep"),
+         "cast/cast"),
+        (SEED_ROUTES[6].replace("windowsPhone81SCEPCertificateProfile", "iosScepCertificateProfile"),
+         "cast/navigation/cast"),  # the cast the issue found being sent: windowsPhone81's base admits no iOS type
+        (SEED_ROUTES[6].replace("windowsPhone81VpnConfiguration", "iosVpnConfiguration"), "cast/navigation/cast"),
+        (SEED_ROUTES[6].replace("/identityCertificate/", "/smimeSigningCertificate/"), "cast/navigation/cast"),
+        (SEED_ROUTES[5].replace("androidForWorkScepCertificateProfile", "aospDeviceOwnerScepCertificateProfile"),
+         "navigation/cast"),  # no owner's identityCertificate reaches an AOSP profile
+        (SEED_ROUTES[5].replace("identityCertificate/", "identityCertificateForClientAuthentication/"),
+         "navigation/cast"),  # only the seed page's hop is served without an owner cast
+        (route(VPN, "microsoft.graph.androidForWorkVpnConfiguration", IOS_STATE), "cast"),
+    ],
+    ids=["profile-as-owner", "owner-without-hop", "forbidden-cast", "cast-after-another-owner", "missing-navigation",
+         "seed-hop-forbidden-cast", "owner-less-other-navigation", "owner-as-profile"],
+)  # fmt: skip
+def test_a_route_the_navigation_graph_forbids_is_400_no_odata_route(sim: GraphSimulator, path: str, template: str):
+    before = sim.store()
+    for method in ("PATCH", "GET"):
+        error = assert_graph_error(
+            call(sim, method, path, {"certificateIssuer": "x"}), 400, graph_simulator.NO_ROUTE_CODE
+        )
+        assert error["message"].startswith(
+            f"No OData route exists that match template ~/singleton/navigation/key/{template}/navigation/key "
+            f"with http verb {method} for request "
+        )
+    assert sim.store() == before
+
+
+def test_an_encoded_control_character_in_an_id_reaches_the_log(sim: GraphSimulator) -> None:
+    path = IOS.replace(IOS_STATE, f"{IOS_STATE}%0A")
+    assert_graph_error(patch(sim, path=path), 404, "ResourceNotFound")
+    (logged,) = sim.requests()
+    assert logged["path"] == "/beta" + path
 
 
 def test_paths_outside_beta_are_400(sim: GraphSimulator) -> None:
@@ -194,13 +236,32 @@ def test_paths_outside_beta_are_400(sim: GraphSimulator) -> None:
 
 
 @pytest.mark.parametrize(
+    ("reference", "problem"),
+    [
+        ({"identityCertificateId": "c0ffee00-0000-4000-8000-000000000016"}, "cannot be"),  # an iOS profile
+        ({"smimeSigningCertificateId": "c0ffee00-0000-4000-8000-000000000024"}, "cannot be"),  # not its navigation
+        ({"identityCertificateId": "no-such-profile"}, "cannot be"),
+    ],
+)
+def test_a_seed_whose_references_the_navigation_graph_forbids_is_refused(reference: dict[str, str], problem: str):
+    seed = json.loads(graph_simulator.DEFAULT_SEED_PATH.read_text(encoding="utf-8"))
+    vpn = next(c for c in seed["deviceConfigurations"] if c["id"] == SEED_ROUTES[6].split("/")[3])
+    vpn.pop("identityCertificateId")
+    vpn.update(reference)
+    with pytest.raises(ValueError, match=problem):
+        GraphSimulator(KEY, seed=seed)
+
+
+@pytest.mark.parametrize(
     "path",
     [
         IOS.replace(IOS_CONFIG, "00000000-0000-0000-0000-000000000000"),
         IOS.replace(IOS_STATE, "00000000-0000-0000-0000-000000000000"),
         IOS.replace(IOS_STATE, "57a7e000-0019-4000-8000-000000000001"),  # a macOS profile's state
         IOS.replace("iosScepCertificateProfile", "macOSScepCertificateProfile"),
-        SEED_ROUTES[6].replace("windowsPhone81VpnConfiguration", "iosVpnConfiguration"),
+        SEED_ROUTES[5].replace(
+            "/identityCertificate/", "/microsoft.graph.androidForWorkEasEmailProfileBase/identityCertificate/"
+        ),
         SEED_ROUTES[5].replace("androidForWorkScepCertificateProfile", "androidForWorkPkcsCertificateProfile"),
         SEED_ROUTES[5].replace(VPN, IOS_CONFIG),  # a certificate profile has no identityCertificate
     ],
