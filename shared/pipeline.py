@@ -222,7 +222,7 @@ class OutcomeBuilder:
         if self.message is not None:
             return self.message.correlation_id or self.delivery.message_id
         given = (self.document or {}).get("correlationId")
-        if isinstance(given, str) and CORRELATION_ID.match(given):
+        if isinstance(given, str) and CORRELATION_ID.fullmatch(given):
             return given
         return self.delivery.message_id
 
@@ -250,8 +250,10 @@ class OutcomeBuilder:
             message_id=self.delivery.message_id,
             dequeue_count=self.delivery.dequeue_count,
             target=self._target(),
-            updated_properties=list(self.request.body) if self.request and status in _NAMES_PROPERTIES else [],
-            warnings=message.update.warnings if message else [],
+            updated_properties=[name for name in self.request.body if not name.startswith("@")]  # "@": annotations
+            if self.request and status in _NAMES_PROPERTIES
+            else [],
+            warnings=message.warnings if message else [],
             duration_ms=0,  # set by the pipeline when the outcome is final
             completed_at=now,
             **fields,

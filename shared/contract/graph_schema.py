@@ -96,26 +96,5 @@ LEGACY_PROPERTIES: Final[dict[str, str]] = {
 }
 """The seed page's properties the current schema dropped or renamed, with the outcome warning."""
 
-PROFILE_TYPES: Final = (
-    "androidDeviceOwnerImportedPFXCertificateProfile", "androidDeviceOwnerPkcsCertificateProfile",
-    "androidDeviceOwnerScepCertificateProfile", "androidForWorkImportedPFXCertificateProfile",
-    "androidForWorkPkcsCertificateProfile", "androidForWorkScepCertificateProfile",
-    "androidImportedPFXCertificateProfile", "androidPkcsCertificateProfile", "androidScepCertificateProfile",
-    "androidWorkProfilePkcsCertificateProfile", "androidWorkProfileScepCertificateProfile",
-    "aospDeviceOwnerPkcsCertificateProfile", "aospDeviceOwnerScepCertificateProfile",
-    "iosImportedPFXCertificateProfile", "iosPkcsCertificateProfile", "iosScepCertificateProfile",
-    "macOSImportedPFXCertificateProfile", "macOSPkcsCertificateProfile", "macOSScepCertificateProfile",
-    "windows10ImportedPFXCertificateProfile", "windows10PkcsCertificateProfile",
-    "windows81SCEPCertificateProfile", "windowsPhone81ImportedPFXCertificateProfile",
-    "windowsPhone81SCEPCertificateProfile",
-)  # fmt: skip
-"""The 24 types that carry `managedDeviceCertificateStates`: the cast segment of every route."""
-
-IDENTITY_CERTIFICATE_OWNERS: Final = (
-    "androidDeviceOwnerVpnConfiguration", "androidVpnConfiguration", "androidEasEmailProfileConfiguration",
-    "androidForWorkEasEmailProfileBase", "androidForWorkVpnConfiguration",
-    "androidWorkProfileEasEmailProfileBase", "androidWorkProfileVpnConfiguration",
-    "iosEasEmailProfileConfiguration", "iosVpnConfiguration", "macOSVpnConfiguration",
-    "windows10VpnConfiguration", "windowsPhone81VpnConfiguration",
-)  # fmt: skip
-"""Profile types with an `identityCertificate` navigation (graph-facts.md section 2)."""
+ENTITY_ODATA_TYPE: Final = "#microsoft.graph.managedDeviceCertificateState"
+"""The only `@odata.type` an update may carry: the entity's own (the current doc's example sends it)."""

@@ -9,7 +9,7 @@ Graph is what was asked for, to the seventh fractional digit.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, Final, Self
 
 from pydantic import (
@@ -34,23 +34,51 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from shared.contract import graph_schema as gs
+from shared.contract import navigation as nav
 
-_DATETIME_OFFSET = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(\.\d{1,7})?(Z|[+-]\d{2}:\d{2})$")
-_ID = re.compile(r"^[A-Za-z0-9\-_.~:]{1,256}$")
-CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+def _pattern(body: str) -> tuple[re.Pattern[str], str]:
+    """A regex anchored at the true end for Python (`$` would match before a final newline), and its JSON Schema."""
+    return re.compile(rf"{body}\Z"), f"^{body}$"
+
+
+# OData ABNF dateTimeOffsetValue (docs/outcomes.md says which edges are narrowed and why): seconds optional, a
+# fraction only after them, 1-7 digits (Edm precision 7), years 0001-9999, offsets within +-14:00, upper-case T/Z.
+_DATETIME_OFFSET, _DATETIME_OFFSET_SCHEMA = _pattern(
+    r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,7})?)?"
+    r"(?:Z|[+-](?:(?:0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+)
+_ID, _ID_SCHEMA = _pattern(r"[A-Za-z0-9\-_.~:]{1,256}")
+CORRELATION_ID, _CORRELATION_ID_SCHEMA = _pattern(r"[A-Za-z0-9._:@-]{1,128}")
+_SHOWN = 80  # at most this much of a rejected value is echoed in an error message
 
 
 def to_datetime(value: str) -> datetime:
     """Read an Edm.DateTimeOffset (digits past the sixth fractional one only matter to Graph)."""
-    match = _DATETIME_OFFSET.match(value)
-    if match is None:
-        msg = "must be an ISO 8601 date-time with an offset, e.g. 2027-01-01T00:02:14.9489247-08:00"
+    if _DATETIME_OFFSET.match(value) is None:
+        msg = (
+            "must be an OData DateTimeOffset: YYYY-MM-DDThh:mm[:ss[.fffffff]] then Z or +-hh:mm up to 14:00 "
+            "(ISO 8601 with an offset), e.g. 2027-01-01T00:02:14.9489247-08:00"
+        )
         raise ValueError(msg)
+    clock, offset = (value[:-1], "+00:00") if value.endswith("Z") else (value[:-6], value[-6:])
+    seconds, _, fraction = clock[17:].partition(".")
+    sign = -1 if offset[0] == "-" else 1
+    zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
     try:
-        return datetime.fromisoformat(match[1] + (match[2] or "")[:7] + match[3])
+        moment = datetime(
+            int(clock[0:4]), int(clock[5:7]), int(clock[8:10]), int(clock[11:13]), int(clock[14:16]),
+            int(seconds or 0), int(fraction[:6].ljust(6, "0")), tzinfo=zone,
+        )  # fmt: skip
+        moment.astimezone(UTC)
     except ValueError as err:
-        msg = f"is not a valid date-time ({err})"
+        msg = f"is not a real date and time ({err})"
         raise ValueError(msg) from None
+    except OverflowError:
+        msg = "falls outside the years 0001-9999 once its offset is applied"
+        raise ValueError(msg) from None
+    return moment
 
 
 def _datetime_offset(value: str) -> str:
@@ -101,7 +129,7 @@ class _GraphEnum:
 
 
 _INT32_SCHEMA = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
-_DATETIME_SCHEMA = {"type": "string", "pattern": _DATETIME_OFFSET.pattern}
+_DATETIME_SCHEMA = {"type": "string", "pattern": _DATETIME_OFFSET_SCHEMA}
 _NOT_NULL = BeforeValidator(_reject_null)
 
 String = Annotated[StrictStr | None, WithJsonSchema({"type": ["string", "null"]})]
@@ -133,20 +161,58 @@ def _graph_id(value: str) -> str:
 
 
 def _profile_type(value: str) -> str:
-    if value not in gs.PROFILE_TYPES:
-        msg = f"{value!r} has no managedDeviceCertificateStates; expected one of: {', '.join(gs.PROFILE_TYPES)}"
-        raise ValueError(msg)
+    if value not in nav.PROFILE_BASES:
+        msg = f"{value[:_SHOWN]!r} has no managedDeviceCertificateStates; expected one of: "
+        raise ValueError(msg + ", ".join(nav.PROFILE_TYPES))
     return value
 
 
 def _via(value: str) -> str:
-    owner, _, hop = value.rpartition("/")
-    if hop == "identityCertificate" and (owner == "" or owner in gs.IDENTITY_CERTIFICATE_OWNERS):
+    if value in nav.VIA_PROFILE_TYPES:
         return value
-    msg = "must be 'identityCertificate' or '<ownerType>/identityCertificate' with ownerType one of: " + ", ".join(
-        gs.IDENTITY_CERTIFICATE_OWNERS
+    owner, slash, navigation = value.partition("/")
+    if not slash and value in nav.NAVIGATION_OWNERS:
+        msg = f"{value} needs an owner cast: '<ownerType>/{value}' with ownerType one of: "
+        raise ValueError(msg + ", ".join(nav.NAVIGATION_OWNERS[value]))
+    if navigation not in nav.NAVIGATION_OWNERS:
+        msg = f"must be '<ownerType>/<navigation>' (or the seed page's '{nav.SEED_HOP}') with navigation one of: "
+        raise ValueError(msg + ", ".join(nav.NAVIGATIONS))
+    if owner in nav.OWNER_NAVIGATIONS:
+        msg = f"{owner} has no {navigation}; the certificate navigations it has: "
+        raise ValueError(msg + ", ".join(nav.OWNER_NAVIGATIONS[owner]))
+    msg = f"{owner[:_SHOWN]!r} has no {navigation}; ownerType must be one of: "
+    raise ValueError(msg + ", ".join(nav.NAVIGATION_OWNERS[navigation]))
+
+
+def _cast_problem(via: str, profile_type: str) -> str | None:
+    """Why `profile_type` cannot follow `via` (both valid on their own), or None when it can."""
+    if profile_type in nav.VIA_PROFILE_TYPES[via]:
+        return None
+    if via == nav.SEED_HOP:
+        reachable = ", ".join(nav.SEED_HOP_OWNERS)
+        return f"{profile_type} is not reachable through any owner's {via}; the profile types that are: {reachable}"
+    hop = nav.VIA_HOPS[via]
+    return (
+        f"{profile_type} cannot follow {via}: that navigation is typed {hop.declared_type}, whose profile types "
+        f"are: {', '.join(hop.profile_types)}"
     )
-    raise ValueError(msg)
+
+
+_SEED_HOP_WARNINGS: Final = {
+    profile: (
+        f"via '{nav.SEED_HOP}' has no owner cast, and deviceConfiguration has no {nav.SEED_HOP} in the current "
+        f"Graph metadata; it was sent as the seed page writes it. Use '<ownerType>/{nav.SEED_HOP}' with the "
+        f"configuration's type instead, one of: {', '.join(owners)}"
+    )
+    for profile, owners in nav.SEED_HOP_OWNERS.items()
+}
+
+
+def _entity_odata_type(value: object) -> object:
+    if value != gs.ENTITY_ODATA_TYPE:
+        msg = f"must be {gs.ENTITY_ODATA_TYPE!r}, the type of every managedDeviceCertificateStates member"
+        raise ValueError(msg)
+    return value
 
 
 def _correlation_id(value: str) -> str:
@@ -156,23 +222,29 @@ def _correlation_id(value: str) -> str:
     return value
 
 
-GraphId = Annotated[StrictStr, AfterValidator(_graph_id), WithJsonSchema({"type": "string", "pattern": _ID.pattern})]
+GraphId = Annotated[StrictStr, AfterValidator(_graph_id), WithJsonSchema({"type": "string", "pattern": _ID_SCHEMA})]
 ProfileType = Annotated[
-    StrictStr, AfterValidator(_profile_type), WithJsonSchema({"type": "string", "enum": list(gs.PROFILE_TYPES)})
+    StrictStr, AfterValidator(_profile_type), WithJsonSchema({"type": "string", "enum": list(nav.PROFILE_TYPES)})
 ]
 Via = Annotated[
-    StrictStr,
-    AfterValidator(_via),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "enum": ["identityCertificate", *(f"{o}/identityCertificate" for o in gs.IDENTITY_CERTIFICATE_OWNERS)],
-        }
-    ),
+    StrictStr, AfterValidator(_via), WithJsonSchema({"type": "string", "enum": list(nav.VIA_PROFILE_TYPES)})
 ]
+EntityODataType = Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": [gs.ENTITY_ODATA_TYPE]})]
 CorrelationId = Annotated[
-    StrictStr, AfterValidator(_correlation_id), WithJsonSchema({"type": "string", "pattern": CORRELATION_ID.pattern})
+    StrictStr, AfterValidator(_correlation_id), WithJsonSchema({"type": "string", "pattern": _CORRELATION_ID_SCHEMA})
 ]
+
+
+def _via_casts_schema(schema: dict[str, Any]) -> None:
+    """JSON Schema's view of the cast rule: no `via`, or one `via` with the profile types it allows."""
+    schema["anyOf"] = [
+        {"properties": {"via": {"type": "null"}}},
+        *(
+            {"properties": {"via": {"enum": [via]}, "profileType": {"enum": sorted(allowed)}}, "required": ["via"]}
+            for via, allowed in nav.VIA_PROFILE_TYPES.items()
+        ),
+    ]
+
 
 _WIRE = ConfigDict(
     extra="forbid",
@@ -190,6 +262,7 @@ class CertificateStateUpdate(BaseModel):
 
     model_config = _WIRE
 
+    odata_type: EntityODataType | None = Field(default=None, alias="@odata.type")
     id: GraphId | None = None
     certificate_enhanced_key_usage: String = None
     certificate_error_code: Int32 = None
@@ -223,6 +296,11 @@ class CertificateStateUpdate(BaseModel):
     def _id_not_null(cls, value: object, info: ValidationInfo) -> object:
         return _reject_null(value, info)
 
+    @field_validator("odata_type", mode="before")
+    @classmethod
+    def _odata_type_not_null(cls, value: object) -> object:
+        return _entity_odata_type(value)
+
     _given_order: tuple[str, ...] = PrivateAttr(default=())
 
     @model_validator(mode="wrap")
@@ -254,28 +332,44 @@ class CertificateStateUpdate(BaseModel):
 class UpdateMessage(BaseModel):
     """One certificate-state update, as producers put it on the input queue."""
 
-    model_config = _WIRE
+    model_config = ConfigDict(**_WIRE, json_schema_extra=_via_casts_schema)
 
     correlation_id: CorrelationId | None = None
+    via: Via | None = None  # before profileType, whose validator checks the cast against it
     profile_type: ProfileType
     device_configuration_id: GraphId
     managed_device_certificate_state_id: GraphId
     update: CertificateStateUpdate
-    via: Via | None = None
     expires_at: DateTimeOffset = None
     dry_run: StrictBool = False
+
+    @field_validator("profile_type")
+    @classmethod
+    def _a_cast_the_via_allows(cls, profile_type: str, info: ValidationInfo) -> str:
+        via = info.data.get("via")
+        problem = None if via is None else _cast_problem(via, profile_type)
+        if problem is not None:
+            raise ValueError(problem)
+        return profile_type
 
     @field_validator("update")
     @classmethod
     def _at_least_one_property_and_matching_id(cls, update: CertificateStateUpdate, info: ValidationInfo) -> Any:  # noqa: ANN401
-        if not update.model_fields_set:
-            msg = "must set at least one property"
+        if not update.model_fields_set - {"odata_type"}:
+            note = " (@odata.type is an annotation, not a property)" if update.model_fields_set else ""
+            msg = f"must set at least one property{note}"
             raise ValueError(msg)
         state_id = info.data.get("managed_device_certificate_state_id")
         if update.id is not None and state_id is not None and update.id != state_id:
             msg = f"id {update.id!r} must equal managedDeviceCertificateStateId {state_id!r}"
             raise ValueError(msg)
         return update
+
+    @property
+    def warnings(self) -> list[str]:
+        """The outcome's warnings: the seed page's owner-less hop, then the update's seed-era properties."""
+        hop = [_SEED_HOP_WARNINGS[self.profile_type]] if self.via == nav.SEED_HOP else []
+        return hop + self.update.warnings
 
     @classmethod
     def from_wire(cls, data: object) -> Self:

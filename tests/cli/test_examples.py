@@ -19,11 +19,12 @@ from shared.contract.errors import ErrorCode, MessageRejected
 from shared.contract.messages import UpdateMessage
 from shared.contract.parsing import decode_body, parse_message
 from shared.graph.routes import build_request, route_path
-from tests.support.reference import seed_example_body, seed_patch_paths
+from tests.support.reference import doc_example_body, doc_patch_paths, seed_example_body, seed_patch_paths
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED_ROUTES = sorted((EXAMPLES / "seed-routes").glob("*.json"))
-VALID = [*SEED_ROUTES, EXAMPLES / "dry-run.json"]
+DOC_ROUTES = sorted((EXAMPLES / "doc-routes").glob("*.json"))
+VALID = [*SEED_ROUTES, *DOC_ROUTES, EXAMPLES / "dry-run.json"]
 INVALID = sorted((EXAMPLES / "invalid").iterdir())
 KEY = bytes(range(32))
 APP = "0b1e55ed-0000-4000-8000-0000000000e5"
@@ -67,9 +68,10 @@ def keywords(node: Any) -> Iterator[str]:
 def schema_errors(schema: dict[str, Any], value: Any, where: str = "") -> list[str]:
     """Draft 2020-12 for exactly the keywords the committed schema uses (a test asserts there are no others)."""
     if "anyOf" in schema:
+        rest = {key: item for key, item in schema.items() if key != "anyOf"}
         if not any(not schema_errors(option, value, where) for option in schema["anyOf"]):
-            return [f"{where or '/'}: matches no anyOf branch"]
-        return []
+            return [f"{where or '/'}: matches no anyOf branch", *schema_errors(rest, value, where)]
+        return schema_errors(rest, value, where)
     types = schema.get("type")
     if types is not None and not has_type(value, [types] if isinstance(types, str) else types):
         return [f"{where or '/'}: {value!r} is not {types}"]
@@ -125,6 +127,10 @@ def test_the_schema_check_catches_what_it_should(message_schema: dict[str, Any])
     ]
     assert schema_errors(message_schema, {**good, "dryRun": 1}) == ["/dryRun: 1 is not boolean"]
     assert schema_errors(message_schema, {**good, "update": {"devicePlatform": "unknownFutureValue"}})
+    forbidden = {**good, "via": "windowsPhone81VpnConfiguration/identityCertificate"}
+    assert schema_errors(message_schema, forbidden) == ["/: matches no anyOf branch"]
+    assert schema_errors(message_schema, {**forbidden, "profileType": "windowsPhone81SCEPCertificateProfile"}) == []
+    assert schema_errors(message_schema, {**good, "via": None}) == []
 
 
 # ---- valid examples ---------------------------------------------------------------------------------
@@ -137,21 +143,38 @@ def test_valid_example_passes_model_and_schema(path: Path, message_schema: dict[
     assert schema_errors(message_schema, document) == []
 
 
-def test_there_is_one_example_per_seed_route_in_the_seed_order():
-    assert len(SEED_ROUTES) == 7
-    placeholders = []
-    for path in SEED_ROUTES:
+def placeholders(paths: list[Path]) -> list[str]:
+    """The routes of the example files, with the doc pages' placeholders for their ids."""
+    routes = []
+    for path in paths:
         message = UpdateMessage.from_wire(load(path))
-        placeholders.append(
+        routes.append(
             route_path(message)
             .replace(message.device_configuration_id, "{deviceConfigurationId}")
             .replace(message.managed_device_certificate_state_id, "{managedDeviceCertificateStateId}")
         )
-    assert placeholders == seed_patch_paths()
+    return routes
+
+
+def test_there_is_one_example_per_seed_route_in_the_seed_order():
+    assert len(SEED_ROUTES) == 7
+    assert placeholders(SEED_ROUTES) == seed_patch_paths()
+
+
+def test_there_is_one_example_per_doc_route_in_the_doc_order():
+    assert len(DOC_ROUTES) == 24
+    assert placeholders(DOC_ROUTES) == doc_patch_paths()
 
 
 def test_the_first_seed_example_carries_the_seed_page_body():
     assert load(SEED_ROUTES[0])["update"] == seed_example_body()
+
+
+def test_the_first_doc_example_carries_the_doc_page_body_verbatim():
+    text = DOC_ROUTES[0].read_text(encoding="utf-8")
+    assert load(DOC_ROUTES[0])["update"] == doc_example_body()
+    assert list(load(DOC_ROUTES[0])["update"]) == list(doc_example_body())
+    assert '"@odata.type": "#microsoft.graph.managedDeviceCertificateState"' in text
 
 
 def test_batch_jsonl_is_the_seven_seed_routes():
@@ -202,7 +225,13 @@ EXPECTED: dict[str, tuple[ErrorCode, str | None, str]] = {
     "empty-update": (INVALID_FIELD, "update", "at least one property"),
     "missing-profile-type": (INVALID_FIELD, "profileType", "is required"),
     "unknown-profile-type": (INVALID_FIELD, "profileType", "has no managedDeviceCertificateStates"),
-    "unknown-via-owner": (INVALID_FIELD, "via", "ownerType one of"),
+    "unknown-via-owner": (INVALID_FIELD, "via", "ownerType must be one of"),
+    "navigation-the-owner-lacks": (INVALID_FIELD, "via", "the certificate navigations it has: identityCertificate"),
+    "forbidden-cast": (INVALID_FIELD, "profileType", "whose profile types are: windowsPhone81SCEPCertificateProfile"),
+    "fraction-after-minutes": (INVALID_FIELD, "update.certificateExpirationDateTime", "OData DateTimeOffset"),
+    "not-a-leap-year": (INVALID_FIELD, "update.certificateExpirationDateTime", "not a real date"),
+    "odata-type-of-another-entity": (INVALID_FIELD, "update.@odata.type", "'#microsoft.graph.managedDevice"),
+    "odata-type-only": (INVALID_FIELD, "update", "at least one property"),
     "bad-correlation-id": (INVALID_FIELD, "correlationId", "1-128 characters"),
     "duplicate-key": (MALFORMED, None, "duplicate key 'certificateKeyLength'"),
     "not-an-object": (MALFORMED, None, "must be a JSON object, not list"),
@@ -222,6 +251,11 @@ FIXES = {
     "unknown-top-level-property": ('"dryrun"', '"dryRun"'),
     "path-traversal-id": ("../../../users/me", "d99bc884-c884-d99b-84c8-9bd984c89bd9"),
     "bad-correlation-id": ("order 4711/retry", "order-4711.retry"),
+    "forbidden-cast": ("iosScepCertificateProfile", "windowsPhone81SCEPCertificateProfile"),
+    "navigation-the-owner-lacks": ("/identityCertificateForClientAuthentication", "/identityCertificate"),
+    "fraction-after-minutes": ("00:02.5Z", "00:02:05Z"),
+    "not-a-leap-year": ("2027-02-29", "2028-02-29"),
+    "odata-type-of-another-entity": ("graph.iosScepCertificateProfile", "graph.managedDeviceCertificateState"),
 }
 
 

@@ -23,6 +23,9 @@ NO_BREAKER = {"BREAKER_FAILURE_THRESHOLD": "1000"}
 SEED_ROUTES = [  # the seed page's seven routes, with ids the simulator's default store knows
     json.loads(path.read_text()) for path in sorted((REPO / "examples" / "seed-routes").glob("*.json"))
 ]
+DOC_ROUTES = [  # the current doc page's twenty-four, the first with the page's example body
+    json.loads(path.read_text()) for path in sorted((REPO / "examples" / "doc-routes").glob("*.json"))
+]
 EXPIRY = "2027-01-01T00:02:14.9489247-08:00"
 
 

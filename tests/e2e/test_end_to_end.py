@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.flows import EXPIRY, NO_BREAKER, graph_writes, run, update_message
+from shared.contract.parsing import parse_message
+from tests.e2e.flows import DOC_ROUTES, EXPIRY, NO_BREAKER, SEED_ROUTES, graph_writes, run, update_message
+from tests.support.reference import doc_patch_paths, seed_patch_paths
 
 pytestmark = pytest.mark.e2e
 
@@ -28,6 +30,31 @@ def test_the_seven_seed_routes_update_graph(make_stack):
     assert store.count(EXPIRY) >= 7
     assert stack.poisoned() == []
     assert stack.identity.tokens_issued == 1
+
+
+def test_every_example_route_reaches_graph_at_its_doc_path_and_succeeds(make_stack):
+    stack = make_stack()
+    expected = {}
+    for examples, paths in ((SEED_ROUTES, seed_patch_paths()), (DOC_ROUTES, doc_patch_paths())):
+        for example, path in zip(examples, paths, strict=True):
+            concrete = path.replace("{deviceConfigurationId}", example["deviceConfigurationId"]).replace(
+                "{managedDeviceCertificateStateId}", example["managedDeviceCertificateStateId"]
+            )
+            expected[stack.send(example)] = (example, "/beta" + concrete)
+    outcomes = run(stack, 7 + 24)
+    writes = {r["clientRequestId"]: r for r in graph_writes(stack)}
+    assert len(writes) == 31  # one write each, no retry
+    for outcome in outcomes:
+        example, path = expected[outcome["messageId"]]
+        assert (outcome["correlationId"], outcome["status"]) == (example["correlationId"], "succeeded")
+        write = writes[outcome["graph"]["clientRequestId"]]
+        assert write["path"] == path
+        assert list(write["body"].items()) == list(example["update"].items())  # as given, in its order
+        assert outcome["updatedProperties"] == [name for name in example["update"] if name != "@odata.type"]
+    (seed_hop,) = (o["warnings"] for o in outcomes if o["correlationId"] == "seed-route-6")
+    assert seed_hop == parse_message(SEED_ROUTES[5]).warnings
+    assert "androidForWorkVpnConfiguration" in seed_hop[0]  # the owner cast the seed's VPN profile needs
+    assert stack.poisoned() == []
 
 
 def test_raw_json_and_base64_producers_are_both_served(make_stack):
@@ -49,6 +76,10 @@ def test_raw_json_and_base64_producers_are_both_served(make_stack):
          "validationFailed", "managedDeviceCertificateStateId"),
         (json.dumps(update_message(0, update={"certificateKeyLength": None})).encode(),
          "validationFailed", "update.certificateKeyLength"),
+        (json.dumps(update_message(6, profileType="iosScepCertificateProfile")).encode(),  # a cast it forbids
+         "validationFailed", "profileType"),
+        (json.dumps(update_message(6, via="windowsPhone81VpnConfiguration/smimeSigningCertificate")).encode(),
+         "validationFailed", "via"),  # a navigation the owner lacks
     ],
 )  # fmt: skip
 def test_invalid_messages_are_rejected_once_and_never_reach_graph(make_stack, body: bytes, code: str, field):

@@ -76,4 +76,3 @@ def seed_example_body() -> dict[str, Any]:
 def doc_example_body() -> dict[str, Any]:
     """The current doc page's example request body (with its @odata.type)."""
     return example_body(doc_page())
-

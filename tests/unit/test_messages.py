@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from shared.contract.errors import MessageRejected
 from shared.contract.messages import CertificateStateUpdate, UpdateMessage
 from shared.contract.parsing import parse_message
 from shared.graph.routes import PREFER_UNKNOWN_ENUM_MEMBERS, build_request
-from tests.support.reference import graph_schema, seed_example_body
+from tests.support.reference import doc_example_body, graph_schema, seed_example_body
 
 SCHEMA = graph_schema()
 STATE_ID = "d99bc884-c884-d99b-84c8-9bd984c89bd9"
@@ -49,7 +50,7 @@ def sample(name: str, spec: dict[str, Any]) -> Any:
 
 def test_the_model_knows_exactly_the_schema_properties_plus_the_seed_ones():
     model = {field.alias for field in CertificateStateUpdate.model_fields.values()}
-    assert model == set(SCHEMA["properties"]) | {"serverUrl", "enhancedKeyUsage"}
+    assert model == set(SCHEMA["properties"]) | {"serverUrl", "enhancedKeyUsage", "@odata.type"}  # + the annotation
     assert set(gs.LEGACY_PROPERTIES) == {"serverUrl", "enhancedKeyUsage"}
 
 
@@ -138,21 +139,56 @@ def test_int32_is_checked_in_range_and_type(value: Any, ok: bool):
         ("2027-01-01T00:02:14.9489247-08:00", True),
         ("2027-01-01T00:02:14Z", True),
         ("2027-01-01T00:02:14.1+05:30", True),
-        ("2027-01-01T00:02Z", True),
+        ("2027-01-01T00:02Z", True),  # seconds are optional in OData's grammar
+        ("2027-01-01T00:02.5Z", False),  # a fraction only after the seconds
+        ("2027-01-01T00:02:14.Z", False),
         ("2027-01-01T00:02:14.94892471Z", False),  # 8 fractional digits
         ("2027-01-01T00:02:14", False),  # no offset
-        ("2027-02-30T00:00:00Z", False),
+        ("2027-01-01T00:02:14Z\n", False),  # a final newline ($ would let it through)
+        ("2027-01-01t00:02:14z", False),
         ("2027-01-01 00:00:00Z", False),
+        ("٢٠٢٧-01-01T00:00:00Z", False),  # digits, but not ASCII ones
+        ("2024-02-29T00:00:00Z", True),
+        ("2000-02-29T00:00:00Z", True),
+        ("2027-02-29T00:00:00Z", False),
+        ("1900-02-29T00:00:00Z", False),
+        ("2027-02-30T00:00:00Z", False),
+        ("2027-04-31T00:00:00Z", False),
+        ("2027-13-01T00:00:00Z", False),
+        ("2027-01-01T24:00:00Z", False),
+        ("2027-01-01T23:59:60Z", False),  # a leap second: in the grammar, not in Graph's DateTimeOffset
+        ("2027-01-01T00:00:00+14:00", True),
+        ("2027-01-01T00:00:00-14:00", True),
+        ("2027-01-01T00:00:00+14:01", False),
+        ("2027-01-01T00:00:00-15:00", False),
         ("2027-01-01T00:00:00+24:00", False),
+        ("2027-01-01T00:00:00+05:60", False),
+        ("2027-01-01T00:00:00-00:00", True),
+        ("0001-01-01T00:00:00Z", True),
+        ("0000-01-01T00:00:00Z", False),
+        ("-2027-01-01T00:00:00Z", False),
+        ("12027-01-01T00:00:00Z", False),
+        ("0001-01-01T00:00:00+00:01", False),  # before year 1 in UTC
+        ("9999-12-31T23:59:59.9999999Z", True),
+        ("9999-12-31T23:59:59-00:01", False),  # after 9999 in UTC
         (1700000000, False),
     ],
 )
-def test_datetime_offset_needs_an_offset_and_at_most_seven_digits(value: Any, ok: bool):
+def test_datetime_offset_follows_the_odata_grammar_within_graphs_range(value: Any, ok: bool):
     document = message({"certificateExpirationDateTime": value})
     if ok:
         assert parse_message(document).update.body() == {"certificateExpirationDateTime": value}
     else:
         assert rejected(document).details[0].field == "update.certificateExpirationDateTime"
+
+
+def test_the_message_schema_pattern_agrees_with_the_model_on_the_shape():
+    pattern = UpdateMessage.model_json_schema(by_alias=True)["properties"]["expiresAt"]["pattern"]
+    assert pattern.startswith("^")
+    assert pattern.endswith("$")
+    assert re.search(pattern, "2027-01-01T00:02:14.9489247-08:00")
+    assert not re.search(pattern, "2027-01-01T00:02.5Z")
+    assert not re.search(pattern, "2027-01-01T00:00:00+14:30")
 
 
 def test_the_seed_example_body_round_trips_with_its_seven_digit_timestamps():
@@ -229,6 +265,33 @@ def test_update_id_equal_to_the_state_id_is_sent():
 def test_the_message_schema_lists_every_property_and_forbids_others():
     schema = UpdateMessage.model_json_schema(by_alias=True)
     update = schema["$defs"]["CertificateStateUpdate"]
-    assert set(update["properties"]) == set(SCHEMA["properties"]) | set(gs.LEGACY_PROPERTIES)
+    assert set(update["properties"]) == set(SCHEMA["properties"]) | set(gs.LEGACY_PROPERTIES) | {"@odata.type"}
     assert update["additionalProperties"] is False
     assert schema["additionalProperties"] is False
+
+
+def test_the_doc_example_body_is_sent_verbatim_with_its_odata_type():
+    body = doc_example_body()
+    assert next(iter(body)) == "@odata.type"
+    parsed = parse_message(message(body))
+    sent = build_request("https://graph.microsoft.com/beta", parsed).body
+    assert sent == body
+    assert list(sent) == list(body)
+    assert parsed.warnings == []
+
+
+@pytest.mark.parametrize(
+    "value", ["#microsoft.graph.iosScepCertificateProfile", "microsoft.graph.managedDeviceCertificateState",
+              "#Microsoft.Graph.ManagedDeviceCertificateState", None, 1, ""],
+)  # fmt: skip
+def test_odata_type_must_be_the_entity_s_own(value: Any):
+    detail = rejected(message({"@odata.type": value, "certificateIssuer": "x"})).details[0]
+    assert detail.field == "update.@odata.type"
+    assert gs.ENTITY_ODATA_TYPE in detail.message
+
+
+def test_odata_type_is_not_a_property():
+    only = rejected(message({"@odata.type": gs.ENTITY_ODATA_TYPE})).details[0]
+    assert (only.field, "at least one property" in only.message) == ("update", True)
+    body = parse_message(message({"certificateIssuer": "x", "@odata.type": gs.ENTITY_ODATA_TYPE})).update.body()
+    assert list(body) == ["certificateIssuer", "@odata.type"]  # sent as given, where given

@@ -81,6 +81,33 @@ def test_invalid_message_is_rejected_without_calling_graph():
     assert graph.requests == []
 
 
+def test_a_forbidden_cast_is_rejected_naming_the_allowed_profile_types_without_calling_graph():
+    graph = RecordingGraph()
+    outcome = wire(make(graph).handle(body(via="windowsPhone81VpnConfiguration/identityCertificate"), Delivery("m", 1)))
+    assert (outcome["status"], outcome["error"]["code"]) == ("rejected", "validationFailed")
+    assert outcome["error"]["details"] == [
+        {"field": "profileType", "message": "iosScepCertificateProfile cannot follow windowsPhone81VpnConfiguration/"
+         "identityCertificate: that navigation is typed windowsPhone81CertificateProfileBase, whose profile types "
+         "are: windowsPhone81SCEPCertificateProfile"}
+    ]  # fmt: skip
+    assert outcome["target"]["via"] == "windowsPhone81VpnConfiguration/identityCertificate"
+    assert graph.requests == []
+
+
+def test_the_seed_hop_is_sent_with_a_warning_and_odata_type_is_not_an_updated_property():
+    graph = RecordingGraph()
+    update = {"@odata.type": "#microsoft.graph.managedDeviceCertificateState", "certificateKeyUsage": "keyEncipherment"}
+    outcome = wire(make(graph).handle(body(via="identityCertificate", update=update), Delivery("m", 1)))
+    assert outcome["status"] == "succeeded"
+    assert outcome["updatedProperties"] == ["certificateKeyUsage"]
+    (warning,) = outcome["warnings"]
+    assert warning.startswith("via 'identityCertificate' has no owner cast")
+    assert warning.endswith("one of: iosEasEmailProfileConfiguration, iosVpnConfiguration, iosikEv2VpnConfiguration")
+    (request,) = graph.requests
+    assert "/cfg-1/identityCertificate/microsoft.graph.iosScepCertificateProfile/" in request.url
+    assert request.body == update
+
+
 def test_unreadable_message_gets_the_queue_message_id_as_correlation_id():
     outcome = reported(make(RecordingGraph()).handle(b"\x00garbage", Delivery("m-3", 1)))
     assert (outcome.status, outcome.correlation_id, outcome.error and outcome.error.code) == (
