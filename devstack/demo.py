@@ -2,9 +2,9 @@
 
 Starts Azurite, the managed-identity emulator, the Graph simulator (Intune's write limit scaled to
 25 writes per 5 s so a short burst meets it) and the local runner driving `function_app.py`; sends
-`examples/` (the seven seed routes, the invalid messages, a dry run) plus a burst; shows live
-progress; prints every outcome; stops everything it started. Exit status 0 when every message got
-exactly one outcome with the status its example promises.
+`examples/` (the seven seed routes, the doc page's twenty-four, the invalid messages, a dry run) plus a
+burst; shows live progress; prints every outcome; stops everything it started. Exit status 0 when every
+message got exactly one outcome with the status its example promises.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ EXAMPLES = REPO / "examples"
 
 def _examples() -> list[tuple[str, bytes, str]]:
     """(name, queue text, expected status) for every example file."""
-    found = [(p, "succeeded") for p in sorted((EXAMPLES / "seed-routes").glob("*.json"))]
+    found = [
+        (p, "succeeded") for folder in ("seed-routes", "doc-routes") for p in sorted((EXAMPLES / folder).glob("*.json"))
+    ]
     found += [(EXAMPLES / "dry-run.json", "validated")]
     found += [(p, "rejected") for p in sorted((EXAMPLES / "invalid").iterdir())]
     return [(path.stem, path.read_bytes(), status) for path, status in found]
