@@ -224,7 +224,11 @@ ProfileType = Annotated[
 Via = Annotated[
     StrictStr, AfterValidator(_via), WithJsonSchema({"type": "string", "enum": list(nav.VIA_PROFILE_TYPES)})
 ]
-EntityODataType = Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": [gs.ENTITY_ODATA_TYPE]})]
+EntityODataType = Annotated[
+    StrictStr | None,
+    BeforeValidator(_entity_odata_type),
+    WithJsonSchema({"type": "string", "enum": [gs.ENTITY_ODATA_TYPE], "description": "an annotation, not a property"}),
+]
 CorrelationId = Annotated[
     StrictStr, AfterValidator(_correlation_id), WithJsonSchema({"type": "string", "pattern": _CORRELATION_ID_SCHEMA})
 ]
@@ -257,7 +261,7 @@ class CertificateStateUpdate(BaseModel):
 
     model_config = _WIRE
 
-    odata_type: EntityODataType | None = Field(default=None, alias="@odata.type")
+    odata_type: EntityODataType = Field(default=None, alias="@odata.type", title="@odata.type")
     id: GraphId | None = None
     certificate_enhanced_key_usage: String = None
     certificate_error_code: Int32 = None
@@ -290,11 +294,6 @@ class CertificateStateUpdate(BaseModel):
     @classmethod
     def _id_not_null(cls, value: object, info: ValidationInfo) -> object:
         return _reject_null(value, info)
-
-    @field_validator("odata_type", mode="before")
-    @classmethod
-    def _odata_type_not_null(cls, value: object) -> object:
-        return _entity_odata_type(value)
 
     _given_order: tuple[str, ...] = PrivateAttr(default=())
 
