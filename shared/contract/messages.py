@@ -261,7 +261,7 @@ class CertificateStateUpdate(BaseModel):
 
     model_config = _WIRE
 
-    odata_type: EntityODataType = Field(default=None, alias="@odata.type", title="@odata.type")
+    odata_type: EntityODataType = Field(default=None, alias="@odata.type", title="odata.type")  # no "@": Logic Apps
     id: GraphId | None = None
     certificate_enhanced_key_usage: String = None
     certificate_error_code: Int32 = None
