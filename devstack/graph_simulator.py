@@ -111,6 +111,11 @@ PROFILE_TYPES = frozenset(nav.PROFILE_TYPES)
 """The types that carry `managedDeviceCertificateStates` (graph-facts.md section 2)."""
 KNOWN_TYPES = PROFILE_TYPES | set(nav.OWNER_NAVIGATIONS)
 """The types a cast segment may name here; any other cast is a segment Graph would not find."""
+OWNER_INSTANCE_TYPES = {
+    owner: frozenset({owner, *(sub for sub, base in nav.INHERITING_OWNERS.items() if base == owner)})
+    for owner in nav.OWNER_NAVIGATIONS
+}
+"""Owner type -> the types whose instances a cast to it matches: itself and its subtypes."""
 
 _ENUMS: dict[str, tuple[tuple[str, ...], bool]] = {
     "certificateIssuanceStates": (
@@ -370,6 +375,11 @@ def _cast_of(segment: str | None) -> str:
     return segment.removeprefix(CAST_PREFIX) if segment and segment.startswith(CAST_PREFIX) else ""
 
 
+def _allowed(owner: str, navigation: str, profile_type: str) -> bool:
+    """Whether the navigation graph has the triple (owner, navigation, profile type)."""
+    return profile_type in nav.VIA_PROFILE_TYPES.get(f"{owner}/{navigation}", ())
+
+
 def _known_segment(segment: str) -> bool:
     return _cast_of(segment) in KNOWN_TYPES or segment in nav.NAVIGATIONS
 
@@ -396,7 +406,7 @@ def _parse_route(raw_path: str, method: str) -> _Route:
         owner, navigation = None, None
     elif len(middle) == 2 and middle[0] == nav.SEED_HOP and types[1] in nav.VIA_PROFILE_TYPES[nav.SEED_HOP]:
         owner, navigation = None, nav.SEED_HOP
-    elif len(middle) == 3 and (types[0], middle[1], types[2]) in nav.TRIPLES:
+    elif len(middle) == 3 and _allowed(types[0], middle[1], types[2]):
         owner, navigation = types[0], middle[1]
     else:
         kinds = "/".join("cast" if kind else "navigation" for kind in types)
@@ -503,7 +513,7 @@ def _load_store(seed: Mapping[str, Any]) -> dict[str, _Config]:
         for navigation in nav.NAVIGATIONS:
             target = config.fields.get(_reference(navigation))
             profile = store.get(str(target)) if target is not None else None
-            if target is not None and (profile is None or (config.type, navigation, profile.type) not in nav.TRIPLES):
+            if target is not None and (profile is None or not _allowed(config.type, navigation, profile.type)):
                 msg = f"{config.fields['id']}: a {config.type}'s {navigation} cannot be {target!r}"
                 raise ValueError(msg)
     return store
@@ -910,7 +920,7 @@ class GraphSimulator(LoopbackService):
         config = self._store.get(route.config_id)
         if config is None:
             raise _NotFoundError(f"Resource 'deviceConfiguration' with id '{route.config_id}' was not found.")
-        if route.owner_type is not None and config.type not in nav.OWNER_INSTANCE_TYPES[route.owner_type]:
+        if route.owner_type is not None and config.type not in OWNER_INSTANCE_TYPES[route.owner_type]:
             raise _NotFoundError(
                 f"deviceConfiguration '{route.config_id}' is a '{config.type}', not a '{route.owner_type}'."
             )

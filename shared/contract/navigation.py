@@ -106,9 +106,6 @@ INHERITING_OWNERS: Final[dict[str, str]] = {
 }
 """Subtypes of a declaring type, which carry its navigations too (subtype -> base)."""
 
-ABSTRACT_OWNERS: Final = frozenset({"androidForWorkEasEmailProfileBase", "androidWorkProfileEasEmailProfileBase"})
-"""Owner types with no instances of their own: a cast to one matches its subtypes' instances."""
-
 SEED_HOP: Final = "identityCertificate"
 """The seed page's `via` without an owner cast (deviceConfiguration itself has no such navigation)."""
 
@@ -169,12 +166,3 @@ NAVIGATION_OWNERS: Final[dict[str, tuple[str, ...]]] = {
     navigation: tuple(hop.owner for hop in HOPS if hop.navigation == navigation) for navigation in NAVIGATIONS
 }
 """Every navigation -> the owner types that carry it."""
-
-TRIPLES: Final = frozenset((hop.owner, hop.navigation, p) for hop in HOPS for p in hop.profile_types)
-"""Every valid (owner, navigation, profile type)."""
-
-OWNER_INSTANCE_TYPES: Final[dict[str, frozenset[str]]] = {
-    owner: frozenset({owner, *(sub for sub, base in INHERITING_OWNERS.items() if base == owner)})
-    for owner in OWNER_NAVIGATIONS
-}
-"""Every owner type -> the types whose instances a cast to it matches (itself and its subtypes)."""

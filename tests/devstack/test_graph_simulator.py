@@ -235,6 +235,16 @@ def test_paths_outside_beta_are_400(sim: GraphSimulator) -> None:
     assert assert_graph_error(response, 400, "BadRequest")["message"] == "Resource not found for the segment 'v1.0'."
 
 
+def test_a_cast_to_an_owner_matches_its_subtypes() -> None:
+    instances = graph_simulator.OWNER_INSTANCE_TYPES
+    assert instances["androidForWorkEasEmailProfileBase"] == {
+        "androidForWorkEasEmailProfileBase", "androidForWorkGmailEasConfiguration",
+        "androidForWorkNineWorkEasConfiguration",
+    }  # fmt: skip
+    assert instances["iosVpnConfiguration"] == {"iosVpnConfiguration", "iosikEv2VpnConfiguration"}
+    assert instances["windows10VpnConfiguration"] == {"windows10VpnConfiguration"}
+
+
 @pytest.mark.parametrize(
     ("reference", "problem"),
     [

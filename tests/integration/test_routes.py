@@ -12,15 +12,14 @@ import pytest
 import requests
 from azure.identity import ManagedIdentityCredential
 
-from devstack.graph_simulator import NO_ROUTE_CODE, GraphSimulator
+from devstack.graph_simulator import NO_ROUTE_CODE, OWNER_INSTANCE_TYPES, GraphSimulator
 from devstack.identity_emulator import IdentityEmulator, TokenClaims
-from shared.contract import navigation as nav
 from shared.contract.outcomes import Outcome
 from shared.host_config import queue_options
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.settings import Settings
 from shared.wiring import build_pipeline
-from tests.support.routes import forbidden_triples
+from tests.support.routes import TRIPLES, forbidden_triples
 
 APP = "0b1e55ed-0000-4000-8000-0000000000a1"
 CONFIGS = "/deviceManagement/deviceConfigurations"
@@ -45,7 +44,7 @@ def target(store: dict[str, Any], owner: str, navigation: str, profile_type: str
         reference = configs.get(config.get(f"{navigation}Id", ""), {})
         stored_type = config["@odata.type"].removeprefix("#microsoft.graph.")
         matches = reference.get("@odata.type") == f"#microsoft.graph.{profile_type}"
-        if matches and stored_type in nav.OWNER_INSTANCE_TYPES[owner]:
+        if matches and stored_type in OWNER_INSTANCE_TYPES[owner]:
             return config["id"], reference["managedDeviceCertificateStates"][0]["id"]
     pytest.fail(f"graph_seed.json has no {owner} whose {navigation} is a {profile_type}")
 
@@ -72,7 +71,7 @@ def handled(pipeline: CertStatePipeline, body: bytes, message_id: str) -> Outcom
 def test_every_triple_reaches_graph_at_its_route_and_succeeds(graph: GraphSimulator, pipeline: CertStatePipeline):
     store = graph.store()
     failures = []
-    for number, (owner, navigation, profile_type) in enumerate(sorted(nav.TRIPLES)):
+    for number, (owner, navigation, profile_type) in enumerate(sorted(TRIPLES)):
         ids = target(store, owner, navigation, profile_type)
         outcome = handled(pipeline, message(owner, navigation, profile_type, ids), f"m-{number}")
         expected = (
@@ -83,7 +82,7 @@ def test_every_triple_reaches_graph_at_its_route_and_succeeds(graph: GraphSimula
         if (outcome.status, outcome.http_status, sent) != ("succeeded", 200, expected):
             failures.append((owner, navigation, profile_type, outcome.status, outcome.error, sent))
     assert failures == []
-    assert graph.stats()["writes"] == len(nav.TRIPLES) == 93
+    assert graph.stats()["writes"] == len(TRIPLES) == 93
 
 
 def test_forbidden_triples_are_rejected_with_no_token_and_no_graph_call(
@@ -106,7 +105,7 @@ def test_forbidden_triples_are_rejected_with_no_token_and_no_graph_call(
 def test_the_simulator_refuses_what_the_function_rejects(
     graph: GraphSimulator, signing_key: bytes, owner: str, navigation: str, profile_type: str, field: str
 ):
-    first = next(triple for triple in sorted(nav.TRIPLES) if triple[0] == owner)
+    first = next(triple for triple in sorted(TRIPLES) if triple[0] == owner)
     config, state = target(graph.store(), *first)  # real ids: it is the route that is refused
     path = (
         f"{CONFIGS}/{config}/microsoft.graph.{owner}/{navigation}/microsoft.graph.{profile_type}"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from shared.contract import navigation as nav
 
+TRIPLES = frozenset((hop.owner, hop.navigation, profile) for hop in nav.HOPS for profile in hop.profile_types)
+"""Every valid (owner type, navigation, profile type) of the navigation graph."""
+
 
 def forbidden_triples() -> list[tuple[str, str, str, str]]:
     """(owner, navigation, profile type, field at fault): for each owner type, a profile type outside its first

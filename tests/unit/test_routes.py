@@ -12,7 +12,7 @@ from shared.contract.errors import MessageRejected
 from shared.contract.parsing import parse_message
 from shared.graph.routes import build_request, route_path
 from tests.support.reference import doc_patch_paths, graph_schema, seed_patch_paths
-from tests.support.routes import forbidden_triples
+from tests.support.routes import TRIPLES, forbidden_triples
 
 SEED_ROUTES = [  # (profileType, via) of the seed's seven PATCH lines, in order
     ("iosScepCertificateProfile", None),
@@ -93,7 +93,7 @@ def test_every_profile_type_has_its_direct_route(profile_type: str):
     assert route_path(parsed) == f"{PREFIX}/microsoft.graph.{profile_type}/{SUFFIX}"
 
 
-@pytest.mark.parametrize(("owner", "navigation", "profile_type"), sorted(nav.TRIPLES))
+@pytest.mark.parametrize(("owner", "navigation", "profile_type"), sorted(TRIPLES))
 def test_every_triple_of_the_navigation_graph_has_its_route(owner: str, navigation: str, profile_type: str):
     parsed = parse_message(message(profile_type, f"{owner}/{navigation}"))
     assert route_path(parsed) == (
@@ -115,7 +115,7 @@ def test_a_forbidden_triple_is_rejected_naming_the_field_and_what_is_allowed(
 
 
 def test_the_counts_of_the_issue():
-    assert len(sorted(nav.TRIPLES)) == 93
+    assert len(sorted(TRIPLES)) == 93
     assert len(forbidden_triples()) == 2 * 30
 
 
@@ -124,7 +124,7 @@ def test_the_seed_hop_is_sent_as_written_with_a_warning_naming_the_owner_casts(p
     parsed = parse_message(message(profile_type, "identityCertificate"))
     assert route_path(parsed) == f"{PREFIX}/identityCertificate/microsoft.graph.{profile_type}/{SUFFIX}"
     (warning,) = parsed.warnings
-    owners = sorted(o for o, n, p in nav.TRIPLES if n == "identityCertificate" and p == profile_type)
+    owners = sorted(o for o, n, p in TRIPLES if n == "identityCertificate" and p == profile_type)
     assert warning.endswith("Use '<ownerType>/identityCertificate' with the configuration's type instead, one of: "
                             + ", ".join(owners))  # fmt: skip
 

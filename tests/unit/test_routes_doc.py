@@ -6,6 +6,7 @@ import pytest
 
 from producer.routes_doc import BEGIN, END, ROUTES_DOC, render, tables
 from shared.contract import navigation as nav
+from tests.support.routes import TRIPLES
 
 
 def test_the_committed_routes_page_matches_the_navigation_graph():
@@ -16,7 +17,7 @@ def test_the_committed_routes_page_matches_the_navigation_graph():
 def test_the_tables_name_every_triple():
     text = tables()
     rows = [line for line in text.splitlines() if line.startswith("| `") and "declared" not in line]
-    for owner, navigation, profile_type in nav.TRIPLES:
+    for owner, navigation, profile_type in TRIPLES:
         section = text.split(f"### `{navigation}`\n", 1)[1].split("###", 1)[0]
         (row,) = [line for line in section.splitlines() if line.startswith(f"| `{owner}`")]
         assert f"`{profile_type}`" in row
