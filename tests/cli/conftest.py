@@ -1,10 +1,11 @@
-"""Fixtures for the producer library and the `certstate` CLI: Azurite queues, a closed port, hand-made outcomes."""
+"""Fixtures for the producer library and the `certstate` CLI: Azurite queues, a closed port, exact restores."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from azure.storage.queue import QueueClient
@@ -64,8 +65,17 @@ class Queues:
         return ["--connection-string", self.connection_string, "--result-queue", self.result.queue_name]
 
     def contents(self, queue: QueueClient) -> list[str]:
-        """Every visible message's text, oldest first (peek leaves them in place)."""
-        return [str(m.content) for m in queue.peek_messages(max_messages=32)]
+        """Every visible message's text, however many: received page by page, then made visible again."""
+        held = []
+        while page := list(queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=20)):
+            held.extend(page)
+        for message in held:
+            queue.update_message(message.id, pop_receipt=message.pop_receipt, visibility_timeout=0)
+        return [str(m.content) for m in held]
+
+    def put_outcomes(self, *texts: str) -> None:
+        for text in texts:
+            self.result.send_message(text)
 
 
 @pytest.fixture
@@ -83,6 +93,24 @@ def queues(azurite: Azurite, queue_names: Callable[[str], str]) -> Iterator[Queu
     for queue in (pair.input, pair.result):
         queue.delete_queue()
         queue.close()
+
+
+@pytest.fixture(autouse=True)
+def restores_are_exact(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every message the CLI puts back was received and kept: no restore of a deleted or already restored one."""
+    original = QueueClient.update_message
+    failures: list[Exception] = []
+
+    def spy(self: QueueClient, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        except Exception as err:
+            failures.append(err)
+            raise
+
+    monkeypatch.setattr(QueueClient, "update_message", spy)
+    yield
+    assert failures == []
 
 
 @pytest.fixture
