@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME
+from devstack.azurite import connection_string
 from shared.contract.errors import ErrorCode
 from shared.contract.outcomes import Outcome, OutcomeError, Status, Target
 
@@ -65,7 +65,5 @@ def outcome_json(
 
 
 def unreachable_connection_string(port: int) -> str:
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
-        f"QueueEndpoint=http://127.0.0.1:{port}/{ACCOUNT_NAME};"
-    )
+    """Azurite's account on a port nobody listens on."""
+    return connection_string(port)
