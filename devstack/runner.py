@@ -339,6 +339,14 @@ class RunnerStats:
     released: int = 0
     max_in_flight: int = 0
 
+    def __str__(self) -> str:
+        """`12 invocations (11 succeeded, 1 failed), 0 poisoned, ...`: for a log line a person reads."""
+        return (
+            f"{self.invocations} invocations ({self.succeeded} succeeded, {self.failed} failed), "
+            f"{self.poisoned} poisoned ({self.decode_failures} undecodable), {self.released} released at stop, "
+            f"at most {self.max_in_flight} at once"
+        )
+
 
 @dataclasses.dataclass
 class _Lease:
