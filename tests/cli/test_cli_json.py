@@ -10,7 +10,7 @@ from azure.storage.queue import QueueClient
 
 from shared.contract.errors import ErrorCode
 from shared.contract.outcomes import Status
-from tests.cli.conftest import Queues, Run
+from tests.cli.harness import Queues, Run
 from tests.cli.samples import outcome_json, request
 
 Cli = Callable[..., Run]

@@ -12,7 +12,7 @@ import pytest
 from producer.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from producer.cli.files import parse_entries
 from producer.schemas import render
-from tests.cli.conftest import Run
+from tests.cli.harness import Run
 from tests.cli.samples import request
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

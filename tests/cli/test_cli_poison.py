@@ -10,7 +10,7 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from producer.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_USAGE
-from tests.cli.conftest import Queues, Run
+from tests.cli.harness import Queues, Run
 from tests.cli.samples import request
 
 Cli = Callable[..., Run]

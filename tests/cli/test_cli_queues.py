@@ -14,7 +14,7 @@ from devstack.azurite import Azurite
 from producer.cli import console
 from producer.cli.exits import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STORAGE
 from shared.contract.outcomes import Status
-from tests.cli.conftest import Queues, Run
+from tests.cli.harness import Queues, Run
 from tests.cli.samples import outcome_json, request, unreachable_connection_string
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

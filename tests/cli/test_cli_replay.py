@@ -8,7 +8,7 @@ from collections.abc import Callable
 from producer.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_STORAGE
 from shared.contract.errors import ErrorCode
 from shared.contract.outcomes import Status
-from tests.cli.conftest import Queues, Run
+from tests.cli.harness import Queues, Run
 from tests.cli.samples import outcome_json, request
 
 Cli = Callable[..., Run]

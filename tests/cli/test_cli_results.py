@@ -14,7 +14,7 @@ from producer.cli import tables
 from producer.cli.exits import EXIT_INTERRUPTED, EXIT_OK
 from shared.contract.errors import ErrorCode
 from shared.contract.outcomes import Status
-from tests.cli.conftest import Queues, Run
+from tests.cli.harness import Queues, Run
 from tests.cli.samples import outcome_json
 
 Cli = Callable[..., Run]

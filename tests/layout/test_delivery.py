@@ -20,8 +20,6 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from tests.layout.test_layout import deployed_files
-
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 VSCODE = REPO / ".vscode"
@@ -134,11 +132,3 @@ def test_vscode_files_are_the_functions_templates():
     for task in tasks.values():  # the scripts the tasks call exist
         for script in re.findall(r"scripts/[\w.-]+", str(task.get("command", ""))):
             assert (REPO / script).is_file(), script
-
-
-def test_funcignore_keeps_the_delivery_files_out_of_the_deployment():
-    assert not [f for f in deployed_files() if f.startswith((".github/", ".vscode/", ".devstack/"))]
-    listed = subprocess.run(
-        ["git", "ls-files", ".github", ".vscode"], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert listed.stdout.strip(), "the delivery files are checked in"
