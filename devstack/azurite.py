@@ -33,7 +33,10 @@ __all__ = [
     "Azurite",
     "AzuriteError",
     "AzuriteNotInstalledError",
+    "connection_string",
     "default_binary",
+    "port_answers",
+    "queue_service_command",
 ]
 
 ACCOUNT_NAME = "devstoreaccount1"
@@ -64,19 +67,45 @@ def default_binary() -> Path:
     return REPO_ROOT / relative
 
 
-def _free_port() -> int:
-    """Ask the kernel for a free loopback port (another process may still take it before Azurite does)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+def queue_service_command(binary: Path, port: int, location: Path, *, loose: bool = False) -> list[str]:
+    """The ``azurite-queue`` command line: loopback only, data in ``location``, no telemetry."""
+    argv = [
+        str(binary),
+        "--queueHost",
+        HOST,
+        "--queuePort",
+        str(port),
+        "--location",
+        str(location),
+        "--silent",
+        "--skipApiVersionCheck",
+        "--disableTelemetry",
+    ]
+    return [*argv, "--loose"] if loose else argv
 
 
-def _port_answers(port: int) -> bool:
+def connection_string(port: int) -> str:
+    """A queue-only connection string for Azurite's well-known development account on ``port``."""
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"QueueEndpoint=http://{HOST}:{port}/{ACCOUNT_NAME};"
+    )
+
+
+def port_answers(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
     try:
         with socket.create_connection((HOST, port), timeout=0.2):
             return True
     except OSError:
         return False
+
+
+def _free_port() -> int:
+    """Ask the kernel for a free loopback port (another process may still take it before Azurite does)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
 
 
 class Azurite:
@@ -117,20 +146,7 @@ class Azurite:
         workdir = Path(tempfile.mkdtemp(prefix="certstate-azurite-"))
         data = workdir / "data"
         data.mkdir()
-        argv = [
-            str(self._binary),
-            "--queueHost",
-            HOST,
-            "--queuePort",
-            str(port),
-            "--location",
-            str(data),
-            "--silent",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-        ]
-        if self._loose:
-            argv.append("--loose")
+        argv = queue_service_command(self._binary, port, data, loose=self._loose)
         with (workdir / "azurite.log").open("wb") as log:
             # Own session => own process group, so stop() can signal the whole group.
             proc = subprocess.Popen(  # noqa: S603 - argv is built here from fixed flags, no shell
@@ -153,7 +169,7 @@ class Azurite:
                     f"azurite-queue exited with code {proc.returncode} before listening on {HOST}:{port}. "
                     f"Output:\n{self._log_tail()}\n(If node_modules is missing or stale, run `npm ci`.)"
                 )
-            if _port_answers(port):
+            if port_answers(port):
                 return
             time.sleep(0.05)
         raise AzuriteError(
@@ -238,10 +254,7 @@ class Azurite:
     @property
     def connection_string(self) -> str:
         """A queue-only connection string with the well-known development account and key."""
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
-            f"QueueEndpoint={self.queue_endpoint};"
-        )
+        return connection_string(self.port)
 
 
 def main(argv: list[str] | None = None) -> int:

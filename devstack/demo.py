@@ -103,11 +103,12 @@ def _report(stack: LocalStack, outcomes: list[dict[str, Any]], expected: dict[st
         why = f"{error.get('code', '')} {detail.get('field', '')}".strip()
         mark = "ok" if outcome["status"] == want else f"EXPECTED {want}"
         rows.append((name, outcome["status"], str(outcome["httpStatus"] or ""), why, mark))
-    widths = [max(len(r[i]) for r in [*rows, ("example", "status", "http", "error", "")]) for i in range(5)]
-    for row in [("example", "status", "http", "error", ""), *rows]:
+    header = ("example", "status", "http", "error", "check")
+    widths = [max(len(r[i]) for r in [*rows, header]) for i in range(len(header))]
+    for row in [header, *rows]:
         say("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
-    burst = [o for o in outcomes if expected.get(o["messageId"], ("",))[0].startswith("burst")]
-    say(f"burst         {dict(Counter(o['status'] for o in burst))}\n\n")
+    burst = Counter(o["status"] for o in outcomes if expected.get(o["messageId"], ("",))[0].startswith("burst"))
+    say(f"burst of {burst.total()}: " + ", ".join(f"{n} {status}" for status, n in sorted(burst.items())) + "\n\n")
 
     graph, poisoned = stack.graph.stats(), stack.poisoned()
     missing = set(expected) - set(by_id)

@@ -85,8 +85,7 @@ from azure.functions.queue import QueueMessage as InvocationMessage
 from azure.functions.queue import QueueMessageOutConverter
 from azure.storage.queue import QueueClient, QueueMessage, QueueServiceClient, StorageErrorCode
 
-from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME
-from devstack.azurite import HOST as AZURITE_HOST
+from devstack.azurite import connection_string as azurite_connection_string
 from devstack.worker_checks import FunctionLoadError, check_function
 from shared.host_config import MIN_POLLING_INTERVAL, HostConfigError, QueueOptions
 
@@ -189,10 +188,7 @@ def development_storage_connection_string(value: str, environ: Mapping[str, str]
         if not raw_port.isdecimal() or not 0 < int(raw_port) < 65536:
             raise RunnerError(f"{AZURITE_QUEUE_PORT_VARIABLE} must be a TCP port number, got {raw_port!r}")
         port = int(raw_port)
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
-        f"QueueEndpoint=http://{AZURITE_HOST}:{port}/{ACCOUNT_NAME};"
-    )
+    return azurite_connection_string(port)
 
 
 def _resolve_connection(setting_name: str | None, settings: Mapping[str, str], where: str) -> str:
@@ -342,6 +338,14 @@ class RunnerStats:
     decode_failures: int = 0
     released: int = 0
     max_in_flight: int = 0
+
+    def __str__(self) -> str:
+        """`12 invocations (11 succeeded, 1 failed), 0 poisoned, ...`: for a log line a person reads."""
+        return (
+            f"{self.invocations} invocations ({self.succeeded} succeeded, {self.failed} failed), "
+            f"{self.poisoned} poisoned ({self.decode_failures} undecodable), {self.released} released at stop, "
+            f"at most {self.max_in_flight} at once"
+        )
 
 
 @dataclasses.dataclass

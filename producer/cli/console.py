@@ -1,14 +1,22 @@
-"""Writing to the terminal: result lines on stdout, notes and progress on stderr."""
+"""Writing to the terminal: results on stdout, notes, summaries and progress on stderr."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 import time
+from typing import Any
 
 
 def out(text: str = "") -> None:
     """One line of the command's result."""
     sys.stdout.write(text + "\n")
+
+
+def out_json(document: Any) -> None:  # noqa: ANN401 - any JSON value
+    """One JSON line of the command's result (`--json`)."""
+    out(json.dumps(document, ensure_ascii=False))
 
 
 def err(text: str) -> None:
@@ -22,20 +30,25 @@ def plural(count: int, word: str) -> str:
 
 
 class Progress:
-    """A `sent 120/500` counter redrawn in place on stderr, at most ten times a second, for a person watching."""
+    """A counter redrawn in place on stderr (`sent 120/500`, `scanned 320 messages`), at most ten times a second.
 
-    def __init__(self, enabled: bool) -> None:
+    Shown when stderr is a terminal, or when asked (`--progress`); never on stdout, which stays the result.
+    """
+
+    def __init__(self, enabled: bool, verb: str = "sent") -> None:
         self.enabled = enabled
+        self.verb = verb
         self.sent = 0
         self._shown = False
         self._last = 0.0
 
-    def __call__(self, sent: int, total: int) -> None:
+    def __call__(self, done: int, total: int | None = None) -> None:
         """Record progress; redraw if it is time."""
-        self.sent = sent
+        self.sent = done
         now = time.monotonic()
-        if self.enabled and (sent == total or now - self._last >= 0.1):
-            sys.stderr.write(f"\r  sent {sent}/{total}")
+        if self.enabled and (done == total or now - self._last >= 0.1):
+            text = f"{done}/{total}" if total is not None else plural(done, "message")
+            sys.stderr.write(f"\r  {self.verb} {text}")
             sys.stderr.flush()
             self._shown, self._last = True, now
 
@@ -44,3 +57,8 @@ class Progress:
         if self._shown:
             sys.stderr.write("\n")
             self._shown = False
+
+
+def progress(args: argparse.Namespace, verb: str) -> Progress:
+    """The command's progress counter: on a terminal, or with --progress."""
+    return Progress(enabled=bool(getattr(args, "progress", False)) or sys.stderr.isatty(), verb=verb)

@@ -1,4 +1,7 @@
-"""Exit codes and the two failures the CLI raises itself; scripts branch on the codes, people read the line."""
+"""Exit codes and the two failures the CLI raises itself; scripts branch on the codes, people read the line.
+
+Each command lists in its --help only the codes it can end with, in the words that fit it.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +13,14 @@ EXIT_USAGE: Final = 2
 EXIT_STORAGE: Final = 3
 EXIT_INTERRUPTED: Final = 130
 
-EXIT_CODES = f"""\
-exit codes:
-  {EXIT_OK}    done (for validate: every message valid)
-  {EXIT_INVALID}    invalid input: a message breaks the contract, or FILE is not UTF-8 / JSON;
-       send refuses the whole file and sends nothing
-  {EXIT_USAGE}    usage error: unknown option, FILE cannot be opened, malformed connection string,
-       bad queue name or account URL
-  {EXIT_STORAGE}    the queue service is unreachable, refused the credentials, or the queue is missing
-  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
+USAGE: Final = (EXIT_USAGE, "usage error: unknown option, bad connection string, queue name or account URL")
+STORAGE: Final = (EXIT_STORAGE, "the queue service is unreachable, refused the credentials, or a queue is missing")
+INTERRUPTED: Final = (EXIT_INTERRUPTED, "interrupted (Ctrl-C)")
+
+
+def exit_codes(*codes: tuple[int, str]) -> str:
+    """The `exit codes:` block of one command's help."""
+    return "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in codes)
 
 
 class UsageError(Exception):

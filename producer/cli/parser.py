@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from importlib import metadata
 from typing import Final
 
-from producer.cli import replay, results, schema, send, stats, validate
-from producer.cli.exits import EXIT_CODES
-from producer.cli.options import common_options
-from producer.cli.target import TARGETS
+from producer.cli import poison, replay, results, schema, send, stats, validate
+from producer.cli.exits import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, exit_codes
+from producer.cli.options import FORMATTER, TARGETS, common_options
 
 PROG: Final = "certstate"
-COMMANDS: Final = (validate, send, results, replay, stats, schema)
+COMMANDS: Final = (validate, send, results, replay, poison, stats, schema)
 """Each module has `register(commands, common)` (its options and help) and `run(args) -> exit code`."""
 
 EPILOG = f"""\
@@ -20,21 +20,29 @@ examples:
   certstate validate examples/seed-routes/*.json      check messages offline, line and field of each error
   certstate send --create-queue examples/dry-run.json  enqueue to local Azurite, creating the queue
   certstate send updates.jsonl                         one message per line (JSON Lines), all or nothing
+  certstate results --correlation-id order-4711        find an outcome anywhere on the result queue
   certstate results --follow                           watch outcomes arrive (Ctrl-C stops)
-  certstate results --status failed --json             failed outcomes as JSON Lines, for jq
   certstate replay --error-code graphThrottled --remove
+  certstate poison list                                what the host gave up on; poison retry sends it back
   certstate stats                                      queue depths: input, results, poison
-  certstate schema message > message.schema.json
-  certstate send --account-url https://myaccount.queue.core.windows.net updates.jsonl
 
 A message is one JSON object (schemas/message.schema.json, docs/producers.md):
   {{"profileType": "iosScepCertificateProfile", "deviceConfigurationId": "...",
    "managedDeviceCertificateStateId": "...", "update": {{"certificateKeyUsage": "digitalSignature"}}}}
-Each command has its own --help (certstate send --help).
 
-{TARGETS}
+where the queues are:
+{textwrap.indent(TARGETS, "  ")}
 
-{EXIT_CODES}"""
+{
+    exit_codes(
+        (EXIT_OK, "done"),
+        (EXIT_INVALID, "invalid input, or something asked for could not be done (the command's help says which)"),
+        (EXIT_USAGE, "usage error"),
+        (EXIT_STORAGE, "the queue service is unreachable, refused the credentials, or a queue is missing"),
+        (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+    )
+}
+Every command has --json and its own --help with examples and its exit codes (certstate send --help)."""
 
 
 def _version() -> str:
@@ -53,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
             "function reads from its input queue and turns into Microsoft Graph PATCH requests."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=FORMATTER,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

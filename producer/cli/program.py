@@ -73,5 +73,6 @@ def _failure(error: Exception, args: argparse.Namespace) -> int:
             text += " (certstate send --create-queue creates it)"
         elif not isinstance(error, QueueNotFound):
             text += target.unreachable_hint(args)
-    err(f"{PROG} {args.command}: error: {text}")
+    command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+    err(f"{PROG} {command}: error: {text}")
     return code

@@ -7,11 +7,10 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from producer.cli import target
-from producer.cli.console import out, plural
-from producer.cli.exits import EXIT_CODES, EXIT_INVALID, EXIT_OK
-from producer.cli.options import Commands, Common
-from producer.cli.scan import Filter, error_code, process_page, read_outcome, receive_pages, restore
-from producer.cli.target import TARGETS
+from producer.cli.console import err, out, out_json, plural, progress
+from producer.cli.exits import EXIT_INVALID, EXIT_OK, INTERRUPTED, STORAGE, USAGE, exit_codes
+from producer.cli.options import FORMATTER, Commands, Common, json_option, outcome_filter, progress_option
+from producer.cli.scan import Scan, error_code, read_json
 from producer.sender import CertStateProducer, encode, storage_errors
 from shared.contract.errors import MessageRejected
 from shared.contract.outcomes import Status
@@ -19,100 +18,122 @@ from shared.contract.outcomes import Status
 if TYPE_CHECKING:
     from azure.storage.queue import QueueMessage
 
+EPILOG = f"""\
+examples:
+  certstate replay --dry-run
+  certstate replay --error-code graphForbidden --remove
+  certstate replay --correlation-id order-4711 --json
+
+Without --remove the outcomes stay, so running replay again sends them again.
+
+{
+    exit_codes(
+        (EXIT_OK, "every matching outcome was replayed (or would be, with --dry-run), or none matched"),
+        (EXIT_INVALID, "an outcome could not be replayed: it carries no request, or the request is invalid now"),
+        USAGE,
+        STORAGE,
+        INTERRUPTED,
+    )
+}"""
+
 
 def register(commands: Commands, common: Common) -> None:
     """Add the command to the parser."""
     parser = commands.add_parser(
         "replay",
-        parents=[common.storage, common.input_queue, common.result_queue],
+        parents=[common.storage, common.input_queue, common.result_queue, common.outcomes],
         help="re-enqueue the original message of failed outcomes",
         description=(
-            "Find `failed` outcomes on the result queue and put the message each one carries (`request`)\n"
-            "back on the input queue, unchanged. The whole result queue is scanned; what is not replayed\n"
-            "and removed is made visible again at once. Duplicate outcomes of one message are replayed once."
+            "Find the `failed` outcomes on the result queue that match and put the message each one carries\n"
+            "(`request`) back on the input queue, unchanged. The whole result queue is scanned; what is not\n"
+            "removed is made visible again at once. Duplicate outcomes of one message are replayed once."
         ),
-        epilog=(
-            "examples:\n  certstate replay --dry-run\n  certstate replay --error-code graphForbidden --remove\n"
-            "  certstate replay --correlation-id order-4711\n\n"
-            "Without --remove the outcomes stay, so running replay again sends them again.\n"
-            "Exit 1 when an outcome could not be replayed (no request, or the request is invalid).\n\n"
-            f"{TARGETS}\n\n{EXIT_CODES}"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
     )
-    parser.add_argument("--correlation-id", metavar="ID", help="only outcomes with this correlationId")
-    parser.add_argument("--error-code", metavar="CODE", help="only outcomes with this error code (graphThrottled, …)")
     parser.add_argument("--dry-run", action="store_true", help="show what would be replayed; send and remove nothing")
     parser.add_argument("--remove", action="store_true", help="delete each outcome once its message is re-enqueued")
+    progress_option(parser)
+    json_option(parser, "print one JSON object per outcome: action, correlationId, messageId, errorCode, ...")
     parser.set_defaults(run=run)
+
+
+Group = list[tuple["QueueMessage", dict[str, Any]]]
 
 
 def run(args: argparse.Namespace) -> int:
     """Put the original message of each matching `failed` outcome back on the input queue."""
     account = target.account(args)
     results = account.queue(args.result_queue)
-    chosen = Filter(status=Status.FAILED.value, correlation_id=args.correlation_id, error_code=args.error_code)
+    chosen = outcome_filter(args, status=Status.FAILED.value)
     producer = CertStateProducer(account=account, queue_name=args.input_queue)
-    held: list[QueueMessage] = []
-    groups: dict[str, list[tuple[QueueMessage, dict[str, Any]]]] = {}
+    groups: dict[str, Group] = {}
     replayed = skipped = removed = 0
-
-    def collect(message: QueueMessage) -> bool:
-        outcome = read_outcome(message.content)
-        if outcome is None or not chosen.matches(outcome):
-            return False
-        # At-least-once delivery may have written the same outcome twice: replay it once.
-        groups.setdefault(str(outcome.get("messageId") or message.id), []).append((message, outcome))
-        return True
-
-    with storage_errors(account.endpoint, args.result_queue), contextlib.closing(results):
-        pending: list[list[tuple[QueueMessage, dict[str, Any]]]] | None = None  # None: still collecting
-        try:
-            for page in receive_pages(results, held):
-                process_page(page, held, collect)
-            pending = list(groups.values())
-            while pending:
-                group = pending[0]
-                done = _replay_one(group[0][1], producer, dry_run=args.dry_run)
-                pending.pop(0)
-                if done and args.remove and not args.dry_run:
-                    for message, _ in group:
-                        results.delete_message(message)
-                        removed += 1
-                else:
-                    held.extend(message for message, _ in group)
-                replayed += done
-                skipped += not done
-        finally:  # whatever was received and is neither deleted nor already held goes back now
-            leftovers = groups.values() if pending is None else pending
-            held.extend(message for group in leftovers for message, _ in group)
-            restore(results, held)
-            producer.close()
+    with (
+        storage_errors(account.endpoint, args.result_queue),
+        contextlib.closing(results),
+        contextlib.closing(producer),
+        Scan(results, progress=progress(args, "scanned"), allow_peek=False) as scan,
+    ):
+        for message in scan:
+            outcome = read_json(message.content)
+            if outcome is not None and chosen.matches(outcome):
+                # At-least-once delivery may have written the same outcome twice: replay it once.
+                groups.setdefault(str(outcome.get("messageId") or message.id), []).append((message, outcome))
+        for group in groups.values():
+            done = _replay_one(group[0][1], producer, dry_run=args.dry_run, as_json=args.json)
+            if done and args.remove and not args.dry_run:
+                for message, _ in group:
+                    scan.delete(message)
+                    removed += 1
+            replayed += done
+            skipped += not done
+    summary = err if args.json else out
+    scanned = plural(scan.scanned, "message")
     if not groups:
-        out("no failed outcomes match")
+        summary(f"no failed outcomes match ({scanned} scanned on '{args.result_queue}')")
         return EXIT_OK
     if args.dry_run:
-        out(f"dry run: {replayed} would be replayed, {skipped} skipped; nothing sent or removed")
+        summary(
+            f"dry run: {replayed} would be replayed, {skipped} skipped ({scanned} scanned); nothing sent or removed"
+        )
     else:
         tail = f"; removed {plural(removed, 'outcome message')}" if args.remove else ""
-        out(f"replayed {replayed} onto {producer.queue_name!r}, {skipped} skipped{tail}")
+        summary(f"replayed {replayed} onto '{producer.queue_name}', {skipped} skipped ({scanned} scanned){tail}")
     return EXIT_INVALID if skipped else EXIT_OK
 
 
-def _replay_one(outcome: dict[str, Any], producer: CertStateProducer, *, dry_run: bool) -> bool:
-    what = f"{outcome.get('correlationId')} (failed {error_code(outcome) or '-'}, message {outcome.get('messageId')})"
+def _replay_one(outcome: dict[str, Any], producer: CertStateProducer, *, dry_run: bool, as_json: bool) -> bool:
+    report: dict[str, Any] = {
+        "correlationId": outcome.get("correlationId"),
+        "messageId": outcome.get("messageId"),
+        "errorCode": error_code(outcome),
+    }
+    what = f"{report['correlationId']} (failed {report['errorCode'] or '-'}, message {report['messageId']})"
+
+    def say(action: str, text: str, **fields: Any) -> None:  # noqa: ANN401 - JSON values
+        if as_json:
+            out_json({"action": action, **report, **fields})
+        else:
+            out(text)
+
     request = outcome.get("request")
     if not isinstance(request, dict):
-        out(f"skipped {what}: the outcome carries no request")
+        omitted = outcome.get("requestOmitted")
+        reason = "the outcome carries no request"
+        if isinstance(omitted, dict):
+            reason += f" (it was cut: {omitted.get('bytes')} bytes; the audit trail keeps it)"
+        say("skipped", f"skipped {what}: {reason}", reason=reason)
         return False
     try:
         encode(request, producer.message_encoding)
-    except MessageRejected as err:
-        out(f"skipped {what}: its request is invalid now: {err.message}")
+    except MessageRejected as error:
+        reason = f"its request is invalid now: {error.message}"
+        say("skipped", f"skipped {what}: {reason}", reason=reason)
         return False
     if dry_run:
-        out(f"would replay {what}")
+        say("wouldReplay", f"would replay {what}")
         return True
     message_id = producer.send(request)
-    out(f"replayed {what} as message {message_id}")
+    say("replayed", f"replayed {what} as message {message_id}", newMessageId=message_id)
     return True

@@ -1,4 +1,4 @@
-"""`certstate results`: outcomes from the result queue, peeked, or received and deleted with --remove."""
+"""`certstate results`: every outcome on the result queue that matches, once each; --follow for new ones."""
 
 from __future__ import annotations
 
@@ -8,115 +8,137 @@ import time
 from typing import TYPE_CHECKING
 
 from producer.cli import target
-from producer.cli.console import err
-from producer.cli.exits import EXIT_CODES, EXIT_OK
-from producer.cli.options import Commands, Common, count, seconds
-from producer.cli.scan import PEEK_LIMIT, Filter, process_page, read_outcome, receive_pages, restore, skip_unreadable
+from producer.cli.console import err, plural, progress
+from producer.cli.exits import EXIT_OK, INTERRUPTED, STORAGE, USAGE, exit_codes
+from producer.cli.options import (
+    FORMATTER,
+    Commands,
+    Common,
+    count,
+    json_option,
+    outcome_filter,
+    progress_option,
+    seconds,
+)
+from producer.cli.scan import Filter, Scan, read_json
 from producer.cli.tables import Printer
-from producer.cli.target import TARGETS
 from producer.sender import storage_errors
 from shared.contract.outcomes import Status
 
 if TYPE_CHECKING:
-    from azure.storage.queue import QueueClient, QueueMessage
+    from azure.storage.queue import QueueClient
+
+EPILOG = f"""\
+examples:
+  certstate results
+  certstate results --correlation-id order-4711
+  certstate results --status failed --since 2h --json | jq .error
+  certstate results --follow                               # new outcomes as they arrive, until Ctrl-C
+  certstate results --remove --status succeeded --max 500  # consume (delete) what is printed
+
+{
+    exit_codes(
+        (0, "done, whether or not an outcome matched (the summary on stderr says how many did)"),
+        USAGE,
+        STORAGE,
+        (INTERRUPTED[0], INTERRUPTED[1] + "; --follow ends this way"),
+    )
+}"""
 
 
 def register(commands: Commands, common: Common) -> None:
     """Add the command to the parser."""
     parser = commands.add_parser(
         "results",
-        parents=[common.storage, common.result_queue],
+        parents=[common.storage, common.result_queue, common.outcomes],
         help="show outcomes from the result queue",
         description=(
-            "Show outcomes (docs/outcomes.md) as a table or JSON Lines. By default they are peeked: left on\n"
-            "the queue, and only the first 32 messages of the queue can be seen. With --remove they are\n"
-            "received and deleted once printed; messages that do not match the filters are put back at once."
+            "Show the outcomes (docs/outcomes.md) on the result queue that match, as a table or JSON Lines,\n"
+            "each once, and say on stderr how many messages were scanned. The whole queue is read: messages\n"
+            "are received page by page, kept hidden while the scan goes on, and made visible again at its end\n"
+            "(within 30 s if the identity may not update messages). With --remove, what is printed is deleted."
         ),
-        epilog=(
-            "examples:\n  certstate results\n  certstate results --status failed --json | jq .error\n"
-            "  certstate results --follow --remove --correlation-id order-4711\n\n"
-            f"{TARGETS}\n\n{EXIT_CODES}"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
     )
     parser.add_argument("--status", choices=[s.value for s in Status], help="only outcomes with this status")
-    parser.add_argument("--correlation-id", metavar="ID", help="only outcomes with this correlationId")
-    parser.add_argument("--json", action="store_true", help="print each outcome as one JSON line")
     parser.add_argument("--remove", action="store_true", help="delete the outcomes printed (consume them)")
+    parser.add_argument("--max", type=count(1), default=None, metavar="N", help="stop after N outcomes")
+    parser.add_argument("--follow", "-f", action="store_true", help="keep reading new outcomes until Ctrl-C")
     parser.add_argument(
-        "--max", type=count(1), default=PEEK_LIMIT, metavar="N", help="at most N outcomes per read (default 32)"
+        "--interval",
+        type=seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between reads with --follow (default 2)",
     )
-    parser.add_argument("--follow", "-f", action="store_true", help="keep polling until Ctrl-C")
-    parser.add_argument(
-        "--interval", type=seconds, default=2.0, metavar="SECONDS", help="seconds between polls (default 2)"
-    )
+    progress_option(parser)
+    json_option(parser, "print each outcome as one JSON line")
     parser.set_defaults(run=run)
 
 
+class _Reader:
+    """Reads the result queue, once or again and again, printing each matching outcome once."""
+
+    def __init__(self, args: argparse.Namespace, queue: QueueClient) -> None:
+        self.args = args
+        self.queue = queue
+        self.chosen: Filter = outcome_filter(args)
+        self.printer = Printer(args.json)
+        self.seen: set[str] = set()
+        self.peek_only = False
+
+    @property
+    def done(self) -> bool:
+        return self.args.max is not None and self.printer.printed >= self.args.max
+
+    def read(self) -> None:
+        """One scan of the whole queue."""
+        counter = progress(self.args, "scanned")
+        with Scan(self.queue, progress=counter, allow_peek=not self.args.remove) as scan:
+            for message in scan:
+                if message.id in self.seen:
+                    continue
+                self.seen.add(message.id)
+                outcome = read_json(message.content)
+                if outcome is None:
+                    err(f"skipped result-queue message {message.id}: not an outcome (not a JSON object)")
+                elif self.chosen.matches(outcome):
+                    self.printer(outcome)
+                    if self.args.remove:
+                        scan.delete(message)
+                    if self.done:
+                        break
+            if scan.peek_only and not self.peek_only:
+                scan.note_peek_only(f"'{self.queue.queue_name}'")
+            self.peek_only = scan.peek_only
+
+    def summary(self) -> str:
+        name = self.args.result_queue
+        verb = "removed" if self.args.remove else "shown"
+        shown = self.printer.printed
+        scanned = plural(len(self.seen), "message")
+        if shown == 0:
+            return f"no matching outcomes on '{name}' ({scanned} scanned)"
+        return f"{plural(shown, 'outcome')} {verb} of {scanned} scanned on '{name}'"
+
+
 def run(args: argparse.Namespace) -> int:
-    """Show outcomes from the result queue: peeked by default, received and deleted with --remove."""
+    """Show the matching outcomes of the whole result queue; with --follow, keep reading."""
     account = target.account(args)
     queue = account.queue(args.result_queue)
-    chosen = Filter(status=args.status, correlation_id=args.correlation_id)
-    printer = Printer(args.json)
-    if not args.remove and args.max > PEEK_LIMIT:
-        err(f"note: without --remove only the first {PEEK_LIMIT} messages of a queue can be seen")
-    seen: set[str] = set()
+    reader = _Reader(args, queue)
     with storage_errors(account.endpoint, args.result_queue), contextlib.closing(queue):
         if args.follow:
-            printer.header()
-        while True:
-            if args.remove:
-                _take_outcomes(queue, chosen, printer, args.max)
-            else:
-                _peek_outcomes(queue, chosen, printer, args.max, seen)
-            if not args.follow:
-                break
-            time.sleep(args.interval)
-    if printer.printed == 0 and not args.follow:
-        err(f"no matching outcomes on {args.result_queue!r}")
+            reader.printer.header()
+        try:
+            while True:
+                reader.read()
+                if not args.follow or reader.done:
+                    break
+                time.sleep(args.interval)
+        except KeyboardInterrupt:
+            err(reader.summary())
+            raise
+    err(reader.summary())
     return EXIT_OK
-
-
-def _peek_outcomes(queue: QueueClient, chosen: Filter, printer: Printer, limit: int, seen: set[str]) -> None:
-    shown = 0
-    for message in queue.peek_messages(max_messages=PEEK_LIMIT):
-        if shown >= limit:
-            break
-        if message.id in seen:
-            continue
-        seen.add(message.id)
-        outcome = read_outcome(message.content)
-        if outcome is None:
-            skip_unreadable(message)
-        elif chosen.matches(outcome):
-            printer(outcome)
-            shown += 1
-
-
-def _take_outcomes(queue: QueueClient, chosen: Filter, printer: Printer, limit: int) -> None:
-    taken = 0
-    held: list[QueueMessage] = []
-
-    def handle(message: QueueMessage) -> bool:
-        nonlocal taken
-        if taken >= limit:
-            return False
-        outcome = read_outcome(message.content)
-        if outcome is None:
-            skip_unreadable(message)
-            return False
-        if not chosen.matches(outcome):
-            return False
-        printer(outcome)
-        queue.delete_message(message)
-        taken += 1
-        return True
-
-    try:
-        for page in receive_pages(queue, held):
-            process_page(page, held, handle)
-            if taken >= limit:
-                break
-    finally:
-        restore(queue, held)

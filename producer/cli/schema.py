@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from producer.cli.exits import EXIT_OK
-from producer.cli.options import Commands, Common
+from producer.cli.exits import EXIT_OK, USAGE, exit_codes
+from producer.cli.options import FORMATTER, Commands, Common
+
+NAMES = ("message", "outcome")
 
 
 def register(commands: Commands, common: Common) -> None:
@@ -14,10 +16,14 @@ def register(commands: Commands, common: Common) -> None:
     parser = commands.add_parser(
         "schema",
         help="print the JSON Schema of a message or an outcome",
-        description="Print the JSON Schema (draft 2020-12) of the input message or of the outcome.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Print the JSON Schema (draft 2020-12) of the input message or of the outcome; it is JSON already.",
+        epilog="examples:\n  certstate schema message > message.schema.json\n\n"
+        + exit_codes((EXIT_OK, "printed"), (USAGE[0], "unknown option, or not one of message, outcome")),
+        formatter_class=FORMATTER,
     )
-    parser.add_argument("name", choices=("message", "outcome"))
+    # The metavar is what usage shows and what "the following arguments are required" names: the same text.
+    parser.add_argument("name", choices=NAMES, metavar="{" + ",".join(NAMES) + "}", help="which schema")
+    parser.add_argument("--json", action="store_true", help="accepted for symmetry: the output is always JSON")
     parser.set_defaults(run=run)
 
 

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 from producer.cli import target
-from producer.cli.console import Progress, err, out, plural
-from producer.cli.exits import EXIT_CODES, EXIT_INVALID, EXIT_OK
+from producer.cli.console import err, out, out_json, plural, progress
+from producer.cli.exits import EXIT_INVALID, EXIT_OK, INTERRUPTED, STORAGE, USAGE, exit_codes
 from producer.cli.files import load
-from producer.cli.options import Commands, Common, count
-from producer.cli.target import TARGETS
+from producer.cli.options import FORMATTER, Commands, Common, count, json_option, progress_option
 from producer.sender import CertStateProducer, StorageError
+
+EPILOG = f"""\
+examples:
+  certstate send examples/seed-routes/1-ios-scep-seed-example.json
+  certstate send --create-queue --progress updates.jsonl
+  certstate send --json updates.jsonl > sent.jsonl    # line, messageId, correlationId per message
+  certstate send --account-url https://myaccount.queue.core.windows.net updates.jsonl
+
+{
+    exit_codes(
+        (EXIT_OK, "every message is on the input queue"),
+        (EXIT_INVALID, "a message is invalid, or FILE is not UTF-8, not JSON, or empty: nothing was sent"),
+        (USAGE[0], USAGE[1] + ", or FILE cannot be opened"),
+        (STORAGE[0], "the queue service failed, or the queue is missing (what was sent before is said)"),
+        INTERRUPTED,
+    )
+}"""
 
 
 def register(commands: Commands, common: Common) -> None:
@@ -23,16 +37,11 @@ def register(commands: Commands, common: Common) -> None:
         help="validate a file, then enqueue every message",
         description=(
             "Validate every message of FILE (one JSON object or JSON Lines; - reads stdin); if any is\n"
-            "invalid, list the problems and send nothing (exit 1). Otherwise put each message on the input\n"
-            "queue, encoded as host.json's messageEncoding says, and print a summary line."
+            "invalid, list the problems and send nothing. Otherwise put each message on the input queue,\n"
+            "encoded as host.json's messageEncoding says, and print a summary line."
         ),
-        epilog=(
-            "examples:\n  certstate send examples/seed-routes/1-ios-scep-seed-example.json\n"
-            "  certstate send --create-queue --progress updates.jsonl\n"
-            "  certstate send --json updates.jsonl > sent.jsonl    # line, messageId, correlationId per message\n\n"
-            f"{TARGETS}\n\n{EXIT_CODES}"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
     )
     parser.add_argument("file", metavar="FILE", help="message file, or - for stdin")
     parser.add_argument(
@@ -45,8 +54,8 @@ def register(commands: Commands, common: Common) -> None:
     parser.add_argument(
         "--concurrency", type=count(1), default=8, metavar="N", help="messages in flight at once (default 8)"
     )
-    parser.add_argument("--progress", action="store_true", help="show progress on stderr even when it is not a TTY")
-    parser.add_argument("--json", action="store_true", help="print line, messageId and correlationId as JSON Lines")
+    progress_option(parser)
+    json_option(parser, "print line, messageId and correlationId of each message as JSON Lines")
     parser.set_defaults(run=run)
 
 
@@ -61,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         err(f"nothing sent: {len(invalid)} of {plural(len(entries), 'message')} invalid")
         return EXIT_INVALID
     account = target.account(args)
-    progress = Progress(enabled=args.progress or sys.stderr.isatty())
+    counter = progress(args, "sent")
     producer = CertStateProducer(
         account=account,
         queue_name=args.input_queue,
@@ -70,27 +79,26 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
     )
     try:
-        summary = producer.send_many([e.document or {} for e in entries], on_progress=progress)
+        summary = producer.send_many([e.document or {} for e in entries], on_progress=counter)
     except StorageError as error:
-        progress.finish()
+        counter.finish()
         if error.partial is not None and error.partial.sent:
             err(f"{error.partial.sent} of {len(entries)} sent before the failure")
         raise
     except KeyboardInterrupt:
-        progress.finish()
-        err(f"interrupted: at least {progress.sent} of {len(entries)} sent")
+        counter.finish()
+        err(f"interrupted: at least {counter.sent} of {len(entries)} sent")
         raise
     finally:
         producer.close()
-    progress.finish()
+    counter.finish()
     if args.json:
         for entry, message_id in zip(entries, summary.message_ids, strict=True):
             correlation = (entry.document or {}).get("correlationId")
-            out(json.dumps({"line": entry.line, "messageId": message_id, "correlationId": correlation}))
+            out_json({"line": entry.line, "messageId": message_id, "correlationId": correlation})
     encoding = "raw JSON" if producer.message_encoding == "none" else "base64"
-    report = err if args.json else out
-    report(
-        f"sent {plural(summary.sent, 'message')} to {producer.queue_name!r} at {account.endpoint} "
+    (err if args.json else out)(
+        f"sent {plural(summary.sent, 'message')} to '{producer.queue_name}' at {account.endpoint} "
         f"({encoding}, {summary.elapsed_s:.1f} s)"
     )
     return EXIT_OK

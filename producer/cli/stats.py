@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 
 from producer.cli import target
-from producer.cli.console import out
-from producer.cli.exits import EXIT_CODES, EXIT_OK
-from producer.cli.options import Commands, Common
-from producer.cli.target import TARGETS
+from producer.cli.console import err, out, out_json
+from producer.cli.exits import EXIT_OK, INTERRUPTED, STORAGE, USAGE, exit_codes
+from producer.cli.options import FORMATTER, Commands, Common, json_option
 from producer.sender import QueueNotFound, storage_errors
+
+EPILOG = f"""\
+examples:
+  certstate stats
+  certstate stats --json | jq .poison.approximateMessageCount
+
+{
+    exit_codes(
+        (EXIT_OK, "done (a missing queue is shown as missing)"),
+        USAGE,
+        (STORAGE[0], "the queue service is unreachable or refused the credentials"),
+        INTERRUPTED,
+    )
+}"""
 
 
 def register(commands: Commands, common: Common) -> None:
@@ -21,10 +33,10 @@ def register(commands: Commands, common: Common) -> None:
         parents=[common.storage, common.input_queue, common.result_queue],
         help="approximate depth of the input, result and poison queues",
         description="Approximate message counts of the input, result and <input>-poison queues (missing ones say so).",
-        epilog=f"{TARGETS}\n\n{EXIT_CODES}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    json_option(parser, "print one JSON object")
     parser.set_defaults(run=run)
 
 
@@ -45,15 +57,13 @@ def run(args: argparse.Namespace) -> int:
             except QueueNotFound:
                 depths[role] = None
     if args.json:
-        out(
-            json.dumps(
-                {role: {"name": queues[role], "approximateMessageCount": depths[role]} for role in queues},
-            )
-        )
+        out_json({role: {"name": queues[role], "approximateMessageCount": depths[role]} for role in queues})
         return EXIT_OK
     width = max(len(name) for name in queues.values()) + len(" (result)")
     out(f"{'QUEUE'.ljust(width)}  MESSAGES (approximate)   {account.endpoint}")
     for role, name in queues.items():
         depth = depths[role]
         out(f"{f'{name} ({role})'.ljust(width)}  {'missing' if depth is None else depth}")
+    if depths["poison"]:
+        err("the host gave up on the poisoned ones: certstate poison list shows them, poison retry sends them back")
     return EXIT_OK

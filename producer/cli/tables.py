@@ -1,15 +1,16 @@
-"""Outcomes as a fixed-width table (the header once) or as JSON Lines."""
+"""Fixed-width tables (the header once, every row under it) or JSON Lines, for outcomes and queue messages."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from producer.cli.console import out
+from producer.cli.console import out, out_json
 from producer.cli.scan import error_code
 
-COLUMNS: Final = (
+Columns = Sequence[tuple[str, int]]
+
+OUTCOME_COLUMNS: Final = (
     ("STATUS", 9),
     ("CORRELATION ID", 28),
     ("MESSAGE ID", 36),
@@ -18,6 +19,7 @@ COLUMNS: Final = (
     ("ERROR", 22),
     ("COMPLETED AT", 24),
 )
+WARNING_INDENT: Final = "  warning: "
 
 
 def _cell(value: object, width: int) -> str:
@@ -25,42 +27,54 @@ def _cell(value: object, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def row(values: Sequence[object]) -> str:
-    """One line of the table, each value cut to its column's width."""
-    return "  ".join(_cell(v, w).ljust(w) for v, (_, w) in zip(values, COLUMNS, strict=True)).rstrip()
+def row(columns: Columns, values: Sequence[object]) -> str:
+    """One line of a table, each value cut to its column's width."""
+    return "  ".join(_cell(v, w).ljust(w) for v, (_, w) in zip(values, columns, strict=True)).rstrip()
 
 
-def outcome_row(outcome: dict[str, Any]) -> str:
-    """An outcome as a table line."""
-    return row(
-        [
-            outcome.get("status"),
-            outcome.get("correlationId"),
-            outcome.get("messageId"),
-            outcome.get("dequeueCount"),
-            outcome.get("httpStatus"),
-            error_code(outcome),
-            outcome.get("completedAt"),
-        ]
-    )
+def outcome_lines(outcome: dict[str, Any]) -> list[str]:
+    """An outcome as a table line, then one indented line per warning Graph's answer or the message earned."""
+    values = [
+        outcome.get("status"),
+        outcome.get("correlationId"),
+        outcome.get("messageId"),
+        outcome.get("dequeueCount"),
+        outcome.get("httpStatus"),
+        error_code(outcome),
+        outcome.get("completedAt"),
+    ]
+    warnings = outcome.get("warnings")
+    notes = [f"{WARNING_INDENT}{w}" for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []
+    return [row(OUTCOME_COLUMNS, values), *notes]
 
 
 class Printer:
-    """Rows as a fixed-width table (header once) or JSON Lines."""
+    """Items as a fixed-width table (header once) or, with `--json`, one JSON object per line."""
 
-    def __init__(self, as_json: bool) -> None:
+    def __init__(
+        self,
+        as_json: bool,
+        columns: Columns = OUTCOME_COLUMNS,
+        lines: Callable[[dict[str, Any]], list[str]] = outcome_lines,
+    ) -> None:
         self.as_json = as_json
         self.printed = 0
+        self._columns = columns
+        self._lines = lines
         self._headed = as_json
 
     def header(self) -> None:
         """Print the header now (once), e.g. before following an empty queue."""
         if not self._headed:
-            out(row([name for name, _ in COLUMNS]))
+            out(row(self._columns, [name for name, _ in self._columns]))
             self._headed = True
 
-    def __call__(self, outcome: dict[str, Any]) -> None:
-        """Print one outcome."""
+    def __call__(self, item: dict[str, Any]) -> None:
+        """Print one item: its table lines, or itself as JSON."""
         self.header()
-        out(json.dumps(outcome, ensure_ascii=False) if self.as_json else outcome_row(outcome))
+        if self.as_json:
+            out_json(item)
+        else:
+            for line in self._lines(item):
+                out(line)
         self.printed += 1

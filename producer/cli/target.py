@@ -1,4 +1,4 @@
-"""Where the queues are: options first, then the environment, then local Azurite."""
+"""Where the queues are: options first, then the environment, then local Azurite (options.TARGETS)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,6 @@ from dataclasses import dataclass
 
 from producer.cli.exits import UsageError
 from producer.sender import StorageAccount
-
-TARGETS = """\
-where the queues are (commands send, results, replay, stats):
-  local Azurite on 127.0.0.1:10001 (python -m devstack.azurite) unless one of these is given, first wins:
-    --account-url https://<account>.queue.core.windows.net   signs in with DefaultAzureCredential
-                                                              (az login, managed identity, AZURE_* variables)
-    --connection-string "DefaultEndpointsProtocol=https;AccountName=...;AccountKey=..."
-    $CERTSTATE_CONNECTION_STRING, then $AzureWebJobsStorage (a connection string),
-    then $AzureWebJobsStorage__queueServiceUri (an account URL, as the deployed app has it)
-  queue names: --input-queue / --result-queue, else $INPUT_QUEUE_NAME / $RESULT_QUEUE_NAME,
-    else certificate-state-updates / certificate-state-results (the app's defaults)"""
 
 
 @dataclass(frozen=True)
@@ -61,5 +50,5 @@ def account(args: argparse.Namespace) -> StorageAccount:
 def unreachable_hint(args: argparse.Namespace) -> str:
     """What to add when the queue service cannot be reached: local Azurite may simply not be running."""
     if source(args).local_default:
-        return " (is Azurite running? python -m devstack.azurite; or pass --connection-string)"
+        return " (is the local stack up? python -m devstack up; or pass --connection-string)"
     return ""

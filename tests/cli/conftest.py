@@ -1,25 +1,17 @@
-"""Fixtures for the producer library and the `certstate` CLI: Azurite queues, a closed port, hand-made outcomes."""
+"""Fixtures for the producer library and the `certstate` CLI: Azurite queues, a closed port, exact restores."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from azure.storage.queue import QueueClient
 
 from devstack.azurite import Azurite
 from producer.cli import main
-
-
-@dataclass
-class Run:
-    """What one in-process `certstate` call did."""
-
-    code: int
-    out: str
-    err: str
+from tests.cli.harness import Queues, Run
 
 
 @pytest.fixture
@@ -34,38 +26,6 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
         return Run(code, captured.out, captured.err)
 
     return run
-
-
-@dataclass
-class Queues:
-    """A fresh input/result queue pair on the session's Azurite, and the options that target them."""
-
-    connection_string: str
-    input: QueueClient
-    result: QueueClient
-
-    @property
-    def args(self) -> list[str]:
-        return [
-            "--connection-string",
-            self.connection_string,
-            "--input-queue",
-            self.input.queue_name,
-            "--result-queue",
-            self.result.queue_name,
-        ]
-
-    @property
-    def input_args(self) -> list[str]:
-        return ["--connection-string", self.connection_string, "--input-queue", self.input.queue_name]
-
-    @property
-    def result_args(self) -> list[str]:
-        return ["--connection-string", self.connection_string, "--result-queue", self.result.queue_name]
-
-    def contents(self, queue: QueueClient) -> list[str]:
-        """Every visible message's text, oldest first (peek leaves them in place)."""
-        return [str(m.content) for m in queue.peek_messages(max_messages=32)]
 
 
 @pytest.fixture
@@ -83,6 +43,24 @@ def queues(azurite: Azurite, queue_names: Callable[[str], str]) -> Iterator[Queu
     for queue in (pair.input, pair.result):
         queue.delete_queue()
         queue.close()
+
+
+@pytest.fixture(autouse=True)
+def restores_are_exact(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every message the CLI puts back was received and kept: no restore of a deleted or already restored one."""
+    original = QueueClient.update_message
+    failures: list[Exception] = []
+
+    def spy(self: QueueClient, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        except Exception as err:
+            failures.append(err)
+            raise
+
+    monkeypatch.setattr(QueueClient, "update_message", spy)
+    yield
+    assert failures == []
 
 
 @pytest.fixture

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME
+from devstack.azurite import connection_string
 from shared.contract.errors import ErrorCode
 from shared.contract.outcomes import Outcome, OutcomeError, Status, Target
 
@@ -31,10 +32,13 @@ def outcome_json(
     *,
     error_code: ErrorCode | None = None,
     with_request: bool = True,
+    completed_at: datetime = datetime(2026, 11, 27, 14, 3, 11, 402000, tzinfo=UTC),
+    tenant_id: str | None = None,
+    warnings: tuple[str, ...] = (),
 ) -> str:
     """An outcome as the function writes it (same model), for results/replay to read."""
     failed = status is Status.FAILED
-    return Outcome(
+    text = Outcome(
         status=status,
         correlation_id=correlation_id,
         message_id=message_id,
@@ -48,14 +52,18 @@ def outcome_json(
         http_status=429 if failed else 200,
         attempts=4 if failed else 1,
         duration_ms=182,
-        completed_at=datetime(2026, 11, 27, 14, 3, 11, 402000, tzinfo=UTC),
+        completed_at=completed_at,
+        warnings=list(warnings),
         error=OutcomeError(code=error_code, message="Graph said no") if error_code else None,
         request=request(correlation_id) if failed and with_request else None,
     ).to_json()
+    if tenant_id is None:
+        return text
+    document = json.loads(text)  # target.tenantId as the contract (v1.1) writes it
+    document["target"]["tenantId"] = tenant_id
+    return json.dumps(document)
 
 
 def unreachable_connection_string(port: int) -> str:
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
-        f"QueueEndpoint=http://127.0.0.1:{port}/{ACCOUNT_NAME};"
-    )
+    """Azurite's account on a port nobody listens on."""
+    return connection_string(port)

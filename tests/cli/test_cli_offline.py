@@ -12,7 +12,7 @@ import pytest
 from producer.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from producer.cli.files import parse_entries
 from producer.schemas import render
-from tests.cli.conftest import Run
+from tests.cli.harness import Run
 from tests.cli.samples import request
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -100,10 +100,34 @@ def test_unreadable_content_is_invalid_input(cli: Cli, tmp_path: Path, content: 
     path = write(tmp_path, "input.json", content)
     run = cli("validate", path)
     assert run.code == EXIT_INVALID
-    assert run.out.splitlines()[0] == f"{path}: {expected}"
+    assert run.out.splitlines() == [f"{path}: {expected}", "0 messages checked; 1 file could not be read as messages"]
     send = cli("send", path, "--connection-string", "UseDevelopmentStorage=true")
     assert send.code == EXIT_INVALID
     assert send.err == f"certstate send: error: {path}: {expected}\n"
+
+
+def test_counts_say_messages_and_unreadable_files_apart(cli: Cli, tmp_path: Path):
+    good = write(tmp_path, "good.jsonl", line(request("a")) + "\n" + line(request("b")) + "\n")
+    empty = write(tmp_path, "empty.json", "")
+    run = cli("validate", good, empty)
+    assert run.code == EXIT_INVALID
+    assert run.out.splitlines()[-1] == "2 messages checked: all valid; 1 file could not be read as messages"
+
+
+def test_validate_json_is_one_object_per_message(cli: Cli, tmp_path: Path):
+    good = write(tmp_path, "batch.jsonl", line(request("a")) + "\n" + line({**request("b"), "x": 1}) + "\n")
+    empty = write(tmp_path, "empty.json", "")
+    run = cli("validate", "--json", good, empty)
+    assert run.code == EXIT_INVALID
+    reports = [json.loads(r) for r in run.out.splitlines()]
+    assert reports == [
+        {"file": good, "line": 1, "valid": True, "correlationId": "a", "problems": []},
+        {"file": good, "line": 2, "valid": False, "correlationId": "b",
+         "problems": [{"field": "x", "message": "unknown property 'x'"}]},
+        {"file": empty, "line": None, "valid": False,
+         "problems": [{"field": "file", "message": f"{empty}: no messages: the file is empty"}]},
+    ]  # fmt: skip
+    assert run.err == "2 messages checked: 1 invalid; 1 file could not be read as messages\n"
 
 
 def test_a_file_that_cannot_be_opened_is_a_usage_error(cli: Cli, tmp_path: Path):
@@ -135,15 +159,38 @@ def test_schema_prints_the_committed_schema(cli: Cli, name: str):
     assert json.loads(run.out)["$schema"].startswith("https://json-schema.org/")
 
 
+COMMANDS = ["validate", "send", "results", "replay", "stats", "schema", "poison list", "poison show", "poison retry"]
+
+
 def test_help_explains_commands_examples_and_exit_codes(cli: Cli):
     run = cli("--help")
     assert run.code == EXIT_OK
-    for text in ("validate", "send", "results", "replay", "stats", "schema", "examples:", "exit codes:", "130"):
+    for text in ("validate", "send", "results", "replay", "poison", "stats", "schema", "examples:", "exit codes:"):
         assert text in run.out
-    for command in ("validate", "send", "results", "replay", "stats", "schema"):
-        sub = cli(command, "--help")
-        assert sub.code == EXIT_OK
-        assert f"usage: certstate {command}" in sub.out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_has_one_help_block_with_its_own_exit_codes(cli: Cli, command: str):
+    sub = cli(*command.split(), "--help")
+    assert sub.code == EXIT_OK
+    assert sub.out.startswith(f"usage: certstate {command}")
+    assert "--json" in sub.out
+    assert sub.out.count("exit codes:") == 1
+    assert sub.out.count("Local Azurite on 127.0.0.1:10001") <= 1  # where the queues are: said once, if at all
+    codes = [ln.split()[0] for ln in sub.out.split("exit codes:")[1].splitlines() if ln.startswith("  ")]
+    assert codes[0] == "0"
+    if command in ("validate", "schema"):  # offline: no storage failure to report
+        assert "3" not in codes
+    if command in ("results", "stats", "schema", "poison list"):  # nothing they do is "invalid input"
+        assert "1" not in codes
+
+
+def test_schema_usage_and_required_text_agree(cli: Cli):
+    run = cli("schema")
+    assert run.code == EXIT_USAGE
+    assert "usage: certstate schema [-h] [--json] {message,outcome}" in run.err
+    assert "the following arguments are required: {message,outcome}" in run.err
+    assert cli("schema", "message", "--json").out == render("message")
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ from producer.sender import (
 from shared.contract.errors import ErrorCode, MessageRejected
 from shared.contract.messages import CertificateStateUpdate, UpdateMessage
 from shared.contract.parsing import decode_body, parse_message
-from tests.cli.conftest import Queues
+from tests.cli.harness import Queues
 from tests.cli.samples import IOS_CONFIG, IOS_STATE, request, unreachable_connection_string
 
 STAMP = "2027-01-01T00:02:14.9489247-08:00"

@@ -66,7 +66,7 @@ def test_the_deployment_holds_the_function_and_nothing_else():
     assert any(f.startswith("shared/contract/") for f in files)
     strays = [f for f in files if not f.startswith(DEPLOYED_ROOTS) and f not in DEPLOYED_ROOTS]
     assert strays == [], f".funcignore lets these into the deployment: {strays}"
-    for prefix in ("producer/", "devstack/", "tests/", "bench/", "docs/", "infra/"):
+    for prefix in ("producer/", "devstack/", "tests/", "bench/", "docs/", "infra/", ".github/", ".vscode/"):
         assert not any(f.startswith(prefix) for f in files), prefix
 
 
