@@ -161,7 +161,7 @@ def _resolve_queue_name(raw: str, settings: Mapping[str, str], where: str) -> st
         return settings[key]
 
     name = _SETTING_REF.sub(replace, raw).lower()
-    if not _QUEUE_NAME.match(name):
+    if not _QUEUE_NAME.fullmatch(name):
         raise RunnerError(
             f"{where}: invalid queue name {name!r} (3-63 lowercase letters, digits and single hyphens, "
             "starting and ending with a letter or digit)"
@@ -211,7 +211,7 @@ def _resolve_connection(setting_name: str | None, settings: Mapping[str, str], w
 def poison_queue_name(queue_name: str) -> str | None:
     """Return the host's poison queue for ``queue_name``, or ``None`` where the host has none."""
     candidate = queue_name + POISON_SUFFIX
-    if queue_name.endswith(POISON_SUFFIX) or not _QUEUE_NAME.match(candidate):
+    if queue_name.endswith(POISON_SUFFIX) or not _QUEUE_NAME.fullmatch(candidate):
         return None
     return candidate
 

@@ -41,7 +41,7 @@ class HostConfigError(ValueError):
 
 def parse_timespan(value: str) -> float:
     """Seconds in a .NET ``TimeSpan`` string (``[d.]hh:mm[:ss[.fffffff]]``), e.g. ``00:00:30`` or ``1.00:00:00``."""
-    match = _TIMESPAN.match(value.strip())
+    match = _TIMESPAN.fullmatch(value.strip())
     if match is None:
         msg = f"not a TimeSpan (expected e.g. '00:00:30'): {value!r}"
         raise HostConfigError(msg)

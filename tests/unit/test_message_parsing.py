@@ -62,3 +62,47 @@ def test_the_size_limit_is_64_kib_of_text():
     assert decode_body(sized(MAX_MESSAGE_BYTES))["k"].startswith("x")
     with pytest.raises(MessageRejected, match="65537 bytes; the limit is 65536"):
         decode_body(sized(MAX_MESSAGE_BYTES + 1))
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"a": ' + b"1" * 5000 + b"}", "an integer of 5000 digits is longer than the 4300 digits read"),
+        (b'{"a": [-' + b"1" * 4301 + b"]}", "an integer of 4301 digits"),
+        (b'{"a": 1e999}', "the number '1e999' is out of range"),
+        (b'{"a": -1e400}', "out of range"),
+        (b'{"' + b"k" * 100 + b'": 1, "' + b"k" * 100 + b'": 2}', "duplicate key 'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk…'"),
+    ],
+)
+def test_numbers_python_cannot_hold_are_malformed_not_a_crash(body: bytes, says: str):
+    with pytest.raises(MessageRejected) as caught:
+        decode_body(body)
+    assert caught.value.code is ErrorCode.MALFORMED_MESSAGE
+    assert says in caught.value.message
+    assert len(caught.value.message) < 200
+
+
+def test_an_integer_of_4300_digits_is_still_read():
+    assert decode_body(b'{"a": ' + b"1" * 4300 + b"}")["a"] > 0  # and refused later as out of Int32 range
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (rb'{"a": "\ud800"}', "a"),
+        (rb'{"a": {"b": ["x", "y\udfffz"]}}', "a.b[1]"),
+        (rb'{"update": {"\udbff": 1}}', "update.\udbff"),
+        (base64.b64encode(rb'{"a": "\ude00"}'), "a"),
+    ],
+)
+def test_a_lone_surrogate_is_malformed_and_named(body: bytes, field: str):
+    with pytest.raises(MessageRejected) as caught:
+        decode_body(body)
+    assert caught.value.code is ErrorCode.MALFORMED_MESSAGE
+    assert [d.field for d in caught.value.details] == [field.replace("\udbff", "\\udbff")]
+    caught.value.message.encode("utf-8")  # printable: the field name shows the escape as text
+
+
+@pytest.mark.parametrize("body", [rb'{"a": "\ud83d\ude00"}', rb'{"a": "\\ud800"}'], ids=["pair", "escaped-backslash"])
+def test_surrogate_pairs_and_escaped_backslashes_are_text(body: bytes):
+    assert decode_body(body)["a"] in {"😀", "\\ud800"}
