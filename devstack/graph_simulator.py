@@ -58,7 +58,9 @@ How it differs from Graph, on purpose:
   and other methods are not emulated (other methods answer 405).
 - Faults (random errors, dropped connections, the script) hit writes only, so GET stays dependable for
   tests; a dropped write is not applied. Injected latency delays every Graph answer, after the store
-  changed, as a slow network would.
+  changed, as a slow network would. A script step can also answer a 2xx Graph does not document for
+  this PATCH (202, 204: empty body, nothing applied), pad the body to a size (`bodyBytes`) or send it
+  one byte every `trickleSeconds`, for clients that must bound the whole answer.
 - A revoked token (`revoke_all_tokens`) gets a plain 401, not a CAE claims challenge.
 
 Out of process: `python -m devstack.graph_simulator --signing-key-hex K [--port P] [--write-limit N]
@@ -236,27 +238,50 @@ _ERROR_CODES = {
 
 @dataclass(frozen=True)
 class ScriptStep:
-    """One forced answer for the next write: a status (200 = behave normally) or a dropped connection."""
+    """One forced answer for the next write, and how it is delivered.
+
+    `status`: 200 behaves normally; another 2xx (202, 204) is answered with an empty body and changes
+    nothing; 4xx/5xx is an error. `drop` closes the connection instead. `trickle_s` sends the answer's
+    body one byte every that many seconds; `body_bytes` pads the body (with JSON whitespace) to that size.
+    """
 
     status: int = 200
     retry_after: str | None = None
     drop: bool = False
+    trickle_s: float | None = None
+    body_bytes: int | None = None
+
+    _KEYS = frozenset({"status", "retryAfter", "drop", "trickleSeconds", "bodyBytes"})
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> ScriptStep:
-        """Read `{"status", "retryAfter", "drop"}`; raise ValueError on anything else."""
-        unknown = set(raw) - {"status", "retryAfter", "drop"}
+        """Read `{"status", "retryAfter", "drop", "trickleSeconds", "bodyBytes"}`; raise ValueError on anything else."""
+        unknown = set(raw) - cls._KEYS
         if unknown:
             msg = f"unknown script keys {sorted(unknown)}"
             raise ValueError(msg)
         status, retry_after, drop = raw.get("status", 200), raw.get("retryAfter"), raw.get("drop", False)
-        if not isinstance(drop, bool) or not isinstance(status, int) or not (status == 200 or 400 <= status < 600):
-            msg = f"a script step needs a status of 200 or 4xx/5xx, or drop: true; got {dict(raw)}"
+        answerable = isinstance(status, int) and (200 <= status < 300 or 400 <= status < 600)
+        if not isinstance(drop, bool) or not answerable:
+            msg = f"a script step needs a status of 2xx or 4xx/5xx, or drop: true; got {dict(raw)}"
             raise ValueError(msg)
         if retry_after is not None and not isinstance(retry_after, str | int | float):
             msg = f"retryAfter must be a string or a number; got {retry_after!r}"
             raise ValueError(msg)
-        return cls(status=status, retry_after=None if retry_after is None else str(retry_after), drop=drop)
+        trickle, size = raw.get("trickleSeconds"), raw.get("bodyBytes")
+        if trickle is not None and (not isinstance(trickle, int | float) or trickle <= 0):
+            msg = f"trickleSeconds must be a number > 0; got {trickle!r}"
+            raise ValueError(msg)
+        if size is not None and (not isinstance(size, int) or size < 0):
+            msg = f"bodyBytes must be an integer >= 0; got {size!r}"
+            raise ValueError(msg)
+        return cls(
+            status=status,
+            retry_after=None if retry_after is None else str(retry_after),
+            drop=drop,
+            trickle_s=None if trickle is None else float(trickle),
+            body_bytes=size,
+        )
 
 
 @dataclass(frozen=True)
@@ -566,6 +591,8 @@ class _Answer:
     note: str | None = None  # why it was answered so: "early", "throttled", "script", "random"
     counted: bool = False  # counted against the app's write limit
     early_by_s: float | None = None
+    trickle_s: float | None = None  # from a script step: see ScriptStep
+    body_bytes: int | None = None
 
 
 def _error(exchange: _Exchange, status: int, message: str, code: str | None = None) -> _Answer:
@@ -778,11 +805,11 @@ class GraphSimulator(LoopbackService):
                 request.transport.close()
             return web.Response()  # never sent: the connection is gone
         content_type = _SUCCESS_CONTENT_TYPE if answer.status < 300 else "application/json"
-        return web.Response(
-            status=answer.status,
-            body=json.dumps(answer.body).encode(),
-            headers={**exchange.headers(content_type), **answer.headers},
-        )
+        body = b"" if answer.body is None else json.dumps(answer.body).encode()
+        headers = {**exchange.headers(content_type), **answer.headers}
+        if answer.trickle_s is None and answer.body_bytes is None:
+            return web.Response(status=answer.status, body=body, headers=headers)
+        return await _shaped(request, answer, body, headers)
 
     def _authenticate(self, request: web.Request) -> TokenClaims | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -810,11 +837,14 @@ class GraphSimulator(LoopbackService):
             answer.note, answer.early_by_s = "early", deadline[0] - exchange.arrived_mono
             return answer
         is_write = request.method in WRITE_METHODS
+        step = self._script.popleft() if is_write and self._script else None
         answer = (
-            (self._injected_fault(exchange) if is_write else None)
+            (self._injected_fault(exchange, step) if is_write else None)
             or self._within_limit(app, exchange, is_write)
             or self._serve(request, exchange, raw_body)
         )
+        if step is not None:
+            answer.trickle_s, answer.body_bytes = step.trickle_s, step.body_bytes
         if answer.status in (429, 503) and "Retry-After" in answer.headers:
             parsed = _parse_retry_after(answer.headers["Retry-After"], exchange.arrived_mono, exchange.arrived_wall)
             if parsed is not None and answer.note != "throttled":
@@ -840,20 +870,11 @@ class GraphSimulator(LoopbackService):
             answer.headers["Retry-After"] = value
         return answer
 
-    def _injected_fault(self, exchange: _Exchange) -> _Answer | None:
-        """The next script step, else a random drop or error, else None (behave normally)."""
+    def _injected_fault(self, exchange: _Exchange, step: ScriptStep | None) -> _Answer | None:
+        """The script step taken for this write, else a random drop or error, else None (behave normally)."""
+        if step is not None:
+            return _scripted(exchange, step)
         config = self._config
-        if self._script:
-            step = self._script.popleft()
-            if step.drop:
-                return _Answer(None, note="script")
-            if step.status == 200:
-                return None
-            answer = _error(exchange, step.status, "Injected by the devstack Graph simulator's script.")
-            if step.retry_after is not None:
-                answer.headers["Retry-After"] = step.retry_after
-            answer.note = "script"
-            return answer
         if config.drop_rate and self._rng.random() < config.drop_rate:
             return _Answer(None, note="random")
         if config.error_rate and self._rng.random() < config.error_rate:
@@ -1021,6 +1042,37 @@ class GraphSimulator(LoopbackService):
             self.expire_tokens_issued_before(float((raw or {}).get("issuedBefore", time.time())))
 
         return await _admin_call(request, revoke)
+
+
+def _scripted(exchange: _Exchange, step: ScriptStep) -> _Answer | None:
+    if step.drop:
+        return _Answer(None, note="script")
+    if step.status == 200:
+        return None
+    if step.status < 300:
+        return _Answer(step.status, note="script")
+    answer = _error(exchange, step.status, "Injected by the devstack Graph simulator's script.")
+    if step.retry_after is not None:
+        answer.headers["Retry-After"] = step.retry_after
+    answer.note = "script"
+    return answer
+
+
+async def _shaped(request: web.Request, answer: _Answer, body: bytes, headers: dict[str, str]) -> web.StreamResponse:
+    """Send a script step's answer padded to `body_bytes` and/or one byte per `trickle_s` seconds."""
+    padded = body + b" " * max(0, (answer.body_bytes or 0) - len(body))
+    response = web.StreamResponse(status=answer.status or 200, headers={**headers, "Content-Length": str(len(padded))})
+    await response.prepare(request)
+    chunk = 1 if answer.trickle_s is not None else 64 * 1024
+    try:
+        for start in range(0, len(padded), chunk):
+            await response.write(padded[start : start + chunk])
+            if answer.trickle_s is not None:
+                await asyncio.sleep(answer.trickle_s)
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):  # the client stopped reading and closed the connection
+        pass
+    return response
 
 
 async def _admin_call(request: web.Request, action: Callable[[Any], None], required: bool = False) -> web.Response:

@@ -238,6 +238,7 @@ class IdentityEmulator(LoopbackService):
         self._tokens_issued = 0
         self._forced: deque[int] = deque()
         self._failing = False
+        self._latency_s = 0.0
         super().__init__(port, "identity-emulator")
 
     @property
@@ -271,6 +272,11 @@ class IdentityEmulator(LoopbackService):
         with self._lock:
             self._failing = failing
 
+    def set_latency(self, seconds: float) -> None:
+        """Answer every token request `seconds` late (a slow or stalled endpoint); 0 switches it off."""
+        with self._lock:
+            self._latency_s = seconds
+
     def _refusal(self, request: web.Request) -> web.Response | None:
         """Answer what App Service refuses: a missing or wrong secret header, a malformed query."""
         supplied = request.headers.get("X-IDENTITY-HEADER")
@@ -296,6 +302,9 @@ class IdentityEmulator(LoopbackService):
         with self._lock:
             self._token_requests += 1
             forced = self._forced.popleft() if self._forced else (500 if self._failing else None)
+            latency_s = self._latency_s
+        if latency_s:
+            await asyncio.sleep(latency_s)
         if forced is not None:
             return _app_service_error(forced, "Injected failure from the devstack identity emulator.")
         refusal = self._refusal(request)

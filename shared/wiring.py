@@ -10,18 +10,32 @@ import logging
 import os
 import threading
 from functools import cache
+from typing import Any, Final
 
 import requests
 from azure.core.credentials import TokenCredential
-from requests.adapters import HTTPAdapter
 
 from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.pacing import WritePacer
+from shared.graph.transport import WatchedAdapter
 from shared.host_config import QueueOptions, queue_options
 from shared.pipeline import CertStatePipeline
 from shared.settings import CredentialMode, Settings, load_settings
 from shared.storage import QueueSender
+
+IDENTITY_TRANSPORT: Final[dict[str, Any]] = {
+    "connection_timeout": 2,
+    "read_timeout": 5,
+    "retry_total": 1,
+    "retry_read": 0,
+}
+"""One token call takes at most ~5 s, where azure-core's defaults (300 s per read, 10 retries) take minutes.
+
+The endpoint is on the host (a refused connection fails at once; a black hole costs 2 x 2 s), and it
+answers in well under a second when healthy; a read that times out is not retried, since the token
+lock is held meanwhile (docs/design.md, "Identity endpoint").
+"""
 
 
 def build_credential(settings: Settings) -> TokenCredential:
@@ -34,19 +48,23 @@ def build_credential(settings: Settings) -> TokenCredential:
         return DefaultAzureCredential(
             managed_identity_client_id=settings.MANAGED_IDENTITY_CLIENT_ID,
             exclude_interactive_browser_credential=True,
+            **IDENTITY_TRANSPORT,
         )
-    return ManagedIdentityCredential(client_id=settings.MANAGED_IDENTITY_CLIENT_ID)
+    return ManagedIdentityCredential(client_id=settings.MANAGED_IDENTITY_CLIENT_ID, **IDENTITY_TRANSPORT)
 
 
 def build_session(pool_size: int, base_url: str) -> requests.Session:
     """One keep-alive pool sized to the host's concurrency; retries are ours, not urllib3's.
+
+    The adapter's connections report their sockets to the Graph exchange in progress, which bounds
+    the whole answer in time (`shared.graph.transport`).
 
     The environment (proxy variables, CA bundle) is read here once for Graph's origin: with
     `trust_env` on, requests re-reads it and ~/.netrc on every request, about 40 % of the CPU
     per message (docs/benchmarks.md). A ~/.netrc would replace the bearer token anyway.
     """
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+    adapter = WatchedAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = "certstate/1 (+azure-functions; python)"

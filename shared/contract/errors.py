@@ -61,6 +61,7 @@ class CertStateError(Exception):
     http_status: int | None = None
     trace: GraphTrace = field(default_factory=GraphTrace)
     attempts: int = 0
+    warnings: Sequence[str] = ()  # for the outcome, e.g. a Retry-After that was capped
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

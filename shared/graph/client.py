@@ -17,17 +17,18 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import requests
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ClientAuthenticationError
 
+from shared.contract.echo import bounded, shown
 from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
 from shared.graph.breaker import CircuitBreaker
 from shared.graph.pacing import WritePacer
-from shared.graph.retry_policy import Action, decide
+from shared.graph.retry_policy import SUCCESS_STATUSES, Action, Decision, decide, retry_after_ceiling
 from shared.graph.routes import GraphRequest
+from shared.graph.transport import Answer, exchange
 from shared.logs import log_event
 
 logger = logging.getLogger("certstate.graph")
@@ -35,25 +36,34 @@ logger = logging.getLogger("certstate.graph")
 WRITE_BUDGET = "writeBudget"
 """Deferral reason: the process's write budget (or a Retry-After) has no slot soon."""
 _FORCE_REFRESH_CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"%d"}}}'
+MAX_ANSWER_BYTES: Final = 1024 * 1024
+"""Graph answers this PATCH with the object (a few KiB, at most ~64 KiB of echoed strings) or an error."""
+_ID_CHARS: Final = 200
+_TEXT_CHARS: Final = 1000
 
 
 @dataclass(frozen=True)
 class GraphResult:
-    """A successful PATCH."""
+    """A successful PATCH; `warnings` name what the client did differently from what Graph asked."""
 
     status: int
     trace: GraphTrace
     attempts: int
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ClientLimits:
-    """How hard one invocation tries before handing the message back to the queue."""
+    """How hard one invocation tries before handing the message back to the queue.
+
+    `read_timeout` bounds the whole answer (status line, headers and body), not each socket read.
+    """
 
     connect_timeout: float
     read_timeout: float
     max_attempts: int
     max_wait_seconds: float
+    max_answer_bytes: int = MAX_ANSWER_BYTES
 
 
 class GraphClient:
@@ -76,6 +86,9 @@ class GraphClient:
         self._session = session  # built by wiring.build_session, which reads the environment once
         self._credential = credential
         self._token_lock = threading.Lock()
+        self._token_failures = 0  # guarded by _token_lock, like the reason of the last one
+        self._token_failure = ""
+        self._retry_after_cap = retry_after_ceiling(limits.max_wait_seconds)
         self._scope = scope
         self._pacer = pacer
         self._breaker = breaker
@@ -90,6 +103,7 @@ class GraphClient:
         deadline = self._clock() + self._limits.max_wait_seconds
         claims: str | None = None
         token_refreshed = False
+        warnings: dict[str, None] = {}  # ordered, each once
         last: TransientError | None = None
         for attempt in range(1, self._limits.max_attempts + 1):
             self._breaker.admit()
@@ -98,24 +112,25 @@ class GraphClient:
                 # spending a delivery (a long Retry-After, or a backlog beyond the budget).
                 raise Deferred(self._pacer.wait_seconds(), WRITE_BUDGET, ErrorCode.GRAPH_THROTTLED)
             try:
-                token = self._token(claims, attempt)
-            except TransientError as err:
-                self._breaker.failed(err.code)
-                self._breaker.admit()  # if that opened it, this message waits with the rest
+                token = self._token(claims, attempt, deadline)
+            except TransientError:
+                self._breaker.admit()  # if the failure opened it, this message waits with the rest
                 raise
             claims = None
-            status, response, trace = self._send(request, token)
+            answer, trace = self._send(request, token)
+            status = answer.status if answer is not None else None
             if status is None or status >= 500:
                 self._breaker.failed(ErrorCode.GRAPH_UNAVAILABLE)
             else:
                 self._breaker.succeeded()
             decision = decide(
                 status,
-                response.headers.get("Retry-After") if response is not None else None,
+                answer.headers.get("Retry-After") if answer is not None else None,
                 attempt=attempt,
                 token_refreshed=token_refreshed,
                 now=self._wall_clock(),
                 rng=self._rng,
+                retry_after_cap=self._retry_after_cap,
             )
             # No retry left in this invocation (attempts, or a wait past the deadline): say so, not "retry".
             gives_up = decision.action is Action.RETRY and (
@@ -133,23 +148,26 @@ class GraphClient:
                 action="giveUp" if gives_up else decision.action.value,
                 delaySeconds=None if gives_up else round(decision.delay, 3) or None,
             )
+            if decision.capped_from is not None:
+                warnings[self._capped(decision, status, trace)] = None
             if decision.action is Action.DONE:
                 assert status is not None
-                return GraphResult(status=status, trace=trace, attempts=attempt)
+                return GraphResult(status=status, trace=trace, attempts=attempt, warnings=tuple(warnings))
             assert decision.code is not None
-            odata_code, odata_message = _odata_error(response)
+            odata_code, odata_message = _odata_error(answer)
             if decision.action is Action.REFRESH_TOKEN:
                 token_refreshed = True
-                claims = _claims_challenge(response) or _FORCE_REFRESH_CLAIMS % self._wall_clock().timestamp()
+                claims = _claims_challenge(answer) or _FORCE_REFRESH_CLAIMS % self._wall_clock().timestamp()
                 continue
             if decision.action is Action.FAIL:
                 raise GraphRefused(
                     code=decision.code,
-                    message=odata_message or f"Graph answered {status}",
+                    message=odata_message or _refusal_message(status),
                     graph_code=odata_code,
                     http_status=status,
                     trace=trace,
                     attempts=attempt,
+                    warnings=tuple(warnings),
                 )
             last = TransientError(
                 code=decision.code,
@@ -158,6 +176,7 @@ class GraphClient:
                 http_status=status,
                 trace=trace,
                 attempts=attempt,
+                warnings=tuple(warnings),
             )
             if decision.gate:
                 self._pacer.hold(decision.delay)
@@ -168,60 +187,104 @@ class GraphClient:
         assert last is not None  # the loop ran at least once and every way out of it set `last`
         raise last
 
-    def _token(self, claims: str | None, attempt: int) -> str:
+    def _capped(self, decision: Decision, status: int | None, trace: GraphTrace) -> str:
+        """Log a Retry-After beyond the ceiling (an event for the telemetry) and word it for the outcome."""
+        asked = shown(decision.capped_from or "")
+        log_event(logger, logging.WARNING, "retryAfterCapped", httpStatus=status, retryAfter=asked,
+                  cappedSeconds=decision.delay, requestId=trace.request_id)  # fmt: skip
+        return f"Graph's Retry-After {asked} was capped at {decision.delay:g} s: writes resumed before it ran out"
+
+    def _token(self, claims: str | None, attempt: int, deadline: float) -> str:
         """One token fetch at a time per process, so a cold start asks the identity endpoint once.
 
-        azure-identity caches the token, but concurrent first calls would each miss that cache.
-        (MSAL also remembers a 5xx from the identity endpoint for 5 s, so waiters fail fast too.)
+        azure-identity caches the token, but concurrent first calls would each miss that cache. A fetch
+        that fails is shared: whoever waited for it fails with its reason instead of asking again, so a
+        dead or slow endpoint costs one bounded call (wiring.build_credential) per wave, not per waiter,
+        and counts once towards the breaker.
         """
-        with self._token_lock:
+        failures_seen = self._token_failures
+        if not self._token_lock.acquire(timeout=max(0.0, deadline - self._clock())):
+            raise self._no_token("another token request did not finish within this invocation's wait", attempt)
+        try:
+            if self._token_failures != failures_seen:
+                raise self._no_token(self._token_failure, attempt)
             try:
                 return self._credential.get_token(self._scope, claims=claims).token
-            except ClientAuthenticationError as err:
-                raise TransientError(
-                    code=ErrorCode.CREDENTIAL_UNAVAILABLE,
-                    message=f"no token for {self._scope}: {_first_line(err.message)}",
-                    attempts=attempt - 1,
-                ) from None
+            except Exception as err:  # whatever the credential raises, there is no token
+                self._token_failures += 1
+                self._token_failure = f"{type(err).__name__}: {_first_line(str(err))}"
+                log_event(logger, logging.WARNING, "credentialFailed", reason=self._token_failure)
+                self._breaker.failed(ErrorCode.CREDENTIAL_UNAVAILABLE)  # once per call, not per waiter
+                raise self._no_token(self._token_failure, attempt) from None
+        finally:
+            self._token_lock.release()
 
-    def _send(self, request: GraphRequest, token: str) -> tuple[int | None, requests.Response | None, GraphTrace]:
+    def _no_token(self, reason: str, attempt: int) -> TransientError:
+        return TransientError(
+            code=ErrorCode.CREDENTIAL_UNAVAILABLE, message=f"no token for {self._scope}: {reason}", attempts=attempt - 1
+        )
+
+    def _send(self, request: GraphRequest, token: str) -> tuple[Answer | None, GraphTrace]:
         client_request_id = str(uuid.uuid4())
         headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
+            "Accept-Encoding": "identity",  # the answer is small; nothing to inflate, no decompression bomb
             "client-request-id": client_request_id,
             **request.headers,
         }
+        limits = self._limits
         try:
-            response = self._session.patch(
+            answer = exchange(
+                self._session,
                 request.url,
-                json=request.body,
+                body=request.body,
                 headers=headers,
-                timeout=(self._limits.connect_timeout, self._limits.read_timeout),
-                allow_redirects=False,
+                connect_timeout=limits.connect_timeout,
+                total_timeout=limits.connect_timeout + limits.read_timeout,
+                max_body_bytes=limits.max_answer_bytes,
             )
         except requests.RequestException as err:
             log_event(logger, logging.WARNING, "graphUnreachable", reason=type(err).__name__)
-            return None, None, GraphTrace(client_request_id=client_request_id)
-        return response.status_code, response, _trace(response.headers, client_request_id)
+            return None, GraphTrace(client_request_id=client_request_id)
+        trace = _trace(answer.headers, client_request_id)
+        if answer.cut is not None:
+            log_event(logger, logging.WARNING, "graphAnswerCut", reason=answer.cut, httpStatus=answer.status,
+                      bytesRead=len(answer.body), requestId=trace.request_id)  # fmt: skip
+        return answer, trace
 
 
 def _trace(headers: Mapping[str, str], client_request_id: str) -> GraphTrace:
+    """Graph's ids, bounded: they reach the outcome, and a header may be as long as a line can be."""
+
+    def header(name: str, default: str | None = None) -> str | None:
+        value = headers.get(name, default)
+        return None if value is None else bounded(value, _ID_CHARS)
+
     return GraphTrace(
-        request_id=headers.get("request-id"),
-        client_request_id=headers.get("client-request-id", client_request_id),
-        date=headers.get("Date"),
-        diagnostic=headers.get("x-ms-ags-diagnostic"),
+        request_id=header("request-id"),
+        client_request_id=header("client-request-id", client_request_id),
+        date=header("Date"),
+        diagnostic=header("x-ms-ags-diagnostic"),
     )
 
 
-def _odata_error(response: requests.Response | None) -> tuple[str | None, str | None]:
-    """The most specific OData error code (walking innerError) and the top-level message."""
-    if response is None:
+def _refusal_message(status: int | None) -> str:
+    if status is not None and 200 <= status < 300 and status not in SUCCESS_STATUSES:
+        return (
+            f"Graph answered {status}, not 200 or 204 as documented for this PATCH: the update may or may not "
+            "be applied; check the state before replaying"
+        )
+    return f"Graph answered {status}"
+
+
+def _odata_error(answer: Answer | None) -> tuple[str | None, str | None]:
+    """The most specific OData error code (walking innerError) and the top-level message, bounded."""
+    if answer is None or not answer.body:
         return None, None
     try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
+        error = json.loads(answer.body).get("error")
+    except (ValueError, AttributeError, RecursionError):
         return None, None
     if not isinstance(error, dict):
         return None, None
@@ -230,15 +293,15 @@ def _odata_error(response: requests.Response | None) -> tuple[str | None, str | 
     while isinstance(node, dict):
         candidate = node.get("code")
         if isinstance(candidate, str) and candidate and not candidate.isdigit():
-            code = candidate
+            code = bounded(candidate, _ID_CHARS)
         node = node.get("innerError", node.get("innererror"))
     message = error.get("message")
-    return code, message if isinstance(message, str) else None
+    return code, bounded(message, _TEXT_CHARS) if isinstance(message, str) else None
 
 
-def _claims_challenge(response: requests.Response | None) -> str | None:
+def _claims_challenge(answer: Answer | None) -> str | None:
     """The decoded `claims` of a CAE challenge in WWW-Authenticate, if Graph sent one."""
-    header = response.headers.get("WWW-Authenticate", "") if response is not None else ""
+    header = answer.headers.get("WWW-Authenticate", "") if answer is not None else ""
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
         if key.strip().lower() == "claims":

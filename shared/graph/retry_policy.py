@@ -17,7 +17,9 @@ from shared.contract.errors import ErrorCode
 
 BACKOFF_BASE_SECONDS: Final = 1.0
 BACKOFF_CAP_SECONDS: Final = 30.0
-_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
+RETRY_AFTER_MAX_SECONDS: Final = 120.0
+"""No Retry-After holds the process's writes longer than this (docs/design.md, "Retry-After ceiling")."""
+_SECONDS = re.compile(r"[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*")  # fullmatch: `$` would accept a final newline
 
 
 class Action(StrEnum):
@@ -31,12 +33,16 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Decision:
-    """The policy's verdict; `gate` means the delay holds back every request of the process."""
+    """The policy's verdict; `gate` means the delay holds back every request of the process.
+
+    `capped_from` is the Retry-After value when it asked for longer than the ceiling (`delay` is the ceiling).
+    """
 
     action: Action
     code: ErrorCode | None = None
     delay: float = 0.0
     gate: bool = False
+    capped_from: str | None = None
 
 
 _PERMANENT: Final = {
@@ -46,6 +52,11 @@ _PERMANENT: Final = {
     404: ErrorCode.GRAPH_NOT_FOUND,
     409: ErrorCode.GRAPH_CONFLICT,
 }
+SUCCESS_STATUSES: Final = frozenset({200, 204})
+"""What Graph documents for this PATCH: 200 with the object, 204 with `Prefer: return=minimal`.
+
+Any other 2xx (202 Accepted above all) says the update may or may not be applied: `graphRequestFailed`.
+"""
 _THROTTLING: Final = frozenset({429, 503, 509})
 _TRANSIENT: Final = frozenset({408, 500, 502, 504})
 
@@ -58,7 +69,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """
     if value is None:
         return None
-    if match := _SECONDS.match(value.split(",", 1)[0]):
+    if match := _SECONDS.fullmatch(value.split(",", 1)[0]):
         return float(match[1])
     try:
         when: datetime = parsedate_to_datetime(value)
@@ -67,6 +78,15 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, float((when - now).total_seconds()))
+
+
+def retry_after_ceiling(max_wait_seconds: float) -> float:
+    """The longest Retry-After honoured: one invocation's wait budget, within [30 s, 120 s].
+
+    A longer hold cannot help the message that met the 429 (it goes back to the queue anyway) and
+    starves every other message of the process; being early costs one more 429, which sets the gate again.
+    """
+    return min(RETRY_AFTER_MAX_SECONDS, max(BACKOFF_CAP_SECONDS, max_wait_seconds))
 
 
 def backoff(attempt: int, rng: random.Random) -> float:
@@ -83,16 +103,19 @@ def decide(
     token_refreshed: bool,
     now: datetime,
     rng: random.Random,
+    retry_after_cap: float = RETRY_AFTER_MAX_SECONDS,
 ) -> Decision:
     """Classify one answer; `status=None` stands for a timeout or a dropped connection."""
-    if status is not None and 200 <= status < 300:
+    if status in SUCCESS_STATUSES:
         return Decision(Action.DONE)
     if status == 401 and not token_refreshed:
         return Decision(Action.REFRESH_TOKEN, ErrorCode.GRAPH_UNAUTHORIZED)
     if status in _THROTTLING:
-        delay = parse_retry_after(retry_after, now)
+        asked = parse_retry_after(retry_after, now)
         code = ErrorCode.GRAPH_THROTTLED if status != 503 else ErrorCode.GRAPH_UNAVAILABLE
-        return Decision(Action.RETRY, code, backoff(attempt, rng) if delay is None else delay, gate=True)
+        if asked is not None and asked > retry_after_cap:
+            return Decision(Action.RETRY, code, retry_after_cap, gate=True, capped_from=retry_after)
+        return Decision(Action.RETRY, code, backoff(attempt, rng) if asked is None else asked, gate=True)
     if status is None or status in _TRANSIENT or (status >= 500 and status not in (501, 505)):
         return Decision(Action.RETRY, ErrorCode.GRAPH_UNAVAILABLE, backoff(attempt, rng))
     return Decision(Action.FAIL, _PERMANENT.get(status, ErrorCode.GRAPH_REQUEST_FAILED))

@@ -544,6 +544,24 @@ def test_script_sends_retry_after_verbatim_and_a_past_date_sets_no_wait(sim: Gra
     assert sim.stats()["earlyRetries"] == 0
 
 
+@pytest.mark.parametrize("status", [202, 204])
+def test_script_answers_an_undocumented_2xx_with_no_body_and_changes_nothing(sim: GraphSimulator, status: int) -> None:
+    sim.configure(script=[{"status": status}])
+    response = patch(sim, {"userDisplayName": "not applied"})
+    assert (response.status_code, response.content) == (status, b"")
+    assert call(sim, "GET").json()["userDisplayName"] != "not applied"
+
+
+def test_script_pads_a_body_and_trickles_one(sim: GraphSimulator) -> None:
+    sim.configure(script=[{"bodyBytes": 100_000}, {"status": 409, "trickleSeconds": 0.004}])
+    padded = patch(sim, {"userDisplayName": "padded"})
+    assert (padded.status_code, len(padded.content), padded.json()["userDisplayName"]) == (200, 100_000, "padded")
+    started = time.monotonic()
+    slow = patch(sim)
+    assert time.monotonic() - started >= 0.004 * len(slow.content) * 0.8
+    assert_graph_error(slow, 409, "Conflict")
+
+
 def test_random_faults_are_deterministic_per_seed() -> None:
     def statuses(rng_seed: int) -> list[int]:
         with GraphSimulator(KEY, error_rate=0.5, error_statuses=[500, 502], rng_seed=rng_seed) as sim:
@@ -584,6 +602,10 @@ def test_bad_configuration_is_refused(sim: GraphSimulator) -> None:
         sim.configure(error_rate=2)
     with pytest.raises(ValueError, match="script"):
         sim.configure(script=[{"status": 302}])
+    with pytest.raises(ValueError, match="trickleSeconds"):
+        sim.configure(script=[{"trickleSeconds": 0}])
+    with pytest.raises(ValueError, match="bodyBytes"):
+        sim.configure(script=[{"bodyBytes": -1}])
     assert requests.post(f"{sim.origin}/_admin/faults", json={"errorRat": 0.1}, timeout=5).status_code == 400
     assert sim.config.error_rate == 0
 

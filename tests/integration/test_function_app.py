@@ -111,3 +111,20 @@ def test_a_transient_failure_raises_and_writes_no_outcome_until_the_last_deliver
     outcome = invoke(registered, json.dumps(MESSAGE), dequeue_count=5)  # host.json maxDequeueCount
     assert outcome is not None
     assert (outcome["status"], outcome["error"]["code"]) == ("failed", "graphUnavailable")
+
+
+# ---- issue 11 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("app_settings")
+def test_an_unreachable_identity_endpoint_ends_in_credential_unavailable_without_a_traceback(
+    registered: func.Function, identity: IdentityEmulator, caplog: pytest.LogCaptureFixture
+):
+    identity.stop()
+    with pytest.raises(TransientError):
+        invoke(registered, json.dumps(MESSAGE), dequeue_count=1)
+    outcome = invoke(registered, json.dumps(MESSAGE), dequeue_count=5)
+    assert outcome is not None
+    assert (outcome["status"], outcome["error"]["code"]) == ("failed", "credentialUnavailable")
+    assert outcome["request"] == MESSAGE
+    assert not [r for r in caplog.records if r.name.startswith("certstate") and r.exc_info]

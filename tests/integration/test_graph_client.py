@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import socket
 import threading
 import time
 from datetime import UTC, datetime
@@ -9,16 +13,17 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
-import requests
-from azure.identity import ManagedIdentityCredential
+from azure.core.credentials import AccessToken, TokenCredential
 
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
 from shared.contract.errors import Deferred, ErrorCode, GraphRefused, TransientError
 from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
-from shared.graph.client import WRITE_BUDGET, ClientLimits, GraphClient
+from shared.graph.client import MAX_ANSWER_BYTES, WRITE_BUDGET, ClientLimits, GraphClient
 from shared.graph.pacing import WritePacer
 from shared.graph.routes import GraphRequest
+from shared.settings import Settings
+from shared.wiring import build_credential, build_session
 
 IOS = "/deviceManagement/deviceConfigurations/b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11/microsoft.graph.iosScepCertificateProfile/managedDeviceCertificateStates/d99bc884-c884-d99b-84c8-9bd984c89bd9"  # noqa: E501
 BODY = {"certificateIssuer": "CN=Contoso", "certificateExpirationDateTime": "2027-01-01T00:02:14.9489247-08:00"}
@@ -26,22 +31,45 @@ BODY = {"certificateIssuer": "CN=Contoso", "certificateExpirationDateTime": "202
 
 def client(
     graph: GraphSimulator,
-    credential: ManagedIdentityCredential,
+    credential: TokenCredential,
     *,
     max_attempts: int = 4,
     max_wait: float = 10.0,
     pacer: WritePacer | None = None,
     breaker: CircuitBreaker | None = None,
+    read_timeout: float = 5,
+    clock: FakeClock | None = None,
 ) -> GraphClient:
+    limits = ClientLimits(connect_timeout=1, read_timeout=read_timeout, max_attempts=max_attempts,
+                          max_wait_seconds=max_wait)  # fmt: skip
+    timing: dict[str, Any] = {"clock": clock.now, "sleep": clock.sleep} if clock else {}
     return GraphClient(
-        session=requests.Session(),
+        session=build_session(4, graph.base_url),  # the deployed session: its answers are bounded as a whole
         credential=credential,
         scope=f"{graph.origin}/.default",
-        pacer=pacer or WritePacer(1000, 1.0),
-        breaker=breaker
-        or CircuitBreaker(threshold=1000, cooldown_seconds=1, max_cooldown_seconds=1, probe_timeout_seconds=10),
-        limits=ClientLimits(connect_timeout=2, read_timeout=5, max_attempts=max_attempts, max_wait_seconds=max_wait),
+        pacer=pacer or WritePacer(1000, 1.0, **timing),
+        breaker=breaker or closed_breaker(),
+        limits=limits,
+        **timing,
     )
+
+
+def closed_breaker() -> CircuitBreaker:
+    """A breaker that never opens in these tests (the breaker has tests of its own)."""
+    return CircuitBreaker(threshold=1000, cooldown_seconds=1, max_cooldown_seconds=1, probe_timeout_seconds=10)
+
+
+class FakeClock:
+    """Monotonic time that only moves when slept, for waits of minutes in no time."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
 
 
 def patch(graph: GraphSimulator, c: GraphClient, path: str = IOS, body: dict[str, object] | None = None):
@@ -251,3 +279,152 @@ def test_a_wait_past_the_deadline_logs_giving_up(graph, credential, caplog: pyte
     with caplog.at_level("INFO", logger="certstate.graph"), pytest.raises(Deferred):  # back after the Retry-After
         patch(graph, client(graph, credential, max_wait=5))
     assert _actions(caplog) == [{"attempt": 1, "action": "giveUp"}]
+
+
+# ---- issue 11: the whole answer is bounded, only documented statuses succeed, the identity fails fast ----
+
+
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]:
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.startswith("certstate")]
+    return [line for line in lines if line["event"] == name]
+
+
+@pytest.mark.timeout(60)
+def test_a_body_trickling_a_byte_at_a_time_is_cut_at_the_budget(graph, credential, caplog):
+    caplog.set_level(logging.INFO)
+    graph.configure(script=[{"trickleSeconds": 0.2}])  # ~1.5 KB: five minutes of body
+    started = time.monotonic()
+    result = patch(graph, client(graph, credential, read_timeout=2))  # connect 1 s + read 2 s: 3 s in all
+    assert time.monotonic() - started < 6
+    assert result.status == 200  # the status line had come: the update stands
+    (cut,) = events(caplog, "graphAnswerCut")
+    assert (cut["reason"], cut["httpStatus"]) == ("tooSlow", 200)
+    assert patch(graph, client(graph, credential)).status == 200  # the next request is served normally
+
+
+def test_a_huge_body_is_not_read_past_the_limit(graph, credential, caplog):
+    caplog.set_level(logging.INFO)
+    graph.configure(script=[{"bodyBytes": 20_000_000}])
+    result = patch(graph, client(graph, credential))
+    assert result.status == 200
+    (cut,) = events(caplog, "graphAnswerCut")
+    assert cut["reason"] == "tooLarge"
+    assert cut["bytesRead"] <= MAX_ANSWER_BYTES
+
+
+@pytest.mark.parametrize("status", [202, 201, 206])
+def test_a_2xx_graph_does_not_document_for_this_patch_is_a_permanent_failure(graph, credential, status: int):
+    graph.configure(script=[{"status": status}])
+    with pytest.raises(GraphRefused) as caught:
+        patch(graph, client(graph, credential))
+    assert (caught.value.code, caught.value.http_status, caught.value.attempts) == (
+        ErrorCode.GRAPH_REQUEST_FAILED, status, 1,
+    )  # fmt: skip
+    assert f"Graph answered {status}, not 200 or 204" in caught.value.message
+    assert len(writes(graph)) == 1
+
+
+def test_204_is_success(graph, credential):
+    graph.configure(script=[{"status": 204}])
+    assert patch(graph, client(graph, credential)).status == 204
+
+
+def test_connections_are_still_reused(graph, credential):
+    c = client(graph, credential)
+    for _ in range(3):
+        patch(graph, c)
+    pools = c._session.get_adapter(graph.base_url).poolmanager.pools  # type: ignore[attr-defined]
+    assert [pools[key].num_connections for key in pools.keys()] == [1]  # noqa: SIM118 - not iterable
+
+
+class StaticToken:
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("token", int(time.time()) + 3600)
+
+
+@pytest.mark.timeout(60)
+def test_headers_trickling_in_are_cut_at_the_budget_too():
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\n")
+        with contextlib.suppress(OSError):
+            while not stop.wait(0.2):
+                connection.sendall(b"X")  # one header byte at a time, never a line end
+        connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}/beta"
+    limits = ClientLimits(connect_timeout=1, read_timeout=1, max_attempts=1, max_wait_seconds=1)
+    c = GraphClient(session=build_session(1, base), credential=StaticToken(), scope="s", pacer=WritePacer(1000, 1.0),
+                    breaker=closed_breaker(), limits=limits)  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(TransientError) as caught:
+        c.patch(GraphRequest(url=base + IOS, body=BODY))
+    stop.set()
+    listener.close()
+    assert time.monotonic() - started < 5
+    assert (caught.value.code, caught.value.http_status) == (ErrorCode.GRAPH_UNAVAILABLE, None)
+
+
+@pytest.mark.parametrize("retry_after", ["3600", "99999999999999999999"])
+def test_a_retry_after_beyond_the_ceiling_holds_the_process_for_the_ceiling_only(
+    graph, credential, caplog, retry_after: str
+):
+    caplog.set_level(logging.INFO)
+    clock = FakeClock()
+    pacer = WritePacer(1000, 1.0, clock=clock.now, sleep=clock.sleep)
+    graph.configure(script=[{"status": 429, "retryAfter": retry_after}])
+    started = clock.now()
+    with pytest.raises(Deferred) as caught:  # 10 s of budget: the message comes back when the gate opens
+        patch(graph, client(graph, credential, max_wait=10, pacer=pacer, clock=clock))
+    assert caught.value.reason == WRITE_BUDGET
+    assert caught.value.delay_seconds == pytest.approx(30)
+    assert pacer.acquire(started + 31)  # every other write of the process waited 30 s, not an hour
+    assert clock.now() - started == pytest.approx(30)
+    (capped,) = events(caplog, "retryAfterCapped")
+    assert (capped["retryAfter"], capped["cappedSeconds"], capped["httpStatus"]) == (f"'{retry_after}'", 30, 429)
+
+
+def test_an_identity_endpoint_that_is_gone_is_a_credential_failure_without_a_traceback(graph, identity, caplog):
+    credential = build_credential(Settings())
+    identity.stop()
+    started = time.monotonic()
+    with pytest.raises(TransientError) as caught:
+        patch(graph, client(graph, credential))
+    assert time.monotonic() - started < 2  # a refused connection is not retried for seconds
+    assert caught.value.code is ErrorCode.CREDENTIAL_UNAVAILABLE
+    assert "ServiceRequestError" in caught.value.message
+    assert events(caplog, "credentialFailed")
+    assert not [r for r in caplog.records if r.name.startswith("certstate") and r.exc_info]
+    assert writes(graph) == []
+
+
+@pytest.mark.timeout(60)
+def test_a_stalled_identity_endpoint_costs_one_bounded_call_for_every_waiter(graph, identity):
+    credential = build_credential(Settings())
+    identity.set_latency(30)
+    c = client(graph, credential)
+    failures: list[TransientError] = []
+
+    def one() -> None:
+        try:
+            patch(graph, c)
+        except TransientError as err:
+            failures.append(err)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.2)
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    assert elapsed < 9  # the read timeout (5 s) once, not 300 s, not once per waiter
+    assert [f.code for f in failures] == [ErrorCode.CREDENTIAL_UNAVAILABLE] * 3
+    assert identity.token_requests == 1  # the waiters shared the failed call's verdict
+    assert len({f.message for f in failures}) == 1

@@ -9,7 +9,15 @@ from email.utils import format_datetime
 import pytest
 
 from shared.contract.errors import ErrorCode
-from shared.graph.retry_policy import BACKOFF_CAP_SECONDS, Action, backoff, decide, parse_retry_after
+from shared.graph.retry_policy import (
+    BACKOFF_CAP_SECONDS,
+    RETRY_AFTER_MAX_SECONDS,
+    Action,
+    backoff,
+    decide,
+    parse_retry_after,
+    retry_after_ceiling,
+)
 
 NOW = datetime(2026, 11, 27, 14, 0, 0, tzinfo=UTC)
 IN_7S = format_datetime(NOW + timedelta(seconds=7), usegmt=True)
@@ -31,6 +39,8 @@ PAST = format_datetime(NOW - timedelta(seconds=30), usegmt=True)
         ("soon", None),
         ("-5", None),
         ("1e3", None),
+        ("10\n", None),  # a regex `$` would accept the newline
+        ("٣", None),  # `\d` would accept other scripts' digits
     ],
 )
 def test_retry_after_in_every_form_graph_uses(header: str | None, seconds: float | None):
@@ -62,6 +72,11 @@ TABLE = [
     (405, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
     (412, "5", False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
     (501, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
+    # Graph documents 200 and 204 for this PATCH; 202 and the rest say nothing certain about the update.
+    (201, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
+    (202, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
+    (206, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
+    (302, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
 ]
 
 
@@ -82,3 +97,25 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap():
         delays = {backoff(attempt, rng) for _ in range(50)}
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(delays) > 1  # jittered, so concurrent workers do not retry in lockstep
+
+
+FAR = format_datetime(NOW + timedelta(days=3650), usegmt=True)
+
+
+@pytest.mark.parametrize("header", ["3600", "99999999999999999999", "9" * 5000, "7200.5", FAR])
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_retry_after_beyond_the_ceiling_is_capped_and_says_so(header: str, status: int):
+    decision = decide(status, header, attempt=1, token_refreshed=False, now=NOW, rng=random.Random(1),
+                      retry_after_cap=60.0)  # fmt: skip
+    assert (decision.action, decision.delay, decision.gate, decision.capped_from) == (Action.RETRY, 60.0, True, header)
+
+
+def test_a_retry_after_within_the_ceiling_is_honoured_as_given():
+    decision = decide(429, "60", attempt=1, token_refreshed=False, now=NOW, rng=random.Random(1), retry_after_cap=60.0)
+    assert (decision.delay, decision.capped_from) == (60.0, None)
+
+
+@pytest.mark.parametrize(("max_wait", "ceiling"), [(0, 30.0), (10, 30.0), (60, 60.0), (90, 90.0), (540, 120.0)])
+def test_the_ceiling_is_the_wait_budget_within_30_and_120_seconds(max_wait: float, ceiling: float):
+    assert retry_after_ceiling(max_wait) == ceiling
+    assert retry_after_ceiling(max_wait) <= RETRY_AFTER_MAX_SECONDS

@@ -1,0 +1,231 @@
+"""One HTTP exchange with Graph, bounded as a whole: a deadline for the entire answer, a cap on its body.
+
+requests' read timeout applies to each socket read, so an answer that trickles in a byte at a time
+never trips it. Here each connection hands its socket to the current exchange's `_Watch` when it
+starts reading the answer, and one process-wide reaper thread shuts that socket down if the deadline
+passes first: the read in progress fails at once, wherever it was (status line, headers or body).
+The body is streamed and reading stops past `max_body_bytes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import PoolManager, ProxyManager
+from urllib3.response import HTTPResponse
+
+_CHUNK_BYTES: Final = 64 * 1024
+
+Cut = Literal["tooLarge", "tooSlow", "broken"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Graph's status and headers, and as much of the body as was read (`cut` says why not all)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    cut: Cut | None = None
+
+
+class AnswerTimeoutError(requests.exceptions.Timeout):
+    """No status line and headers within the exchange's deadline."""
+
+
+def exchange(
+    session: requests.Session,
+    url: str,
+    *,
+    body: Any,  # noqa: ANN401 - any JSON value
+    headers: Mapping[str, str],
+    connect_timeout: float,
+    total_timeout: float,
+    max_body_bytes: int,
+) -> Answer:
+    """PATCH `url`; the whole answer must arrive within `total_timeout` seconds of the call.
+
+    Raises `requests.RequestException` when no status came (refused, dropped, too slow). Once a status
+    came, it stands: a body that is too large, too slow or broken off is returned cut, not raised.
+    """
+    watch = _Watch(time.monotonic() + total_timeout)
+    scope = _current_watch.set(watch)
+    _REAPER.add(watch)
+    try:
+        try:
+            response = session.patch(
+                url,
+                json=body,
+                headers=dict(headers),
+                timeout=(connect_timeout, total_timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.RequestException as err:
+            if watch.fired:
+                raise AnswerTimeoutError(_late(total_timeout)) from err
+            raise
+        if watch.fired:  # cut off while the status line or headers came in: parsed from a fragment, if at all
+            response.close()
+            raise AnswerTimeoutError(_late(total_timeout))
+        content, cut = _read_body(response, max_body_bytes, watch)
+        return Answer(status=response.status_code, headers=response.headers, body=content, cut=cut)
+    finally:
+        watch.disarm()
+        _current_watch.reset(scope)
+
+
+def _late(seconds: float) -> str:
+    return f"no complete status line and headers within {seconds:g} s"
+
+
+def _read_body(response: requests.Response, max_bytes: int, watch: _Watch) -> tuple[bytes, Cut | None]:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(_CHUNK_BYTES):
+            size += len(chunk)
+            if size > max_bytes:
+                response.close()  # the connection is dropped, not drained
+                return b"".join(chunks), "tooLarge"
+            chunks.append(chunk)
+    except requests.RequestException:
+        response.close()
+        return b"".join(chunks), "tooSlow" if watch.fired else "broken"
+    return b"".join(chunks), None  # read to the end: the connection goes back to the pool
+
+
+class _Watch:
+    """One exchange's deadline and the sockets it reads from."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired = False
+        self.disarmed = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def add(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            if not self.fired:
+                self._sockets.append(sock)
+                return
+        _shut(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            if self.disarmed:
+                return
+            self.fired = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shut(sock)
+
+    def disarm(self) -> None:
+        with self._lock:
+            self.disarmed = True
+            self._sockets = []
+
+
+def _shut(sock: socket.socket) -> None:
+    """End every read on `sock` now (the base class's shutdown, so TLS state is left to its reader)."""
+    with contextlib.suppress(OSError):  # already closed
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_current_watch: ContextVar[_Watch | None] = ContextVar("certstate_graph_watch", default=None)
+
+
+class _Reaper:
+    """One daemon thread that fires watches whose deadline passed (not a timer thread per request)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: _Watch) -> None:
+        with self._cond:
+            heapq.heappush(self._due, (watch.deadline, next(self._order), watch))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="certstate-graph-deadlines", daemon=True)
+                self._thread.start()
+            elif self._due[0][2] is watch:  # sooner than what the thread sleeps towards
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._due and self._due[0][2].disarmed:
+                        heapq.heappop(self._due)
+                    now = time.monotonic()
+                    if self._due and self._due[0][0] <= now:
+                        watch = heapq.heappop(self._due)[2]
+                        break
+                    self._cond.wait(self._due[0][0] - now if self._due else None)
+            watch.fire()
+
+
+_REAPER: Final = _Reaper()
+
+
+def _watch_socket(sock: socket.socket | None) -> None:
+    watch = _current_watch.get()
+    if watch is not None:
+        watch.add(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # as urllib3 declares it
+        _watch_socket(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # as urllib3 declares it
+        _watch_socket(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS: Final[dict[str, type[HTTPConnectionPool]]] = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class WatchedAdapter(HTTPAdapter):
+    """An `HTTPAdapter` whose connections report their socket to the exchange in progress."""
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:  # noqa: ANN401 - requests' signature
+        """Pools of watched connections."""
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:  # noqa: ANN401 - requests' signature
+        """The proxy's pools watched too (not a SOCKS proxy's, which keep only the per-read timeout)."""
+        manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is ProxyManager:
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
