@@ -1,8 +1,9 @@
 """Azure Functions entry point (Python v2 model): binds the queues to `shared.pipeline`.
 
-This module only adapts: the trigger hands over the message, the pipeline decides, and the
-outcome goes out through the output binding, which the host writes only if this function
-returns. A `TransientError` propagates so that the host redelivers the message.
+This module only adapts: the trigger hands over the message, the pipeline decides and writes
+the outcome's JSON text (checked to fit a queue message), and that text goes out through the
+output binding, which the host writes only if this function returns. A `TransientError`
+propagates so that the host redelivers the message.
 """
 
 import azure.functions as func
@@ -21,4 +22,4 @@ def process_certificate_state_update(msg: func.QueueMessage, outcome: func.Out[s
     delivery = Delivery(message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1)
     result = pipeline().handle(msg.get_body(), delivery)
     if result is not None:  # None: deferred, a delayed copy is on the queue and this delivery completes
-        outcome.set(result.to_json())
+        outcome.set(result.text)

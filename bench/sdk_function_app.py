@@ -31,4 +31,4 @@ def process_certificate_state_update(msg: func.QueueMessage, outcome: func.Out[s
     delivery = Delivery(message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1)
     result = pipeline().handle(msg.get_body(), delivery)
     if result is not None:
-        outcome.set(result.to_json())
+        outcome.set(result.text)

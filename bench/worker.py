@@ -305,7 +305,7 @@ if __name__ == "__main__":
     main()
 
 
-def _text(outcome: Any) -> str:  # noqa: ANN401 - an Outcome, or None when deferred
+def _text(result: Any) -> str:  # noqa: ANN401 - a pipeline Result, or None when deferred
     """The outcome's queue text; the benchmarks never defer (no outage, budget waits within limits)."""
-    assert outcome is not None
-    return str(outcome.to_json())
+    assert result is not None
+    return str(result.text)

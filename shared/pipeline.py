@@ -1,7 +1,8 @@
 """One queue message in, exactly one outcome out (or a retry, until the last delivery; or a deferral).
 
-`CertStatePipeline.handle` is what the function calls. It returns the outcome to write, or
-raises `TransientError` so the host hands the message back to the queue. On the message's
+`CertStatePipeline.handle` is what the function calls. It returns the outcome with its JSON
+text, already cut to fit the result queue, or raises `TransientError` so the host hands the
+message back to the queue. On the message's
 last delivery a transient failure becomes a `failed` outcome instead, so no message is
 poisoned without one, and no delivery ever yields two. A `Deferred` message (an open breaker,
 a tenant without a write slot soon) goes back on the queue as a delayed copy that keeps its
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -30,7 +31,7 @@ from shared.contract.errors import (
 )
 from shared.contract.limits import QUEUE_MESSAGE_BYTES
 from shared.contract.messages import CORRELATION_ID, UpdateMessage, to_datetime
-from shared.contract.outcomes import ErrorDetail, GraphInfo, Outcome, OutcomeError, Status, Target
+from shared.contract.outcomes import ErrorDetail, GraphInfo, Outcome, OutcomeError, Status, Target, fit
 from shared.contract.parsing import decode_body, parse_message
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest, build_request
@@ -48,6 +49,14 @@ class Delivery:
 
     message_id: str
     dequeue_count: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one delivery ends with: the outcome, and its JSON text that fits the result queue."""
+
+    outcome: Outcome
+    text: str
 
 
 class GraphPatcher(Protocol):
@@ -71,6 +80,7 @@ class CertStatePipeline:
         max_dequeue_count: int,
         requeue: Requeue | None = None,
         max_deferral_seconds: float = 3600.0,
+        outcome_budget: int = QUEUE_MESSAGE_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -79,10 +89,11 @@ class CertStatePipeline:
         self._max_dequeue_count = max_dequeue_count
         self._requeue = requeue
         self._max_deferral = timedelta(seconds=max_deferral_seconds)
+        self._outcome_budget = outcome_budget  # UTF-8 bytes of JSON text (limits.outcome_budget)
         self._clock = clock
         self._timer = timer
 
-    def handle(self, body: bytes, delivery: Delivery) -> Outcome | None:
+    def handle(self, body: bytes, delivery: Delivery) -> Result | None:
         """Process one delivery; raise `TransientError` to have it redelivered, None when deferred."""
         started = self._timer()
         report = OutcomeBuilder(delivery)
@@ -106,12 +117,14 @@ class CertStatePipeline:
             if outcome is None:
                 return None
             outcome = outcome.model_copy(update={"duration_ms": self._elapsed(started)})
+            outcome, text = fit(outcome, self._outcome_budget)
             log_event(logger, logging.INFO if outcome.status is not Status.FAILED else logging.WARNING, "outcome",
                       correlationId=outcome.correlation_id, status=outcome.status.value,
                       code=outcome.error.code if outcome.error else None, httpStatus=outcome.http_status,
                       requestId=outcome.graph.request_id if outcome.graph else None,
-                      attempts=outcome.attempts, durationMs=outcome.duration_ms)  # fmt: skip
-            return outcome
+                      attempts=outcome.attempts, durationMs=outcome.duration_ms,
+                      truncated=outcome.truncated or None)  # fmt: skip
+            return Result(outcome, text)
 
     def _process(self, report: OutcomeBuilder, unreadable: MessageRejected | None) -> Outcome:
         if unreadable is not None:
@@ -138,6 +151,7 @@ class CertStatePipeline:
                 date=result.trace.date,
             ),
             attempts=result.attempts,
+            extra_warnings=result.warnings,
         )
 
     def _retry_or_report(self, err: TransientError, report: OutcomeBuilder) -> Outcome:
@@ -241,7 +255,13 @@ class OutcomeBuilder:
             {key: value[:256] for key in _TARGET_FIELDS if isinstance(value := document.get(key), str)}
         )
 
-    def build(self, status: Status, now: datetime, **fields: Any) -> Outcome:  # noqa: ANN401
+    def build(
+        self,
+        status: Status,
+        now: datetime,
+        extra_warnings: Sequence[str] = (),
+        **fields: Any,  # noqa: ANN401
+    ) -> Outcome:
         """The outcome with this delivery's identity and whatever could be read of the message."""
         message = self.message
         return Outcome(
@@ -253,7 +273,7 @@ class OutcomeBuilder:
             updated_properties=[name for name in self.request.body if not name.startswith("@")]  # "@": annotations
             if self.request and status in _NAMES_PROPERTIES
             else [],
-            warnings=message.warnings if message else [],
+            warnings=[*(message.warnings if message else ()), *extra_warnings],
             duration_ms=0,  # set by the pipeline when the outcome is final
             completed_at=now,
             **fields,
@@ -284,6 +304,7 @@ class OutcomeBuilder:
                 graph_code=err.graph_code,
             ),
             request=self.document if status is Status.FAILED else None,
+            extra_warnings=err.warnings,
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any, Final
 import requests
 from azure.core.credentials import TokenCredential
 
+from shared.contract.limits import outcome_budget
 from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.pacing import WritePacer
@@ -104,6 +105,7 @@ def build_pipeline(
         max_dequeue_count=options.max_dequeue_count,
         requeue=input_queue.send,
         max_deferral_seconds=settings.DEFERRAL_MAX_SECONDS,
+        outcome_budget=outcome_budget(options.message_encoding),
     )
 
 

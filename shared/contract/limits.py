@@ -12,6 +12,16 @@ from typing import Final
 QUEUE_MESSAGE_BYTES: Final = 64 * 1024
 """Queue Storage's limit on one message as stored (after base64, when used); also the input JSON's limit."""
 
+
+def outcome_budget(message_encoding: str) -> int:
+    """The most UTF-8 bytes an outcome's JSON text may take to fit one message once stored.
+
+    With host.json's `messageEncoding: none` the text is stored as is (65,536 bytes, which Azurite
+    checks as Azure does); with `base64` it grows by 4/3, leaving 49,152.
+    """
+    return QUEUE_MESSAGE_BYTES if message_encoding == "none" else QUEUE_MESSAGE_BYTES // 4 * 3
+
+
 DEFAULT_INPUT_QUEUE: Final = "certificate-state-updates"
 DEFAULT_RESULT_QUEUE: Final = "certificate-state-results"
 

@@ -1,13 +1,23 @@
-"""The outcome written to the result queue: exactly one per input message (docs/contract.md section 4)."""
+"""The outcome written to the result queue: exactly one per input message (docs/contract.md section 4).
+
+Every outcome fits one queue message: `fit` cuts echoed values, in a documented order, until the
+JSON text does, and names what it cut in `truncated` (docs/outcomes.md, "Size").
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, field_serializer
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticSerializationError
+
+from shared.contract.echo import bounded, printable
 
 SCHEMA_VERSION: Final = 1
 
@@ -66,6 +76,19 @@ class OutcomeError(BaseModel):
     graph_code: str | None = None
 
 
+class RequestOmitted(BaseModel):
+    """Stands in for a `failed` outcome's `request` that did not fit; the audit trail keeps the request.
+
+    Both are of the request as `request` would have held it, as compact JSON in UTF-8 (the form the
+    producer library sends, so for its messages they match the queue message byte for byte).
+    """
+
+    model_config = _OUT
+
+    bytes: int
+    sha256: str  # hex
+
+
 class Outcome(BaseModel):
     """What became of one input message."""
 
@@ -86,12 +109,146 @@ class Outcome(BaseModel):
     warnings: list[str] = []
     error: OutcomeError | None = None
     request: dict[str, Any] | None = None
+    request_omitted: RequestOmitted | None = None
     graph_request: dict[str, Any] | None = None
+    truncated: list[str] = []
 
     @field_serializer("completed_at")
     def _utc_millis(self, value: datetime) -> str:
         return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def to_json(self) -> str:
-        """Raw JSON text for the result queue (`completedAt` in UTC with milliseconds)."""
-        return self.model_dump_json(by_alias=True)
+        """Raw JSON text for the result queue (`completedAt` in UTC with milliseconds); never raises."""
+        try:
+            return self.model_dump_json(by_alias=True)
+        except PydanticSerializationError:  # a lone surrogate, or an echoed document nested too deep
+            return self._salvaged()
+
+    def _salvaged(self) -> str:
+        """Field by field: lone surrogates escaped as text; a field that still cannot be written is null."""
+        document: dict[str, Any] = {}
+        lost: list[str] = []
+        for name in type(self).model_fields:
+            key = to_camel(name)
+            try:
+                document[key] = _printable_tree(self.model_dump(include={name})[key])
+                json.dumps(document[key])
+            except (PydanticSerializationError, ValueError, RecursionError):
+                document[key] = None
+                lost.append(key)
+        if lost:
+            document["truncated"] = [*(document.get("truncated") or []), *lost]
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _printable_tree(value: Any) -> Any:  # noqa: ANN401 - any JSON value
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(k): _printable_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable_tree(v) for v in value]
+    return value
+
+
+def fit(outcome: Outcome, budget: int) -> tuple[Outcome, str]:
+    """The outcome and its JSON text, cut until the text takes at most `budget` UTF-8 bytes.
+
+    Serialized once when it fits (the usual case); otherwise the cuts of `_CUTS` apply in order, each
+    only while the text is still too large.
+    """
+    text = outcome.to_json()
+    for cut in _CUTS:
+        excess = _size(text) - budget
+        if excess <= 0:
+            return outcome, text
+        outcome = cut(outcome, excess)
+        text = outcome.to_json()
+    return outcome, text
+
+
+def _size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _marked(outcome: Outcome, path: str, **changes: Any) -> Outcome:  # noqa: ANN401 - field values
+    return outcome.model_copy(update={**changes, "truncated": [*outcome.truncated, path]})
+
+
+def _cut_details(outcome: Outcome, excess: int) -> Outcome:
+    """Drop details from the end (the summary in `error.message` still counts them all)."""
+    error = outcome.error
+    if error is None or not error.details:
+        return outcome
+    details = list(error.details)
+    freed = 0
+    while details and freed < excess + _MARK_BYTES:
+        freed += _size(details.pop().model_dump_json()) + 1
+    return _marked(outcome, "error.details", error=error.model_copy(update={"details": details}))
+
+
+def _cut_request(outcome: Outcome, _excess: int) -> Outcome:
+    if outcome.request is None:
+        return outcome
+    try:
+        compact = json.dumps(outcome.request, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, RecursionError):  # not from a decoded message (parsing bounds numbers and depth)
+        return _marked(outcome, "request", request=None)
+    raw = compact.encode("utf-8", "surrogatepass")
+    omitted = RequestOmitted(bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+    return _marked(outcome, "request", request=None, request_omitted=omitted)
+
+
+def _cut_graph_request_body(outcome: Outcome, _excess: int) -> Outcome:
+    if outcome.graph_request is None or outcome.graph_request.get("body") is None:
+        return outcome
+    return _marked(outcome, "graphRequest.body", graph_request={**outcome.graph_request, "body": None})
+
+
+def _cut_warnings(outcome: Outcome, _excess: int) -> Outcome:
+    if not outcome.warnings:
+        return outcome
+    kept = [bounded(w, _TEXT_CHARS) for w in outcome.warnings[:_MAX_WARNINGS]]
+    return _marked(outcome, "warnings", warnings=kept)
+
+
+def _cut_error_message(outcome: Outcome, _excess: int) -> Outcome:
+    error = outcome.error
+    if error is None:
+        return outcome
+    shorter = {"message": bounded(error.message, _TEXT_CHARS), "details": []}
+    return _marked(outcome, "error.message", error=error.model_copy(update=shorter))
+
+
+def _bare(outcome: Outcome, _excess: int) -> Outcome:
+    """Last resort, for ids nobody expects to be huge: the status and bounded ids, nothing echoed."""
+    error = outcome.error
+    return Outcome(
+        status=outcome.status,
+        correlation_id=bounded(outcome.correlation_id, _ID_CHARS),
+        message_id=bounded(outcome.message_id, _ID_CHARS),
+        dequeue_count=outcome.dequeue_count,
+        target=Target(),
+        http_status=outcome.http_status,
+        attempts=outcome.attempts,
+        duration_ms=outcome.duration_ms,
+        completed_at=outcome.completed_at,
+        error=OutcomeError(code=error.code, message=bounded(error.message, _ID_CHARS)) if error else None,
+        request_omitted=outcome.request_omitted,
+        truncated=["*"],
+    )
+
+
+_CUTS: Final[tuple[Callable[[Outcome, int], Outcome], ...]] = (
+    _cut_details,
+    _cut_request,
+    _cut_graph_request_body,
+    _cut_warnings,
+    _cut_error_message,
+    _bare,
+)
+"""Echoed values first: the bad values in details, the failed message's request, a dry run's body."""
+_MARK_BYTES: Final = 32  # room for the `truncated` entry a cut adds
+_TEXT_CHARS: Final = 1000
+_ID_CHARS: Final = 256
+_MAX_WARNINGS: Final = 10

@@ -54,7 +54,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 def handle(pipeline: CertStatePipeline, body: bytes) -> str:
     result = pipeline.handle(body, Delivery(message_id=str(uuid.uuid4()), dequeue_count=1))
     assert result is not None
-    outcome = json.loads(result.to_json())
+    outcome = json.loads(result.text)
     return str(outcome["status"])
 
 

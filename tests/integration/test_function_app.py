@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
 from devstack.runner import registered_functions
 from shared.contract.errors import TransientError
+from shared.contract.limits import QUEUE_MESSAGE_BYTES
 from shared.wiring import reset_pipeline
 
 MESSAGE = {
@@ -114,6 +116,32 @@ def test_a_transient_failure_raises_and_writes_no_outcome_until_the_last_deliver
 
 
 # ---- issue 11 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("app_settings")
+def test_a_lone_surrogate_is_an_outcome_not_an_exception(registered: func.Function, graph: GraphSimulator):
+    outcome = invoke(registered, json.dumps({**MESSAGE, "deviceConfigurationId": "\ud800"}))  # ASCII: the escape
+    assert outcome is not None
+    assert (outcome["status"], outcome["error"]["code"]) == ("rejected", "malformedMessage")
+    assert outcome["error"]["details"][0]["field"] == "deviceConfigurationId"
+    assert graph.requests() == []
+
+
+@pytest.mark.usefixtures("app_settings")
+def test_a_near_limit_message_graph_does_not_know_fails_once_with_an_outcome_that_fits(
+    registered: func.Function, graph: GraphSimulator
+):
+    unknown = {**MESSAGE, "managedDeviceCertificateStateId": "00000000-0000-4000-8000-000000000000"}
+    text = json.dumps({**unknown, "update": {"certificateIssuer": ""}}, separators=(",", ":"))  # as producers send
+    text = text.replace('"certificateIssuer":""', '"certificateIssuer":"' + "y" * (65_520 - len(text)) + '"')
+    assert len(text.encode()) == 65_520
+    outcome = invoke(registered, text)
+    assert outcome is not None
+    assert len(json.dumps(outcome, separators=(",", ":"), ensure_ascii=False).encode()) <= QUEUE_MESSAGE_BYTES
+    assert (outcome["status"], outcome["error"]["code"], outcome["httpStatus"]) == ("failed", "graphNotFound", 404)
+    assert outcome["request"] is None
+    assert outcome["requestOmitted"] == {"bytes": 65_520, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    assert len([r for r in graph.requests() if r["method"] == "PATCH"]) == 1
 
 
 @pytest.mark.usefixtures("app_settings")

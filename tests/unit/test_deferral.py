@@ -11,9 +11,9 @@ import pytest
 
 from shared.contract.envelope import ENVELOPE_KEY, DeferralRecord, unwrap, wrap
 from shared.contract.errors import Deferred, ErrorCode, MessageRejected, TransientError
-from shared.contract.outcomes import Outcome, Status
+from shared.contract.outcomes import Status
 from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
-from shared.pipeline import CertStatePipeline, Delivery
+from shared.pipeline import CertStatePipeline, Delivery, Result
 from tests.support.pipeline_fakes import NOW, RecordingGraph, body
 
 
@@ -187,8 +187,9 @@ def test_the_copy_reports_under_the_original_id_and_counts_every_real_delivery()
     queue, now = Queue(), Now()
     text = wrap(json.loads(body()), DeferralRecord("original-id", 1, 1, NOW))
     now.value += timedelta(seconds=30)
-    outcome = pipeline(RecordingGraph(), queue, now).handle(text.encode(), Delivery("copy-id", 1))
-    assert isinstance(outcome, Outcome)
+    result = pipeline(RecordingGraph(), queue, now).handle(text.encode(), Delivery("copy-id", 1))
+    assert isinstance(result, Result)
+    outcome = result.outcome
     assert (outcome.status, outcome.message_id, outcome.dequeue_count) == (Status.SUCCEEDED, "original-id", 2)
     assert queue.sent == []
 
@@ -205,8 +206,9 @@ def test_deferring_again_keeps_the_first_deferral_time_and_counts_deferrals():
 def test_a_message_that_has_waited_too_long_fails_with_the_outages_code():
     queue, now = Queue(), Now()
     text = wrap(json.loads(body()), DeferralRecord("original-id", 0, 20, NOW - timedelta(seconds=590)))
-    outcome = pipeline(RecordingGraph(outage(30)), queue, now).handle(text.encode(), Delivery("copy", 1))
-    assert isinstance(outcome, Outcome)
+    result = pipeline(RecordingGraph(outage(30)), queue, now).handle(text.encode(), Delivery("copy", 1))
+    assert isinstance(result, Result)
+    outcome = result.outcome
     assert outcome.status is Status.FAILED
     assert outcome.error is not None
     assert outcome.error.code == ErrorCode.GRAPH_UNAVAILABLE
@@ -219,8 +221,9 @@ def test_a_message_that_has_waited_too_long_fails_with_the_outages_code():
 def test_a_message_whose_expiry_comes_first_is_expired_not_deferred():
     queue, now = Queue(), Now()
     expires = (NOW + timedelta(seconds=10)).isoformat()
-    outcome = pipeline(RecordingGraph(outage(30)), queue, now).handle(body(expiresAt=expires), Delivery("m", 1))
-    assert isinstance(outcome, Outcome)
+    result = pipeline(RecordingGraph(outage(30)), queue, now).handle(body(expiresAt=expires), Delivery("m", 1))
+    assert isinstance(result, Result)
+    outcome = result.outcome
     assert outcome.status is Status.EXPIRED
     assert queue.sent == []
 
@@ -233,8 +236,9 @@ def test_when_the_queue_refuses_the_copy_the_hosts_retry_still_holds(dequeue_cou
         with pytest.raises(TransientError):
             handler.handle(body(), Delivery("m", dequeue_count))
         return
-    outcome = handler.handle(body(), Delivery("m", dequeue_count))  # last delivery: reported, not poisoned
-    assert isinstance(outcome, Outcome)
+    result = handler.handle(body(), Delivery("m", dequeue_count))  # last delivery: reported, not poisoned
+    assert isinstance(result, Result)
+    outcome = result.outcome
     assert outcome.status is Status.FAILED
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 from typing import Any
@@ -12,11 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.limits import QUEUE_MESSAGE_BYTES
 from shared.contract.outcomes import Outcome, Status
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
 from shared.logs import log_event
-from shared.pipeline import CertStatePipeline, Delivery
+from shared.pipeline import CertStatePipeline, Delivery, Result
 from tests.support.pipeline_fakes import NOW, SECRET_VALUE, RecordingGraph, body
 
 
@@ -27,14 +29,20 @@ def make(graph: RecordingGraph, max_dequeue_count: int = 5) -> CertStatePipeline
     )  # fmt: skip
 
 
-def wire(outcome: Outcome | None) -> dict[str, Any]:
-    assert outcome is not None, "deferred, not reported"
-    return json.loads(outcome.to_json())  # type: ignore[no-any-return]
+def wire(result: Result | None) -> dict[str, Any]:
+    assert result is not None, "deferred, not reported"
+    return json.loads(result.text)  # type: ignore[no-any-return]
 
 
-def reported(outcome: Outcome | None) -> Outcome:
-    assert outcome is not None, "deferred, not reported"
-    return outcome
+def deliver(graph: RecordingGraph, raw: bytes, delivery: Delivery) -> Result:
+    result = make(graph).handle(raw, delivery)
+    assert result is not None, "deferred, not reported"
+    return result
+
+
+def reported(result: Result | None) -> Outcome:
+    assert result is not None, "deferred, not reported"
+    return result.outcome
 
 
 def test_success_outcome_matches_the_contract():
@@ -57,7 +65,9 @@ def test_success_outcome_matches_the_contract():
         "warnings": [],
         "error": None,
         "request": None,
+        "requestOmitted": None,
         "graphRequest": None,
+        "truncated": [],
     }  # fmt: skip
     assert graph.requests[0].url.endswith(
         "/microsoft.graph.iosScepCertificateProfile/managedDeviceCertificateStates/state-1"
@@ -226,9 +236,11 @@ near_valid = st.fixed_dictionaries(
 def test_any_input_yields_exactly_one_outcome_and_never_raises(raw: bytes):
     graph = RecordingGraph()
     for encoded in (raw, base64.b64encode(raw)):
-        outcome = reported(make(graph).handle(encoded, Delivery("h-1", 1)))
+        result = make(graph).handle(encoded, Delivery("h-1", 1))
+        assert result is not None
+        outcome = result.outcome
         assert outcome.status in {Status.REJECTED, Status.SUCCEEDED, Status.VALIDATED, Status.EXPIRED}
-        assert json.loads(outcome.to_json())["messageId"] == "h-1"
+        assert json.loads(result.text)["messageId"] == "h-1"
         if outcome.status is Status.REJECTED:
             assert outcome.error is not None
             assert outcome.error.code in {"malformedMessage", "validationFailed"}
@@ -237,3 +249,158 @@ def test_any_input_yields_exactly_one_outcome_and_never_raises(raw: bytes):
         assert "?" not in request.url
         assert "#" not in request.url
         assert "/../" not in request.url
+
+
+# ---- issue 11: whatever a message holds, one outcome that fits and serializes ------------------------
+
+
+def sized_body(total: int, **overrides: Any) -> bytes:
+    """A valid message of exactly `total` bytes (certificateIssuer padded)."""
+    raw = body(update={"certificateIssuer": ""}, **overrides)
+    return raw.replace(b'"certificateIssuer": ""', b'"certificateIssuer": "' + b"y" * (total - len(raw)) + b'"')
+
+
+def test_a_valid_65520_byte_message_graph_refuses_ends_in_one_failed_outcome_that_fits():
+    raw = sized_body(65_520)
+    assert len(raw) == 65_520
+    refusal = GraphRefused(code=ErrorCode.GRAPH_NOT_FOUND, message="Resource not found", http_status=404,
+                           trace=GraphTrace("req-4", "client-4", None), attempts=1)  # fmt: skip
+    graph = RecordingGraph(refusal)
+    result = deliver(graph, raw, Delivery("m-12", 1))
+    out = wire(result)
+    assert len(result.text.encode()) <= QUEUE_MESSAGE_BYTES
+    assert (out["status"], out["error"]["code"]) == ("failed", "graphNotFound")
+    assert out["request"] is None
+    compact = json.dumps(json.loads(raw), ensure_ascii=False, separators=(",", ":")).encode()  # the request as sent
+    assert out["requestOmitted"] == {"bytes": len(compact), "sha256": hashlib.sha256(compact).hexdigest()}
+    assert out["truncated"] == ["request"]
+    assert len(graph.requests) == 1
+
+
+def test_a_dry_run_of_a_near_limit_message_fits():
+    result = deliver(RecordingGraph(), sized_body(65_520, dryRun=True), Delivery("m-13", 1))
+    out = wire(result)
+    assert len(result.text.encode()) <= QUEUE_MESSAGE_BYTES
+    assert out["status"] == "validated"
+    assert out["graphRequest"]["body"] is None
+    assert out["graphRequest"]["url"].endswith("/managedDeviceCertificateStates/state-1")
+    assert out["truncated"] == ["graphRequest.body"]
+
+
+@pytest.mark.parametrize(
+    ("update", "field"),
+    [
+        ({"certificateKeyUsage": "k" * 60_000}, "update.certificateKeyUsage"),
+        ({"certificateKeyUsage": "digitalSignature," + "k" * 60_000}, "update.certificateKeyUsage"),
+        ({"devicePlatform": "p" * 60_000}, "update.devicePlatform"),
+    ],
+)
+def test_a_long_bad_value_is_shown_once_as_an_excerpt(update: dict[str, Any], field: str):
+    result = deliver(RecordingGraph(), body(update=update), Delivery("m-14", 1))
+    out = wire(result)
+    assert len(result.text) < 2_000  # was 121 KB: the value twice
+    assert out["error"]["details"][0]["field"] == field
+    assert "(60000 characters)" in out["error"]["details"][0]["message"]
+    assert result.text.count("(60000 characters)") == 1  # the summary names the field, not the value again
+    assert out["error"]["message"] == f"{field} is invalid (see details)"
+
+
+def test_a_long_bad_profile_type_is_not_echoed_in_full_anywhere():
+    result = deliver(RecordingGraph(), body(profileType="P" * 60_000), Delivery("m-15", 1))
+    assert len(result.text) < 3_000
+    assert "P" * 300 not in result.text  # the target echo is capped too
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"profileType": "\ud800"}, "profileType"),
+        ({"deviceConfigurationId": "cfg-\udfff"}, "deviceConfigurationId"),
+        ({"correlationId": "\ud83d"}, "correlationId"),
+        ({"update": {"certificateIssuer": "CN=\ud800"}}, "update.certificateIssuer"),
+        ({"update": {"\udc00": "x"}}, "update.\\udc00"),
+        ({"via": ["\ud800"]}, "via[0]"),
+    ],
+)
+def test_a_lone_surrogate_is_a_malformed_message_naming_the_field(document: dict[str, Any], field: str):
+    raw = body(**document)
+    assert b"\\ud" in raw  # json.dumps wrote the escape, as a producer would
+    graph = RecordingGraph()
+    result = deliver(graph, raw, Delivery("m-16", 1))
+    result.text.encode("utf-8")
+    out = wire(result)
+    assert (out["status"], out["error"]["code"]) == ("rejected", "malformedMessage")
+    assert out["error"]["details"] == [{"field": field, "message": out["error"]["details"][0]["message"]}]
+    assert "lone UTF-16 surrogate" in out["error"]["message"]
+    assert out["correlationId"] in {"order-4711", "m-16"}
+    assert graph.requests == []
+
+
+def test_a_paired_surrogate_escape_is_ordinary_text():
+    graph = RecordingGraph()
+    result = deliver(graph, body(update={"certificateIssuer": "CN=😀"}).replace("😀".encode(), b"\\ud83d\\ude00"),
+                                Delivery("m-17", 1))  # fmt: skip
+    assert result.outcome.status is Status.SUCCEEDED
+    assert graph.requests[0].body["certificateIssuer"] == "CN=😀"
+
+
+def test_a_lone_surrogate_in_graphs_answer_still_gives_an_outcome_in_utf8():
+    refusal = GraphRefused(code=ErrorCode.GRAPH_BAD_REQUEST, message="bad \ud800 value", graph_code="Bad\udfff",
+                           http_status=400, attempts=1)  # fmt: skip
+    result = deliver(RecordingGraph(refusal), body(), Delivery("m-18", 1))
+    assert wire(result)["error"]["message"] == "bad \\ud800 value"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"profileType": ' + b"7" * 5000 + b"}",
+        b'{"update": {"certificateKeyLength": -' + b"9" * 5000 + b"}}",
+        b'{"update": {"certificateKeyLength": 1e999}}',
+    ],
+    ids=["5000-digit", "negative-5000-digit", "1e999"],
+)
+def test_a_number_python_cannot_hold_is_a_malformed_message_and_never_retried(raw: bytes):
+    for dequeue_count in (1, 5):
+        result = deliver(RecordingGraph(), raw, Delivery("m-19", dequeue_count))  # raises nothing
+        assert (result.outcome.status, result.outcome.error and result.outcome.error.code) == (
+            Status.REJECTED, "malformedMessage",
+        )  # fmt: skip
+    assert len(result.text) < 1_000
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (
+            {"managedDeviceCertificateStateId": "d99bc884-c884-d99b-84c8-9bd984c89bd9\n"},
+            "managedDeviceCertificateStateId",
+        ),
+        ({"deviceConfigurationId": "cfg-1\n"}, "deviceConfigurationId"),
+        ({"managedDeviceCertificateStateId": "..\n"}, "managedDeviceCertificateStateId"),
+        ({"correlationId": "order-4711\n"}, "correlationId"),
+        ({"expiresAt": "2027-01-01T00:00:00Z\n"}, "expiresAt"),
+        (
+            {"update": {"certificateExpirationDateTime": "2027-01-01T00:00:00Z\n"}},
+            "update.certificateExpirationDateTime",
+        ),
+    ],
+)
+def test_a_final_newline_is_not_part_of_any_valid_value(overrides: dict[str, Any], field: str):
+    graph = RecordingGraph()
+    out = wire(deliver(graph, body(**overrides), Delivery("m-20", 1)))
+    assert out["status"] == "rejected"
+    assert [d["field"] for d in out["error"]["details"]] == [field]
+    assert graph.requests == []
+    if "correlationId" in overrides:
+        assert out["correlationId"] == "m-20"  # the invalid id is not echoed as the correlation id
+
+
+def test_graph_warnings_reach_the_outcome_on_success_and_on_the_last_delivery():
+    capped = "Graph's Retry-After '3600' was capped at 60 s: writes resumed before it ran out"
+    success = GraphResult(status=200, trace=GraphTrace("r", "c", None), attempts=2, warnings=(capped,))
+    assert deliver(RecordingGraph(success), body(), Delivery("m-21", 1)).outcome.warnings == [capped]
+    throttled = TransientError(code=ErrorCode.GRAPH_THROTTLED, message="throttled", http_status=429, attempts=1,
+                               warnings=(capped,))  # fmt: skip
+    last = deliver(RecordingGraph(throttled), body(), Delivery("m-21", 5)).outcome
+    assert (last.status, last.warnings) == (Status.FAILED, [capped])
