@@ -194,3 +194,27 @@ def test_a_runner_killed_mid_drain_and_restarted_loses_nothing(make_stack):
     # A duplicate is acceptable only for a message the killed runner had in flight: same messageId.
     assert len(duplicates) <= 12
     assert stack.poisoned() == []
+
+
+def test_a_65520_byte_message_for_an_unknown_state_ends_in_one_failed_outcome_not_poison(make_stack):
+    stack = make_stack()
+    message = update_message(0, managedDeviceCertificateStateId="00000000-0000-4000-8000-0000000000ff")
+    text = json.dumps({**message, "update": {"certificateIssuer": ""}})
+    text = text.replace('"certificateIssuer": ""', '"certificateIssuer": "' + "y" * (65_520 - len(text)) + '"')
+    stack.send(text.encode())
+    (outcome,) = run(stack, 1)
+    assert (outcome["status"], outcome["error"]["code"], outcome["dequeueCount"]) == ("failed", "graphNotFound", 1)
+    assert (outcome["request"], outcome["requestOmitted"]["bytes"], outcome["truncated"]) == (None, 65_520, ["request"])
+    assert len(graph_writes(stack)) == 1  # a 404 is permanent: one PATCH, not one per delivery
+    assert stack.poisoned() == []
+
+
+def test_lone_surrogates_and_huge_numbers_are_rejected_once_not_poisoned(make_stack):
+    stack = make_stack()
+    stack.send(json.dumps(update_message(0, correlationId="surrogate", deviceConfigurationId="\ud800")).encode())
+    stack.send(b'{"correlationId": "digits", "profileType": ' + b"9" * 5000 + b"}")
+    outcomes = run(stack, 2)
+    assert {(o["status"], o["error"]["code"]) for o in outcomes} == {("rejected", "malformedMessage")}
+    assert {o["dequeueCount"] for o in outcomes} == {1}
+    assert graph_writes(stack) == []
+    assert stack.poisoned() == []
