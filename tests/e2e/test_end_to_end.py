@@ -199,8 +199,8 @@ def test_a_runner_killed_mid_drain_and_restarted_loses_nothing(make_stack):
 def test_a_65520_byte_message_for_an_unknown_state_ends_in_one_failed_outcome_not_poison(make_stack):
     stack = make_stack()
     message = update_message(0, managedDeviceCertificateStateId="00000000-0000-4000-8000-0000000000ff")
-    text = json.dumps({**message, "update": {"certificateIssuer": ""}})
-    text = text.replace('"certificateIssuer": ""', '"certificateIssuer": "' + "y" * (65_520 - len(text)) + '"')
+    text = json.dumps({**message, "update": {"certificateIssuer": ""}}, separators=(",", ":"))  # as producers send
+    text = text.replace('"certificateIssuer":""', '"certificateIssuer":"' + "y" * (65_520 - len(text)) + '"')
     stack.send(text.encode())
     (outcome,) = run(stack, 1)
     assert (outcome["status"], outcome["error"]["code"], outcome["dequeueCount"]) == ("failed", "graphNotFound", 1)

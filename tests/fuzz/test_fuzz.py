@@ -1,5 +1,6 @@
 """Fuzzing the one-outcome promise: whatever bytes come in and whatever Graph answers, each delivery
-ends in exactly one outcome that fits a queue message, or in one retry where the failure is transient.
+ends in exactly one outcome that fits a queue message, or in one retry where the failure is transient
+(or in one deferred copy that fits, during an outage).
 
 Deterministic (derandomized, no example database) and bounded, so CI stays fast and repeatable; set
 CERTSTATE_FUZZ_EXAMPLES (e.g. 5000) and CERTSTATE_FUZZ_RANDOM=1 to search further on a workstation.
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 from devstack.azurite import Azurite
 from producer.schemas import SCHEMA_DIR
-from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
 from shared.contract.limits import QUEUE_MESSAGE_BYTES, outcome_budget
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
@@ -54,6 +55,7 @@ def graph_answers() -> st.SearchStrategy[GraphResult | Exception]:
                   trace=trace, attempts=st.just(1)),
         st.builds(TransientError, code=st.just(ErrorCode.GRAPH_THROTTLED), message=text, http_status=st.just(429),
                   trace=trace, attempts=st.integers(0, 4), warnings=st.sampled_from([(), (CAPPED,)])),
+        st.builds(Deferred, delay_seconds=st.floats(1, 600), reason=st.just("breakerOpen")),
         st.just(ZeroDivisionError("a bug")),
     )  # fmt: skip
 
@@ -71,10 +73,12 @@ class OneAnswer:
 
 
 def deliver(raw: bytes, answer: GraphResult | Exception, dequeue_count: int, encoding: str) -> Result | None:
-    """One delivery; None when it asked for a retry. Fails the test on anything else."""
+    """One delivery; None when it asked for a retry or was deferred. Fails the test on anything else."""
     graph = OneAnswer(answer)
+    copies: list[str] = []
     pipeline = CertStatePipeline(graph=graph, graph_base_url="https://graph.microsoft.com/beta",
                                  max_dequeue_count=MAX_DEQUEUE, outcome_budget=outcome_budget(encoding),
+                                 requeue=lambda text, _delay: copies.append(text),
                                  clock=lambda: datetime(2026, 11, 27, tzinfo=UTC))  # fmt: skip
     delivery = Delivery(message_id="fuzz-message", dequeue_count=dequeue_count)
     try:
@@ -82,6 +86,11 @@ def deliver(raw: bytes, answer: GraphResult | Exception, dequeue_count: int, enc
     except (TransientError, ZeroDivisionError):
         assert dequeue_count < MAX_DEQUEUE, "a retry on the last delivery: the message would be poisoned"
         assert graph.requests, "only a Graph (or bug) failure may be retried, never the message itself"
+        return None
+    if result is None:  # deferred: one delayed copy on the input queue, and no outcome
+        assert isinstance(answer, Deferred)
+        assert len(copies) == 1
+        assert len(copies[0].encode("utf-8")) <= QUEUE_MESSAGE_BYTES
         return None
     assert len(graph.requests) <= 1
     assert_fits(result, encoding)
