@@ -184,7 +184,14 @@ class CertStatePipeline:
             )
             return report.error(gave_up, now)
         deferrals = report.deferral.deferrals + 1 if report.deferral else 1
-        record = DeferralRecord(report.delivery.message_id, report.delivery.dequeue_count - 1, deferrals, since)
+        carried = _each_once(report.deferral.warnings if report.deferral else (), deferral.warnings)
+        record = DeferralRecord(
+            report.delivery.message_id,
+            report.delivery.dequeue_count - 1,
+            deferrals,
+            since,
+            tuple(carried[:_CARRIED_WARNINGS]),
+        )
         assert report.document is not None
         text = wrap(report.document, record)
         delay = min(MAX_VISIBILITY_DELAY_SECONDS, max(1, math.ceil(deferral.delay_seconds)))
@@ -273,7 +280,11 @@ class OutcomeBuilder:
             updated_properties=[name for name in self.request.body if not name.startswith("@")]  # "@": annotations
             if self.request and status in _NAMES_PROPERTIES
             else [],
-            warnings=[*(message.warnings if message else ()), *extra_warnings],
+            warnings=_each_once(
+                message.warnings if message else (),
+                self.deferral.warnings if self.deferral else (),
+                extra_warnings,
+            ),
             duration_ms=0,  # set by the pipeline when the outcome is final
             completed_at=now,
             **fields,
@@ -309,4 +320,12 @@ class OutcomeBuilder:
 
 
 _NAMES_PROPERTIES = frozenset({Status.SUCCEEDED, Status.VALIDATED})
+_CARRIED_WARNINGS = 10  # what a deferred copy may carry (envelope.py bounds it too)
+
+
+def _each_once(*groups: Sequence[str]) -> list[str]:
+    """The warnings of every group, in order, each once (a Retry-After capped on several attempts)."""
+    return list(dict.fromkeys(warning for group in groups for warning in group))
+
+
 _TARGET_FIELDS = ("profileType", "deviceConfigurationId", "managedDeviceCertificateStateId", "via")

@@ -3,7 +3,8 @@
 A deferred message (docs/design.md, "Deferral") comes back as a new queue message, so it has a new
 queue id and a dequeue count starting at 1. The envelope carries what must survive that: the original
 messageId (the outcome's key for consumers and the audit trail), the failed deliveries so far (so the
-last-delivery rule still counts every real failure) and when deferring began (so waiting is bounded).
+last-delivery rule still counts every real failure), when deferring began (so waiting is bounded) and
+the warnings the outcome must still carry (a capped Retry-After met before the deferral).
 The original document travels inside as it was decoded; nothing else about it changes.
 """
 
@@ -29,6 +30,7 @@ class DeferralRecord:
     failed_deliveries: int
     deferrals: int
     deferred_since: datetime
+    warnings: tuple[str, ...] = ()
 
 
 class _Record(BaseModel):
@@ -39,6 +41,7 @@ class _Record(BaseModel):
     failedDeliveries: Annotated[StrictInt, Field(ge=0, le=10_000)]  # noqa: N815
     deferrals: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
     deferredSince: datetime  # noqa: N815
+    warnings: Annotated[list[Annotated[StrictStr, Field(max_length=1000)]], Field(max_length=10)] = []
 
 
 def wrap(document: dict[str, Any], record: DeferralRecord) -> str:
@@ -50,6 +53,7 @@ def wrap(document: dict[str, Any], record: DeferralRecord) -> str:
             "failedDeliveries": record.failed_deliveries,
             "deferrals": record.deferrals,
             "deferredSince": since,
+            **({"warnings": list(record.warnings)} if record.warnings else {}),
         },
         "message": document,
     }
@@ -72,4 +76,4 @@ def unwrap(document: dict[str, Any]) -> tuple[dict[str, Any], DeferralRecord | N
             code=ErrorCode.MALFORMED_MESSAGE, message=f"{ENVELOPE_KEY}.{where}: {first['msg']}"
         ) from None
     since = raw.deferredSince if raw.deferredSince.tzinfo else raw.deferredSince.replace(tzinfo=UTC)
-    return inner, DeferralRecord(raw.messageId, raw.failedDeliveries, raw.deferrals, since)
+    return inner, DeferralRecord(raw.messageId, raw.failedDeliveries, raw.deferrals, since, tuple(raw.warnings))

@@ -91,12 +91,14 @@ class TransientError(CertStateError):
 class Deferred(Exception):
     """Not an error of the message: it should come back after `delay_seconds` (`reason` says why).
 
-    `cause` is what the message would be reported with if it waits too long (the outage's code).
+    `cause` is what the message would be reported with if it waits too long (the outage's code);
+    `warnings` travel with the deferred copy to the outcome it ends with (e.g. a capped Retry-After).
     """
 
     delay_seconds: float
     reason: str
     cause: ErrorCode = ErrorCode.GRAPH_UNAVAILABLE
+    warnings: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"deferred {self.delay_seconds:.1f} s: {self.reason}"

@@ -110,7 +110,7 @@ class GraphClient:
             if not self._pacer.acquire(deadline):
                 # No write slot within this invocation's wait: come back when there is one, without
                 # spending a delivery (a long Retry-After, or a backlog beyond the budget).
-                raise Deferred(self._pacer.wait_seconds(), WRITE_BUDGET, ErrorCode.GRAPH_THROTTLED)
+                raise Deferred(self._pacer.wait_seconds(), WRITE_BUDGET, ErrorCode.GRAPH_THROTTLED, tuple(warnings))
             try:
                 token = self._token(claims, attempt, deadline)
             except TransientError:

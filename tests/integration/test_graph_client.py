@@ -383,6 +383,9 @@ def test_a_retry_after_beyond_the_ceiling_holds_the_process_for_the_ceiling_only
         patch(graph, client(graph, credential, max_wait=10, pacer=pacer, clock=clock))
     assert caught.value.reason == WRITE_BUDGET
     assert caught.value.delay_seconds == pytest.approx(30)
+    assert caught.value.warnings == (  # carried by the deferred copy to its outcome
+        f"Graph's Retry-After '{retry_after}' was capped at 30 s: writes resumed before it ran out",
+    )
     assert pacer.acquire(started + 31)  # every other write of the process waited 30 s, not an hour
     assert clock.now() - started == pytest.approx(30)
     (capped,) = events(caplog, "retryAfterCapped")

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.envelope import DeferralRecord, unwrap
+from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
 from shared.contract.limits import QUEUE_MESSAGE_BYTES
 from shared.contract.outcomes import Outcome, Status
 from shared.graph.client import GraphResult
@@ -404,3 +405,16 @@ def test_graph_warnings_reach_the_outcome_on_success_and_on_the_last_delivery():
                                warnings=(capped,))  # fmt: skip
     last = deliver(RecordingGraph(throttled), body(), Delivery("m-21", 5)).outcome
     assert (last.status, last.warnings) == (Status.FAILED, [capped])
+
+
+def test_a_capped_retry_after_met_before_a_deferral_reaches_the_outcome_of_the_copy():
+    capped = "Graph's Retry-After '3600' was capped at 60 s: writes resumed before it ran out"
+    copies: list[str] = []
+    deferring = CertStatePipeline(graph=RecordingGraph(Deferred(60, "writeBudget", warnings=(capped,))),
+                                  graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
+                                  requeue=lambda text, _delay: copies.append(text), clock=lambda: NOW)  # fmt: skip
+    assert deferring.handle(body(), Delivery("m-22", 1)) is None
+    (copy,) = copies
+    assert unwrap(json.loads(copy))[1] == DeferralRecord("m-22", 0, 1, NOW, (capped,))
+    outcome = deliver(RecordingGraph(), copy.encode(), Delivery("copy-of-m-22", 1)).outcome
+    assert (outcome.status, outcome.message_id, outcome.warnings) == (Status.SUCCEEDED, "m-22", [capped])
