@@ -129,7 +129,11 @@ def encode(message: UpdateMessage | Mapping[str, Any], encoding: Encoding = "non
     way the function will read it, so a message that leaves here is one the function accepts.
     """
     text = serialize(message) if isinstance(message, UpdateMessage) else _dumps(message)
-    raw = text.encode("utf-8")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the function's reader says which field holds it
+        decode_body(text.encode("utf-8", "backslashreplace"))  # the JSON escape of it, as a producer would send
+        raise
     require_size(raw, "message as JSON")
     payload = base64.b64encode(raw).decode("ascii") if encoding == "base64" else text
     stored = payload.encode("utf-8")

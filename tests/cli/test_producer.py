@@ -128,6 +128,13 @@ def test_encode_refuses_a_message_over_the_queue_limit():
         encode(ios(update={"certificateIssuer": "x" * 70_000}), "none")
 
 
+def test_encode_refuses_a_lone_surrogate_naming_the_field_as_the_function_does():
+    with pytest.raises(MessageRejected) as caught:
+        encode({**request("c-3"), "update": {"certificateIssuer": "CN=\ud800"}})
+    assert caught.value.code is ErrorCode.MALFORMED_MESSAGE
+    assert [d.field for d in caught.value.details] == ["update.certificateIssuer"]
+
+
 def test_defaults_come_from_host_json_and_the_environment(monkeypatch: pytest.MonkeyPatch):
     assert default_encoding() == "none"  # host.json: messageEncoding none
     monkeypatch.delenv("INPUT_QUEUE_NAME", raising=False)

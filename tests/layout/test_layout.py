@@ -22,6 +22,7 @@ RUNTIME_IMPORTS = {
     "pydantic_core": "pydantic",
     "pydantic_settings": "pydantic-settings",
     "requests": "requests",
+    "urllib3": "requests",  # urllib3 comes with requests; shared/graph/transport.py subclasses its connections
 }
 
 
