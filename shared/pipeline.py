@@ -2,11 +2,11 @@
 
 `CertStatePipeline.handle` is what the function calls. It returns the outcome with its JSON
 text, already cut to fit the result queue, or raises `TransientError` so the host hands the
-message back to the queue. On the message's
-last delivery a transient failure becomes a `failed` outcome instead, so no message is
-poisoned without one, and no delivery ever yields two. A `Deferred` message (an open breaker,
-a tenant without a write slot soon) goes back on the queue as a delayed copy that keeps its
-identity (`shared.contract.envelope`), and this delivery writes nothing: `handle` returns None.
+message back to the queue. On the message's last delivery a transient failure becomes a
+`failed` outcome instead, so no message is poisoned without one, and no delivery ever yields two.
+A `Deferred` message (an open breaker, a tenant without a write slot soon) goes back on the queue
+as a delayed copy that keeps its identity (`shared.contract.envelope`), and this delivery writes
+nothing: `handle` returns None.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from shared.contract.errors import (
 )
 from shared.contract.limits import QUEUE_MESSAGE_BYTES
 from shared.contract.messages import CORRELATION_ID, UpdateMessage, to_datetime
-from shared.contract.outcomes import ErrorDetail, GraphInfo, Outcome, OutcomeError, Status, Target, fit
+from shared.contract.outcomes import ErrorDetail, GraphInfo, Outcome, OutcomeError, Status, Target, bare, fit
 from shared.contract.parsing import decode_body, parse_message
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest, build_request
@@ -117,7 +117,11 @@ class CertStatePipeline:
             if outcome is None:
                 return None
             outcome = outcome.model_copy(update={"duration_ms": self._elapsed(started)})
-            outcome, text = fit(outcome, self._outcome_budget)
+            try:
+                outcome, text = fit(outcome, self._outcome_budget)
+            except Exception:  # a bug here must not cost the outcome: its bare form always fits
+                logger.exception("outcome could not be fitted")
+                outcome, text = fit(bare(outcome), self._outcome_budget)
             log_event(logger, logging.INFO if outcome.status is not Status.FAILED else logging.WARNING, "outcome",
                       correlationId=outcome.correlation_id, status=outcome.status.value,
                       code=outcome.error.code if outcome.error else None, httpStatus=outcome.http_status,
@@ -320,12 +324,10 @@ class OutcomeBuilder:
 
 
 _NAMES_PROPERTIES = frozenset({Status.SUCCEEDED, Status.VALIDATED})
+_TARGET_FIELDS = ("profileType", "deviceConfigurationId", "managedDeviceCertificateStateId", "via")
 _CARRIED_WARNINGS = 10  # what a deferred copy may carry (envelope.py bounds it too)
 
 
 def _each_once(*groups: Sequence[str]) -> list[str]:
     """The warnings of every group, in order, each once (a Retry-After capped on several attempts)."""
     return list(dict.fromkeys(warning for group in groups for warning in group))
-
-
-_TARGET_FIELDS = ("profileType", "deviceConfigurationId", "managedDeviceCertificateStateId", "via")

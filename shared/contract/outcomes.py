@@ -220,7 +220,7 @@ def _cut_error_message(outcome: Outcome, _excess: int) -> Outcome:
     return _marked(outcome, "error.message", error=error.model_copy(update=shorter))
 
 
-def _bare(outcome: Outcome, _excess: int) -> Outcome:
+def bare(outcome: Outcome) -> Outcome:
     """Last resort, for ids nobody expects to be huge: the status and bounded ids, nothing echoed."""
     error = outcome.error
     return Outcome(
@@ -245,7 +245,7 @@ _CUTS: Final[tuple[Callable[[Outcome, int], Outcome], ...]] = (
     _cut_graph_request_body,
     _cut_warnings,
     _cut_error_message,
-    _bare,
+    lambda outcome, _excess: bare(outcome),
 )
 """Echoed values first: the bad values in details, the failed message's request, a dry run's body."""
 _MARK_BYTES: Final = 32  # room for the `truncated` entry a cut adds

@@ -18,7 +18,7 @@ from shared.contract.errors import ErrorCode
 BACKOFF_BASE_SECONDS: Final = 1.0
 BACKOFF_CAP_SECONDS: Final = 30.0
 RETRY_AFTER_MAX_SECONDS: Final = 120.0
-"""No Retry-After holds the process's writes longer than this (docs/design.md, "Retry-After ceiling")."""
+"""No Retry-After holds the process's writes longer than this (docs/design.md, "The Graph answer in time and size")."""
 _SECONDS = re.compile(r"[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*")  # fullmatch: `$` would accept a final newline
 
 
@@ -83,7 +83,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 def retry_after_ceiling(max_wait_seconds: float) -> float:
     """The longest Retry-After honoured: one invocation's wait budget, within [30 s, 120 s].
 
-    A longer hold cannot help the message that met the 429 (it goes back to the queue anyway) and
+    A longer hold cannot help the message that met the 429 (it is deferred: no invocation waits longer) and
     starves every other message of the process; being early costs one more 429, which sets the gate again.
     """
     return min(RETRY_AFTER_MAX_SECONDS, max(BACKOFF_CAP_SECONDS, max_wait_seconds))

@@ -12,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared import pipeline as pipeline_module
 from shared.contract.envelope import DeferralRecord, unwrap
 from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
 from shared.contract.limits import QUEUE_MESSAGE_BYTES
-from shared.contract.outcomes import Outcome, Status
+from shared.contract.outcomes import Outcome, Status, fit
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
 from shared.logs import log_event
@@ -418,3 +419,18 @@ def test_a_capped_retry_after_met_before_a_deferral_reaches_the_outcome_of_the_c
     assert unwrap(json.loads(copy))[1] == DeferralRecord("m-22", 0, 1, NOW, (capped,))
     outcome = deliver(RecordingGraph(), copy.encode(), Delivery("copy-of-m-22", 1)).outcome
     assert (outcome.status, outcome.message_id, outcome.warnings) == (Status.SUCCEEDED, "m-22", [capped])
+
+
+def test_a_bug_while_fitting_the_outcome_still_writes_its_bare_form(monkeypatch: pytest.MonkeyPatch):
+    real = fit
+    calls: list[Outcome] = []
+
+    def broken_once(outcome: Outcome, budget: int) -> tuple[Outcome, str]:
+        calls.append(outcome)
+        if len(calls) == 1:
+            raise ZeroDivisionError
+        return real(outcome, budget)
+
+    monkeypatch.setattr(pipeline_module, "fit", broken_once)
+    out = wire(deliver(RecordingGraph(), body(), Delivery("m-23", 1)))
+    assert (out["status"], out["messageId"], out["truncated"]) == ("succeeded", "m-23", ["*"])
