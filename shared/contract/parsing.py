@@ -160,7 +160,7 @@ def _field_error(
     elif kind == "missing":
         text = "is required"
     text = text.removeprefix("Value error, ")
-    quoted = False
+    quoted = kind == "extra_forbidden" and len(path[-1]) > LONG_VALUE_CHARS  # a long name: once in the summary
     for piece in _pieces(value):
         text, found = _excerpted(text, piece)
         quoted = quoted or found

@@ -63,9 +63,9 @@ def message(owner: str, navigation: str, profile_type: str, ids: tuple[str, str]
 
 def handled(pipeline: CertStatePipeline, body: bytes, message_id: str) -> Outcome:
     """The outcome of a first delivery (none of these may be deferred)."""
-    outcome = pipeline.handle(body, Delivery(message_id, 1))
-    assert outcome is not None
-    return outcome
+    result = pipeline.handle(body, Delivery(message_id, 1))
+    assert result is not None
+    return result.outcome
 
 
 def test_every_triple_reaches_graph_at_its_route_and_succeeds(graph: GraphSimulator, pipeline: CertStatePipeline):
