@@ -36,6 +36,7 @@ from shared.contract.parsing import decode_body, parse_message
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest, build_request
 from shared.logs import log_event, message_context
+from shared.telemetry import Telemetry
 
 logger = logging.getLogger("certstate")
 
@@ -83,8 +84,10 @@ class CertStatePipeline:
         outcome_budget: int = QUEUE_MESSAGE_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timer: Callable[[], float] = time.monotonic,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._graph = graph
+        self._telemetry = telemetry or Telemetry()
         self._base_url = graph_base_url
         self._max_dequeue_count = max_dequeue_count
         self._requeue = requeue
@@ -99,7 +102,10 @@ class CertStatePipeline:
         report = OutcomeBuilder(delivery)
         unreadable = report.read(body)
         outcome: Outcome | None
-        with message_context(messageId=report.delivery.message_id, dequeueCount=report.delivery.dequeue_count):
+        with (
+            self._telemetry.message_span(report.delivery.message_id, report.delivery.dequeue_count),
+            message_context(messageId=report.delivery.message_id, dequeueCount=report.delivery.dequeue_count),
+        ):
             try:
                 outcome = self._process(report, unreadable)
             except Deferred as deferral:
@@ -111,6 +117,7 @@ class CertStatePipeline:
             except Exception as err:  # a bug must not lose the message: retry, then report
                 logger.exception("unexpected error")
                 if not report.last_delivery(self._max_dequeue_count):
+                    self._telemetry.handed_back(None, report.correlation_id)
                     raise
                 internal = CertStateError(code=ErrorCode.INTERNAL_ERROR, message=type(err).__name__)
                 outcome = report.error(internal, self._clock())
@@ -128,6 +135,7 @@ class CertStatePipeline:
                       requestId=outcome.graph.request_id if outcome.graph else None,
                       attempts=outcome.attempts, durationMs=outcome.duration_ms,
                       truncated=outcome.truncated or None)  # fmt: skip
+            self._telemetry.outcome(outcome)
             return Result(outcome, text)
 
     def _process(self, report: OutcomeBuilder, unreadable: MessageRejected | None) -> Outcome:
@@ -164,6 +172,7 @@ class CertStatePipeline:
             log_event(logger, logging.WARNING, "retryLater", correlationId=report.correlation_id,
                       code=err.code.value, httpStatus=err.http_status, requestId=err.trace.request_id,
                       attempts=err.attempts)  # fmt: skip
+            self._telemetry.handed_back(err, report.correlation_id)
             raise err
         return report.error(err, self._clock())
 
@@ -209,6 +218,7 @@ class CertStatePipeline:
             return self._retry_or_report(fallback, report)
         log_event(logger, logging.INFO, "deferred", correlationId=report.correlation_id, reason=deferral.reason,
                   delaySeconds=delay, deferrals=deferrals, code=deferral.cause.value)  # fmt: skip
+        self._telemetry.deferred(deferral.cause.value)
         return None
 
     def _elapsed(self, started: float) -> int:

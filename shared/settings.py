@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     BREAKER_COOLDOWN_SECONDS: Annotated[float, Field(gt=0, le=600)] = 15.0
     BREAKER_MAX_COOLDOWN_SECONDS: Annotated[float, Field(gt=0, le=3600)] = 120.0
     DEFERRAL_MAX_SECONDS: Annotated[float, Field(ge=0, le=6 * 24 * 3600)] = 3600.0
+    APPLICATIONINSIGHTS_CONNECTION_STRING: str | None = None  # unset: no telemetry export (tests, local stack)
 
     # The host's storage connection (the bindings' `connection`), read here too for deferrals.
     storage_connection_string: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")

@@ -24,6 +24,7 @@ from shared.host_config import QueueOptions, queue_options
 from shared.pipeline import CertStatePipeline
 from shared.settings import CredentialMode, Settings, load_settings
 from shared.storage import QueueSender
+from shared.telemetry import Telemetry, configure_azure_monitor_once
 
 IDENTITY_TRANSPORT: Final[dict[str, Any]] = {
     "connection_timeout": 2,
@@ -77,14 +78,18 @@ def build_session(pool_size: int, base_url: str) -> requests.Session:
 
 
 def build_pipeline(
-    settings: Settings, options: QueueOptions, credential: TokenCredential | None = None
+    settings: Settings,
+    options: QueueOptions,
+    credential: TokenCredential | None = None,
+    telemetry: Telemetry | None = None,
 ) -> CertStatePipeline:
-    """Wire the production pipeline; tests pass their own settings and, if they like, credential."""
+    """Wire the production pipeline; tests pass their own settings and, if they like, credential and telemetry."""
+    telemetry = telemetry or Telemetry()
     client = GraphClient(
         session=build_session(options.max_concurrency, settings.GRAPH_BASE_URL),
         credential=credential or build_credential(settings),
         scope=settings.graph_scope,
-        pacer=WritePacer(settings.GRAPH_WRITE_BUDGET, settings.GRAPH_WRITE_WINDOW_SECONDS),
+        pacer=WritePacer(settings.GRAPH_WRITE_BUDGET, settings.GRAPH_WRITE_WINDOW_SECONDS, on_wait=telemetry.waited),
         breaker=CircuitBreaker(
             threshold=settings.BREAKER_FAILURE_THRESHOLD,
             cooldown_seconds=settings.BREAKER_COOLDOWN_SECONDS,
@@ -97,6 +102,7 @@ def build_pipeline(
             max_attempts=settings.GRAPH_MAX_ATTEMPTS,
             max_wait_seconds=settings.GRAPH_MAX_WAIT_SECONDS,
         ),
+        telemetry=telemetry,
     )
     input_queue = QueueSender(settings.storage, settings.INPUT_QUEUE_NAME)
     return CertStatePipeline(
@@ -106,6 +112,7 @@ def build_pipeline(
         requeue=input_queue.send,
         max_deferral_seconds=settings.DEFERRAL_MAX_SECONDS,
         outcome_budget=outcome_budget(options.message_encoding),
+        telemetry=telemetry,
     )
 
 
@@ -130,5 +137,12 @@ def reset_pipeline() -> None:
 
 
 @cache
+def telemetry() -> Telemetry:
+    """The process's instruments, after the Azure Monitor distro is set up (if it is configured)."""
+    configure_azure_monitor_once(load_settings().APPLICATIONINSIGHTS_CONNECTION_STRING)
+    return Telemetry()
+
+
+@cache
 def _build_once() -> CertStatePipeline:
-    return build_pipeline(load_settings(), queue_options())
+    return build_pipeline(load_settings(), queue_options(), telemetry=telemetry())

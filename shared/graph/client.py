@@ -30,6 +30,7 @@ from shared.graph.retry_policy import SUCCESS_STATUSES, Action, Decision, decide
 from shared.graph.routes import GraphRequest
 from shared.graph.transport import Answer, exchange
 from shared.logs import log_event
+from shared.telemetry import Telemetry
 
 logger = logging.getLogger("certstate.graph")
 
@@ -82,6 +83,7 @@ class GraphClient:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._session = session  # built by wiring.build_session, which reads the environment once
         self._credential = credential
@@ -97,6 +99,7 @@ class GraphClient:
         self._wall_clock = wall_clock
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._telemetry = telemetry or Telemetry()
 
     def patch(self, request: GraphRequest) -> GraphResult:
         """PATCH until success, a permanent refusal, or the invocation's budget runs out."""
@@ -183,6 +186,7 @@ class GraphClient:
             elif attempt < self._limits.max_attempts:
                 if self._clock() + decision.delay > deadline:
                     break
+                self._telemetry.waited("backoff", decision.delay)
                 self._sleep(decision.delay)
         assert last is not None  # the loop ran at least once and every way out of it set `last`
         raise last
@@ -234,6 +238,7 @@ class GraphClient:
             **request.headers,
         }
         limits = self._limits
+        sent = self._clock()
         try:
             answer = exchange(
                 self._session,
@@ -245,8 +250,10 @@ class GraphClient:
                 max_body_bytes=limits.max_answer_bytes,
             )
         except requests.RequestException as err:
+            self._telemetry.graph_response(None, self._clock() - sent)
             log_event(logger, logging.WARNING, "graphUnreachable", reason=type(err).__name__)
             return None, GraphTrace(client_request_id=client_request_id)
+        self._telemetry.graph_response(answer.status, self._clock() - sent)
         trace = _trace(answer.headers, client_request_id)
         if answer.cut is not None:
             log_event(logger, logging.WARNING, "graphAnswerCut", reason=answer.cut, httpStatus=answer.status,

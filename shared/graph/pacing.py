@@ -23,8 +23,10 @@ class WritePacer:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        on_wait: Callable[[str, float], None] = lambda reason, seconds: None,
     ) -> None:
         self._interval = window_seconds / budget
+        self._on_wait = on_wait  # ("pacer" | "retryAfter", seconds): telemetry of the time writes wait
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -42,7 +44,9 @@ class WritePacer:
                 if slot <= now:
                     self._next_slot = now + self._interval
                     return True
+                reason = "retryAfter" if self._gate_until >= self._next_slot else "pacer"
             # Not reserved while waiting: a Retry-After that arrives meanwhile still applies.
+            self._on_wait(reason, slot - now)
             self._sleep(slot - now)
 
     def hold(self, seconds: float) -> None:

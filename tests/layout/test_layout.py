@@ -18,6 +18,8 @@ RUNTIME_IMPORTS = {
     "azure.identity": "azure-identity",
     "azure.core": "azure-identity",  # azure-core comes with azure-identity and is what it raises
     "azure.storage.queue": "azure-storage-queue",
+    "azure.monitor.opentelemetry": "azure-monitor-opentelemetry",
+    "opentelemetry": "azure-monitor-opentelemetry",  # the OpenTelemetry API and SDK come with the distro
     "pydantic": "pydantic",
     "pydantic_core": "pydantic",
     "pydantic_settings": "pydantic-settings",

@@ -1,0 +1,214 @@
+"""OpenTelemetry: one span per message, and the metrics the workbook and the alerts read.
+
+`Telemetry` records through whichever providers it is given: the global ones in production (the
+Azure Monitor distro sets them up in `configure_azure_monitor_once`), the SDK's in-memory ones in
+tests. With neither, the OpenTelemetry API's no-op providers make every call nearly free, so the
+tests and the local stack run without Application Insights. The global providers are looked up
+through the API's proxies, so a `Telemetry` built before the distro is configured still records.
+
+Names are camelCase like the outcome and the structured logs (shared/logs.py), so one vocabulary
+serves spans, metric dimensions and log fields; docs/operations.md queries them, and a test checks
+that every field a query names is one this code emits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
+
+from shared.contract.errors import CertStateError
+from shared.contract.outcomes import Outcome, Status
+
+SCOPE: Final = "certstate"
+"""The instrumentation scope, and the logger whose records the distro exports (see `configure_azure_monitor_once`)."""
+
+MESSAGE_SPAN: Final = "certstate.message"
+OUTCOMES: Final = "certstate.outcomes"
+REDELIVERIES: Final = "certstate.redeliveries"
+DEFERRALS: Final = "certstate.deferrals"
+GRAPH_RESPONSES: Final = "certstate.graph.responses"
+GRAPH_DURATION: Final = "certstate.graph.duration"
+WAITS: Final = "certstate.waits"
+QUEUE_DEPTH: Final = "certstate.queue.depth"
+AUDIT_FAILURES: Final = "certstate.audit.failures"
+
+RETRY: Final = "retry"
+"""The span's `status` when the delivery is handed back to the queue (no outcome yet)."""
+DEFERRED: Final = "deferred"
+"""The span's `status` when a delayed copy went back on the queue (no outcome yet)."""
+
+# Instrumentations the distro would switch on that this app has no use for: each one costs import
+# time and, for urllib3 under requests, a second span per Graph call.
+_UNUSED_INSTRUMENTATIONS: Final = ("django", "fastapi", "flask", "httpx", "httpx2", "psycopg2", "urllib", "urllib3")
+
+_configure_lock = threading.Lock()
+_configured = False
+
+
+class Telemetry:
+    """The instruments certstate records on; one per process (shared/wiring.py builds it)."""
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        self._tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(SCOPE, meter_provider=meter_provider)
+        self._outcomes = meter.create_counter(
+            OUTCOMES, unit="{message}", description="Outcomes written, by status, error code and tenant"
+        )
+        self._redeliveries = meter.create_counter(
+            REDELIVERIES, unit="{delivery}", description="Deliveries handed back to the queue for another try, by code"
+        )
+        self._deferrals = meter.create_counter(
+            DEFERRALS, unit="{delivery}", description="Deliveries put back with a delay, by code"
+        )
+        self._graph_responses = meter.create_counter(
+            GRAPH_RESPONSES, unit="{response}", description="Graph answers by status class and status"
+        )
+        self._graph_duration = meter.create_histogram(
+            GRAPH_DURATION, unit="ms", description="Time from sending a PATCH to its answer (or to giving up on one)"
+        )
+        self._waits = meter.create_histogram(
+            WAITS,
+            unit="ms",
+            description="Time a write waited: for the write budget (pacer), a Retry-After (retryAfter), a backoff",
+        )
+        self._queue_depth = meter.create_gauge(
+            QUEUE_DEPTH, unit="{message}", description="Approximate message counts of the input, poison, result queues"
+        )
+        self._audit_failures = meter.create_counter(
+            AUDIT_FAILURES, unit="{outcome}", description="Outcomes whose audit row could not be written"
+        )
+
+    @contextmanager
+    def message_span(self, message_id: str, dequeue_count: int) -> Iterator[Span]:
+        """The span of one delivery, current while it runs; `outcome` or `handed_back` completes it."""
+        with self._tracer.start_as_current_span(
+            MESSAGE_SPAN,
+            kind=SpanKind.CONSUMER,
+            attributes={"messageId": message_id, "dequeueCount": dequeue_count},
+            record_exception=False,  # a retry is not an error of the message; a bug is logged with its traceback
+            set_status_on_exception=False,
+        ) as span:
+            yield span
+
+    def outcome(self, outcome: Outcome) -> None:
+        """Count the outcome and describe it on the message span; a `failed` one marks it as an error."""
+        code = outcome.error.code if outcome.error else None
+        tenant = _tenant(outcome)
+        span = trace.get_current_span()
+        if span.is_recording():
+            attributes = {
+                "status": outcome.status.value,
+                "code": code,
+                "correlationId": outcome.correlation_id,
+                "tenantId": tenant,
+                "httpStatus": outcome.http_status,
+                "requestId": outcome.graph.request_id if outcome.graph else None,
+                "attempts": outcome.attempts,
+            }
+            span.set_attributes({key: value for key, value in attributes.items() if value is not None})
+            if outcome.status is Status.FAILED:
+                span.set_status(StatusCode.ERROR, code)
+        self._outcomes.add(1, _dimensions(status=outcome.status.value, code=code, tenantId=tenant))
+
+    def handed_back(self, err: CertStateError | None, correlation_id: str) -> None:
+        """A delivery that ends in a retry: counted, and the span says why (not an error: no outcome yet)."""
+        code = err.code.value if err else "internalError"
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes({"status": RETRY, "code": code, "correlationId": correlation_id})
+            if err is not None:
+                span.set_attributes(_present(httpStatus=err.http_status, requestId=err.trace.request_id))
+        self._redeliveries.add(1, {"code": code})
+
+    def deferred(self, code: str) -> None:
+        """A delivery put back on the queue with a delay, by the code it would fail with if it waited too long."""
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("status", DEFERRED)
+            span.set_attribute("code", code)
+        self._deferrals.add(1, {"code": code})
+
+    def graph_response(self, status: int | None, seconds: float) -> None:
+        """One Graph answer (`None`: no answer: timeout or dropped connection) and how long it took."""
+        dimensions = {"statusClass": f"{status // 100}xx", "httpStatus": str(status)} if status else _NO_ANSWER
+        self._graph_responses.add(1, dimensions)
+        self._graph_duration.record(seconds * 1000, {"statusClass": dimensions["statusClass"]})
+
+    def waited(self, reason: str, seconds: float) -> None:
+        """Time a write spent waiting before it could be sent: `pacer`, `retryAfter` or `backoff`."""
+        self._waits.record(seconds * 1000, {"reason": reason})
+
+    def queue_depth(self, queue: str, count: int) -> None:
+        """The approximate message count of one queue: `input`, `poison` or `result`."""
+        self._queue_depth.set(count, {"queue": queue})
+
+    def audit_failed(self, code: str) -> None:
+        """An outcome went out without its audit row."""
+        self._audit_failures.add(1, {"code": code})
+
+
+_NO_ANSWER: Final = {"statusClass": "none", "httpStatus": "none"}
+
+
+def _present(**values: str | int | None) -> dict[str, str | int]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _dimensions(**values: str | None) -> dict[str, str]:
+    """Metric dimensions: absent values are left out, not sent as a placeholder."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _tenant(outcome: Outcome) -> str | None:
+    """The outcome's tenant, when it names one (multi-tenant deployments add `target.tenantId`)."""
+    value = getattr(outcome.target, "tenant_id", None)
+    return value if isinstance(value, str) else None
+
+
+def configure_azure_monitor_once(connection_string: str | None) -> bool:
+    """Set up the Azure Monitor distro once per process, if a connection string is set; whether it is.
+
+    The distro exports spans, metrics and the `certstate` logger's records; with the app setting
+    `PYTHON_ENABLE_OPENTELEMETRY=true` the Python worker tells the host it does so, and the host stops
+    relaying the worker's log lines itself: each line reaches Application Insights once
+    (docs/operations.md, "One copy of each log line"). Entra authentication comes from
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING and span sampling from OTEL_TRACES_SAMPLER(_ARG),
+    both read by the distro; log records are never sampled with their trace.
+    """
+    global _configured  # noqa: PLW0603 - the distro sets process-global providers, once
+    if not connection_string:
+        return False
+    with _configure_lock:
+        if not _configured:
+            from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415 - only when used
+
+            configure_azure_monitor(
+                connection_string=connection_string,
+                logger_name=SCOPE,
+                enable_live_metrics=False,
+                enable_performance_counters=False,
+                enable_trace_based_sampling_for_logs=False,
+                instrumentation_options={name: {"enabled": False} for name in _UNUSED_INSTRUMENTATIONS},
+            )
+            logging.getLogger(SCOPE).setLevel(logging.INFO)
+            _configured = True
+    return True
+
+
+def flush() -> None:
+    """Export what is buffered now (a timer run may be the instance's last act before it is frozen)."""
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider()):
+        force_flush = getattr(provider, "force_flush", None)
+        if callable(force_flush):
+            force_flush()
