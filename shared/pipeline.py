@@ -50,6 +50,7 @@ class Delivery:
 
     message_id: str
     dequeue_count: int
+    enqueued_at: datetime | None = None  # when the message was first put on the queue (the audit trail's day)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,12 @@ class GraphPatcher(Protocol):
     """The part of `GraphClient` the pipeline needs (tests may pass a loopback-backed one)."""
 
     def patch(self, request: GraphRequest) -> GraphResult: ...  # noqa: D102
+
+
+class AuditSink(Protocol):
+    """Where outcomes are kept beyond the result queue (`shared.audit.AuditTrail`)."""
+
+    def record(self, result: Result, body: bytes, enqueued_at: datetime | None) -> None: ...  # noqa: D102
 
 
 Requeue = Callable[[str, int], None]
@@ -85,9 +92,11 @@ class CertStatePipeline:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timer: Callable[[], float] = time.monotonic,
         telemetry: Telemetry | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         self._graph = graph
         self._telemetry = telemetry or Telemetry()
+        self._audit = audit
         self._base_url = graph_base_url
         self._max_dequeue_count = max_dequeue_count
         self._requeue = requeue
@@ -136,7 +145,21 @@ class CertStatePipeline:
                       attempts=outcome.attempts, durationMs=outcome.duration_ms,
                       truncated=outcome.truncated or None)  # fmt: skip
             self._telemetry.outcome(outcome)
-            return Result(outcome, text)
+            result = Result(outcome, text)
+            self._record(result, body, report.delivery)
+            return result
+
+    def _record(self, result: Result, body: bytes, delivery: Delivery) -> None:
+        """Keep the outcome in the audit trail; a failure is reported, and never holds the outcome back."""
+        if self._audit is None:
+            return
+        outcome = result.outcome
+        try:
+            self._audit.record(result, body, delivery.enqueued_at)
+        except Exception as err:  # whatever broke, the outcome must still go out
+            log_event(logger, logging.ERROR, "auditFailed", correlationId=outcome.correlation_id,
+                      status=outcome.status.value, reason=type(err).__name__)  # fmt: skip
+            self._telemetry.audit_failed(type(err).__name__)
 
     def _process(self, report: OutcomeBuilder, unreadable: MessageRejected | None) -> Outcome:
         if unreadable is not None:
@@ -243,7 +266,9 @@ class OutcomeBuilder:
             return err
         if self.deferral is not None:
             self.delivery = Delivery(
-                self.deferral.message_id, self.deferral.failed_deliveries + self.delivery.dequeue_count
+                self.deferral.message_id,
+                self.deferral.failed_deliveries + self.delivery.dequeue_count,
+                self.deferral.deferred_since,  # this copy's own enqueue time is not the message's
             )
         return None
 

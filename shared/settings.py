@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.contract.audit import DEFAULT_AUDIT_TABLE
 from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, TRIGGER_QUEUE_NAME_MAX, queue_name_problem
 from shared.storage import StorageConnection
 
@@ -64,10 +65,14 @@ class Settings(BaseSettings):
     BREAKER_MAX_COOLDOWN_SECONDS: Annotated[float, Field(gt=0, le=3600)] = 120.0
     DEFERRAL_MAX_SECONDS: Annotated[float, Field(ge=0, le=6 * 24 * 3600)] = 3600.0
     APPLICATIONINSIGHTS_CONNECTION_STRING: str | None = None  # unset: no telemetry export (tests, local stack)
+    AUDIT_TABLE_NAME: Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{2,62})?$")] = DEFAULT_AUDIT_TABLE
+    AUDIT_RETENTION_DAYS: Annotated[int, Field(ge=1, le=3650)] = 400
 
-    # The host's storage connection (the bindings' `connection`), read here too for deferrals.
+    # The host's storage connection (the bindings' `connection`), read here too for deferrals,
+    # the audit table and the queue depths.
     storage_connection_string: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")
     storage_queue_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__queueServiceUri")
+    storage_table_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__tableServiceUri")
     storage_client_id: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__clientId")
 
     @field_validator("GRAPH_BASE_URL")
@@ -94,11 +99,12 @@ class Settings(BaseSettings):
 
     @property
     def storage(self) -> StorageConnection:
-        """The account the bindings use, for the queue writes the bindings cannot do (deferrals)."""
+        """The account the bindings use, for what the bindings cannot do (deferrals, audit, queue depths)."""
         return StorageConnection(
             self.storage_connection_string or None,
             self.storage_queue_service_uri or None,
             self.storage_client_id or None,
+            self.storage_table_service_uri or None,
         )
 
     @property

@@ -1,9 +1,10 @@
-"""Queue clients for the function's own storage account, from the `AzureWebJobsStorage` connection.
+"""Queue and table clients for the function's own storage account, from the `AzureWebJobsStorage` connection.
 
 The bindings read the same connection, so the code reaches exactly the account and identity the host
 uses: a connection string locally (Azurite, `UseDevelopmentStorage=true`), and in Azure the
 identity-based form (`AzureWebJobsStorage__queueServiceUri` + `__credential=managedidentity` +
-`__clientId`). azure-storage-queue is imported on first use, so cold start does not pay for it.
+`__clientId`, and `__tableServiceUri` for the audit table). The storage SDKs are imported on first
+use, so cold start does not pay for them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from azure.storage.queue import QueueClient
+    from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableServiceClient
+    from azure.storage.queue import QueueClient, QueueServiceClient
 
 
 @dataclass(frozen=True)
@@ -23,20 +26,43 @@ class StorageConnection:
     connection_string: str | None = None
     queue_service_uri: str | None = None
     client_id: str | None = None
+    table_service_uri: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        """Whether the code can reach the account itself (tests of the pipeline alone have no account)."""
+        return bool(self.connection_string or self.queue_service_uri)
 
     def queue(self, name: str) -> QueueClient:
         """A client for one queue of the account; raw text in and out (no SDK-side encoding)."""
-        from azure.storage.queue import QueueClient  # noqa: PLC0415 - cold start
+        return self.queue_service().get_queue_client(name)
+
+    def queue_service(self) -> QueueServiceClient:
+        """A client for the account's queue service."""
+        from azure.storage.queue import QueueServiceClient  # noqa: PLC0415 - cold start
 
         if self.connection_string:
-            return QueueClient.from_connection_string(self.connection_string, name)
+            return QueueServiceClient.from_connection_string(self.connection_string)
         if not self.queue_service_uri:
             msg = "neither AzureWebJobsStorage nor AzureWebJobsStorage__queueServiceUri is set"
             raise ValueError(msg)
+        return QueueServiceClient(self.queue_service_uri, credential=self._credential())
+
+    def table_service(self) -> TableServiceClient:
+        """A client for the account's table service."""
+        from azure.data.tables import TableServiceClient  # noqa: PLC0415 - cold start
+
+        if self.connection_string:
+            return TableServiceClient.from_connection_string(self.connection_string)
+        if not self.table_service_uri:
+            msg = "neither AzureWebJobsStorage nor AzureWebJobsStorage__tableServiceUri is set"
+            raise ValueError(msg)
+        return TableServiceClient(self.table_service_uri, credential=self._credential())
+
+    def _credential(self) -> TokenCredential:
         from azure.identity import ManagedIdentityCredential  # noqa: PLC0415 - cold start
 
-        credential = ManagedIdentityCredential(client_id=self.client_id or None)
-        return QueueClient(self.queue_service_uri, name, credential=credential)
+        return ManagedIdentityCredential(client_id=self.client_id or None)
 
 
 class QueueSender:

@@ -10,12 +10,12 @@ import logging
 import os
 import threading
 from functools import cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import requests
 from azure.core.credentials import TokenCredential
 
-from shared.contract.limits import outcome_budget
+from shared.contract.limits import POISON_SUFFIX, outcome_budget
 from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.pacing import WritePacer
@@ -25,6 +25,10 @@ from shared.pipeline import CertStatePipeline
 from shared.settings import CredentialMode, Settings, load_settings
 from shared.storage import QueueSender
 from shared.telemetry import Telemetry, configure_azure_monitor_once
+
+if TYPE_CHECKING:  # the storage SDKs load on first use: importing the app stays cheap (Flex's 30 s start)
+    from shared.audit import AuditTrail
+    from shared.operations import Operations
 
 IDENTITY_TRANSPORT: Final[dict[str, Any]] = {
     "connection_timeout": 2,
@@ -77,13 +81,37 @@ def build_session(pool_size: int, base_url: str) -> requests.Session:
     return session
 
 
+def build_audit(settings: Settings) -> AuditTrail | None:
+    """The audit trail, when the function has its storage account (and a table name); else None.
+
+    With a connection string (Azurite) the table is created if missing; deployed, infra creates it,
+    and the identity may only write rows of that one table (docs/operations.md, "Audit trail").
+    """
+    from shared.audit import AuditTrail  # noqa: PLC0415 - cold start
+
+    storage = settings.storage
+    if not (settings.AUDIT_TABLE_NAME and storage.configured):
+        return None
+    quiet_storage_logs()
+    service = storage.table_service()
+    if storage.connection_string:
+        return AuditTrail(service.create_table_if_not_exists(settings.AUDIT_TABLE_NAME))
+    return AuditTrail(service.get_table_client(settings.AUDIT_TABLE_NAME))
+
+
+def quiet_storage_logs() -> None:
+    """The storage SDK logs every request and its headers at INFO: CPU per message, and noise in the logs."""
+    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+
+
 def build_pipeline(
     settings: Settings,
     options: QueueOptions,
     credential: TokenCredential | None = None,
     telemetry: Telemetry | None = None,
+    audit: AuditTrail | None = None,
 ) -> CertStatePipeline:
-    """Wire the production pipeline; tests pass their own settings and, if they like, credential and telemetry."""
+    """Wire the production pipeline; tests pass their own settings and, if they like, the rest."""
     telemetry = telemetry or Telemetry()
     client = GraphClient(
         session=build_session(options.max_concurrency, settings.GRAPH_BASE_URL),
@@ -113,6 +141,7 @@ def build_pipeline(
         max_deferral_seconds=settings.DEFERRAL_MAX_SECONDS,
         outcome_budget=outcome_budget(options.message_encoding),
         telemetry=telemetry,
+        audit=audit,
     )
 
 
@@ -132,7 +161,8 @@ def pipeline() -> CertStatePipeline:
 def reset_pipeline() -> None:
     """Forget the pipeline and the settings (for the local stack, which changes app settings)."""
     with _pipeline_lock:
-        _build_once.cache_clear()
+        for cached in (_build_once, _operations_once, _audit):
+            cached.cache_clear()
         load_settings.cache_clear()
 
 
@@ -144,5 +174,36 @@ def telemetry() -> Telemetry:
 
 
 @cache
+def _audit() -> AuditTrail | None:
+    return build_audit(load_settings())
+
+
+@cache
 def _build_once() -> CertStatePipeline:
-    return build_pipeline(load_settings(), queue_options(), telemetry=telemetry())
+    return build_pipeline(load_settings(), queue_options(), telemetry=telemetry(), audit=_audit())
+
+
+def operations() -> Operations:
+    """The timer functions' work, built once per process like the pipeline."""
+    with _pipeline_lock:
+        return _operations_once()
+
+
+@cache
+def _operations_once() -> Operations:
+    from shared.operations import Operations  # noqa: PLC0415 - cold start
+
+    settings = load_settings()
+    quiet_storage_logs()
+    names = {
+        "input": settings.INPUT_QUEUE_NAME,
+        "poison": settings.INPUT_QUEUE_NAME + POISON_SUFFIX,
+        "result": settings.RESULT_QUEUE_NAME,
+    }
+    return Operations(
+        queues=settings.storage.queue_service(),
+        queue_names=names,
+        telemetry=telemetry(),
+        audit=_audit(),
+        retention_days=settings.AUDIT_RETENTION_DAYS,
+    )

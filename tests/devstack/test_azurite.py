@@ -1,4 +1,4 @@
-"""Azurite from npm: starts on loopback, serves queues, and leaves nothing behind."""
+"""Azurite from npm: starts on loopback, serves queues and tables, and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from devstack.azurite import REPO_ROOT, Azurite, AzuriteNotInstalledError
@@ -27,6 +28,14 @@ def test_session_instance_serves_queues(azurite: Azurite, queue_names) -> None:
         assert message.dequeue_count == 1
 
 
+def test_session_instance_serves_tables(azurite: Azurite) -> None:
+    assert f"TableEndpoint=http://127.0.0.1:{azurite.table_port}/devstoreaccount1;" in azurite.connection_string
+    with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        table = service.create_table_if_not_exists("smoke")
+        table.upsert_entity({"PartitionKey": "p", "RowKey": "r", "value": 1})
+        assert table.get_entity("p", "r")["value"] == 1
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -37,14 +46,16 @@ def _group_alive(pgid: int) -> bool:
 
 def test_stop_ends_process_group_and_deletes_data() -> None:
     with Azurite() as service:
-        pgid, data_dir, port = service.pid, service.data_dir, service.port
-        assert _group_alive(pgid)
+        groups, data_dir, ports = (service.pid, service.table_pid), service.data_dir, (service.port, service.table_port)
+        assert all(_group_alive(pgid) for pgid in groups)
         assert data_dir.is_dir()
-        assert os.getpgid(pgid) == pgid, "Azurite must lead its own process group"
-    assert not _group_alive(pgid)
-    assert not data_dir.parent.exists()
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        for pgid in groups:
+            assert os.getpgid(pgid) == pgid, "each Azurite service must lead its own process group"
+    assert not any(_group_alive(pgid) for pgid in groups)
+    assert not data_dir.exists()
+    for port in ports:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.5)
     service.stop()  # a second stop is harmless
 
 

@@ -29,6 +29,9 @@ MESSAGE = {
 }
 
 
+QUEUE_FUNCTION = "process_certificate_state_update"
+
+
 class Out(func.Out[str]):
     def __init__(self) -> None:
         self.value: str | None = None
@@ -43,7 +46,7 @@ class Out(func.Out[str]):
 
 @pytest.fixture
 def registered() -> func.Function:
-    (function,) = registered_functions(function_app.app)
+    (function,) = [f for f in registered_functions(function_app.app) if f.get_function_name() == QUEUE_FUNCTION]
     return function
 
 

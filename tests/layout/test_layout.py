@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOYED_ROOTS = ("function_app.py", "host.json", "requirements.txt", "shared/")
 # import name -> the requirements.txt distribution that provides it
 RUNTIME_IMPORTS = {
+    "azure.data.tables": "azure-data-tables",
     "azure.functions": "azure-functions",
     "azure.identity": "azure-identity",
     "azure.core": "azure-identity",  # azure-core comes with azure-identity and is what it raises

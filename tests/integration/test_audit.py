@@ -1,0 +1,188 @@
+"""The audit trail in Azure Table storage (Azurite): every outcome kept, a duplicate replaces, and
+"what happened to X" answered by correlation id, configuration, state, tenant, status and day."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from azure.data.tables import TableClient, TableServiceClient
+
+from devstack.azurite import Azurite
+from producer.audit import HistoryQuery, full_record, history
+from shared.audit import AuditTrail
+from shared.contract.audit import TEXT_PART_CHARS
+from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace
+from shared.contract.outcomes import Outcome, Status
+from shared.pipeline import CertStatePipeline, Delivery, Result
+from tests.support.otel import capture
+from tests.support.pipeline_fakes import RecordingGraph, body
+
+ENQUEUED = datetime(2026, 11, 27, 23, 59, 30, tzinfo=UTC)
+DAY = HistoryQuery(since=ENQUEUED - timedelta(hours=1), until=ENQUEUED + timedelta(hours=1))
+
+
+@pytest.fixture
+def table(azurite: Azurite) -> Iterator[TableClient]:
+    with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        name = "audit" + uuid.uuid4().hex[:12]
+        yield service.create_table(name)
+        service.delete_table(name)
+
+
+def rows(table: TableClient) -> list[dict[str, object]]:
+    return list(table.list_entities())
+
+
+def pipeline(table: TableClient, *answers, clock=lambda: ENQUEUED + timedelta(seconds=5)) -> CertStatePipeline:
+    return CertStatePipeline(
+        graph=RecordingGraph(*answers), graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
+        clock=clock, audit=AuditTrail(table),
+    )  # fmt: skip
+
+
+def result_of(audited: CertStatePipeline, data: bytes, delivery: Delivery) -> Result:
+    result = audited.handle(data, delivery)
+    assert result is not None
+    return result
+
+
+def outcome_of(audited: CertStatePipeline, data: bytes, delivery: Delivery) -> Outcome:
+    return result_of(audited, data, delivery).outcome
+
+
+def forbidden() -> GraphRefused:
+    return GraphRefused(code=ErrorCode.GRAPH_FORBIDDEN, message="no", http_status=403, trace=GraphTrace("r", "c"))
+
+
+def test_an_outcome_is_one_row_and_an_index_row_per_id(table):
+    result = result_of(pipeline(table), body(), Delivery("m-1", 1, ENQUEUED))
+    keys = sorted((row["PartitionKey"], row["RowKey"]) for row in rows(table))
+    assert keys == [
+        ("20261127|-", "c|order-4711|m-1"),
+        ("20261127|-", "d|cfg-1|m-1"),
+        ("20261127|-", "m|m-1"),
+        ("20261127|-", "s|state-1|m-1"),
+    ]
+    (found,) = history(table, DAY)
+    assert (found.message_id, found.status, found.correlation_id, found.http_status) == (
+        "m-1",
+        "succeeded",
+        "order-4711",
+        200,
+    )
+    assert found.enqueued_at == ENQUEUED
+    assert full_record(table, found).outcome == json.loads(result.text)  # the outcome as it was written
+
+
+def test_the_duplicate_of_an_outcome_replaces_its_rows(table):
+    """At-least-once: the redelivery's outcome (here a different one) leaves one set of rows, the latest."""
+    pipeline(table).handle(body(), Delivery("m-1", 1, ENQUEUED))
+    later = lambda: ENQUEUED + timedelta(minutes=3)  # noqa: E731
+    pipeline(table, forbidden(), clock=later).handle(body(), Delivery("m-1", 2, ENQUEUED))
+    assert len(rows(table)) == 4
+    (found,) = history(table, DAY)
+    assert (found.status, found.code, found.dequeue_count) == ("failed", "graphForbidden", 2)
+
+
+@pytest.mark.parametrize(
+    ("criterion", "value"),
+    [
+        ("correlation_id", "order-4711"),
+        ("device_configuration_id", "cfg-1"),
+        ("managed_device_certificate_state_id", "state-1"),
+        ("message_id", "m-2"),
+        ("status", "failed"),
+    ],
+)
+def test_history_by_each_criterion(table, criterion, value):
+    audited = pipeline(table, forbidden())
+    audited.handle(body(), Delivery("m-1", 1, ENQUEUED))  # failed
+    audited.handle(body(), Delivery("m-2", 1, ENQUEUED))  # succeeded
+    audited.handle(body(correlationId="other", deviceConfigurationId="cfg-2", managedDeviceCertificateStateId="s-2"),
+                   Delivery("m-3", 1, ENQUEUED))  # fmt: skip
+    found = history(table, HistoryQuery(since=DAY.since, until=DAY.until, **{criterion: value}))
+    expected = {"message_id": ["m-2"], "status": ["m-1"]}.get(criterion, ["m-1", "m-2"])
+    assert [s.message_id for s in found] == expected
+
+
+def test_history_is_bounded_by_the_time_range_across_days(table):
+    audited = pipeline(table)
+    for n, enqueued in enumerate([ENQUEUED - timedelta(days=3), ENQUEUED, ENQUEUED + timedelta(minutes=1)]):
+        audited.handle(body(), Delivery(f"m-{n}", 1, enqueued))
+    assert [s.message_id for s in history(table, DAY)] == ["m-1", "m-2"]  # the second crosses into the 28th
+    wide = HistoryQuery(
+        since=ENQUEUED - timedelta(days=5), until=ENQUEUED + timedelta(days=1), correlation_id="order-4711"
+    )
+    assert [s.message_id for s in history(table, wide)] == ["m-0", "m-1", "m-2"]
+    partitions = {row["PartitionKey"] for row in rows(table)}
+    assert partitions == {"20261124|-", "20261127|-", "20261128|-"}
+
+
+def test_the_original_request_of_a_failed_outcome_that_left_it_out_is_kept_byte_for_byte(table):
+    """A failed outcome too big with its request goes out with `request: null`; the audit row keeps the body."""
+    original = body(
+        update={"certificateKeyUsage": "digitalSignature", "certificateSubjectNameFormatString": "x" * 64_900}
+    )
+    outcome = outcome_of(pipeline(table, forbidden()), original, Delivery("m-1", 5, ENQUEUED))
+    assert outcome.status is Status.FAILED
+    assert outcome.request is None  # cut by the outcome size rule
+    (main,) = [row for row in rows(table) if str(row["RowKey"]).startswith("m|")]
+    assert main["requestParts"] == 2
+    (found,) = history(table, DAY)
+    record = full_record(table, found)
+    assert record.original_request == original
+    assert record.outcome["request"] is None
+    # requestOmitted names the compact JSON form (what the producer library sends): the kept body matches it.
+    compact = json.dumps(json.loads(original), separators=(",", ":")).encode()
+    assert record.outcome["requestOmitted"] == {"bytes": len(compact), "sha256": hashlib.sha256(compact).hexdigest()}
+
+
+def test_a_long_outcome_is_split_over_properties_and_read_back_whole(table):
+    long_message = "x" * (TEXT_PART_CHARS * 2 + 5)
+    outcome = outcome_of(pipeline(table, forbidden()), body(), Delivery("m-1", 5, ENQUEUED))
+    assert outcome.error is not None
+    longer = outcome.model_copy(update={"error": outcome.error.model_copy(update={"message": long_message})})
+    AuditTrail(table).record(Result(longer, longer.to_json()), body(), ENQUEUED)
+    (main,) = [row for row in rows(table) if str(row["RowKey"]).startswith("m|")]
+    assert main["outcomeParts"] == 3
+    (found,) = history(table, DAY)
+    assert full_record(table, found).outcome["error"]["message"] == long_message
+
+
+def test_keys_survive_whatever_strings_a_rejected_message_named(table):
+    odd = "a/b#c?d\\e\u0001f|g%h"
+    document = json.dumps({"correlationId": "ok-1", "deviceConfigurationId": odd}).encode()
+    outcome = outcome_of(pipeline(table), document, Delivery("m-1", 1, ENQUEUED))
+    assert outcome.status is Status.REJECTED
+    (found,) = history(table, HistoryQuery(since=DAY.since, until=DAY.until, device_configuration_id=odd))
+    assert found.device_configuration_id == odd
+
+
+def test_an_outcome_goes_out_even_when_its_audit_row_cannot_be_written(azurite):
+    """Never lose the outcome: the failure is logged and counted instead (the audit alert watches the count)."""
+    with TableServiceClient.from_connection_string(azurite.connection_string) as service, capture() as otel:
+        missing = service.get_table_client("nosuchtable" + uuid.uuid4().hex[:8])
+        audited = CertStatePipeline(
+            graph=RecordingGraph(), graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
+            audit=AuditTrail(missing), telemetry=otel.telemetry,
+        )  # fmt: skip
+        outcome = outcome_of(audited, body(), Delivery("m-1", 1, ENQUEUED))
+        assert outcome.status is Status.SUCCEEDED
+        assert otel.total("certstate.audit.failures") == 1
+        assert [e["event"] for e in otel.log_events()] == ["outcome", "auditFailed"]
+
+
+def test_purge_deletes_the_days_past_the_retention(table):
+    now = ENQUEUED
+    audited = pipeline(table)
+    for n, age in enumerate([0, 29, 31, 400]):
+        audited.handle(body(), Delivery(f"m-{n}", 1, now - timedelta(days=age)))
+    deleted = AuditTrail(table, clock=lambda: now).purge(retention_days=30)
+    assert deleted == 8  # two messages x four rows
+    left = history(table, HistoryQuery(since=now - timedelta(days=500), until=now))
+    assert sorted(s.message_id for s in left) == ["m-0", "m-1"]
