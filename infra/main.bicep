@@ -137,6 +137,28 @@ param operatorPrincipalType string = 'User'
 @description('Log Analytics retention in days.')
 param logRetentionDays int = 30
 
+@minValue(1)
+@maxValue(3650)
+@description('AUDIT_RETENTION_DAYS: days the audit table keeps each outcome (a daily timer purges older days).')
+param auditRetentionDays int = 400
+
+@description('E-mail address for the alerts (docs/operations.md). Empty: the alert rules fire without mailing anyone.')
+param alertEmail string = ''
+
+@minValue(0)
+@description('Failed outcomes in 15 minutes above which the failed-outcomes alert fires (0: any).')
+param failedOutcomesThreshold int = 0
+
+@minValue(5)
+@maxValue(55)
+@description('The backlog alert fires when the input queue grows and holds more than the write limit drains in this many minutes.')
+param backlogMinutes int = 30
+
+@minValue(0)
+@maxValue(100)
+@description('Percentage of message traces (spans) kept (OTEL_TRACES_SAMPLER_ARG). Outcome metrics, log lines and the audit trail are never sampled.')
+param traceSamplingPercent int = 100
+
 @allowed([
   'Standard_LRS'
   'Standard_ZRS'
@@ -210,8 +232,13 @@ var frontDoorCallersByAppId = [
     value: id
   }
 ]
+// 0..100 % as the 0.00..1.00 the OpenTelemetry sampler reads (Bicep has no fractions).
+var traceSamplingRatio = '${traceSamplingPercent / 100}.${padLeft(string(traceSamplingPercent % 100), 2, '0')}'
+// How many writes a minute the write limit allows one tenant: the speed at which a backlog drains.
+var drainPerMinute = (graphWriteLimit * 60) / graphWriteWindowSeconds
 
 var storageAccountName = 'st${resourceToken}'
+var auditTableName = 'certstateaudit'
 var deploymentContainerName = 'app-package'
 var functionAppName = 'func-${namePrefix}-${resourceToken}'
 
@@ -241,6 +268,7 @@ module storage 'modules/storage.bicep' = {
     inputQueueName: inputQueueName
     resultQueueName: resultQueueName
     deploymentContainerName: deploymentContainerName
+    auditTableName: auditTableName
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     skuName: storageSkuName
     publicNetworkAccess: publicNetworkAccess
@@ -254,6 +282,7 @@ module rbac 'modules/rbac.bicep' = {
     inputQueueName: storage.outputs.inputQueueName
     poisonQueueName: storage.outputs.poisonQueueName
     resultQueueName: storage.outputs.resultQueueName
+    auditTableName: storage.outputs.auditTableName
     appInsightsName: monitoring.outputs.appInsightsName
     functionPrincipalId: identity.properties.principalId
     operatorPrincipalId: operatorPrincipalId
@@ -320,6 +349,9 @@ module functionApp 'modules/functionapp.bicep' = {
     publicNetworkAccess: publicNetworkAccess
     virtualNetworkSubnetId: privateNetworking ? network!.outputs.functionSubnetId : ''
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    auditTableName: auditTableName
+    auditRetentionDays: auditRetentionDays
+    traceSamplingRatio: traceSamplingRatio
   }
   // The identity must hold its storage roles, and a private account its endpoints, before the
   // host first starts and before the first deployment package is read.
@@ -342,6 +374,20 @@ module functionEndpoint 'modules/privateendpoints.bicep' = if (privateNetworking
     ]
     subnetId: network!.outputs.privateEndpointSubnetId
     privateDnsZoneIds: network!.outputs.privateDnsZoneIds
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts-${resourceToken}'
+  params: {
+    location: location
+    tags: allTags
+    namePrefix: '${namePrefix}-${resourceToken}'
+    appInsightsName: monitoring.outputs.appInsightsName
+    alertEmail: alertEmail
+    failedOutcomesThreshold: failedOutcomesThreshold
+    drainPerMinute: drainPerMinute
+    backlogMinutes: backlogMinutes
   }
 }
 
@@ -381,6 +427,7 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output INPUT_QUEUE_NAME string = storage.outputs.inputQueueName
 output RESULT_QUEUE_NAME string = storage.outputs.resultQueueName
+output AUDIT_TABLE_NAME string = storage.outputs.auditTableName
 output POISON_QUEUE_NAME string = storage.outputs.poisonQueueName
 output MANAGED_IDENTITY_CLIENT_ID string = identity.properties.clientId
 output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId

@@ -38,6 +38,11 @@ param graphConnectTimeoutSeconds int
 param graphReadTimeoutSeconds int
 param graphMaxAttempts int
 param graphMaxWaitSeconds int
+param auditTableName string
+param auditRetentionDays int
+
+@description('OTEL_TRACES_SAMPLER_ARG: the share of message traces kept, 0.00 to 1.00.')
+param traceSamplingRatio string
 
 @allowed([
   'Enabled'
@@ -123,6 +128,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           name: 'AzureWebJobsStorage__queueServiceUri'
           value: 'https://${account.name}.queue.${environment().suffixes.storage}'
         }
+        {
+          name: 'AzureWebJobsStorage__tableServiceUri'
+          value: 'https://${account.name}.table.${environment().suffixes.storage}'
+        }
         // Telemetry with Entra ID (local auth is disabled on the component).
         {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
@@ -131,6 +140,21 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        // The worker exports with the Azure Monitor distro (shared/telemetry.py) and tells the host so,
+        // which then stops relaying the worker's log lines: one copy of each (docs/operations.md).
+        {
+          name: 'PYTHON_ENABLE_OPENTELEMETRY'
+          value: 'true'
+        }
+        // Spans are sampled at a fixed rate the distro reads; metrics and log lines never are.
+        {
+          name: 'OTEL_TRACES_SAMPLER'
+          value: 'microsoft.fixed_percentage'
+        }
+        {
+          name: 'OTEL_TRACES_SAMPLER_ARG'
+          value: traceSamplingRatio
         }
         // The app (shared/settings.py).
         {
@@ -193,6 +217,14 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'DEFERRAL_MAX_SECONDS'
           value: '3600'
+        }
+        {
+          name: 'AUDIT_TABLE_NAME'
+          value: auditTableName
+        }
+        {
+          name: 'AUDIT_RETENTION_DAYS'
+          value: string(auditRetentionDays)
         }
       ]
     }

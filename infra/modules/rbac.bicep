@@ -8,6 +8,7 @@ param storageAccountName string
 param inputQueueName string
 param poisonQueueName string
 param resultQueueName string
+param auditTableName string
 param appInsightsName string
 
 @description('Object id of the function app\'s user-assigned identity.')
@@ -24,6 +25,9 @@ var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var storageQueueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 var storageQueueDataMessageProcessor = '8a0f0c08-91a1-4084-bc3d-661d67233fed'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+var storageQueueDataReader = '19e7f393-937e-4f77-808e-94535e297925'
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+var storageTableDataReader = '76199698-9eea-4c19-bc75-cec21354c6b6'
 
 // The queues exist before these grants (storage.bicep creates all three), so no grant needs the
 // right to create a queue: the output binding and the host's poison move add a message first and
@@ -51,6 +55,22 @@ var functionQueueGrants = [
     principalType: 'ServicePrincipal'
     role: storageQueueDataMessageSender
     why: 'certstate function: the result output binding adds one outcome per message'
+  }
+  // The queue-depth timer reads the approximate message count of each queue (the input queue's
+  // Contributor role already allows it).
+  {
+    queue: poisonQueueName
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    role: storageQueueDataReader
+    why: 'certstate function: the queue-depth timer reads how many messages are poisoned'
+  }
+  {
+    queue: resultQueueName
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    role: storageQueueDataReader
+    why: 'certstate function: the queue-depth timer reads how many outcomes wait for their consumers'
   }
 ]
 
@@ -89,6 +109,16 @@ resource grantedQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2
   }
 ]
 
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
+  parent: account
+  name: 'default'
+}
+
+resource auditTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: tableService
+  name: auditTableName
+}
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
@@ -110,7 +140,7 @@ resource queueRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
 // the Functions host lists containers, creates azure-webjobs-hosts and azure-webjobs-secrets, and
 // holds its lease and keys there; Microsoft documents Storage Blob Data Owner on the account as
 // the minimum for host storage. The account holds nothing but those two containers and the
-// package container, and no queue or table data role comes with it.
+// package container, and no queue or table data role comes with it (the audit table has its own).
 resource functionBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(account.id, functionPrincipalId, storageBlobDataOwner)
   scope: account
@@ -119,6 +149,30 @@ resource functionBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' 
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
     description: 'certstate function: host storage and Flex deployment package'
+  }
+}
+
+// The audit trail: insert and replace rows of this one table (and delete them past the retention).
+resource functionAuditWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(auditTable.id, functionPrincipalId, storageTableDataContributor)
+  scope: auditTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'certstate function: audit trail rows'
+  }
+}
+
+// The operator reads the audit trail (`certstate history`, `certstate health`).
+resource operatorAuditReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(auditTable.id, operatorPrincipalId, storageTableDataReader)
+  scope: auditTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataReader)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+    description: 'certstate operator: read the audit trail'
   }
 }
 

@@ -1,5 +1,5 @@
 // The function's storage account: host storage (AzureWebJobsStorage, identity-based), the Flex
-// deployment package container, and the input, poison and result queues.
+// deployment package container, the input, poison and result queues, and the audit table.
 
 param name string
 param location string
@@ -7,6 +7,7 @@ param tags object
 param inputQueueName string
 param resultQueueName string
 param deploymentContainerName string
+param auditTableName string
 param logAnalyticsWorkspaceId string
 
 @allowed([
@@ -153,6 +154,19 @@ resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-previ
   }
 }
 
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+// Every outcome, kept AUDIT_RETENTION_DAYS (docs/operations.md, "Audit trail"). Created here: the
+// function's identity may write rows of this table only, not create tables.
+resource auditTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: auditTableName
+}
+
+// Storage logs for the queue service: who put, read and deleted messages (Entra principal ids).
 resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'queue-to-log-analytics'
   scope: queueService
@@ -170,3 +184,4 @@ output queueEndpoint string = account.properties.primaryEndpoints.queue
 output inputQueueName string = inputQueue.name
 output poisonQueueName string = poisonQueue.name
 output resultQueueName string = resultQueue.name
+output auditTableName string = auditTable.name

@@ -55,9 +55,13 @@ STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR = "8a0f0c08-91a1-4084-bc3d-661d67233fed"
 STORAGE_QUEUE_DATA_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+STORAGE_QUEUE_DATA_READER = "19e7f393-937e-4f77-808e-94535e297925"
+STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+STORAGE_TABLE_DATA_READER = "76199698-9eea-4c19-bc75-cec21354c6b6"
 
 STORAGE_ACCOUNT = "Microsoft.Storage/storageAccounts"
 QUEUE = "Microsoft.Storage/storageAccounts/queueServices/queues"
+TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
 APP_INSIGHTS = "Microsoft.Insights/components"
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
 
@@ -437,10 +441,13 @@ def test_function_identity_roles_are_exactly_these() -> None:
         (STORAGE_QUEUE_DATA_CONTRIBUTOR, "functionPrincipalId", "ServicePrincipal", "inputQueueName"),
         (STORAGE_QUEUE_DATA_MESSAGE_SENDER, "functionPrincipalId", "ServicePrincipal", "poisonQueueName"),
         (STORAGE_QUEUE_DATA_MESSAGE_SENDER, "functionPrincipalId", "ServicePrincipal", "resultQueueName"),
+        (STORAGE_QUEUE_DATA_READER, "functionPrincipalId", "ServicePrincipal", "poisonQueueName"),
+        (STORAGE_QUEUE_DATA_READER, "functionPrincipalId", "ServicePrincipal", "resultQueueName"),
     }
     assert {a for a in _role_assignments(RBAC) if a[1] == "functionPrincipalId"} == {
         (STORAGE_BLOB_DATA_OWNER, "functionPrincipalId", "ServicePrincipal", STORAGE_ACCOUNT, "storageAccountName"),
         (MONITORING_METRICS_PUBLISHER, "functionPrincipalId", "ServicePrincipal", APP_INSIGHTS, "appInsightsName"),
+        (STORAGE_TABLE_DATA_CONTRIBUTOR, "functionPrincipalId", "ServicePrincipal", TABLE, "auditTableName"),
     }
     assert render(body(_module("rbac"))["params"]["functionPrincipalId"]) == "identity.properties.principalId"
 
@@ -478,6 +485,7 @@ def test_queue_roles_are_granted_on_the_queues_not_the_account() -> None:
         STORAGE_QUEUE_DATA_CONTRIBUTOR,
         STORAGE_QUEUE_DATA_MESSAGE_SENDER,
         STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
+        STORAGE_QUEUE_DATA_READER,
     }
     for relative in (RBAC, LOGIC):
         for role, principal, _, scope_type, _ in _role_assignments(relative):
@@ -498,6 +506,12 @@ def test_operator_roles_are_queue_scoped_and_optional() -> None:
         (STORAGE_QUEUE_DATA_MESSAGE_SENDER, "operatorPrincipalId", "operatorPrincipalType", "inputQueueName"),
         (STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, "operatorPrincipalId", "operatorPrincipalType", "resultQueueName"),
     }
+    assert {a for a in _role_assignments(RBAC) if a[1] == "operatorPrincipalId"} == {
+        (STORAGE_TABLE_DATA_READER, "operatorPrincipalId", "operatorPrincipalType", TABLE, "auditTableName"),
+    }
+    assert render(condition(_resource(RBAC, "operatorAuditReader"))["operator"]["operands"]["bool_value"]) == (
+        "empty(operatorPrincipalId)"
+    )
     assert (
         "var queueGrants = concat(functionQueueGrants, empty(operatorPrincipalId) ? [] : operatorQueueGrants)"
         in text(RBAC)
@@ -506,7 +520,7 @@ def test_operator_roles_are_queue_scoped_and_optional() -> None:
 
 
 def test_rbac_module_has_no_other_assignment() -> None:
-    assert len(_role_assignments(RBAC)) == 2
+    assert len(_role_assignments(RBAC)) == 4  # blobs, telemetry, and the audit table's writer and reader
     looped = [s for s, r in resources_of_type(parse(RBAC), ROLE_ASSIGNMENT).items() if "loop_type" in r["config"]]
     assert looped == ["queueRoles"]
 
@@ -543,6 +557,9 @@ def test_role_guids_are_the_built_in_ones() -> None:
         "storageQueueDataMessageSender": STORAGE_QUEUE_DATA_MESSAGE_SENDER,
         "storageQueueDataMessageProcessor": STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR,
         "monitoringMetricsPublisher": MONITORING_METRICS_PUBLISHER,
+        "storageQueueDataReader": STORAGE_QUEUE_DATA_READER,
+        "storageTableDataContributor": STORAGE_TABLE_DATA_CONTRIBUTOR,
+        "storageTableDataReader": STORAGE_TABLE_DATA_READER,
     }
     assert parse(LOGIC)["variables"]["storageQueueDataMessageSender"]["value"] == STORAGE_QUEUE_DATA_MESSAGE_SENDER
 
