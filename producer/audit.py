@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from azure.data.tables import TableClient
+from typing import TYPE_CHECKING, Any
 
 from shared.contract.audit import (
     INDEXES,
@@ -27,6 +25,9 @@ from shared.contract.audit import (
     partition_key,
     prefix_end,
 )
+
+if TYPE_CHECKING:  # the CLI loads the storage SDKs only for the command that needs them
+    from azure.data.tables import TableClient
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from shared.contract.parsing import decode_body, parse_message, require_size
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableClient
     from azure.storage.queue import QueueClient
 
 __all__ = [
@@ -334,6 +335,17 @@ class StorageAccount:
                 self._connection_string, name, retry_policy=retry, **self._options
             )
         return QueueClient(endpoint, name, credential=self._token_credential(), retry_policy=retry, **self._options)
+
+    def table(self, name: str) -> TableClient:
+        """A client for one table of the same account (the audit trail), with the same credentials."""
+        from azure.data.tables import TableClient  # noqa: PLC0415 - lazy
+
+        if self._connection_string is not None:
+            _ = self.endpoint  # validates the connection string before the SDK echoes it anywhere
+            return TableClient.from_connection_string(self._connection_string, name, **self._options)
+        parts = urlsplit(self.endpoint)
+        endpoint = f"{parts.scheme}://{parts.netloc.replace('.queue.', '.table.', 1)}"
+        return TableClient(endpoint, name, credential=self._token_credential(), **self._options)
 
     def _token_credential(self) -> TokenCredential:
         with self._lock:

@@ -1,0 +1,67 @@
+"""`certstate health` and `certstate history` against the whole local stack (Azurite, runner, simulators)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from devstack.azurite import Azurite
+from devstack.stack import LocalStack
+
+
+@pytest.fixture
+def stack(azurite: Azurite) -> Iterator[LocalStack]:
+    with LocalStack(azurite=azurite) as local:
+        yield local
+
+
+def target(stack: LocalStack) -> list[str]:
+    return ["--connection-string", stack.azurite.connection_string]
+
+
+def test_health_sends_a_dry_run_and_reads_its_outcome_back(cli, stack):
+    stack.start_runner()
+    run = cli("health", *target(stack), "--input-queue", stack.settings["INPUT_QUEUE_NAME"], "--wait", "60")
+    assert run.code == 0, run.err
+    assert "outcome validated" in run.out
+    assert stack.graph.stats()["requests"] == 0  # a dry run changes nothing in Intune
+    (outcome,) = stack.outcomes()
+    assert outcome["correlationId"].startswith("health-")
+
+
+def test_health_fails_when_no_function_answers(cli, stack):
+    run = cli("health", *target(stack), "--input-queue", stack.settings["INPUT_QUEUE_NAME"], "--wait", "1")
+    assert run.code == 5
+    assert "no outcome" in run.err
+
+
+def test_history_answers_what_happened_to_a_correlation_id(cli, stack):
+    stack.start_runner()
+    message = {
+        "correlationId": "order-4711",
+        "profileType": "iosScepCertificateProfile",
+        "deviceConfigurationId": "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11",
+        "managedDeviceCertificateStateId": "d99bc884-c884-d99b-84c8-9bd984c89bd9",
+        "update": {"certificateKeyUsage": "digitalSignature"},
+    }
+    stack.send(message)
+    stack.send({**message, "correlationId": "order-4712", "update": {"noSuchProperty": 1}})
+    assert stack.runner is not None
+    stack.runner.run_until_idle(timeout=60)
+    run = cli("history", *target(stack), "--correlation-id", "order-4711", "--json")
+    assert run.code == 0, run.err
+    (found,) = [json.loads(line) for line in run.out.splitlines()]
+    assert (found["status"], found["httpStatus"]) == ("succeeded", 200)
+    by_state = cli("history", *target(stack), "--state-id", message["managedDeviceCertificateStateId"], "--json")
+    assert sorted(json.loads(line)["status"] for line in by_state.out.splitlines()) == ["rejected", "succeeded"]
+    rejected = cli("history", *target(stack), "--status", "rejected")
+    assert "order-4712" in rejected.out
+    assert cli("history", *target(stack), "--correlation-id", "order-0000").code == 1
+
+
+def test_history_of_a_missing_table_is_one_clear_line(cli, stack):
+    run = cli("history", *target(stack), "--table", "nosuchtable", "--correlation-id", "x")
+    assert run.code == 3
+    assert "audit table 'nosuchtable'" in run.err
