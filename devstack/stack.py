@@ -77,6 +77,7 @@ class LocalStack:
             "AzureWebJobsStorage": self.azurite.connection_string,
             "INPUT_QUEUE_NAME": f"cs{run}-updates",
             "RESULT_QUEUE_NAME": f"cs{run}-results",
+            "AUDIT_TABLE_NAME": f"audit{run}",  # one per stack: tests sharing Azurite read only their own
             "GRAPH_BASE_URL": self.graph.base_url,
             "CREDENTIAL_MODE": "managedIdentity",
             "GRAPH_WRITE_BUDGET": str(max(1, self._write_limit - 1)),  # infra's rule for one instance

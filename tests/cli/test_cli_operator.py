@@ -18,7 +18,7 @@ def stack(azurite: Azurite) -> Iterator[LocalStack]:
 
 
 def target(stack: LocalStack) -> list[str]:
-    return ["--connection-string", stack.azurite.connection_string]
+    return ["--connection-string", stack.azurite.connection_string, "--table", stack.settings["AUDIT_TABLE_NAME"]]
 
 
 def test_health_sends_a_dry_run_and_reads_its_outcome_back(cli, stack):
@@ -62,6 +62,7 @@ def test_history_answers_what_happened_to_a_correlation_id(cli, stack):
 
 
 def test_history_of_a_missing_table_is_one_clear_line(cli, stack):
-    run = cli("history", *target(stack), "--table", "nosuchtable", "--correlation-id", "x")
+    run = cli("history", "--connection-string", stack.azurite.connection_string, "--table", "nosuchtable",
+              "--correlation-id", "x")  # fmt: skip
     assert run.code == 3
     assert "audit table 'nosuchtable'" in run.err

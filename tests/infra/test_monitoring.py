@@ -1,0 +1,168 @@
+"""The alerts and the workbook read what the code emits, and docs/operations.md shows the same KQL.
+
+What is emitted is not listed by hand: the pipeline, the Graph client and the timers run through
+the cases an operator would see (success, 429, a dropped connection, 403, a retry, a deferral, a
+rejected message, an audit write that fails, queue depths), with the OpenTelemetry SDK's in-memory
+exporters, and the metric names and dimensions they produced are what the queries may name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from functools import cache
+from typing import Any
+
+import pytest
+import requests
+from azure.identity import ManagedIdentityCredential
+from azure.storage.queue import QueueServiceClient
+
+from devstack.azurite import Azurite
+from devstack.graph_simulator import GraphSimulator
+from devstack.identity_emulator import IdentityEmulator
+from shared.contract.errors import Deferred, ErrorCode
+from shared.contract.outcomes import Target
+from shared.graph.breaker import CircuitBreaker
+from shared.graph.client import ClientLimits, GraphClient
+from shared.graph.pacing import WritePacer
+from shared.operations import Operations
+from shared.pipeline import CertStatePipeline, Delivery
+from tests.infra.bicep import INFRA, REPO, text
+from tests.support.otel import capture
+from tests.support.pipeline_fakes import RecordingGraph, body
+
+WORKBOOK = INFRA / "monitoring" / "workbook.json"
+DOCS = REPO / "docs" / "operations.md"
+MESSAGE = {
+    "correlationId": "order-4711",
+    "profileType": "iosScepCertificateProfile",
+    "deviceConfigurationId": "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11",
+    "managedDeviceCertificateStateId": "d99bc884-c884-d99b-84c8-9bd984c89bd9",
+    "update": {"certificateKeyUsage": "digitalSignature"},
+}
+PENDING = set() if "tenant_id" in Target.model_fields else {"tenantId"}
+"""Emitted once messages name a tenant (issue 12 adds `target.tenantId`); until then nothing can carry it."""
+
+
+def workbook_queries() -> dict[str, str]:
+    workbook = json.loads(WORKBOOK.read_text(encoding="utf-8"))
+    return {item["name"]: item["content"]["query"] for item in workbook["items"] if item["type"] == 3}
+
+
+def alert_queries() -> dict[str, str]:
+    return {
+        name: query.strip()
+        for name, query in re.findall(r"var (\w+Query) = '''\n(.*?)'''", text("modules/alerts.bicep"), re.S)
+    }
+
+
+def documented_queries() -> dict[str, str]:
+    return {
+        name: query.strip()
+        for name, query in re.findall(r"```kql id=(\S+)\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    }
+
+
+class _FailingAudit:
+    def record(self, *_: object) -> None:
+        raise OSError("table unreachable")
+
+
+@cache
+def emitted() -> dict[str, frozenset[str]]:
+    """Metric name -> the dimensions it was recorded with, over every case the code distinguishes."""
+    key = secrets.token_bytes(32)
+    with (
+        capture() as otel,
+        IdentityEmulator(signing_key=key) as identity,
+        GraphSimulator(key) as graph,
+        Azurite() as azurite,
+        pytest.MonkeyPatch.context() as env,
+    ):
+        for name, value in identity.env().items():
+            env.setenv(name, value)
+        telemetry = otel.telemetry
+        client = GraphClient(
+            session=requests.Session(),
+            credential=ManagedIdentityCredential(),
+            scope=f"{graph.origin}/.default",
+            pacer=WritePacer(1000, 1.0, on_wait=telemetry.waited),
+            breaker=CircuitBreaker(threshold=5, cooldown_seconds=10, max_cooldown_seconds=40, probe_timeout_seconds=5),
+            limits=ClientLimits(connect_timeout=2, read_timeout=5, max_attempts=2, max_wait_seconds=5),
+            telemetry=telemetry,
+        )
+        pipeline = CertStatePipeline(graph=client, graph_base_url=graph.base_url, max_dequeue_count=5,
+                                     telemetry=telemetry, audit=_FailingAudit())  # fmt: skip
+        message = json.dumps(MESSAGE).encode()
+        # 429 then 200 (a Retry-After), dropped then 200 (a backoff), 403 (a failed outcome)
+        for n, step in enumerate([{"status": 429, "retryAfter": "0.1"}, {"drop": True}, {"status": 403}]):
+            graph.configure(script=[step])
+            pipeline.handle(message, Delivery(f"m-{n}", 1))
+        graph.configure(script=[{"status": 500}, {"status": 500}])
+        with pytest.raises(Exception):  # noqa: B017, PT011 - handed back for a redelivery
+            pipeline.handle(message, Delivery("m-retry", 1))
+        pipeline.handle(b"not json", Delivery("m-bad", 1))
+        held = Deferred(delay_seconds=5, reason="breakerOpen", cause=ErrorCode.GRAPH_UNAVAILABLE)
+        deferring = CertStatePipeline(graph=RecordingGraph(held), graph_base_url=graph.base_url, max_dequeue_count=5,
+                                      requeue=lambda text, delay: None, telemetry=telemetry)  # fmt: skip
+        deferring.handle(body(), Delivery("m-d", 1))
+        with QueueServiceClient.from_connection_string(azurite.connection_string) as queues:
+            names = {"input": "ops-in", "poison": "ops-in-poison", "result": "ops-out"}
+            Operations(
+                queues=queues, queue_names=names, telemetry=telemetry, audit=None, retention_days=1
+            ).record_queue_depths()
+        return {name: frozenset(key for p in points for key in p.attributes) for name, points in otel.metrics().items()}
+
+
+def named(query: str) -> tuple[set[str], set[str]]:
+    """The metric names and the customDimensions fields a query names."""
+    return set(re.findall(r'"(certstate\.[a-z.]+)"', query)), set(re.findall(r"customDimensions\.(\w+)", query))
+
+
+ALL_QUERIES = {**workbook_queries(), **alert_queries()}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_QUERIES))
+def test_every_field_a_query_names_is_one_the_code_emits(name: str):
+    metrics, dimensions = named(ALL_QUERIES[name])
+    assert metrics, f"{name} names no certstate metric"
+    found = emitted()
+    assert metrics <= set(found), f"{name}: never emitted: {sorted(metrics - set(found))}"
+    available = set().union(*(found[m] for m in metrics))
+    assert dimensions - PENDING <= available, f"{name}: dimensions never recorded: {sorted(dimensions - available)}"
+
+
+def test_the_check_sees_a_field_nobody_emits():
+    metrics, dimensions = named(
+        'customMetrics | where name == "certstate.outcomes" | extend s = customDimensions.stauts'
+    )
+    assert dimensions - emitted()["certstate.outcomes"] == {"stauts"}
+    assert metrics == {"certstate.outcomes"}
+
+
+def test_docs_show_the_kql_of_every_chart_and_alert_as_deployed():
+    documented = documented_queries()
+    for name, query in ALL_QUERIES.items():
+        assert documented.get(name) == query.strip(), f"docs/operations.md: the KQL of {name} differs from infra/"
+
+
+def test_the_workbook_is_a_workbook_of_the_function_s_app_insights():
+    workbook: dict[str, Any] = json.loads(WORKBOOK.read_text(encoding="utf-8"))
+    assert workbook["version"] == "Notebook/1.0"
+    charts = workbook_queries()
+    assert {"outcomes-by-status", "top-error-codes", "graph-responses", "graph-latency", "queue-depths",
+            "outcomes-by-tenant"} <= set(charts)  # fmt: skip
+    alerts = text("modules/alerts.bicep")
+    assert "serializedData: loadTextContent('../monitoring/workbook.json')" in alerts
+    assert "sourceId: appInsights.id" in alerts
+
+
+def test_every_alert_mails_the_action_group_and_main_passes_the_email():
+    alerts = text("modules/alerts.bicep")
+    assert len(alert_queries()) == 6
+    assert "emailAddress: alertEmail" in alerts
+    assert "actionGroup.id" in alerts
+    main = text("main.bicep")
+    assert "alertEmail: alertEmail" in main
