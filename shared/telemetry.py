@@ -14,6 +14,7 @@ that every field a query names is one this code emits.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -193,8 +194,12 @@ def configure_azure_monitor_once(connection_string: str | None) -> bool:
         if not _configured:
             from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415 - only when used
 
+            # The distro's own default is 5 traces a second, which would drop message spans at the write
+            # limit; keep all unless OTEL_TRACES_SAMPLER(_ARG) says otherwise (infra's traceSamplingPercent).
+            sampling = {} if "OTEL_TRACES_SAMPLER" in os.environ else {"sampling_ratio": 1.0}
             configure_azure_monitor(
                 connection_string=connection_string,
+                **sampling,
                 logger_name=SCOPE,
                 enable_live_metrics=False,
                 enable_performance_counters=False,
