@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cost, goodput, report
+from bench import telemetry as bench_telemetry
 from bench.goodput import Scenario, infra_budget
 from devstack.azurite import Azurite
 
@@ -90,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         "--extended", action="store_true", help="also the no-headroom, 2x12 and 100/20 s drains (~7 min more)"
     )
     parser.add_argument("--skip-sdk", action="store_true", help="leave out the msgraph-beta-sdk variant")
+    parser.add_argument(
+        "--only",
+        choices=["telemetry"],
+        help="run one section and rewrite only its part of the report (telemetry: section 6, about 3 min)",
+    )
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument(
         "--resume",
@@ -98,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         help="continue an interrupted run from its bench/results/run-*/results.json (sections done are kept)",
     )
     args = parser.parse_args(argv)
+    if args.only:
+        return _only(args)
     sdk = not args.skip_sdk and cost.ensure_sdk_venv()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.resume:
@@ -122,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold": ("cold start", _cold),
         "package": ("package size (pip install --target)", _package),
         "profile": ("profile of the hot path", _profile),
+        "telemetry": ("what telemetry and the audit trail cost", _telemetry),
     }
     for key, (label, section) in sections.items():
         if key in results:
@@ -134,6 +143,25 @@ def main(argv: list[str] | None = None) -> int:
     raw.write_text(json.dumps(results, indent=1), encoding="utf-8")
     args.output.write_text(report.render(results), encoding="utf-8")
     print(f"[bench] wrote {args.output} and {raw} in {results['durationSeconds']:.0f} s", flush=True)
+    return 0
+
+
+def _telemetry(args: argparse.Namespace, sdk: bool, run_dir: Path) -> dict[str, Any]:
+    quick = args.quick
+    return bench_telemetry.run(messages=600 if quick else 3000, rounds=3 if quick else 6, cold_runs=1 if quick else 3)
+
+
+def _only(args: argparse.Namespace) -> int:
+    """Run one section and splice it into the existing report (the other sections keep their run's figures)."""
+    started = _step("what telemetry and the audit trail cost")
+    section = _telemetry(args, False, RESULTS)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"telemetry-{stamp}.json").write_text(json.dumps(section, indent=1), encoding="utf-8")
+    document = args.output.read_text(encoding="utf-8")
+    section["command"] = ".venv/bin/python -m bench --only telemetry" + (" --quick" if args.quick else "")
+    args.output.write_text(report.splice_telemetry(document, section), encoding="utf-8")
+    print(f"[bench] rewrote section 6 of {args.output} in {time.monotonic() - started:.0f} s", flush=True)
     return 0
 
 

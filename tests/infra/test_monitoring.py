@@ -166,3 +166,10 @@ def test_every_alert_mails_the_action_group_and_main_passes_the_email():
     assert "actionGroup.id" in alerts
     main = text("main.bicep")
     assert "alertEmail: alertEmail" in main
+
+
+def test_the_pictures_are_committed_and_shown():
+    docs = DOCS.read_text(encoding="utf-8")
+    for name in ("outcomes", "throttling", "latency"):
+        assert (REPO / "docs" / "images" / f"{name}.png").is_file(), name
+        assert f"](images/{name}.png)" in docs, name

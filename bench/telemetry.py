@@ -1,0 +1,85 @@
+"""What telemetry and the audit trail cost per message: `python -m bench --only telemetry`.
+
+The cost-per-message measurement of section 2 (bench/cost.py: `CertStatePipeline.handle` on bodies in
+memory, a fresh worker process per round, variants interleaved) and the cold start of section 4, for
+certstate as deployed with telemetry off (no connection string), on (the Azure Monitor distro as
+`shared.telemetry` sets it up, exporting to `devstack.appinsights.FakeIngestion` on loopback), and on
+with the audit trail (one entity-group transaction per message to an Azurite table). CPU is the whole
+worker process's `time.process_time()` around each message, so the exporters' background threads
+(serialising and posting batches) are in it, spread over the messages they export.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from contextlib import ExitStack
+from typing import Any
+
+from bench import cost
+from devstack.appinsights import FakeIngestion
+from devstack.azurite import Azurite
+
+OFF = "telemetry off"
+ON = "telemetry on"
+AUDITED = "telemetry on + audit trail"
+
+
+def _extra(label: str, ingestion: FakeIngestion, azurite: Azurite | None) -> dict[str, str]:
+    extra: dict[str, str] = {}
+    if label in (ON, AUDITED):
+        extra.update(ingestion.env())
+    if label == AUDITED and azurite is not None:
+        extra.update(AzureWebJobsStorage=azurite.connection_string, AUDIT_TABLE_NAME=f"bench{uuid.uuid4().hex[:12]}")
+    return extra
+
+
+def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
+    """Per-message CPU, wall time and memory for each variant, and the cold start with telemetry on."""
+    labels = (OFF, ON, AUDITED)
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    exported: dict[str, list[float]] = {label: [] for label in labels}
+    with ExitStack() as stack:
+        azurite = stack.enter_context(Azurite())
+        for _ in range(rounds):
+            for label in labels:
+                with cost.services() as svc, FakeIngestion() as ingestion:
+                    args = ["cost", "--variant", "certstate", "--messages", str(max(1, messages // rounds))]
+                    result = cost.worker(
+                        cost.python_for("certstate"), args, svc.env(**_extra(label, ingestion, azurite))
+                    )
+                    handled = result["messages"] + result["warmup"]
+                    exported[label].append(len(ingestion.envelopes()) / handled)
+                runs[label].append(result)
+    pooled = {label: cost._pool(results) for label, results in runs.items()}
+    for label, results in runs.items():
+        ratios = [
+            statistics.median(r["cpuSamplesMs"]) / statistics.median(ref["cpuSamplesMs"])
+            for r, ref in zip(results, runs[OFF], strict=True)
+        ]
+        pooled[label]["cpuRatioToReference"] = statistics.median(ratios)
+        pooled[label]["exportedPerMessage"] = statistics.median(exported[label])
+    return {"cost": pooled, "cold": _cold(cold_runs), "messages": messages, "rounds": rounds}
+
+
+def _cold(runs: int) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for label in (OFF, ON):
+        results = []
+        for _ in range(runs):
+            with cost.services() as svc, FakeIngestion() as ingestion:
+                started = time.perf_counter()
+                env = svc.env(**(ingestion.env() if label == ON else {}))
+                result = cost.worker(cost.python_for("certstate"), ["cold", "--variant", "certstate"], env)
+                result["processSeconds"] = time.perf_counter() - started
+                results.append(result)
+        found[label] = {
+            "importSeconds": statistics.median(r["importSeconds"] for r in results),
+            "firstMessageSeconds": statistics.median(r["firstMessageSeconds"] for r in results),
+            "peakRssAfterImportMb": max(r["peakRssAfterImportMb"] for r in results),
+            "peakRssMb": max(r["peakRssMb"] for r in results),
+            "modules": results[0]["modules"],
+            "runs": runs,
+        }
+    return found
