@@ -273,6 +273,12 @@ def profile(count: int, out: Path, mode: str) -> dict[str, Any]:
     return {"messages": count, "profiledCpuSeconds": cpu}
 
 
+def _text(result: Any) -> str:  # noqa: ANN401 - a pipeline Result, or None when deferred
+    """The outcome's queue text; the benchmarks never defer (no outage, budget waits within limits)."""
+    assert result is not None
+    return str(result.text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.worker")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -303,9 +309,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _text(result: Any) -> str:  # noqa: ANN401 - a pipeline Result, or None when deferred
-    """The outcome's queue text; the benchmarks never defer (no outage, budget waits within limits)."""
-    assert result is not None
-    return str(result.text)
