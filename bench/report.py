@@ -556,8 +556,8 @@ def render(results: dict[str, Any]) -> str:  # noqa: PLR0912, PLR0915 - one docu
     out += [
         "",
         "`cryptography` comes with `msal` (through azure-identity) and is the largest single dependency; the "
-        "function itself never signs anything. `azure-storage-queue` is used by the producer CLI "
-        "(`shared/cli.py`), not by the function, whose queues are bindings.",
+        "function itself never signs anything. The function's queues are bindings; it uses azure-storage-queue "
+        "itself only for deferrals and the queue depths, and azure-data-tables for the audit trail.",
         "",
     ]
 
@@ -716,6 +716,7 @@ def telemetry_section(telemetry: dict[str, Any] | None) -> list[str]:
             cold_rows,
         ),
         "",
+        *_package_line(telemetry.get("package")),
         f"**What it costs.** Telemetry adds {_ms(extra_cpu, 3)} of CPU per message "
         f"({on['cpuRatioToReference']:.2f}× the median with it off): one span with eight attributes, two child spans "
         "(the PATCH and, when fetched, the token request), three or four metric recordings, two exported log "
@@ -726,6 +727,18 @@ def telemetry_section(telemetry: dict[str, Any] | None) -> list[str]:
         "second per tenant both stay a small share of a core.",
         "",
         TELEMETRY_END,
+        "",
+    ]
+
+
+def _package_line(package: dict[str, Any] | None) -> list[str]:
+    if not package:
+        return []
+    largest = ", ".join(f"{item['name']} {item['mb']:.1f}" for item in package["largest"][:6])
+    return [
+        f"Package with these runtime dependencies (azure-monitor-opentelemetry and the OpenTelemetry SDK, "
+        f"azure-data-tables, azure-storage-queue): **{package['sourceMb']:.1f} MB** as uploaded, "
+        f"{package['withPycMb']:.1f} MB compiled, {package['zipMb']:.1f} MB zipped; largest (MB): {largest}.",
         "",
     ]
 

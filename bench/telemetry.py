@@ -4,7 +4,8 @@ The cost-per-message measurement of section 2 (bench/cost.py: `CertStatePipeline
 memory, a fresh worker process per round, variants interleaved) and the cold start of section 4, for
 certstate as deployed with telemetry off (no connection string), on (the Azure Monitor distro as
 `shared.telemetry` sets it up, exporting to `devstack.appinsights.FakeIngestion` on loopback), and on
-with the audit trail (one entity-group transaction per message to an Azurite table). CPU is the whole
+with the audit trail (one entity-group transaction per message to an Azurite table); and the package
+size with the added runtime dependencies. CPU is the whole
 worker process's `time.process_time()` around each message, so the exporters' background threads
 (serialising and posting batches) are in it, spread over the messages they export.
 """
@@ -60,7 +61,8 @@ def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
         ]
         pooled[label]["cpuRatioToReference"] = statistics.median(ratios)
         pooled[label]["exportedPerMessage"] = statistics.median(exported[label])
-    return {"cost": pooled, "cold": _cold(cold_runs), "messages": messages, "rounds": rounds}
+    package = cost.package_size("certstate", with_zip=True)
+    return {"cost": pooled, "cold": _cold(cold_runs), "package": package, "messages": messages, "rounds": rounds}
 
 
 def _cold(runs: int) -> dict[str, Any]:
