@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
@@ -38,6 +38,7 @@ GRAPH_DURATION: Final = "certstate.graph.duration"
 WAITS: Final = "certstate.waits"
 QUEUE_DEPTH: Final = "certstate.queue.depth"
 AUDIT_FAILURES: Final = "certstate.audit.failures"
+BREAKER_OPEN: Final = "certstate.breaker.open"
 
 RETRY: Final = "retry"
 """The span's `status` when the delivery is handed back to the queue (no outcome yet)."""
@@ -63,6 +64,8 @@ class Telemetry:
     ) -> None:
         self._tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
         meter = metrics.get_meter(SCOPE, meter_provider=meter_provider)
+        self._meter = meter
+        self._breaker_is_open: Callable[[], bool] | None = None
         self._outcomes = meter.create_counter(
             OUTCOMES, unit="{message}", description="Outcomes written, by status, error code and tenant"
         )
@@ -153,6 +156,22 @@ class Telemetry:
     def queue_depth(self, queue: str, count: int) -> None:
         """The approximate message count of one queue: `input`, `poison` or `result`."""
         self._queue_depth.set(count, {"queue": queue})
+
+    def watch_breaker(self, is_open: Callable[[], bool]) -> None:
+        """Report the circuit breaker's state (1 open, 0 closed) whenever metrics are collected.
+
+        The latest breaker watched is the one reported (a rebuilt pipeline replaces its breaker).
+        """
+        first = self._breaker_is_open is None
+        self._breaker_is_open = is_open
+        if first:
+            self._meter.create_observable_gauge(
+                BREAKER_OPEN, callbacks=[self._observe_breaker], unit="1", description="1 while Graph requests are held"
+            )
+
+    def _observe_breaker(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        is_open = self._breaker_is_open
+        return [metrics.Observation(int(is_open()))] if is_open else []
 
     def audit_failed(self, code: str) -> None:
         """An outcome went out without its audit row."""

@@ -113,17 +113,19 @@ def build_pipeline(
 ) -> CertStatePipeline:
     """Wire the production pipeline; tests pass their own settings and, if they like, the rest."""
     telemetry = telemetry or Telemetry()
+    breaker = CircuitBreaker(
+        threshold=settings.BREAKER_FAILURE_THRESHOLD,
+        cooldown_seconds=settings.BREAKER_COOLDOWN_SECONDS,
+        max_cooldown_seconds=settings.BREAKER_MAX_COOLDOWN_SECONDS,
+        probe_timeout_seconds=settings.GRAPH_CONNECT_TIMEOUT_SECONDS + settings.GRAPH_READ_TIMEOUT_SECONDS,
+    )
+    telemetry.watch_breaker(lambda: breaker.is_open)
     client = GraphClient(
         session=build_session(options.max_concurrency, settings.GRAPH_BASE_URL),
         credential=credential or build_credential(settings),
         scope=settings.graph_scope,
         pacer=WritePacer(settings.GRAPH_WRITE_BUDGET, settings.GRAPH_WRITE_WINDOW_SECONDS, on_wait=telemetry.waited),
-        breaker=CircuitBreaker(
-            threshold=settings.BREAKER_FAILURE_THRESHOLD,
-            cooldown_seconds=settings.BREAKER_COOLDOWN_SECONDS,
-            max_cooldown_seconds=settings.BREAKER_MAX_COOLDOWN_SECONDS,
-            probe_timeout_seconds=settings.GRAPH_CONNECT_TIMEOUT_SECONDS + settings.GRAPH_READ_TIMEOUT_SECONDS,
-        ),
+        breaker=breaker,
         limits=ClientLimits(
             connect_timeout=settings.GRAPH_CONNECT_TIMEOUT_SECONDS,
             read_timeout=settings.GRAPH_READ_TIMEOUT_SECONDS,

@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
 from shared.graph.pacing import WritePacer
 from shared.pipeline import CertStatePipeline, Delivery
-from shared.telemetry import DEFERRALS, MESSAGE_SPAN, OUTCOMES, REDELIVERIES, WAITS, Telemetry
+from shared.telemetry import BREAKER_OPEN, DEFERRALS, MESSAGE_SPAN, OUTCOMES, REDELIVERIES, WAITS, Telemetry
 from tests.support.otel import Captured, capture
 from tests.support.pipeline_fakes import NOW, SECRET_VALUE, RecordingGraph, body
 
@@ -180,3 +180,11 @@ def test_without_an_sdk_the_telemetry_is_a_no_op():
     ).handle(body(), Delivery("m-1", 1))  # fmt: skip
     assert outcome is not None
     assert outcome.outcome.status.value == "succeeded"
+
+
+def test_the_breaker_state_is_a_gauge_of_the_latest_breaker(otel):
+    states = {"first": True, "second": False}
+    otel.telemetry.watch_breaker(lambda: states["first"])
+    assert [p.value for p in otel.metrics()[BREAKER_OPEN]] == [1]
+    otel.telemetry.watch_breaker(lambda: states["second"])  # a rebuilt pipeline: one gauge, its breaker
+    assert [p.value for p in otel.metrics()[BREAKER_OPEN]] == [0]
