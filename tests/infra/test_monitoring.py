@@ -173,3 +173,18 @@ def test_the_pictures_are_committed_and_shown():
     for name in ("outcomes", "throttling", "latency"):
         assert (REPO / "docs" / "images" / f"{name}.png").is_file(), name
         assert f"](images/{name}.png)" in docs, name
+
+
+def test_the_worker_exports_with_the_distro_and_tells_the_host_so():
+    """One copy of each log line: OpenTelemetry mode in the host, the worker's own export announced to it."""
+    host = json.loads((REPO / "host.json").read_text(encoding="utf-8"))
+    assert host["telemetryMode"] == "OpenTelemetry"
+    assert "Trace" in host["logging"]["applicationInsights"]["samplingSettings"]["excludedTypes"].split(";")
+    settings = dict(re.findall(r"name: '(\w+)'\n\s+value: ([^\n]+)", text("modules/functionapp.bicep")))
+    assert settings["PYTHON_ENABLE_OPENTELEMETRY"] == "'true'"
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in settings  # the worker would configure a second one
+    assert settings["OTEL_TRACES_SAMPLER"] == "'microsoft.fixed_percentage'"
+    assert settings["OTEL_TRACES_SAMPLER_ARG"] == "traceSamplingRatio"
+    main = text("main.bicep")
+    ratio = "'${traceSamplingPercent / 100}.${padLeft(string(traceSamplingPercent % 100), 2, '0')}'"
+    assert f"var traceSamplingRatio = {ratio}" in main  # 100 -> 1.00, 25 -> 0.25, 5 -> 0.05
