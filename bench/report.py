@@ -655,7 +655,7 @@ def telemetry_section(telemetry: dict[str, Any] | None) -> list[str]:
             _ms(v["cpuP90Ms"], 3),
             _ms(v["wallMedianMs"], 3),
             f"{v['cpuRatioToReference']:.2f}×",
-            f"{v['exportedPerMessage']:.1f}",
+            f"{v['exportedPerMessage']:.1f} ({v.get('exportedBytesPerMessage', 0) / 1024:.1f} KiB)",
             f"{v['peakRssMb']:.0f} MB",
             f"{v['runs']} × {v['messagesPerRun']}",
         ]
@@ -687,7 +687,8 @@ def telemetry_section(telemetry: dict[str, Any] | None) -> list[str]:
         "to `devstack/appinsights.py` on loopback), and on with the audit trail (an entity-group transaction per "
         "message to an Azurite table). CPU is the worker process's `time.process_time()` around each message, so "
         "the exporters' background threads (serialising and posting batches) are counted in the messages they "
-        "run beside; *exported* is telemetry items (spans, log lines, metric points) per message.",
+        "run beside; *exported* is telemetry items (spans, log lines, metric points) per message, and their "
+        "uncompressed JSON, which is what Application Insights bills.",
         "",
         *_table(
             [

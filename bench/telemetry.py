@@ -41,6 +41,7 @@ def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
     labels = (OFF, ON, AUDITED)
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     exported: dict[str, list[float]] = {label: [] for label in labels}
+    exported_bytes: dict[str, list[float]] = {label: [] for label in labels}
     with ExitStack() as stack:
         azurite = stack.enter_context(Azurite())
         for _ in range(rounds):
@@ -50,8 +51,10 @@ def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
                     result = cost.worker(
                         cost.python_for("certstate"), args, svc.env(**_extra(label, ingestion, azurite))
                     )
+                    result.update(svc.counts())
                     handled = result["messages"] + result["warmup"]
                     exported[label].append(len(ingestion.envelopes()) / handled)
+                    exported_bytes[label].append(ingestion.bytes_received / handled)
                 runs[label].append(result)
     pooled = {label: cost._pool(results) for label, results in runs.items()}
     for label, results in runs.items():
@@ -61,6 +64,7 @@ def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
         ]
         pooled[label]["cpuRatioToReference"] = statistics.median(ratios)
         pooled[label]["exportedPerMessage"] = statistics.median(exported[label])
+        pooled[label]["exportedBytesPerMessage"] = statistics.median(exported_bytes[label])
     package = cost.package_size("certstate", with_zip=True)
     return {"cost": pooled, "cold": _cold(cold_runs), "package": package, "messages": messages, "rounds": rounds}
 

@@ -30,6 +30,8 @@ class FakeIngestion:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._envelopes: list[dict[str, Any]] = []
+        self.bytes_received = 0
+        """Uncompressed JSON bytes of every batch: what ingestion would bill."""
         received = self._receive
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,7 +40,7 @@ class FakeIngestion:
                 if self.headers.get("Content-Encoding") == "gzip":
                     data = gzip.decompress(data)
                 items = json.loads(data or b"[]")
-                received(items if isinstance(items, list) else [items])
+                received(items if isinstance(items, list) else [items], len(data))
                 answer = json.dumps({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []})
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -51,9 +53,10 @@ class FakeIngestion:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-ingestion", daemon=True)
 
-    def _receive(self, items: list[dict[str, Any]]) -> None:
+    def _receive(self, items: list[dict[str, Any]], size: int) -> None:
         with self._lock:
             self._envelopes.extend(items)
+            self.bytes_received += size
 
     def __enter__(self) -> Self:
         self._thread.start()
