@@ -160,6 +160,7 @@ def _only(args: argparse.Namespace) -> int:
     (RESULTS / f"telemetry-{stamp}.json").write_text(json.dumps(section, indent=1), encoding="utf-8")
     document = args.output.read_text(encoding="utf-8")
     section["command"] = ".venv/bin/python -m bench --only telemetry" + (" --quick" if args.quick else "")
+    section["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     args.output.write_text(report.splice_telemetry(document, section), encoding="utf-8")
     print(f"[bench] rewrote section 6 of {args.output} in {time.monotonic() - started:.0f} s", flush=True)
     return 0
