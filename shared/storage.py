@@ -33,6 +33,18 @@ class StorageConnection:
         """Whether the code can reach the account itself (tests of the pipeline alone have no account)."""
         return bool(self.connection_string or self.queue_service_uri)
 
+    @property
+    def has_tables(self) -> bool:
+        """Whether the connection names a table service (a queue-only one must not make the SDK guess).
+
+        Identity-based: its URI is set. A connection string: it lists a table endpoint, or lists no
+        endpoint at all (the SDK derives them from the account, as in Azure).
+        """
+        if self.connection_string:
+            keys = {part.partition("=")[0].strip().lower() for part in self.connection_string.split(";")}
+            return "tableendpoint" in keys or not keys & {"queueendpoint", "blobendpoint"}
+        return bool(self.table_service_uri)
+
     def queue(self, name: str) -> QueueClient:
         """A client for one queue of the account; raw text in and out (no SDK-side encoding)."""
         return self.queue_service().get_queue_client(name)

@@ -90,8 +90,8 @@ def build_audit(settings: Settings) -> AuditTrail | None:
     from shared.audit import AuditTrail  # noqa: PLC0415 - cold start
 
     storage = settings.storage
-    if not (settings.AUDIT_TABLE_NAME and storage.configured):
-        return None
+    if not (settings.AUDIT_TABLE_NAME and storage.configured and storage.has_tables):
+        return None  # e.g. a queue-only Azurite: the SDK would otherwise guess a table host in Azure
     quiet_storage_logs()
     service = storage.table_service()
     if storage.connection_string:

@@ -6,7 +6,8 @@ import pytest
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from shared.settings import Settings
-from shared.wiring import build_credential, build_session
+from shared.storage import StorageConnection
+from shared.wiring import build_audit, build_credential, build_session
 
 GRAPH = "https://graph.microsoft.com/beta"
 
@@ -38,3 +39,33 @@ def test_the_credential_follows_the_mode(mode: str, kind: type, monkeypatch: pyt
     monkeypatch.setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token")
     monkeypatch.setenv("IDENTITY_HEADER", "x")
     assert isinstance(build_credential(Settings(CREDENTIAL_MODE=mode, MANAGED_IDENTITY_CLIENT_ID="")), kind)
+
+
+KEY = "AccountName=a;AccountKey=a2V5;"
+QUEUES = "QueueEndpoint=http://127.0.0.1:1/a;"
+TABLES = "TableEndpoint=http://127.0.0.1:2/a;"
+URIS = {
+    "queue_service_uri": "https://a.queue.core.windows.net",
+    "table_service_uri": "https://a.table.core.windows.net",
+}
+
+
+@pytest.mark.parametrize(
+    ("storage", "tables"),
+    [
+        (StorageConnection("UseDevelopmentStorage=true"), True),
+        (StorageConnection("DefaultEndpointsProtocol=https;" + KEY + "EndpointSuffix=core.windows.net"), True),
+        (StorageConnection(KEY + QUEUES + TABLES), True),
+        (StorageConnection(KEY + QUEUES), False),
+        (StorageConnection(queue_service_uri=URIS["queue_service_uri"]), False),
+        (StorageConnection(**URIS), True),
+    ],
+)
+def test_the_audit_trail_is_kept_only_where_a_table_service_is_named(storage: StorageConnection, tables: bool):
+    """A queue-only connection string must not make the SDK guess a table host in Azure (from a laptop)."""
+    assert storage.has_tables is tables
+
+
+def test_without_a_table_service_there_is_no_audit_trail_and_no_request():
+    settings = Settings(storage_connection_string=KEY + QUEUES)
+    assert build_audit(settings) is None
