@@ -9,6 +9,7 @@ import pytest
 
 from devstack.azurite import Azurite
 from devstack.stack import LocalStack
+from tests.support.pipeline_fakes import SEEDED_MESSAGE
 
 
 @pytest.fixture
@@ -39,13 +40,7 @@ def test_health_fails_when_no_function_answers(cli, stack):
 
 def test_history_answers_what_happened_to_a_correlation_id(cli, stack):
     stack.start_runner()
-    message = {
-        "correlationId": "order-4711",
-        "profileType": "iosScepCertificateProfile",
-        "deviceConfigurationId": "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11",
-        "managedDeviceCertificateStateId": "d99bc884-c884-d99b-84c8-9bd984c89bd9",
-        "update": {"certificateKeyUsage": "digitalSignature"},
-    }
+    message = SEEDED_MESSAGE
     stack.send(message)
     stack.send({**message, "correlationId": "order-4712", "update": {"noSuchProperty": 1}})
     assert stack.runner is not None

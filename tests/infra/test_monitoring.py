@@ -31,17 +31,11 @@ from shared.operations import Operations
 from shared.pipeline import CertStatePipeline, Delivery
 from tests.infra.bicep import INFRA, REPO, text
 from tests.support.otel import capture
+from tests.support.pipeline_fakes import SEEDED_MESSAGE as MESSAGE
 from tests.support.pipeline_fakes import RecordingGraph, body
 
 WORKBOOK = INFRA / "monitoring" / "workbook.json"
 DOCS = REPO / "docs" / "operations.md"
-MESSAGE = {
-    "correlationId": "order-4711",
-    "profileType": "iosScepCertificateProfile",
-    "deviceConfigurationId": "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11",
-    "managedDeviceCertificateStateId": "d99bc884-c884-d99b-84c8-9bd984c89bd9",
-    "update": {"certificateKeyUsage": "digitalSignature"},
-}
 PENDING = set() if "tenant_id" in Target.model_fields else {"tenantId"}
 """Emitted once messages name a tenant (issue 12 adds `target.tenantId`); until then nothing can carry it."""
 

@@ -17,6 +17,7 @@ from devstack.appinsights import FakeIngestion
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
 from tests.infra.bicep import REPO
+from tests.support.pipeline_fakes import SEEDED_MESSAGE as MESSAGE
 
 SCRIPT = textwrap.dedent(
     """
@@ -39,12 +40,6 @@ SCRIPT = textwrap.dedent(
     telemetry.flush()
     """
 )
-MESSAGE = {
-    "profileType": "iosScepCertificateProfile",
-    "deviceConfigurationId": "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11",
-    "managedDeviceCertificateStateId": "d99bc884-c884-d99b-84c8-9bd984c89bd9",
-    "update": {"certificateKeyUsage": "digitalSignature"},
-}
 
 
 def test_each_log_line_reaches_application_insights_once(graph: GraphSimulator, identity: IdentityEmulator):

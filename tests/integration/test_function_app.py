@@ -19,15 +19,7 @@ from devstack.runner import registered_functions
 from shared.contract.errors import TransientError
 from shared.contract.limits import QUEUE_MESSAGE_BYTES
 from shared.wiring import reset_pipeline
-
-MESSAGE = {
-    "correlationId": "order-4711",
-    "profileType": "iosScepCertificateProfile",
-    "deviceConfigurationId": "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11",
-    "managedDeviceCertificateStateId": "d99bc884-c884-d99b-84c8-9bd984c89bd9",
-    "update": {"certificateKeyUsage": "digitalSignature"},
-}
-
+from tests.support.pipeline_fakes import SEEDED_MESSAGE as MESSAGE
 
 QUEUE_FUNCTION = "process_certificate_state_update"
 

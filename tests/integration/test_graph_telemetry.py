@@ -18,14 +18,7 @@ from shared.graph.pacing import WritePacer
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.telemetry import GRAPH_DURATION, GRAPH_RESPONSES, MESSAGE_SPAN, WAITS
 from tests.support.otel import Captured, capture
-
-MESSAGE = {
-    "correlationId": "order-4711",
-    "profileType": "iosScepCertificateProfile",
-    "deviceConfigurationId": "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11",
-    "managedDeviceCertificateStateId": "d99bc884-c884-d99b-84c8-9bd984c89bd9",
-    "update": {"certificateKeyUsage": "digitalSignature"},
-}
+from tests.support.pipeline_fakes import SEEDED_MESSAGE as MESSAGE
 
 
 @pytest.fixture

@@ -11,6 +11,14 @@ from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
 
 NOW = datetime(2026, 11, 27, 14, 3, 11, 402000, tzinfo=UTC)
+SEEDED_MESSAGE: dict[str, Any] = {
+    "correlationId": "order-4711",
+    "profileType": "iosScepCertificateProfile",
+    "deviceConfigurationId": "b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11",
+    "managedDeviceCertificateStateId": "d99bc884-c884-d99b-84c8-9bd984c89bd9",
+    "update": {"certificateKeyUsage": "digitalSignature"},
+}
+"""A valid message whose configuration and state are in the Graph simulator's default seed."""
 SECRET_VALUE = "Thumbprint-That-Must-Not-Be-Logged"
 
 
