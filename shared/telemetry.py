@@ -39,6 +39,7 @@ WAITS: Final = "certstate.waits"
 QUEUE_DEPTH: Final = "certstate.queue.depth"
 AUDIT_FAILURES: Final = "certstate.audit.failures"
 BREAKER_OPEN: Final = "certstate.breaker.open"
+RETRY_AFTER_CAPPED: Final = "certstate.graph.retry_after_capped"
 
 RETRY: Final = "retry"
 """The span's `status` when the delivery is handed back to the queue (no outcome yet)."""
@@ -88,6 +89,9 @@ class Telemetry:
         )
         self._queue_depth = meter.create_gauge(
             QUEUE_DEPTH, unit="{message}", description="Approximate message counts of the input, poison, result queues"
+        )
+        self._retry_after_capped = meter.create_counter(
+            RETRY_AFTER_CAPPED, unit="{response}", description="Retry-After values beyond the wait ceiling, capped"
         )
         self._audit_failures = meter.create_counter(
             AUDIT_FAILURES, unit="{outcome}", description="Outcomes whose audit row could not be written"
@@ -148,6 +152,10 @@ class Telemetry:
         dimensions = {"statusClass": f"{status // 100}xx", "httpStatus": str(status)} if status else _NO_ANSWER
         self._graph_responses.add(1, dimensions)
         self._graph_duration.record(seconds * 1000, {"statusClass": dimensions["statusClass"]})
+
+    def retry_after_capped(self, status: int | None) -> None:
+        """Graph asked to wait longer than the ceiling; writes resumed before its Retry-After ran out."""
+        self._retry_after_capped.add(1, {"httpStatus": str(status) if status else "none"})
 
     def waited(self, reason: str, seconds: float) -> None:
         """Time a write spent waiting before it could be sent: `pacer`, `retryAfter` or `backoff`."""

@@ -196,6 +196,7 @@ class GraphClient:
         asked = shown(decision.capped_from or "")
         log_event(logger, logging.WARNING, "retryAfterCapped", httpStatus=status, retryAfter=asked,
                   cappedSeconds=decision.delay, requestId=trace.request_id)  # fmt: skip
+        self._telemetry.retry_after_capped(status)
         return f"Graph's Retry-After {asked} was capped at {decision.delay:g} s: writes resumed before it ran out"
 
     def _token(self, claims: str | None, attempt: int, deadline: float) -> str:

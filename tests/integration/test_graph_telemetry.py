@@ -12,11 +12,12 @@ from opentelemetry.instrumentation.requests import RequestsInstrumentor
 from opentelemetry.trace import SpanKind
 
 from devstack.graph_simulator import GraphSimulator
+from shared.contract.errors import TransientError
 from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.pacing import WritePacer
 from shared.pipeline import CertStatePipeline, Delivery
-from shared.telemetry import GRAPH_DURATION, GRAPH_RESPONSES, MESSAGE_SPAN, WAITS
+from shared.telemetry import GRAPH_DURATION, GRAPH_RESPONSES, MESSAGE_SPAN, RETRY_AFTER_CAPPED, WAITS
 from tests.support.otel import Captured, capture
 from tests.support.pipeline_fakes import SEEDED_MESSAGE as MESSAGE
 
@@ -83,3 +84,10 @@ def test_no_answer_is_its_own_status_class(otel, graph, credential):
     responses = {(p.attributes["statusClass"], p.attributes["httpStatus"]) for p in otel.metrics()[GRAPH_RESPONSES]}
     assert responses == {("none", "none"), ("2xx", "200")}
     assert otel.total(WAITS, reason="backoff") > 0
+
+
+def test_a_capped_retry_after_is_counted(otel, graph, credential):
+    graph.configure(script=[{"status": 429, "retryAfter": "3600"}])
+    with pytest.raises(TransientError):  # no slot within this delivery's budget, and nowhere to defer to here
+        run(otel, graph, credential)
+    assert otel.total(RETRY_AFTER_CAPPED, httpStatus="429") == 1
