@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from devstack.azurite import AzuriteNotInstalledError, connection_string, default_binary, port_answers
+from devstack.azurite import AzuriteNotInstalledError, connection_string, default_binary, port_answers, service_command
 from devstack.azurite import queue_service_command as azurite_command
 from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, queue_name_problem
 
@@ -48,7 +48,7 @@ STATE_VARIABLE: Final = "CERTSTATE_DEVSTACK_DIR"
 DEFAULT_AZURITE_PORT: Final = 10001
 START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = {"runner": 40.0}  # the runner lets running invocations finish (its --stop-timeout 30)
-PARTS: Final = ("azurite", "identity", "graph", "runner")
+PARTS: Final = ("azurite", "tables", "identity", "graph", "runner")
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -165,9 +165,15 @@ class BackgroundStack:
         if not binary.exists():
             raise AzuriteNotInstalledError(f"{binary} not found: run `npm ci` (or scripts/bootstrap.sh)")
         (self.root / "azurite").mkdir(exist_ok=True)
-        queues = connection_string(port)
+        table_port = _free_port() if azurite_port == 0 else port + 1  # 10002 beside the usual 10001
+        if port_answers(table_port):
+            raise StackError(f"127.0.0.1:{table_port} (for Azurite's tables) is taken; pass --azurite-port 0")
+        queues = connection_string(port, table_port)  # the table service holds the audit trail
         self._start(state, "azurite", azurite_command(binary, port, self.root / "azurite"), f"http://127.0.0.1:{port}")
         self._wait(state, "azurite", lambda: port_answers(port))
+        tables = service_command("table", binary.with_name("azurite-table"), table_port, self.root / "azurite")
+        self._start(state, "tables", tables, f"http://127.0.0.1:{table_port}")
+        self._wait(state, "tables", lambda: port_answers(table_port))
         self._start(state, "identity", self._python("devstack.identity_emulator", "--signing-key-hex", key), "")
         identity = self._wait_for_lines(state, "identity", ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"))
         self._start(state, "graph", self._python("devstack.graph_simulator", "--signing-key-hex", key), "")

@@ -65,7 +65,7 @@ def test_up_send_results_down_from_a_clean_copy(tmp_path: Path):
         assert "certstate devstack is up:" in up.stdout
         state = json.loads((tree / ".devstack" / "state.json").read_text())
         parts = [Part(**p) for p in state["parts"].values()]
-        assert [p.name for p in parts] == ["azurite", "identity", "graph", "runner"]
+        assert [p.name for p in parts] == ["azurite", "tables", "identity", "graph", "runner"]
         assert all(p.alive() for p in parts)
         for part in parts:  # where each listens and logs is printed
             assert part.listens in up.stdout
@@ -91,10 +91,13 @@ def test_up_send_results_down_from_a_clean_copy(tmp_path: Path):
             outcomes = [json.loads(line) for line in read.stdout.splitlines()]
         assert sorted(str(o["correlationId"]) for o in outcomes) == [f"seed-route-{i}" for i in range(1, 8)]
         assert {o["status"] for o in outcomes} == {"succeeded"}
+        history = run(tree, cli_env, "producer.cli", "history", "--correlation-id", "seed-route-1", "--json")
+        assert history.returncode == 0, history.stderr  # the audit trail is on the stack's table service
+        assert [json.loads(line)["status"] for line in history.stdout.splitlines()] == ["succeeded"]
     finally:
         down = run(tree, env, "devstack", "down")
     assert down.returncode == 0, down.stderr
-    assert down.stdout.strip() == "stopped azurite, identity, graph, runner"
+    assert down.stdout.strip() == "stopped azurite, tables, identity, graph, runner"
     assert not any(p.alive() for p in parts)
     assert processes_in(tree) == []
     assert not port_answers(int(state["parts"]["azurite"]["listens"].rsplit(":", 1)[1]))
