@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING
+
+from shared.identity import IDENTITY_TRANSPORT
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -72,9 +75,19 @@ class StorageConnection:
         return TableServiceClient(self.table_service_uri, credential=self._credential())
 
     def _credential(self) -> TokenCredential:
-        from azure.identity import ManagedIdentityCredential  # noqa: PLC0415 - cold start
+        return _storage_credential(self.client_id or None)
 
-        return ManagedIdentityCredential(client_id=self.client_id or None)
+
+@cache
+def _storage_credential(client_id: str | None) -> TokenCredential:
+    """One credential for every storage client of the process, bounded like Graph's.
+
+    Shared, so the storage token the audit trail fetches on the first message is the one a deferral
+    uses later: a deferral during an identity outage still has a token (until it expires).
+    """
+    from azure.identity import ManagedIdentityCredential  # noqa: PLC0415 - cold start
+
+    return ManagedIdentityCredential(client_id=client_id, **IDENTITY_TRANSPORT)
 
 
 class QueueSender:

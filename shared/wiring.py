@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from functools import cache
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING
 
 import requests
 from azure.core.credentials import TokenCredential
@@ -21,6 +21,7 @@ from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.pacing import WritePacer
 from shared.graph.transport import WatchedAdapter
 from shared.host_config import QueueOptions, queue_options
+from shared.identity import IDENTITY_TRANSPORT
 from shared.pipeline import CertStatePipeline
 from shared.settings import CredentialMode, Settings, load_settings
 from shared.storage import QueueSender
@@ -29,19 +30,6 @@ from shared.telemetry import Telemetry, configure_azure_monitor_once
 if TYPE_CHECKING:  # the storage SDKs load on first use: importing the app stays cheap (Flex's 30 s start)
     from shared.audit import AuditTrail
     from shared.operations import Operations
-
-IDENTITY_TRANSPORT: Final[dict[str, Any]] = {
-    "connection_timeout": 2,
-    "read_timeout": 5,
-    "retry_total": 1,
-    "retry_read": 0,
-}
-"""One token call takes at most ~5 s, where azure-core's defaults (300 s per read, 10 retries) take minutes.
-
-The endpoint is on the host (a refused connection fails at once; a black hole costs 2 x 2 s), and it
-answers in well under a second when healthy; a read that times out is not retried, since the token
-lock is held meanwhile (docs/design.md, "Identity endpoint").
-"""
 
 
 def build_credential(settings: Settings) -> TokenCredential:
