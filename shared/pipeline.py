@@ -37,6 +37,7 @@ from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest, build_request
 from shared.logs import log_event, message_context
 from shared.telemetry import Telemetry
+from shared.tenancy import Tenant
 
 logger = logging.getLogger("certstate")
 
@@ -64,7 +65,13 @@ class Result:
 class GraphPatcher(Protocol):
     """The part of `GraphClient` the pipeline needs (tests may pass a loopback-backed one)."""
 
-    def patch(self, request: GraphRequest) -> GraphResult: ...  # noqa: D102
+    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult: ...  # noqa: D102
+
+
+class TenantLookup(Protocol):
+    """The part of `TenantDirectory` the pipeline needs: a served tenant, or `tenantNotAllowed`."""
+
+    def tenant(self, tenant_id: str | None) -> Tenant: ...  # noqa: D102
 
 
 class AuditSink(Protocol):
@@ -84,6 +91,7 @@ class CertStatePipeline:
         self,
         *,
         graph: GraphPatcher,
+        tenants: TenantLookup,
         graph_base_url: str,
         max_dequeue_count: int,
         requeue: Requeue | None = None,
@@ -97,6 +105,7 @@ class CertStatePipeline:
         self._graph = graph
         self._telemetry = telemetry or Telemetry()
         self._audit = audit
+        self._tenants = tenants
         self._base_url = graph_base_url
         self._max_dequeue_count = max_dequeue_count
         self._requeue = requeue
@@ -167,6 +176,7 @@ class CertStatePipeline:
         assert report.document is not None
         message = parse_message(report.document)
         report.message = message
+        tenant = self._tenants.tenant(message.tenant_id)  # before anything could ask for a token
         request = build_request(self._base_url, message)
         report.request = request
         now = self._clock()
@@ -174,8 +184,9 @@ class CertStatePipeline:
             raise MessageExpired(code=ErrorCode.MESSAGE_EXPIRED, message=f"expired at {message.expires_at}")
         if message.dry_run:
             return report.build(Status.VALIDATED, now, graph_request=request.as_dict())
-        with message_context(correlationId=report.correlation_id):
-            result = self._graph.patch(request)
+        tenant_field = {"tenantId": message.tenant_id} if message.tenant_id else {}
+        with message_context(correlationId=report.correlation_id, **tenant_field):
+            result = self._graph.patch(request, tenant)
         return report.build(
             Status.SUCCEEDED,
             self._clock(),
@@ -291,6 +302,7 @@ class OutcomeBuilder:
         if self.message is not None:
             m = self.message
             return Target(
+                tenant_id=m.tenant_id,
                 profile_type=m.profile_type,
                 device_configuration_id=m.device_configuration_id,
                 managed_device_certificate_state_id=m.managed_device_certificate_state_id,
@@ -359,7 +371,7 @@ class OutcomeBuilder:
 
 
 _NAMES_PROPERTIES = frozenset({Status.SUCCEEDED, Status.VALIDATED})
-_TARGET_FIELDS = ("profileType", "deviceConfigurationId", "managedDeviceCertificateStateId", "via")
+_TARGET_FIELDS = ("tenantId", "profileType", "deviceConfigurationId", "managedDeviceCertificateStateId", "via")
 _CARRIED_WARNINGS = 10  # what a deferred copy may carry (envelope.py bounds it too)
 
 

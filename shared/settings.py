@@ -12,12 +12,16 @@ from functools import cache
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.contract.audit import DEFAULT_AUDIT_TABLE
 from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, TRIGGER_QUEUE_NAME_MAX, queue_name_problem
+from shared.contract.messages import canonical_guid
 from shared.storage import StorageConnection
+
+HOME = "home"
+"""The key of the function's own tenant in GRAPH_TENANT_WRITE_BUDGETS when HOME_TENANT_ID is not set."""
 
 
 class CredentialMode(StrEnum):
@@ -44,6 +48,46 @@ TriggerQueueName = Annotated[str, AfterValidator(_trigger_queue_name)]
 QueueName = Annotated[str, AfterValidator(_queue_name)]
 
 
+def _blank_none(value: object) -> object:
+    """An empty app setting means "not set" (Bicep and the portal write empty strings)."""
+    return None if value == "" else value
+
+
+def _items(value: object) -> object:
+    """A comma-separated app setting as a list (spaces and empty items ignored)."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _budget_pairs(value: object) -> object:
+    """`<tenant>=<writes>` items as a dict; the budget is checked by the field's type."""
+    items = _items(value)
+    if not isinstance(items, list):
+        return items
+    pairs: dict[str, str] = {}
+    for item in items:
+        tenant, sep, budget = item.partition("=")
+        if not sep:
+            msg = f"{item!r} is not <tenant GUID or home>=<writes per window>"
+            raise ValueError(msg)
+        key = tenant.strip().lower()
+        if key in pairs:
+            msg = f"tenant {key} is given twice"
+            raise ValueError(msg)
+        pairs[key] = budget.strip()
+    return pairs
+
+
+def _budget_key(value: str) -> str:
+    return HOME if value.lower() == HOME else canonical_guid(value)
+
+
+TenantGuid = Annotated[str, AfterValidator(canonical_guid)]
+"""A tenant id, lower-cased: tenants compare case-insensitively."""
+WriteBudget = Annotated[int, Field(ge=1, le=10_000)]
+
+
 class Settings(BaseSettings):
     """App settings the code reads; names match the Functions app settings exactly."""
 
@@ -58,7 +102,7 @@ class Settings(BaseSettings):
     GRAPH_READ_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=300)] = 30.0
     GRAPH_MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=20)] = 4
     GRAPH_MAX_WAIT_SECONDS: Annotated[float, Field(ge=0, le=540)] = 60.0
-    GRAPH_WRITE_BUDGET: Annotated[int, Field(ge=1, le=10_000)] = 49
+    GRAPH_WRITE_BUDGET: WriteBudget = 49
     GRAPH_WRITE_WINDOW_SECONDS: Annotated[float, Field(gt=0, le=3600)] = 20.0
     BREAKER_FAILURE_THRESHOLD: Annotated[int, Field(ge=1, le=1000)] = 5
     BREAKER_COOLDOWN_SECONDS: Annotated[float, Field(gt=0, le=600)] = 15.0
@@ -67,6 +111,16 @@ class Settings(BaseSettings):
     APPLICATIONINSIGHTS_CONNECTION_STRING: str | None = None  # unset: no telemetry export (tests, local stack)
     AUDIT_TABLE_NAME: Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{2,62})?$")] = DEFAULT_AUDIT_TABLE
     AUDIT_RETENTION_DAYS: Annotated[int, Field(ge=1, le=3650)] = 400
+    GRAPH_TENANT_WRITE_BUDGETS: Annotated[
+        dict[Annotated[str, AfterValidator(_budget_key)], WriteBudget], NoDecode, BeforeValidator(_budget_pairs)
+    ] = Field(default_factory=dict)
+    """Per-tenant overrides of GRAPH_WRITE_BUDGET: `<tenant GUID or home>=<writes>,...` (docs/tenants.md)."""
+    GRAPH_SLOT_WAIT_SECONDS: Annotated[float, Field(ge=0, le=60)] = 2.0
+    """How long an invocation waits for its tenant's next write slot before deferring the message."""
+    HOME_TENANT_ID: Annotated[TenantGuid | None, BeforeValidator(_blank_none)] = None
+    SERVED_TENANT_IDS: Annotated[tuple[TenantGuid, ...], NoDecode, BeforeValidator(_items)] = ()
+    MULTITENANT_APP_CLIENT_ID: Annotated[TenantGuid | None, BeforeValidator(_blank_none)] = None
+    AZURE_AUTHORITY_HOST: Annotated[str | None, BeforeValidator(_blank_none)] = None
 
     # The host's storage connection (the bindings' `connection`), read here too for deferrals,
     # the audit table and the queue depths.
@@ -91,6 +145,40 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value.rstrip("/")
 
+    @field_validator("AZURE_AUTHORITY_HOST")
+    @classmethod
+    def _authority_is_https(cls, value: str | None) -> str | None:
+        """azure-identity refuses anything but https (even on loopback), so say so at start-up."""
+        if value is None:
+            return None
+        parts = urlsplit(value if "://" in value else f"https://{value}")
+        if parts.scheme != "https" or not parts.hostname or parts.path.strip("/") or parts.query or parts.fragment:
+            msg = "must be an https origin such as https://login.microsoftonline.us"
+            raise ValueError(msg)
+        return f"https://{parts.netloc}"
+
+    @model_validator(mode="after")
+    def _tenants_are_consistent(self) -> Settings:
+        """Refuse a tenant set the function could not serve, before any message arrives."""
+        served = set(self.SERVED_TENANT_IDS)
+        if len(served) != len(self.SERVED_TENANT_IDS):
+            msg = "SERVED_TENANT_IDS lists a tenant twice"
+            raise ValueError(msg)
+        if served and self.MULTITENANT_APP_CLIENT_ID is None:
+            msg = "MULTITENANT_APP_CLIENT_ID is required when SERVED_TENANT_IDS is not empty"
+            raise ValueError(msg)
+        if self.HOME_TENANT_ID in served:
+            msg = "HOME_TENANT_ID is served by the managed identity itself; do not list it in SERVED_TENANT_IDS"
+            raise ValueError(msg)
+        if self.HOME_TENANT_ID in self.GRAPH_TENANT_WRITE_BUDGETS and HOME in self.GRAPH_TENANT_WRITE_BUDGETS:
+            msg = "GRAPH_TENANT_WRITE_BUDGETS gives the home tenant twice (as home and as HOME_TENANT_ID)"
+            raise ValueError(msg)
+        known = served | {HOME} | ({self.HOME_TENANT_ID} if self.HOME_TENANT_ID else set())
+        if unknown := sorted(set(self.GRAPH_TENANT_WRITE_BUDGETS) - known):
+            msg = f"GRAPH_TENANT_WRITE_BUDGETS names tenants that are not served: {', '.join(unknown)}"
+            raise ValueError(msg)
+        return self
+
     @field_validator("MANAGED_IDENTITY_CLIENT_ID")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
@@ -112,6 +200,13 @@ class Settings(BaseSettings):
         """`<scheme://host of GRAPH_BASE_URL>/.default`, so national clouds get their own audience."""
         parts = urlsplit(self.GRAPH_BASE_URL)
         return f"{parts.scheme}://{parts.netloc}/.default"
+
+    def write_budget(self, tenant_id: str | None) -> int:
+        """The tenant's writes per window: its override, else GRAPH_WRITE_BUDGET (None = the home tenant)."""
+        overrides = self.GRAPH_TENANT_WRITE_BUDGETS
+        if tenant_id is None or tenant_id == self.HOME_TENANT_ID:
+            return overrides.get(HOME, overrides.get(self.HOME_TENANT_ID or HOME, self.GRAPH_WRITE_BUDGET))
+        return overrides.get(tenant_id, self.GRAPH_WRITE_BUDGET)
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,7 +1,8 @@
 """The composition root: one pipeline per process, built from `Settings` and host.json.
 
-Everything costly or stateful (credential and its token cache, HTTP session and its
-connection pool, write pacer) is created here once and shared by every invocation.
+Everything costly or stateful (credentials and their token caches, HTTP session and its
+connection pool, write pacers) is created here once and shared by every invocation; the
+per-tenant ones on the first message for their tenant (shared/tenancy.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,7 @@ from shared.pipeline import CertStatePipeline
 from shared.settings import CredentialMode, Settings, load_settings
 from shared.storage import QueueSender
 from shared.telemetry import Telemetry, configure_azure_monitor_once
+from shared.tenancy import ExchangeAssertion, TenantDirectory, authority_for, exchange_scope
 
 if TYPE_CHECKING:  # the storage SDKs load on first use: importing the app stays cheap (Flex's 30 s start)
     from shared.audit import AuditTrail
@@ -45,6 +48,37 @@ def build_credential(settings: Settings) -> TokenCredential:
             **IDENTITY_TRANSPORT,
         )
     return ManagedIdentityCredential(client_id=settings.MANAGED_IDENTITY_CLIENT_ID, **IDENTITY_TRANSPORT)
+
+
+def build_tenants(
+    settings: Settings,
+    home_credential: TokenCredential,
+    on_wait: Callable[[str, float], None] = lambda reason, seconds: None,
+) -> TenantDirectory:
+    """The served tenants: home through `home_credential`, the others through the multi-tenant app.
+
+    The managed identity's token for the exchange audience is the assertion of every tenant's
+    `ClientAssertionCredential` (azure-identity's own class, which posts to
+    `<authority>/<tenant>/oauth2/v2.0/token` without MSAL's instance discovery).
+    """
+    authority = authority_for(settings.GRAPH_BASE_URL, settings.AZURE_AUTHORITY_HOST)
+    assertion = ExchangeAssertion(home_credential, exchange_scope(authority))
+
+    def cross_tenant_credential(tenant_id: str) -> TokenCredential:
+        from azure.identity import ClientAssertionCredential  # noqa: PLC0415 - cold start
+
+        assert settings.MULTITENANT_APP_CLIENT_ID is not None  # Settings refuses served tenants without it
+        return ClientAssertionCredential(tenant_id, settings.MULTITENANT_APP_CLIENT_ID, assertion, authority=authority)
+
+    return TenantDirectory(
+        home_credential=home_credential,
+        home_tenant_id=settings.HOME_TENANT_ID,
+        served=settings.SERVED_TENANT_IDS,
+        cross_tenant_credential=cross_tenant_credential,
+        pacer=lambda tenant_id: WritePacer(
+            settings.write_budget(tenant_id), settings.GRAPH_WRITE_WINDOW_SECONDS, on_wait=on_wait
+        ),
+    )
 
 
 def build_session(pool_size: int, base_url: str) -> requests.Session:
@@ -110,21 +144,21 @@ def build_pipeline(
     telemetry.watch_breaker(lambda: breaker.is_open)
     client = GraphClient(
         session=build_session(options.max_concurrency, settings.GRAPH_BASE_URL),
-        credential=credential or build_credential(settings),
         scope=settings.graph_scope,
-        pacer=WritePacer(settings.GRAPH_WRITE_BUDGET, settings.GRAPH_WRITE_WINDOW_SECONDS, on_wait=telemetry.waited),
         breaker=breaker,
         limits=ClientLimits(
             connect_timeout=settings.GRAPH_CONNECT_TIMEOUT_SECONDS,
             read_timeout=settings.GRAPH_READ_TIMEOUT_SECONDS,
             max_attempts=settings.GRAPH_MAX_ATTEMPTS,
             max_wait_seconds=settings.GRAPH_MAX_WAIT_SECONDS,
+            slot_wait_seconds=settings.GRAPH_SLOT_WAIT_SECONDS,
         ),
         telemetry=telemetry,
     )
     input_queue = QueueSender(settings.storage, settings.INPUT_QUEUE_NAME)
     return CertStatePipeline(
         graph=client,
+        tenants=build_tenants(settings, credential or build_credential(settings), telemetry.waited),
         graph_base_url=settings.GRAPH_BASE_URL,
         max_dequeue_count=options.max_dequeue_count,
         requeue=input_queue.send,

@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     GRAPH_THROTTLED = "graphThrottled"
     GRAPH_UNAVAILABLE = "graphUnavailable"
     CREDENTIAL_UNAVAILABLE = "credentialUnavailable"
+    TENANT_NOT_ALLOWED = "tenantNotAllowed"
     INTERNAL_ERROR = "internalError"
 
 

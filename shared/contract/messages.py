@@ -53,6 +53,8 @@ _ID, _ID_SCHEMA = _pattern(r"[A-Za-z0-9\-_.~:]{1,256}")
 CORRELATION_ID, _CORRELATION_ID_SCHEMA = _pattern(r"[A-Za-z0-9._:@-]{1,128}")
 _SHOWN = 80  # at most this much of a rejected value is echoed in an error message
 _EDGE_YEARS = frozenset({"0001", "9999"})  # only there can an offset carry the instant out of range
+GUID, _GUID_SCHEMA = _pattern(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+"""An Entra tenant id, anchored at the true end: nothing, not even a newline, may follow."""
 
 
 def to_datetime(value: str) -> datetime:
@@ -217,6 +219,17 @@ def _correlation_id(value: str) -> str:
     return value
 
 
+def canonical_guid(value: str) -> str:
+    """A GUID in lower case, so `ABC…` and `abc…` name the same tenant (its token, budget and gate)."""
+    if not GUID.match(value):
+        msg = "must be a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47"
+        raise ValueError(msg)
+    return value.lower()
+
+
+TenantId = Annotated[
+    StrictStr, AfterValidator(canonical_guid), WithJsonSchema({"type": "string", "pattern": _GUID_SCHEMA})
+]
 GraphId = Annotated[StrictStr, AfterValidator(_graph_id), WithJsonSchema({"type": "string", "pattern": _ID_SCHEMA})]
 ProfileType = Annotated[
     StrictStr, AfterValidator(_profile_type), WithJsonSchema({"type": "string", "enum": list(nav.PROFILE_TYPES)})
@@ -334,6 +347,7 @@ class UpdateMessage(BaseModel):
     device_configuration_id: GraphId
     managed_device_certificate_state_id: GraphId
     update: CertificateStateUpdate
+    tenant_id: TenantId | None = None
     expires_at: DateTimeOffset = None
     dry_run: StrictBool = False
 

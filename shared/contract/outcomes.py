@@ -40,6 +40,7 @@ class Target(BaseModel):
 
     model_config = _OUT
 
+    tenant_id: str | None = None
     profile_type: str | None = None
     device_configuration_id: str | None = None
     managed_device_certificate_state_id: str | None = None

@@ -1,8 +1,10 @@
 """PATCH one managedDeviceCertificateState through Graph, within one invocation's budget.
 
-One `GraphClient` per process: it shares the HTTP session (connection reuse), the
-credential (one token per lifetime) and the `WritePacer` (the write budget and the
-Retry-After gate) across every concurrent invocation.
+One `GraphClient` per process: it shares the HTTP session (connection reuse) and the circuit
+breaker across every concurrent invocation; each PATCH goes with its tenant's credential (one
+token per tenant per lifetime) and `WritePacer` (the tenant's write budget and Retry-After gate).
+A tenant with no write slot within a short wait defers the message instead of holding an
+invocation slot (docs/tenants.md).
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -20,22 +22,25 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import requests
-from azure.core.credentials import TokenCredential
 
 from shared.contract.echo import bounded, shown
 from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
 from shared.graph.breaker import CircuitBreaker
-from shared.graph.pacing import WritePacer
 from shared.graph.retry_policy import SUCCESS_STATUSES, Action, Decision, decide, retry_after_ceiling
 from shared.graph.routes import GraphRequest
 from shared.graph.transport import Answer, exchange
 from shared.logs import log_event
 from shared.telemetry import Telemetry
+from shared.tenancy import Tenant
 
 logger = logging.getLogger("certstate.graph")
 
 WRITE_BUDGET = "writeBudget"
-"""Deferral reason: the process's write budget (or a Retry-After) has no slot soon."""
+"""Deferral reason: the tenant's write budget has no slot soon."""
+RETRY_AFTER = "retryAfter"
+"""Deferral reason: a Retry-After holds the tenant's writes for longer than the short wait."""
+_RETURN_EARLY_SECONDS = 1.0
+"""How long before its booked slot a deferred message is due back: the queue's visibility granularity."""
 _FORCE_REFRESH_CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"%d"}}}'
 MAX_ANSWER_BYTES: Final = 1024 * 1024
 """Graph answers this PATCH with the object (a few KiB, at most ~64 KiB of echoed strings) or an error."""
@@ -64,6 +69,8 @@ class ClientLimits:
     read_timeout: float
     max_attempts: int
     max_wait_seconds: float
+    slot_wait_seconds: float
+    """Longest wait for the tenant's next write slot; past it the message is deferred."""
     max_answer_bytes: int = MAX_ANSWER_BYTES
 
 
@@ -74,9 +81,7 @@ class GraphClient:
         self,
         *,
         session: requests.Session,
-        credential: TokenCredential,
         scope: str,
-        pacer: WritePacer,
         breaker: CircuitBreaker,
         limits: ClientLimits,
         clock: Callable[[], float] = time.monotonic,
@@ -86,13 +91,8 @@ class GraphClient:
         telemetry: Telemetry | None = None,
     ) -> None:
         self._session = session  # built by wiring.build_session, which reads the environment once
-        self._credential = credential
-        self._token_lock = threading.Lock()
-        self._token_failures = 0  # guarded by _token_lock, like the reason of the last one
-        self._token_failure = ""
         self._retry_after_cap = retry_after_ceiling(limits.max_wait_seconds)
         self._scope = scope
-        self._pacer = pacer
         self._breaker = breaker
         self._limits = limits
         self._clock = clock
@@ -101,8 +101,8 @@ class GraphClient:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._telemetry = telemetry or Telemetry()
 
-    def patch(self, request: GraphRequest) -> GraphResult:
-        """PATCH until success, a permanent refusal, or the invocation's budget runs out."""
+    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:
+        """PATCH until success, a permanent refusal, a deferral, or the invocation's budget runs out."""
         deadline = self._clock() + self._limits.max_wait_seconds
         claims: str | None = None
         token_refreshed = False
@@ -110,12 +110,10 @@ class GraphClient:
         last: TransientError | None = None
         for attempt in range(1, self._limits.max_attempts + 1):
             self._breaker.admit()
-            if not self._pacer.acquire(deadline):
-                # No write slot within this invocation's wait: come back when there is one, without
-                # spending a delivery (a long Retry-After, or a backlog beyond the budget).
-                raise Deferred(self._pacer.wait_seconds(), WRITE_BUDGET, ErrorCode.GRAPH_THROTTLED, tuple(warnings))
+            if not self._slot(tenant, deadline, last, warnings):
+                break  # this delivery failed (5xx, timeouts) and its wait is up: the host's retry counts it
             try:
-                token = self._token(claims, attempt, deadline)
+                token = self._token(tenant, claims, attempt, deadline)
             except TransientError:
                 self._breaker.admit()  # if the failure opened it, this message waits with the rest
                 raise
@@ -182,14 +180,35 @@ class GraphClient:
                 warnings=tuple(warnings),
             )
             if decision.gate:
-                self._pacer.hold(decision.delay)
+                tenant.pacer.hold(decision.delay)
             elif attempt < self._limits.max_attempts:
                 if self._clock() + decision.delay > deadline:
                     break
                 self._telemetry.waited("backoff", decision.delay)
                 self._sleep(decision.delay)
-        assert last is not None  # the loop ran at least once and every way out of it set `last`
-        raise last
+        # No `last` only when the last attempt was spent on a 401, asking for a fresh token.
+        raise last or TransientError(code=ErrorCode.GRAPH_UNAUTHORIZED, message="no attempt left after a 401")
+
+    def _slot(self, tenant: Tenant, deadline: float, last: TransientError | None, warnings: dict[str, None]) -> bool:
+        """Take the tenant's next write slot if it comes within the short wait, else defer the message.
+
+        Deferring keeps this invocation slot free for other tenants' messages, and spends no delivery:
+        the tenant's pacing or its Retry-After is why. False: a delivery whose own attempts failed
+        (5xx, timeouts) ran out of its wait, which the host's retry counts as before.
+        """
+        # Enough waiters to cover the slots of the next second (the jitter of returning copies), no more.
+        enough = math.ceil(_RETURN_EARLY_SECONDS / tenant.pacer.interval) + 1
+        if tenant.pacer.acquire(min(deadline, self._clock() + self._limits.slot_wait_seconds), enough):
+            return True
+        if last is not None and last.code is not ErrorCode.GRAPH_THROTTLED:
+            return False
+        delay, retry_after = tenant.pacer.deferral()
+        # Back before the booked slot: queue visibility is in whole seconds (rounded up) and a copy may
+        # be picked up late, so it comes up to a second early and waits out the rest here, within the
+        # short wait, rather than miss its slot.
+        early = min(_RETURN_EARLY_SECONDS, self._limits.slot_wait_seconds)
+        reason = RETRY_AFTER if retry_after else WRITE_BUDGET
+        raise Deferred(max(0.0, delay - early), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings))
 
     def _capped(self, decision: Decision, status: int | None, trace: GraphTrace) -> str:
         """Log a Retry-After beyond the ceiling (an event for the telemetry) and word it for the outcome."""
@@ -199,34 +218,40 @@ class GraphClient:
         self._telemetry.retry_after_capped(status)
         return f"Graph's Retry-After {asked} was capped at {decision.delay:g} s: writes resumed before it ran out"
 
-    def _token(self, claims: str | None, attempt: int, deadline: float) -> str:
-        """One token fetch at a time per process, so a cold start asks the identity endpoint once.
+    def _token(self, tenant: Tenant, claims: str | None, attempt: int, deadline: float) -> str:
+        """One token fetch at a time per tenant, so a cold start asks Entra ID (or the identity endpoint) once.
 
         azure-identity caches the token, but concurrent first calls would each miss that cache. A fetch
         that fails is shared: whoever waited for it fails with its reason instead of asking again, so a
         dead or slow endpoint costs one bounded call (wiring.build_credential) per wave, not per waiter,
-        and counts once towards the breaker.
+        and counts once towards the breaker. Only the home tenant's failures count there: the managed
+        identity is every tenant's, while one customer tenant's refusal (no consent) is no outage of all.
         """
-        failures_seen = self._token_failures
-        if not self._token_lock.acquire(timeout=max(0.0, deadline - self._clock())):
-            raise self._no_token("another token request did not finish within this invocation's wait", attempt)
+        gate = tenant.tokens
+        failures_seen = gate.failures
+        if not gate.lock.acquire(timeout=max(0.0, deadline - self._clock())):
+            raise self._no_token(tenant, "another token request did not finish within this invocation's wait", attempt)
         try:
-            if self._token_failures != failures_seen:
-                raise self._no_token(self._token_failure, attempt)
+            if gate.failures != failures_seen:
+                raise self._no_token(tenant, gate.failure, attempt)
             try:
-                return self._credential.get_token(self._scope, claims=claims).token
+                return tenant.credential.get_token(self._scope, claims=claims).token
             except Exception as err:  # whatever the credential raises, there is no token
-                self._token_failures += 1
-                self._token_failure = f"{type(err).__name__}: {_first_line(str(err))}"
-                log_event(logger, logging.WARNING, "credentialFailed", reason=self._token_failure)
-                self._breaker.failed(ErrorCode.CREDENTIAL_UNAVAILABLE)  # once per call, not per waiter
-                raise self._no_token(self._token_failure, attempt) from None
+                gate.failures += 1
+                gate.failure = f"{type(err).__name__}: {_first_line(str(err))}"
+                log_event(logger, logging.WARNING, "credentialFailed", tenantId=tenant.tenant_id, reason=gate.failure)
+                if tenant.tenant_id is None:
+                    self._breaker.failed(ErrorCode.CREDENTIAL_UNAVAILABLE)  # once per call, not per waiter
+                raise self._no_token(tenant, gate.failure, attempt) from None
         finally:
-            self._token_lock.release()
+            gate.lock.release()
 
-    def _no_token(self, reason: str, attempt: int) -> TransientError:
+    def _no_token(self, tenant: Tenant, reason: str, attempt: int) -> TransientError:
+        where = f" in tenant {tenant.tenant_id}" if tenant.tenant_id else ""
         return TransientError(
-            code=ErrorCode.CREDENTIAL_UNAVAILABLE, message=f"no token for {self._scope}: {reason}", attempts=attempt - 1
+            code=ErrorCode.CREDENTIAL_UNAVAILABLE,
+            message=f"no token for {self._scope}{where}: {reason}",
+            attempts=attempt - 1,
         )
 
     def _send(self, request: GraphRequest, token: str) -> tuple[Answer | None, GraphTrace]:

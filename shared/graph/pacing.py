@@ -1,9 +1,10 @@
-"""Process-wide pacing of Graph writes.
+"""Process-wide pacing of Graph writes, one pacer per tenant.
 
 Intune allows 100 writes per 20 s per app per tenant. Every concurrent invocation of this
-process shares one `WritePacer`, which (a) spaces writes evenly so the process never sends
-more than `budget` in any `window`, and (b) holds every write back while a Retry-After is
-in force, so a 429 for one message is honoured by all of them.
+process that writes to one tenant shares that tenant's `WritePacer`, which (a) spaces writes
+evenly so the process never sends more than `budget` in any `window`, and (b) holds every
+write to the tenant back while a Retry-After is in force, so a 429 for one message is honoured
+by all of them, and by no other tenant's.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 
 class WritePacer:
@@ -32,22 +34,39 @@ class WritePacer:
         self._lock = threading.Lock()
         self._next_slot = float("-inf")
         self._gate_until = float("-inf")
+        self._return_at = float("-inf")
+        self._waiting = 0
 
-    def acquire(self, deadline: float) -> bool:
-        """Wait for a write slot; False (and nothing reserved) if it cannot come by `deadline`."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                slot = max(now, self._next_slot, self._gate_until)
-                if slot > deadline:
-                    return False
-                if slot <= now:
-                    self._next_slot = now + self._interval
-                    return True
-                reason = "retryAfter" if self._gate_until >= self._next_slot else "pacer"
-            # Not reserved while waiting: a Retry-After that arrives meanwhile still applies.
-            self._on_wait(reason, slot - now)
-            self._sleep(slot - now)
+    def acquire(self, deadline: float, max_waiting: int | None = None) -> bool:
+        """Wait for a write slot; False (and nothing reserved) if it cannot come by `deadline`.
+
+        With `max_waiting`, also False when that many callers already wait: more waiters than the
+        tenant needs to fill its slots would only hold invocation slots other tenants could use.
+        """
+        waiting = False
+        try:
+            while True:
+                with self._lock:
+                    now = self._clock()
+                    slot = self._free_slot(now)
+                    if slot > deadline:
+                        return False
+                    if slot <= now:
+                        self._next_slot = now + self._interval
+                        return True
+                    if not waiting:
+                        if max_waiting is not None and self._waiting >= max_waiting:
+                            return False
+                        waiting = True
+                        self._waiting += 1
+                    reason = "retryAfter" if self._gate_until >= self._next_slot else "pacer"
+                # Not reserved while waiting: a Retry-After that arrives meanwhile still applies.
+                self._on_wait(reason, slot - now)
+                self._sleep(slot - now)
+        finally:
+            if waiting:
+                with self._lock:
+                    self._waiting -= 1
 
     def hold(self, seconds: float) -> None:
         """Keep every write of the process back for `seconds` (a Retry-After)."""
@@ -55,6 +74,36 @@ class WritePacer:
             self._gate_until = max(self._gate_until, self._clock() + seconds)
 
     def wait_seconds(self) -> float:
-        """How long until a write could go out: the basis of a deferral when the wait is too long."""
+        """How long until a write could go out (the budget's next slot, or the end of a Retry-After)."""
         with self._lock:
-            return max(0.0, self._next_slot - self._clock(), self._gate_until - self._clock())
+            now = self._clock()
+            return self._free_slot(now) - now
+
+    def _free_slot(self, now: float) -> float:
+        return max(now, self._next_slot, self._gate_until)
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two write slots."""
+        return self._interval
+
+    def deferral(self) -> Deferral:
+        """When a message that found no slot soon should come back, booking that time for it.
+
+        Deferred messages are spread one slot apart from the first slot no caller is waiting for,
+        so a backlog put back on the queue returns at the rate it can be written, not all at once,
+        and not onto slots the waiting callers will take.
+        """
+        with self._lock:
+            now = self._clock()
+            slot = self._free_slot(now) + self._waiting * self._interval
+            at = max(slot, self._return_at)
+            self._return_at = at + self._interval
+            return Deferral(delay_seconds=at - now, retry_after=self._gate_until > now)
+
+
+class Deferral(NamedTuple):
+    """How long a message waits outside the process, and whether a Retry-After is why."""
+
+    delay_seconds: float
+    retry_after: bool

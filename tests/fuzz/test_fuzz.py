@@ -29,7 +29,9 @@ from shared.contract.limits import QUEUE_MESSAGE_BYTES, outcome_budget
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
 from shared.pipeline import CertStatePipeline, Delivery, Result
+from shared.tenancy import Tenant
 from tests.fuzz.strategies import VALID, queue_bodies, spoiled_document, with_huge_number
+from tests.support.pipeline_fakes import directory
 
 MAX_DEQUEUE = 5
 FUZZ = settings(
@@ -65,7 +67,7 @@ class OneAnswer:
         self.answer = answer
         self.requests: list[GraphRequest] = []
 
-    def patch(self, request: GraphRequest) -> GraphResult:
+    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:
         self.requests.append(request)
         if isinstance(self.answer, Exception):
             raise self.answer
@@ -76,7 +78,7 @@ def deliver(raw: bytes, answer: GraphResult | Exception, dequeue_count: int, enc
     """One delivery; None when it asked for a retry or was deferred. Fails the test on anything else."""
     graph = OneAnswer(answer)
     copies: list[str] = []
-    pipeline = CertStatePipeline(graph=graph, graph_base_url="https://graph.microsoft.com/beta",
+    pipeline = CertStatePipeline(graph=graph, tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
                                  max_dequeue_count=MAX_DEQUEUE, outcome_budget=outcome_budget(encoding),
                                  requeue=lambda text, _delay: copies.append(text),
                                  clock=lambda: datetime(2026, 11, 27, tzinfo=UTC))  # fmt: skip

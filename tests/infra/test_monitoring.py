@@ -32,7 +32,7 @@ from shared.pipeline import CertStatePipeline, Delivery
 from tests.infra.bicep import INFRA, REPO, text
 from tests.support.otel import capture
 from tests.support.pipeline_fakes import SEEDED_MESSAGE as MESSAGE
-from tests.support.pipeline_fakes import RecordingGraph, body
+from tests.support.pipeline_fakes import RecordingGraph, body, directory, home_only
 
 WORKBOOK = INFRA / "monitoring" / "workbook.json"
 DOCS = REPO / "docs" / "operations.md"
@@ -80,15 +80,15 @@ def emitted() -> dict[str, frozenset[str]]:
         telemetry = otel.telemetry
         client = GraphClient(
             session=requests.Session(),
-            credential=ManagedIdentityCredential(),
             scope=f"{graph.origin}/.default",
-            pacer=WritePacer(1000, 1.0, on_wait=telemetry.waited),
             breaker=CircuitBreaker(threshold=5, cooldown_seconds=10, max_cooldown_seconds=40, probe_timeout_seconds=5),
-            limits=ClientLimits(connect_timeout=2, read_timeout=5, max_attempts=2, max_wait_seconds=5),
+            limits=ClientLimits(connect_timeout=2, read_timeout=5, max_attempts=2, max_wait_seconds=5,
+                                slot_wait_seconds=5),
             telemetry=telemetry,
-        )
-        pipeline = CertStatePipeline(graph=client, graph_base_url=graph.base_url, max_dequeue_count=5,
-                                     telemetry=telemetry, audit=_FailingAudit())  # fmt: skip
+        )  # fmt: skip
+        tenants = home_only(ManagedIdentityCredential(), WritePacer(1000, 1.0, on_wait=telemetry.waited))
+        pipeline = CertStatePipeline(graph=client, tenants=tenants, graph_base_url=graph.base_url,
+                                     max_dequeue_count=5, telemetry=telemetry, audit=_FailingAudit())  # fmt: skip
         message = json.dumps(MESSAGE).encode()
         # 429 then 200 (a Retry-After), dropped then 200 (a backoff), 403 (a failed outcome)
         for n, step in enumerate([{"status": 429, "retryAfter": "0.1"}, {"drop": True}, {"status": 403}]):
@@ -98,9 +98,12 @@ def emitted() -> dict[str, frozenset[str]]:
         with pytest.raises(Exception):  # noqa: B017, PT011 - handed back for a redelivery
             pipeline.handle(message, Delivery("m-retry", 1))
         pipeline.handle(b"not json", Delivery("m-bad", 1))
+        stranger = "dddddddd-0000-4000-8000-00000000000d"  # a tenant the deployment does not serve
+        pipeline.handle(json.dumps({**MESSAGE, "tenantId": stranger}).encode(), Delivery("m-tenant", 1))
         held = Deferred(delay_seconds=5, reason="breakerOpen", cause=ErrorCode.GRAPH_UNAVAILABLE)
-        deferring = CertStatePipeline(graph=RecordingGraph(held), graph_base_url=graph.base_url, max_dequeue_count=5,
-                                      requeue=lambda text, delay: None, telemetry=telemetry)  # fmt: skip
+        deferring = CertStatePipeline(graph=RecordingGraph(held), tenants=directory(), graph_base_url=graph.base_url,
+                                      max_dequeue_count=5, requeue=lambda text, delay: None,
+                                      telemetry=telemetry)  # fmt: skip
         deferring.handle(body(), Delivery("m-d", 1))
         with QueueServiceClient.from_connection_string(azurite.connection_string) as queues:
             names = {"input": "ops-in", "poison": "ops-in-poison", "result": "ops-out"}

@@ -20,7 +20,7 @@ from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace
 from shared.contract.outcomes import Outcome, Status
 from shared.pipeline import CertStatePipeline, Delivery, Result
 from tests.support.otel import capture
-from tests.support.pipeline_fakes import RecordingGraph, body
+from tests.support.pipeline_fakes import RecordingGraph, body, directory
 
 ENQUEUED = datetime(2026, 11, 27, 23, 59, 30, tzinfo=UTC)
 DAY = HistoryQuery(since=ENQUEUED - timedelta(hours=1), until=ENQUEUED + timedelta(hours=1))
@@ -40,8 +40,8 @@ def rows(table: TableClient) -> list[dict[str, object]]:
 
 def pipeline(table: TableClient, *answers, clock=lambda: ENQUEUED + timedelta(seconds=5)) -> CertStatePipeline:
     return CertStatePipeline(
-        graph=RecordingGraph(*answers), graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
-        clock=clock, audit=AuditTrail(table),
+        graph=RecordingGraph(*answers), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+        max_dequeue_count=5, clock=clock, audit=AuditTrail(table),
     )  # fmt: skip
 
 
@@ -168,8 +168,8 @@ def test_an_outcome_goes_out_even_when_its_audit_row_cannot_be_written(azurite):
     with TableServiceClient.from_connection_string(azurite.connection_string) as service, capture() as otel:
         missing = service.get_table_client("nosuchtable" + uuid.uuid4().hex[:8])
         audited = CertStatePipeline(
-            graph=RecordingGraph(), graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
-            audit=AuditTrail(missing), telemetry=otel.telemetry,
+            graph=RecordingGraph(), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+            max_dequeue_count=5, audit=AuditTrail(missing), telemetry=otel.telemetry,
         )  # fmt: skip
         outcome = outcome_of(audited, body(), Delivery("m-1", 1, ENQUEUED))
         assert outcome.status is Status.SUCCEEDED

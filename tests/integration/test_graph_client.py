@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -19,14 +20,26 @@ from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
 from shared.contract.errors import Deferred, ErrorCode, GraphRefused, TransientError
 from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
-from shared.graph.client import MAX_ANSWER_BYTES, WRITE_BUDGET, ClientLimits, GraphClient
+from shared.graph.client import MAX_ANSWER_BYTES, RETRY_AFTER, WRITE_BUDGET, ClientLimits, GraphClient, GraphResult
 from shared.graph.pacing import WritePacer
 from shared.graph.routes import GraphRequest
 from shared.settings import Settings
+from shared.tenancy import Tenant
 from shared.wiring import build_credential, build_session
 
 IOS = "/deviceManagement/deviceConfigurations/b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11/microsoft.graph.iosScepCertificateProfile/managedDeviceCertificateStates/d99bc884-c884-d99b-84c8-9bd984c89bd9"  # noqa: E501
 BODY = {"certificateIssuer": "CN=Contoso", "certificateExpirationDateTime": "2027-01-01T00:02:14.9489247-08:00"}
+
+
+@dataclass
+class TenantClient:
+    """A GraphClient with the one tenant every PATCH of the test goes to."""
+
+    client: GraphClient
+    tenant: Tenant
+
+    def patch(self, request: GraphRequest) -> GraphResult:
+        return self.client.patch(request, self.tenant)
 
 
 def client(
@@ -35,23 +48,23 @@ def client(
     *,
     max_attempts: int = 4,
     max_wait: float = 10.0,
+    slot_wait: float = 10.0,
     pacer: WritePacer | None = None,
     breaker: CircuitBreaker | None = None,
     read_timeout: float = 5,
     clock: FakeClock | None = None,
-) -> GraphClient:
+) -> TenantClient:
     limits = ClientLimits(connect_timeout=1, read_timeout=read_timeout, max_attempts=max_attempts,
-                          max_wait_seconds=max_wait)  # fmt: skip
+                          max_wait_seconds=max_wait, slot_wait_seconds=slot_wait)  # fmt: skip
     timing: dict[str, Any] = {"clock": clock.now, "sleep": clock.sleep} if clock else {}
-    return GraphClient(
+    graph_client = GraphClient(
         session=build_session(4, graph.base_url),  # the deployed session: its answers are bounded as a whole
-        credential=credential,
         scope=f"{graph.origin}/.default",
-        pacer=pacer or WritePacer(1000, 1.0, **timing),
         breaker=breaker or closed_breaker(),
         limits=limits,
         **timing,
     )
+    return TenantClient(graph_client, Tenant(None, credential, pacer or WritePacer(1000, 1.0, **timing)))
 
 
 def closed_breaker() -> CircuitBreaker:
@@ -72,7 +85,7 @@ class FakeClock:
         self.t += seconds
 
 
-def patch(graph: GraphSimulator, c: GraphClient, path: str = IOS, body: dict[str, object] | None = None):
+def patch(graph: GraphSimulator, c: TenantClient, path: str = IOS, body: dict[str, object] | None = None):
     return c.patch(GraphRequest(url=graph.base_url + path, body=body or BODY))
 
 
@@ -185,12 +198,12 @@ def test_one_token_serves_many_requests(graph, identity: IdentityEmulator, crede
     assert identity.tokens_issued == 1
 
 
-def test_a_retry_after_beyond_the_wait_limit_defers_the_message_at_once(graph, credential):
+def test_a_retry_after_beyond_the_wait_limit_defers_the_message_until_it_ends(graph, credential):
     graph.configure(script=[{"status": 429, "retryAfter": "30"}])
     started = time.monotonic()
     with pytest.raises(Deferred) as caught:
-        patch(graph, client(graph, credential, max_wait=5))
-    assert (caught.value.reason, caught.value.cause) == (WRITE_BUDGET, ErrorCode.GRAPH_THROTTLED)
+        patch(graph, client(graph, credential, max_wait=5, slot_wait=2))
+    assert (caught.value.reason, caught.value.cause) == (RETRY_AFTER, ErrorCode.GRAPH_THROTTLED)
     assert 28 < caught.value.delay_seconds <= 30  # back when the Retry-After ends, not a delivery spent
     assert time.monotonic() - started < 2
     assert len(writes(graph)) == 1
@@ -207,6 +220,21 @@ def test_consecutive_outage_failures_open_the_breaker_and_hold_every_request(gra
     with pytest.raises(Deferred):
         patch(graph, client(graph, credential, breaker=breaker))  # another invocation of the process
     assert len(writes(graph)) == 3  # nothing more went out
+
+
+def test_no_write_slot_within_the_short_wait_defers_without_sending(graph, credential):
+    c = client(graph, credential, slot_wait=0.5, pacer=WritePacer(1, 10.0))
+    patch(graph, c)
+    deferred = []
+    for _ in range(3):
+        with pytest.raises(Deferred) as caught:
+            patch(graph, c)
+        assert caught.value.reason == WRITE_BUDGET
+        deferred.append(caught.value.delay_seconds)
+    assert len(writes(graph)) == 1
+    assert 9 < deferred[0] <= 10  # the tenant's next slot ...
+    assert deferred[1] == pytest.approx(deferred[0] + 10, abs=0.2)  # ... and the ones after it, one each
+    assert deferred[2] == pytest.approx(deferred[0] + 20, abs=0.2)
 
 
 @pytest.mark.parametrize("shared_pacer", [True, False], ids=["one-process", "no-shared-gate"])
@@ -333,7 +361,7 @@ def test_connections_are_still_reused(graph, credential):
     c = client(graph, credential)
     for _ in range(3):
         patch(graph, c)
-    pools = c._session.get_adapter(graph.base_url).poolmanager.pools  # type: ignore[attr-defined]
+    pools = c.client._session.get_adapter(graph.base_url).poolmanager.pools  # type: ignore[attr-defined]
     assert [pools[key].num_connections for key in pools.keys()] == [1]  # noqa: SIM118 - not iterable
 
 
@@ -358,12 +386,11 @@ def test_headers_trickling_in_are_cut_at_the_budget_too():
 
     threading.Thread(target=serve, daemon=True).start()
     base = f"http://127.0.0.1:{listener.getsockname()[1]}/beta"
-    limits = ClientLimits(connect_timeout=1, read_timeout=1, max_attempts=1, max_wait_seconds=1)
-    c = GraphClient(session=build_session(1, base), credential=StaticToken(), scope="s", pacer=WritePacer(1000, 1.0),
-                    breaker=closed_breaker(), limits=limits)  # fmt: skip
+    limits = ClientLimits(connect_timeout=1, read_timeout=1, max_attempts=1, max_wait_seconds=1, slot_wait_seconds=1)
+    c = GraphClient(session=build_session(1, base), scope="s", breaker=closed_breaker(), limits=limits)
     started = time.monotonic()
     with pytest.raises(TransientError) as caught:
-        c.patch(GraphRequest(url=base + IOS, body=BODY))
+        c.patch(GraphRequest(url=base + IOS, body=BODY), Tenant(None, StaticToken(), WritePacer(1000, 1.0)))
     stop.set()
     listener.close()
     assert time.monotonic() - started < 5
@@ -381,8 +408,8 @@ def test_a_retry_after_beyond_the_ceiling_holds_the_process_for_the_ceiling_only
     started = clock.now()
     with pytest.raises(Deferred) as caught:  # 10 s of budget: the message comes back when the gate opens
         patch(graph, client(graph, credential, max_wait=10, pacer=pacer, clock=clock))
-    assert caught.value.reason == WRITE_BUDGET
-    assert caught.value.delay_seconds == pytest.approx(30)
+    assert caught.value.reason == RETRY_AFTER
+    assert caught.value.delay_seconds == pytest.approx(29)  # due back a second early, to wait out the rest
     assert caught.value.warnings == (  # carried by the deferred copy to its outcome
         f"Graph's Retry-After '{retry_after}' was capped at 30 s: writes resumed before it ran out",
     )

@@ -20,6 +20,7 @@ from shared.pipeline import CertStatePipeline, Delivery
 from shared.telemetry import GRAPH_DURATION, GRAPH_RESPONSES, MESSAGE_SPAN, RETRY_AFTER_CAPPED, WAITS
 from tests.support.otel import Captured, capture
 from tests.support.pipeline_fakes import SEEDED_MESSAGE as MESSAGE
+from tests.support.pipeline_fakes import home_only
 
 
 @pytest.fixture
@@ -37,14 +38,15 @@ def run(otel: Captured, graph: GraphSimulator, credential) -> None:
     telemetry = otel.telemetry
     client = GraphClient(
         session=requests.Session(),
-        credential=credential,
         scope=f"{graph.origin}/.default",
-        pacer=WritePacer(1000, 1.0, on_wait=telemetry.waited),
         breaker=CircuitBreaker(threshold=5, cooldown_seconds=10, max_cooldown_seconds=40, probe_timeout_seconds=5),
-        limits=ClientLimits(connect_timeout=2, read_timeout=5, max_attempts=3, max_wait_seconds=5),
+        limits=ClientLimits(connect_timeout=2, read_timeout=5, max_attempts=3, max_wait_seconds=5, slot_wait_seconds=5),
         telemetry=telemetry,
     )
-    pipeline = CertStatePipeline(graph=client, graph_base_url=graph.base_url, max_dequeue_count=5, telemetry=telemetry)
+    tenants = home_only(credential, WritePacer(1000, 1.0, on_wait=telemetry.waited))
+    pipeline = CertStatePipeline(
+        graph=client, tenants=tenants, graph_base_url=graph.base_url, max_dequeue_count=5, telemetry=telemetry
+    )
     outcome = pipeline.handle(json.dumps(MESSAGE).encode(), Delivery("m-1", 1))
     assert outcome is not None
     assert outcome.outcome.status.value == "succeeded"

@@ -1,4 +1,4 @@
-"""Stand-ins the pipeline tests share: a Graph that answers as told, and message bodies."""
+"""Stand-ins the pipeline tests share: a Graph that answers as told, served tenants, and message bodies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any
 
 from shared.contract.errors import GraphTrace
 from shared.graph.client import GraphResult
+from shared.graph.pacing import WritePacer
 from shared.graph.routes import GraphRequest
+from shared.tenancy import Tenant, TenantDirectory
 
 NOW = datetime(2026, 11, 27, 14, 3, 11, 402000, tzinfo=UTC)
 SEEDED_MESSAGE: dict[str, Any] = {
@@ -20,6 +22,8 @@ SEEDED_MESSAGE: dict[str, Any] = {
 }
 """A valid message whose configuration and state are in the Graph simulator's default seed."""
 SECRET_VALUE = "Thumbprint-That-Must-Not-Be-Logged"
+HOME_TENANT = "0000aaaa-0000-4000-8000-000000000001"
+SERVED = ("1111bbbb-0000-4000-8000-000000000002", "2222cccc-0000-4000-8000-000000000003")
 
 
 class RecordingGraph:
@@ -28,9 +32,11 @@ class RecordingGraph:
     def __init__(self, *answers: GraphResult | Exception) -> None:
         self.answers = list(answers)
         self.requests: list[GraphRequest] = []
+        self.tenants: list[Tenant] = []
 
-    def patch(self, request: GraphRequest) -> GraphResult:
+    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:
         self.requests.append(request)
+        self.tenants.append(tenant)
         answer = self.answers.pop(0) if self.answers else ok()
         if isinstance(answer, Exception):
             raise answer
@@ -39,6 +45,37 @@ class RecordingGraph:
 
 def ok() -> GraphResult:
     return GraphResult(status=200, trace=GraphTrace("req-1", "client-1", "Fri, 27 Nov 2026 14:03:11 GMT"), attempts=1)
+
+
+class NamedCredential:
+    """Stands for a tenant's credential; the pipeline never calls it (the Graph client does)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        raise AssertionError("the pipeline must not ask for tokens")
+
+
+def directory(built: list[str] | None = None) -> TenantDirectory:
+    """Home plus two served tenants; `built` records every cross-tenant credential made."""
+
+    def cross_tenant(tenant_id: str) -> Any:
+        (built if built is not None else []).append(tenant_id)
+        return NamedCredential(tenant_id)
+
+    return TenantDirectory(
+        home_credential=NamedCredential("home"), home_tenant_id=HOME_TENANT, served=SERVED,
+        cross_tenant_credential=cross_tenant, pacer=lambda _: WritePacer(10, 1.0),
+    )  # fmt: skip
+
+
+def home_only(credential: Any, pacer: WritePacer) -> TenantDirectory:
+    """The home tenant alone, with this credential and pacer (for tests that wire a real GraphClient)."""
+    return TenantDirectory(
+        home_credential=credential, home_tenant_id=None, served=(), cross_tenant_credential=lambda _: credential,
+        pacer=lambda _: pacer,
+    )  # fmt: skip
 
 
 def body(**overrides: Any) -> bytes:

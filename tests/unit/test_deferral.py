@@ -14,7 +14,7 @@ from shared.contract.errors import Deferred, ErrorCode, MessageRejected, Transie
 from shared.contract.outcomes import Status
 from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
 from shared.pipeline import CertStatePipeline, Delivery, Result
-from tests.support.pipeline_fakes import NOW, RecordingGraph, body
+from tests.support.pipeline_fakes import NOW, RecordingGraph, body, directory
 
 
 class Clock:
@@ -159,6 +159,7 @@ class Now:
 def pipeline(graph: RecordingGraph, queue: Queue, now: Now, **kwargs: Any) -> CertStatePipeline:
     return CertStatePipeline(
         graph=graph,
+        tenants=directory(),
         graph_base_url="https://graph.microsoft.com/beta",
         max_dequeue_count=5,
         requeue=queue,
@@ -254,8 +255,8 @@ def test_a_message_too_large_to_wrap_falls_back_to_the_hosts_retry():
 def test_without_a_queue_to_defer_to_a_deferral_is_a_retry():
     now = Now()
     handler = CertStatePipeline(
-        graph=RecordingGraph(outage()), graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
-        clock=now,
+        graph=RecordingGraph(outage()), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+        max_dequeue_count=5, clock=now,
     )  # fmt: skip
     with pytest.raises(TransientError):
         handler.handle(body(), Delivery("m", 1))

@@ -21,13 +21,16 @@ from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
 from shared.logs import log_event
 from shared.pipeline import CertStatePipeline, Delivery, Result
-from tests.support.pipeline_fakes import NOW, SECRET_VALUE, RecordingGraph, body
+from shared.tenancy import Tenant, TenantDirectory
+from tests.support.pipeline_fakes import HOME_TENANT, NOW, SECRET_VALUE, SERVED, RecordingGraph, body, directory
 
 
-def make(graph: RecordingGraph, max_dequeue_count: int = 5) -> CertStatePipeline:
+def make(
+    graph: RecordingGraph, max_dequeue_count: int = 5, tenants: TenantDirectory | None = None
+) -> CertStatePipeline:
     return CertStatePipeline(
-        graph=graph, graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=max_dequeue_count,
-        clock=lambda: NOW,
+        graph=graph, tenants=tenants or directory(), graph_base_url="https://graph.microsoft.com/beta",
+        max_dequeue_count=max_dequeue_count, clock=lambda: NOW,
     )  # fmt: skip
 
 
@@ -56,7 +59,7 @@ def test_success_outcome_matches_the_contract():
         "correlationId": "order-4711",
         "messageId": "m-1",
         "dequeueCount": 1,
-        "target": {"profileType": "iosScepCertificateProfile", "deviceConfigurationId": "cfg-1",
+        "target": {"tenantId": None, "profileType": "iosScepCertificateProfile", "deviceConfigurationId": "cfg-1",
                    "managedDeviceCertificateStateId": "state-1", "via": None},
         "updatedProperties": ["certificateKeyUsage", "certificateThumbprint"],
         "httpStatus": 200,
@@ -201,9 +204,9 @@ def test_info_logs_carry_ids_but_no_update_values(caplog: pytest.LogCaptureFixtu
 
 def test_graph_attempt_logs_carry_the_correlation_id(caplog: pytest.LogCaptureFixture):
     class LoggingGraph(RecordingGraph):
-        def patch(self, request: GraphRequest) -> GraphResult:
+        def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:
             log_event(logging.getLogger("certstate.graph"), logging.INFO, "graphResponse", httpStatus=200)
-            return super().patch(request)
+            return super().patch(request, tenant)
 
     caplog.set_level(logging.INFO)
     make(LoggingGraph()).handle(body(), Delivery("m-11", 3))
@@ -228,7 +231,12 @@ near_valid = st.fixed_dictionaries(
             max_size=3,
         ),
     },
-    optional={"via": st.text(max_size=30), "dryRun": json_values, "expiresAt": json_values},
+    optional={
+        "via": st.text(max_size=30),
+        "dryRun": json_values,
+        "expiresAt": json_values,
+        "tenantId": st.sampled_from([*SERVED, HOME_TENANT, SERVED[0].upper(), SERVED[0] + "\n", "x"]) | json_values,
+    },
 )
 
 
@@ -245,7 +253,7 @@ def test_any_input_yields_exactly_one_outcome_and_never_raises(raw: bytes):
         assert json.loads(result.text)["messageId"] == "h-1"
         if outcome.status is Status.REJECTED:
             assert outcome.error is not None
-            assert outcome.error.code in {"malformedMessage", "validationFailed"}
+            assert outcome.error.code in {"malformedMessage", "validationFailed", "tenantNotAllowed"}
     for request in graph.requests:
         assert request.url.startswith("https://graph.microsoft.com/beta/deviceManagement/deviceConfigurations/")
         assert "?" not in request.url
@@ -412,8 +420,9 @@ def test_a_capped_retry_after_met_before_a_deferral_reaches_the_outcome_of_the_c
     capped = "Graph's Retry-After '3600' was capped at 60 s: writes resumed before it ran out"
     copies: list[str] = []
     deferring = CertStatePipeline(graph=RecordingGraph(Deferred(60, "writeBudget", warnings=(capped,))),
-                                  graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
-                                  requeue=lambda text, _delay: copies.append(text), clock=lambda: NOW)  # fmt: skip
+                                  tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+                                  max_dequeue_count=5, requeue=lambda text, _delay: copies.append(text),
+                                  clock=lambda: NOW)  # fmt: skip
     assert deferring.handle(body(), Delivery("m-22", 1)) is None
     (copy,) = copies
     assert unwrap(json.loads(copy))[1] == DeferralRecord("m-22", 0, 1, NOW, (capped,))
@@ -434,3 +443,53 @@ def test_a_bug_while_fitting_the_outcome_still_writes_its_bare_form(monkeypatch:
     monkeypatch.setattr(pipeline_module, "fit", broken_once)
     out = wire(deliver(RecordingGraph(), body(), Delivery("m-23", 1)))
     assert (out["status"], out["messageId"], out["truncated"]) == ("succeeded", "m-23", ["*"])
+
+
+def test_a_tenant_not_served_is_rejected_before_any_credential_exists():
+    graph, built = RecordingGraph(), list[str]()
+    stranger = "9999dddd-0000-4000-8000-000000000009"
+    for dry_run in (False, True):
+        outcome = wire(make(graph, tenants=directory(built)).handle(
+            body(tenantId=stranger, dryRun=dry_run), Delivery("m-20", 1)))  # fmt: skip
+        assert outcome["status"] == "rejected"
+        assert outcome["error"]["code"] == "tenantNotAllowed"
+        assert outcome["error"]["details"][0]["field"] == "tenantId"
+        assert outcome["target"]["tenantId"] == stranger
+    assert graph.requests == []
+    assert built == []
+
+
+@pytest.mark.parametrize("bad", [SERVED[0] + "\n", "{" + SERVED[0] + "}", SERVED[0][:-1], 42, ""])
+def test_a_tenant_id_that_is_not_a_guid_is_a_validation_failure(bad: object):
+    outcome = wire(make(RecordingGraph()).handle(body(tenantId=bad), Delivery("m-21", 1)))
+    assert (outcome["status"], outcome["error"]["code"]) == ("rejected", "validationFailed")
+    assert outcome["error"]["details"][0]["field"] == "tenantId"
+
+
+def test_each_message_goes_out_with_its_own_tenant():
+    graph, built = RecordingGraph(), list[str]()
+    pipeline = make(graph, tenants=directory(built))
+    given = [None, HOME_TENANT, SERVED[0].upper(), SERVED[1], SERVED[0]]
+    outcomes = [
+        wire(pipeline.handle(body(**({"tenantId": t} if t else {})), Delivery(f"m-{i}", 1)))
+        for i, t in enumerate(given)
+    ]
+    assert [o["target"]["tenantId"] for o in outcomes] == [None, HOME_TENANT, SERVED[0], SERVED[1], SERVED[0]]
+    assert [t.tenant_id for t in graph.tenants] == [None, None, SERVED[0], SERVED[1], SERVED[0]]
+    names = [getattr(t.credential, "name", None) for t in graph.tenants]
+    assert names == ["home", "home", SERVED[0], SERVED[1], SERVED[0]]
+    assert graph.tenants[2] is graph.tenants[4]  # one credential and pacer per tenant, built once
+    assert built == [SERVED[0], SERVED[1]]
+
+
+def test_a_tenants_deferral_goes_back_on_the_queue_with_its_tenant_and_writes_no_outcome():
+    requeued: list[tuple[str, int]] = []
+    pipeline = CertStatePipeline(
+        graph=RecordingGraph(Deferred(3.5, "writeBudget", ErrorCode.GRAPH_THROTTLED)), tenants=directory(),
+        graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
+        requeue=lambda text, delay: requeued.append((text, delay)), clock=lambda: NOW,
+    )  # fmt: skip
+    assert pipeline.handle(body(tenantId=SERVED[0]), Delivery("m-30", 1)) is None
+    ((text, delay),) = requeued
+    assert delay == 4
+    assert json.loads(text)["message"]["tenantId"] == SERVED[0]

@@ -62,3 +62,65 @@ def test_settings_come_from_the_environment_once(monkeypatch: pytest.MonkeyPatch
 def test_queue_names_must_leave_room_for_the_poison_queue(name: str):
     with pytest.raises(ValidationError, match="INPUT_QUEUE_NAME"):
         Settings(INPUT_QUEUE_NAME=name)
+
+
+A, B = "1111BBBB-0000-4000-8000-000000000002", "2222cccc-0000-4000-8000-000000000003"
+APP = "3333dddd-0000-4000-8000-000000000004"
+
+
+def test_served_tenants_are_a_comma_separated_list_of_guids(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SERVED_TENANT_IDS", f" {A}, {B} ,")
+    monkeypatch.setenv("MULTITENANT_APP_CLIENT_ID", APP)
+    monkeypatch.setenv("HOME_TENANT_ID", "")
+    settings = Settings()
+    served, home = settings.SERVED_TENANT_IDS, settings.HOME_TENANT_ID
+    assert served == (A.lower(), B)
+    assert home is None
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"SERVED_TENANT_IDS": A}, "MULTITENANT_APP_CLIENT_ID is required"),
+        ({"SERVED_TENANT_IDS": f"{A};{B}", "MULTITENANT_APP_CLIENT_ID": APP}, "GUID"),
+        ({"SERVED_TENANT_IDS": "contoso.onmicrosoft.com", "MULTITENANT_APP_CLIENT_ID": APP}, "GUID"),
+        ({"SERVED_TENANT_IDS": f"{A},{A.lower()}", "MULTITENANT_APP_CLIENT_ID": APP}, "twice"),
+        ({"SERVED_TENANT_IDS": A, "MULTITENANT_APP_CLIENT_ID": APP, "HOME_TENANT_ID": A}, "HOME_TENANT_ID"),
+        ({"HOME_TENANT_ID": "common"}, "GUID"),
+        ({"MULTITENANT_APP_CLIENT_ID": f"{APP}x"}, "GUID"),
+        ({"GRAPH_TENANT_WRITE_BUDGETS": f"{A}=10"}, "not served"),
+        ({"GRAPH_TENANT_WRITE_BUDGETS": "home"}, "<tenant GUID or home>="),
+        ({"GRAPH_TENANT_WRITE_BUDGETS": "home=0"}, "greater than or equal to 1"),
+        ({"GRAPH_TENANT_WRITE_BUDGETS": "home=5,HOME=6"}, "twice"),
+        ({"AZURE_AUTHORITY_HOST": "http://127.0.0.1:8443"}, "https"),
+        ({"AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/tenant"}, "https origin"),
+    ],
+)
+def test_a_tenant_set_the_function_could_not_serve_is_refused_at_start(
+    env: dict[str, str], problem: str, monkeypatch: pytest.MonkeyPatch
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=problem):
+        Settings()
+
+
+def test_write_budgets_follow_the_rule_unless_a_tenant_overrides_it(monkeypatch: pytest.MonkeyPatch):
+    home = "0000aaaa-0000-4000-8000-000000000001"
+    monkeypatch.setenv("SERVED_TENANT_IDS", f"{A},{B}")
+    monkeypatch.setenv("MULTITENANT_APP_CLIENT_ID", APP)
+    monkeypatch.setenv("HOME_TENANT_ID", home)
+    monkeypatch.setenv("GRAPH_WRITE_BUDGET", "49")
+    monkeypatch.setenv("GRAPH_TENANT_WRITE_BUDGETS", f"{A}=24, {home.upper()}=12")
+    settings = Settings()
+    assert [settings.write_budget(t) for t in (None, home, A.lower(), B)] == [12, 12, 24, 49]
+
+
+@pytest.mark.parametrize(
+    ("authority", "expected"),
+    [(None, None), ("login.microsoftonline.us", "https://login.microsoftonline.us"),
+     ("https://127.0.0.1:8443/", "https://127.0.0.1:8443")],
+)  # fmt: skip
+def test_the_authority_host_is_an_https_origin(authority: str | None, expected: str | None):
+    host = Settings(AZURE_AUTHORITY_HOST=authority).AZURE_AUTHORITY_HOST
+    assert host == expected

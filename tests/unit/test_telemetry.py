@@ -14,7 +14,7 @@ from shared.graph.pacing import WritePacer
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.telemetry import BREAKER_OPEN, DEFERRALS, MESSAGE_SPAN, OUTCOMES, REDELIVERIES, WAITS, Telemetry
 from tests.support.otel import Captured, capture
-from tests.support.pipeline_fakes import NOW, SECRET_VALUE, RecordingGraph, body
+from tests.support.pipeline_fakes import NOW, SECRET_VALUE, RecordingGraph, body, directory
 
 
 @pytest.fixture
@@ -25,7 +25,8 @@ def otel():
 
 def pipeline(otel: Captured, graph: RecordingGraph, max_dequeue_count: int = 5) -> CertStatePipeline:
     return CertStatePipeline(
-        graph=graph, graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=max_dequeue_count,
+        graph=graph, tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+        max_dequeue_count=max_dequeue_count,
         clock=lambda: NOW, telemetry=otel.telemetry,
     )  # fmt: skip
 
@@ -118,7 +119,8 @@ def test_a_deferral_is_counted_by_the_code_it_would_fail_with(otel):
     requeued: list[tuple[str, int]] = []
     held = Deferred(delay_seconds=12, reason="breakerOpen", cause=ErrorCode.GRAPH_UNAVAILABLE)
     deferring = CertStatePipeline(
-        graph=RecordingGraph(held), graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
+        graph=RecordingGraph(held), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+        max_dequeue_count=5,
         requeue=lambda text, delay: requeued.append((text, delay)), clock=lambda: NOW, telemetry=otel.telemetry,
     )  # fmt: skip
     assert deferring.handle(body(), Delivery("m-1", 1)) is None
@@ -175,8 +177,8 @@ def test_time_waiting_for_the_budget_and_for_a_retry_after_is_measured_apart(ote
 def test_without_an_sdk_the_telemetry_is_a_no_op():
     """No provider configured (tests, the local stack): recording must neither fail nor leak spans."""
     outcome = CertStatePipeline(
-        graph=RecordingGraph(), graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
-        telemetry=Telemetry(),
+        graph=RecordingGraph(), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+        max_dequeue_count=5, telemetry=Telemetry(),
     ).handle(body(), Delivery("m-1", 1))  # fmt: skip
     assert outcome is not None
     assert outcome.outcome.status.value == "succeeded"
