@@ -27,10 +27,11 @@ import hmac
 import json
 import secrets
 import signal
+import ssl
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
@@ -43,6 +44,8 @@ TOKEN_PATH = "/msi/token"  # noqa: S105 - a URL path
 API_VERSION = "2019-08-01"
 SYSTEM_ASSIGNED_CLIENT_ID = "5a5a55e0-0000-4000-8000-00000000c0de"
 """The appid a token carries when no user-assigned identity was asked for."""
+HOME_TENANT_ID = "40e40e00-0000-4000-8000-0000000000e0"
+"""The `tid` of the managed identity's tokens: the tenant of the function's own identity."""
 
 _SELECTORS = ("client_id", "mi_res_id", "object_id")
 
@@ -54,10 +57,17 @@ class LoopbackServer:
     a private loop also keeps a slow handler (injected latency) from blocking the test thread.
     """
 
-    def __init__(self, app_factory: Callable[[], web.Application], port: int = 0, name: str = "devstack") -> None:
+    def __init__(
+        self,
+        app_factory: Callable[[], web.Application],
+        port: int = 0,
+        name: str = "devstack",
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._app_factory = app_factory
         self._requested_port = port
         self._name = name
+        self._ssl_context = ssl_context
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
@@ -83,7 +93,8 @@ class LoopbackServer:
             runner = web.AppRunner(self._app_factory(), access_log=None, shutdown_timeout=1.0)
             try:
                 loop.run_until_complete(runner.setup())
-                loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self._requested_port).start())
+                site = web.TCPSite(runner, "127.0.0.1", self._requested_port, ssl_context=self._ssl_context)
+                loop.run_until_complete(site.start())
             except BaseException as exc:
                 loop.run_until_complete(runner.cleanup())
                 loop.close()
@@ -92,6 +103,11 @@ class LoopbackServer:
             bound.set_result(runner.addresses[0][1])
             loop.run_forever()
             loop.run_until_complete(runner.cleanup())
+            # TLS connections can outlive cleanup (a close_notify never answered, a handshake the client
+            # refused): close whatever sockets the loop still holds, so none is left to the GC.
+            for transport in list(getattr(loop, "_transports", {}).values()):
+                transport.abort()
+            loop.run_until_complete(asyncio.sleep(0))
             loop.close()
 
         self._loop = loop
@@ -114,8 +130,9 @@ class LoopbackServer:
 class LoopbackService:
     """Base of the emulators: start/stop and `with` around a `LoopbackServer` of `_make_app()`."""
 
-    def __init__(self, port: int, name: str) -> None:
-        self._server = LoopbackServer(self._make_app, port=port, name=name)
+    def __init__(self, port: int, name: str, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._server = LoopbackServer(self._make_app, port=port, name=name, ssl_context=ssl_context)
+        self._scheme = "https" if ssl_context else "http"
 
     def _make_app(self) -> web.Application:
         raise NotImplementedError
@@ -139,25 +156,28 @@ class LoopbackService:
 
     @property
     def origin(self) -> str:
-        """`http://127.0.0.1:PORT`, once started."""
-        return f"http://127.0.0.1:{self._server.port}"
+        """`http://127.0.0.1:PORT` (https with TLS), once started."""
+        return f"{self._scheme}://127.0.0.1:{self._server.port}"
 
 
 @dataclass(frozen=True)
 class TokenClaims:
-    """What a devstack token asserts: audience, app (client) id, issue time, expiry and a unique id."""
+    """What a devstack token asserts: audience, app (client) id, issue time, expiry, a unique id and the tenant."""
 
     aud: str
     appid: str
     iat: float
     exp: int
     jti: str
+    tid: str = ""
 
     @classmethod
-    def issue(cls, audience: str, appid: str, lifetime_s: int = 3600, now: float | None = None) -> TokenClaims:
-        """Fresh claims for `audience`, valid `lifetime_s` seconds from `now` (wall clock)."""
+    def issue(
+        cls, audience: str, appid: str, lifetime_s: int = 3600, now: float | None = None, tid: str = ""
+    ) -> TokenClaims:
+        """Fresh claims for `audience` in tenant `tid`, valid `lifetime_s` seconds from `now` (wall clock)."""
         issued = time.time() if now is None else now
-        return cls(aud=audience, appid=appid, iat=issued, exp=int(issued) + lifetime_s, jti=uuid.uuid4().hex)
+        return cls(aud=audience, appid=appid, iat=issued, exp=int(issued) + lifetime_s, jti=uuid.uuid4().hex, tid=tid)
 
     def sign(self, signing_key: bytes) -> str:
         """Return the token string for these claims."""
@@ -195,12 +215,12 @@ def verify_token(token: str, signing_key: bytes, audience: str, now: float | Non
 def _claims_from(raw: object) -> TokenClaims | None:
     if not isinstance(raw, dict):
         return None
-    aud, appid, iat, exp, jti = (raw.get(k) for k in ("aud", "appid", "iat", "exp", "jti"))
-    if not (isinstance(aud, str) and isinstance(appid, str) and isinstance(jti, str)):
+    aud, appid, iat, exp, jti, tid = (raw.get(k) for k in ("aud", "appid", "iat", "exp", "jti", "tid"))
+    if not all(isinstance(value, str) for value in (aud, appid, jti, tid)):
         return None
     if not (isinstance(iat, int | float) and isinstance(exp, int)) or isinstance(exp, bool):
         return None
-    return TokenClaims(aud=aud, appid=appid, iat=float(iat), exp=exp, jti=jti)
+    return TokenClaims(aud=str(aud), appid=str(appid), iat=float(iat), exp=exp, jti=str(jti), tid=str(tid))
 
 
 def _mac(signing_key: bytes, signed: str) -> str:
@@ -229,9 +249,12 @@ class IdentityEmulator(LoopbackService):
         header_secret: str | None = None,
         *,
         port: int = 0,
+        tenant_id: str = HOME_TENANT_ID,
     ) -> None:
         self.signing_key = signing_key or secrets.token_bytes(32)
         self.header = header_secret or secrets.token_urlsafe(24)
+        self.tenant_id = tenant_id
+        self._by_resource: Counter[str] = Counter()
         self._lifetime_s = token_lifetime_s
         self._lock = threading.Lock()
         self._token_requests = 0
@@ -261,6 +284,11 @@ class IdentityEmulator(LoopbackService):
         """Tokens handed out (200 answers)."""
         with self._lock:
             return self._tokens_issued
+
+    def tokens_by_resource(self) -> dict[str, int]:
+        """Tokens handed out per resource (Graph's origin, the token-exchange audience)."""
+        with self._lock:
+            return dict(self._by_resource)
 
     def fail_next(self, n: int, status: int = 500) -> None:
         """Answer the next `n` token requests with `status`, before any other check."""
@@ -312,9 +340,10 @@ class IdentityEmulator(LoopbackService):
             return refusal
         resource = request.query["resource"]
         selectors = [(name, request.query[name]) for name in _SELECTORS if request.query.get(name)]
-        claims = TokenClaims.issue(resource, _client_id_for(selectors), self._lifetime_s)
+        claims = TokenClaims.issue(resource, _client_id_for(selectors), self._lifetime_s, tid=self.tenant_id)
         with self._lock:
             self._tokens_issued += 1
+            self._by_resource[resource] += 1
         return web.json_response(
             {
                 "access_token": claims.sign(self.signing_key),
