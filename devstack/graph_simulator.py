@@ -43,11 +43,16 @@ navigation graph.
 
 How it differs from Graph, on purpose:
 - Tokens are devstack tokens (`identity_emulator.verify_token`), for the audience `http://127.0.0.1:PORT`.
-- One tenant; only the per-app write limit (default 100 writes per 20 s) is enforced, not the per-tenant
-  or any-request limits. Writes are POST/PUT/PATCH/DELETE answered 200 or 4xx other than 429.
-- After a 429/503 with Retry-After, every request from that app that arrives too early is answered 429 with
-  the time left and counted in `earlyRetries` (Dev Proxy's RetryAfterPlugin does the same); Graph itself
-  would just serve or throttle it.
+- Tenants: the token's `tid` chooses the tenant. A tenant given to `add_tenant` has its own store (a copy
+  of the seed, or its own) and may have its own write limit; every other `tid` shares the default store, as
+  a single-tenant Graph would. A route naming a configuration that only another added tenant holds is
+  answered 403 and counted in `crossTenant` (Graph would say 404; the count makes a wrong token visible).
+  Requests log their `tenantId`, and `stats()["byTenant"]` counts per tenant.
+- Only the per-app write limit (default 100 writes per 20 s, per app per tenant) is enforced, not the
+  all-apps per-tenant or any-request limits. Writes are POST/PUT/PATCH/DELETE answered 200 or 4xx other than 429.
+- After a 429/503 with Retry-After, every request from that app to that tenant that arrives too early is
+  answered 429 with the time left and counted in `earlyRetries` (Dev Proxy's RetryAfterPlugin does the same);
+  Graph itself would just serve or throttle it.
 - Validation of the PATCH body is modest (names, JSON types, nullability, enum members, DateTimeOffset
   shape); the function under test validates fully, and this module keeps its own copy of the schema so
   that a mistake there is not mirrored here. The legacy `serverUrl` and `enhancedKeyUsage` of the seed
@@ -99,6 +104,8 @@ from devstack.identity_emulator import LoopbackService, TokenClaims, serve_until
 from shared.contract import navigation as nav
 
 JsonObject = dict[str, Any]
+Lane = tuple[str, str]
+"""(tenant id, app id): Intune's write limit and a Retry-After apply per app per tenant."""
 RetryAfterForm = Literal["seconds", "fractional", "http-date", "none"]
 RETRY_AFTER_FORMS: tuple[str, ...] = get_args(RetryAfterForm)
 
@@ -666,10 +673,14 @@ class GraphSimulator(LoopbackService):
         )
         self._script: deque[ScriptStep] = deque(self._config.script)
         self._rng = random.Random(rng_seed)  # noqa: S311 - fault injection, not cryptography
+        self._seed = seed
         self._store = _load_store(seed if seed is not None else _default_seed())
+        self._tenant_stores: dict[str, dict[str, _Config]] = {}
+        self._tenant_write_limits: dict[str, int] = {}
         self._tokens_not_before = 0.0
-        self._writes: dict[str, deque[float]] = {}
-        self._retry_deadlines: dict[str, tuple[float, RetryAfterForm]] = {}
+        self._writes: dict[Lane, deque[float]] = {}
+        self._retry_deadlines: dict[Lane, tuple[float, RetryAfterForm]] = {}
+        self._tenant_counters: dict[str, Counter[str]] = {}
         self._log: list[JsonObject] = []
         self._counters: Counter[str] = Counter()
         self._statuses: Counter[int] = Counter()
@@ -708,6 +719,25 @@ class GraphSimulator(LoopbackService):
         with self._lock:
             return self._config
 
+    def add_tenant(
+        self, tenant_id: str, *, seed: Mapping[str, Any] | None = None, write_limit: int | None = None
+    ) -> None:
+        """Give tokens with `tid` = `tenant_id` their own store and, if given, their own write limit.
+
+        The store is a copy of `seed` (default: the simulator's). A low `write_limit` plays a tenant
+        that other tools keep busy. Tokens of any other tenant share the default store and limit.
+        """
+        store = _load_store(seed if seed is not None else (self._seed or _default_seed()))
+        if write_limit is not None and write_limit < 1:
+            msg = "write_limit must be >= 1"
+            raise ValueError(msg)
+        with self._lock:
+            self._tenant_stores[tenant_id] = store
+            if write_limit is None:
+                self._tenant_write_limits.pop(tenant_id, None)
+            else:
+                self._tenant_write_limits[tenant_id] = write_limit
+
     def expire_tokens_issued_before(self, timestamp: float) -> None:
         """Answer 401 to tokens issued before `timestamp` (epoch seconds) even while they are unexpired."""
         with self._lock:
@@ -723,13 +753,14 @@ class GraphSimulator(LoopbackService):
         with self._lock:
             self._store = store
 
-    def store(self) -> JsonObject:
-        """A deep copy of the store, in the seed's shape."""
+    def store(self, tenant_id: str | None = None) -> JsonObject:
+        """A deep copy of the store (of an added tenant, if named), in the seed's shape."""
         with self._lock:
+            store = self._store if tenant_id is None else self._tenant_stores[tenant_id]
             return {
                 "deviceConfigurations": [
                     {**c.fields, "managedDeviceCertificateStates": list(c.states.values())}
-                    for c in copy.deepcopy(list(self._store.values()))
+                    for c in copy.deepcopy(list(store.values()))
                 ]
             }
 
@@ -750,9 +781,11 @@ class GraphSimulator(LoopbackService):
                 "dropped": self._counters["dropped"],
                 "faultsInjected": self._counters["faultsInjected"],
                 "unauthorized": self._counters["unauthorized"],
+                "crossTenant": self._counters["crossTenant"],
                 "tokensSeen": len(self._tokens_seen),
                 "appIds": sorted(self._apps_seen),
                 "peakWindowWrites": self._peak_window_writes,
+                "byTenant": {tid: dict(sorted(c.items())) for tid, c in sorted(self._tenant_counters.items())},
             }
 
     def reset_stats(self) -> None:
@@ -764,6 +797,7 @@ class GraphSimulator(LoopbackService):
             self._tokens_seen.clear()
             self._apps_seen.clear()
             self._peak_window_writes = 0
+            self._tenant_counters.clear()
 
     def reset_throttling(self) -> None:
         """Forget counted writes and pending Retry-After deadlines."""
@@ -830,7 +864,7 @@ class GraphSimulator(LoopbackService):
             answer = _error(exchange, 401, message)
             answer.headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
             return answer
-        app = claims.appid
+        app = (claims.tid, claims.appid)
         deadline = self._retry_deadlines.get(app)
         if deadline is not None and exchange.arrived_mono < deadline[0]:
             answer = self._throttled(exchange, deadline[0] - exchange.arrived_mono, deadline[1])
@@ -841,7 +875,7 @@ class GraphSimulator(LoopbackService):
         answer = (
             (self._injected_fault(exchange, step) if is_write else None)
             or self._within_limit(app, exchange, is_write)
-            or self._serve(request, exchange, raw_body)
+            or self._serve(request, exchange, raw_body, claims.tid)
         )
         if step is not None:
             answer.trickle_s, answer.body_bytes = step.trickle_s, step.body_bytes
@@ -853,10 +887,12 @@ class GraphSimulator(LoopbackService):
             window = self._window(app, exchange.arrived_mono)
             window.append(exchange.arrived_mono)
             self._peak_window_writes = max(self._peak_window_writes, len(window))
+            tenant = self._tenant_counters.setdefault(claims.tid, Counter())
+            tenant["peakWindowWrites"] = max(tenant["peakWindowWrites"], len(window))
             answer.counted = True
         return answer
 
-    def _window(self, app: str, now: float) -> deque[float]:
+    def _window(self, app: Lane, now: float) -> deque[float]:
         """The app's counted writes still inside the sliding window at `now`."""
         window = self._writes.setdefault(app, deque())
         while window and window[0] <= now - self._config.write_window_s:
@@ -888,13 +924,13 @@ class GraphSimulator(LoopbackService):
             return answer
         return None
 
-    def _within_limit(self, app: str, exchange: _Exchange, is_write: bool) -> _Answer | None:
-        """A 429 if this write would exceed the app's sliding-window limit, else None."""
+    def _within_limit(self, app: Lane, exchange: _Exchange, is_write: bool) -> _Answer | None:
+        """A 429 if this write would exceed the app's sliding-window limit in its tenant, else None."""
         if not is_write:
             return None
         config = self._config
         window = self._window(app, exchange.arrived_mono)
-        if len(window) < config.write_limit:
+        if len(window) < self._tenant_write_limits.get(app[0], config.write_limit):
             return None
         frees_at = window[0] + config.write_window_s
         answer = self._throttled(exchange, frees_at - exchange.arrived_mono, config.retry_after_form)
@@ -903,18 +939,19 @@ class GraphSimulator(LoopbackService):
             self._retry_deadlines[app] = (frees_at, config.retry_after_form)
         return answer
 
-    def _serve(self, request: web.Request, exchange: _Exchange, raw_body: bytes) -> _Answer:
-        """Answer from the store: resolve the route, then GET or validate and merge a PATCH."""
+    def _serve(self, request: web.Request, exchange: _Exchange, raw_body: bytes, tenant_id: str) -> _Answer:
+        """Answer from the token's tenant's store: resolve the route, then GET or validate and merge a PATCH."""
         try:
             route = _parse_route(request.rel_url.raw_path, request.method)
         except _RouteError as exc:
             return _error(exchange, 400, str(exc), code=exc.code)
         if request.method not in ("GET", "PATCH"):
             return _error(exchange, 405, f"The HTTP method '{request.method}' is not supported on this resource.")
+        store = self._tenant_stores.get(tenant_id, self._store)
         try:
-            state = self._resolve(route)
+            state = self._resolve(store, route)
         except _NotFoundError as exc:
-            return _error(exchange, 404, str(exc))
+            return self._not_found(exchange, tenant_id, route.config_id, str(exc))
         if request.method == "PATCH":
             try:
                 body = json.loads(raw_body)
@@ -936,9 +973,18 @@ class GraphSimulator(LoopbackService):
         context = f"{self.base_url}/$metadata#{entity_set}/$entity"
         return _Answer(200, {"@odata.context": context, "@odata.type": ENTITY_ODATA_TYPE, **copy.deepcopy(state)})
 
-    def _resolve(self, route: _Route) -> JsonObject:
+    def _not_found(self, exchange: _Exchange, tenant_id: str, config_id: str, message: str) -> _Answer:
+        """404, or 403 `crossTenant` when another added tenant holds the configuration (lock held)."""
+        owner = next((t for t, store in self._tenant_stores.items() if t != tenant_id and config_id in store), None)
+        if owner is None:
+            return _error(exchange, 404, message)
+        answer = _error(exchange, 403, f"The token's tenant {tenant_id} does not own this object ({owner} does).")
+        answer.note = "crossTenant"
+        return answer
+
+    def _resolve(self, store: dict[str, _Config], route: _Route) -> JsonObject:
         """The stored state the route names; raises _NotFoundError for an unknown id or a mismatched cast."""
-        config = self._store.get(route.config_id)
+        config = store.get(route.config_id)
         if config is None:
             raise _NotFoundError(f"Resource 'deviceConfiguration' with id '{route.config_id}' was not found.")
         if route.owner_type is not None and config.type not in OWNER_INSTANCE_TYPES[route.owner_type]:
@@ -947,7 +993,7 @@ class GraphSimulator(LoopbackService):
             )
         if route.navigation is not None:
             certificate_id = config.fields.get(_reference(route.navigation))
-            profile = self._store.get(str(certificate_id)) if certificate_id else None
+            profile = store.get(str(certificate_id)) if certificate_id else None
             if profile is None:
                 raise _NotFoundError(f"deviceConfiguration '{route.config_id}' has no {route.navigation}.")
             config = profile
@@ -980,9 +1026,16 @@ class GraphSimulator(LoopbackService):
         counters["earlyRetries"] += answer.note == "early"
         counters["faultsInjected"] += answer.note in ("script", "random")
         counters["writes"] += answer.counted
+        counters["crossTenant"] += answer.note == "crossTenant"
         if claims is not None:
             self._tokens_seen.add(claims.jti)
             self._apps_seen.add(claims.appid)
+            tenant = self._tenant_counters.setdefault(claims.tid, Counter())
+            tenant["requests"] += 1
+            tenant["writes"] += answer.counted
+            tenant["throttled"] += answer.note == "throttled"
+            tenant["earlyRetries"] += answer.note == "early"
+            tenant["crossTenant"] += answer.note == "crossTenant"
         try:
             body: Any = json.loads(raw_body) if raw_body else None
         except ValueError:
@@ -998,6 +1051,7 @@ class GraphSimulator(LoopbackService):
                 "clientRequestId": exchange.client_request_id,
                 "requestId": exchange.request_id,
                 "appId": claims.appid if claims else None,
+                "tenantId": claims.tid if claims else None,
                 "body": body,
                 "status": answer.status,
                 "retryAfter": answer.headers.get("Retry-After"),

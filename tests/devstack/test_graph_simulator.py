@@ -679,3 +679,46 @@ def test_cli_serves_with_the_given_limit() -> None:
         assert process.wait(timeout=10) == 0
     assert name == "GRAPH_BASE_URL"
     assert statuses == [200, 429]
+
+
+TENANT_A, TENANT_B = "1111bbbb-0000-4000-8000-000000000002", "2222cccc-0000-4000-8000-000000000003"
+
+
+def tenant_auth(sim: GraphSimulator, tid: str) -> str:
+    return f"Bearer {TokenClaims.issue(sim.origin, APP, tid=tid).sign(KEY)}"
+
+
+def test_each_added_tenant_has_its_own_store_and_the_token_chooses_it(sim: GraphSimulator):
+    sim.add_tenant(TENANT_A)
+    sim.add_tenant(TENANT_B)
+    assert patch(sim, {"certificateIssuer": "CN=A"}, auth=tenant_auth(sim, TENANT_A)).status_code == 200
+    assert "CN=A" in json.dumps(sim.store(TENANT_A))
+    assert "CN=A" not in json.dumps(sim.store(TENANT_B))
+    assert "CN=A" not in json.dumps(sim.store())
+    assert [r["tenantId"] for r in sim.requests()] == [TENANT_A]
+
+
+def test_the_write_limit_and_retry_after_are_per_tenant(sim: GraphSimulator):
+    sim.add_tenant(TENANT_A, write_limit=1)
+    sim.add_tenant(TENANT_B)
+    assert patch(sim, auth=tenant_auth(sim, TENANT_A)).status_code == 200
+    assert patch(sim, auth=tenant_auth(sim, TENANT_A)).status_code == 429  # A's one write is used ...
+    assert patch(sim, auth=tenant_auth(sim, TENANT_B)).status_code == 200  # ... B's are not, nor held by A's 429
+    stats = sim.stats()
+    assert stats["byTenant"][TENANT_A]["throttled"] == 1
+    assert stats["byTenant"][TENANT_B] == {"crossTenant": 0, "earlyRetries": 0, "peakWindowWrites": 1,
+                                           "requests": 1, "throttled": 0, "writes": 1}  # fmt: skip
+
+
+def test_a_token_of_one_tenant_is_refused_on_another_tenants_objects(sim: GraphSimulator):
+    only_b = {"deviceConfigurations": [{"id": "b-only", "@odata.type": "#microsoft.graph.iosScepCertificateProfile",
+                                        "managedDeviceCertificateStates": [{"id": "s-1"}]}]}  # fmt: skip
+    sim.add_tenant(TENANT_A)
+    sim.add_tenant(TENANT_B, seed=only_b)
+    path = route("b-only", "microsoft.graph.iosScepCertificateProfile", "s-1")
+    assert patch(sim, path=path, auth=tenant_auth(sim, TENANT_B)).status_code == 200
+    refused = patch(sim, path=path, auth=tenant_auth(sim, TENANT_A))
+    assert_graph_error(refused, 403, "Forbidden")
+    assert sim.stats()["crossTenant"] == 1
+    assert patch(sim, path=route("nowhere", "microsoft.graph.iosScepCertificateProfile", "s-1"),
+                 auth=tenant_auth(sim, TENANT_A)).status_code == 404  # fmt: skip
