@@ -2,6 +2,8 @@
 
 Azurite, the managed-identity emulator, the Graph simulator and the local runner driving
 `function_app.py`: `devstack.demo` and tests/e2e use this one wiring, so both exercise the same thing.
+With `tenants`, the Entra ID emulator (HTTPS, a generated CA) joins them, the Graph simulator gets a
+store per tenant, and the function serves those tenants through the multi-tenant app, as deployed.
 
 The function reads its app settings from the environment (as under `func start`), so the stack
 exports them to `os.environ` while it runs and restores the previous values afterwards. The runner
@@ -29,8 +31,9 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from devstack.azurite import Azurite
+from devstack.entra_emulator import EntraEmulator
 from devstack.graph_simulator import GraphSimulator
-from devstack.identity_emulator import IdentityEmulator
+from devstack.identity_emulator import SYSTEM_ASSIGNED_CLIENT_ID, IdentityEmulator
 from devstack.runner import Runner
 from shared.wiring import reset_pipeline
 
@@ -47,7 +50,10 @@ class LocalStack:
         write_window_s: float = 20.0,
         settings: Mapping[str, str] | None = None,
         azurite: Azurite | None = None,
+        tenants: Mapping[str, int | None] | None = None,
     ) -> None:
+        """`tenants`: tenant id -> its Graph write limit (None: `write_limit`), served besides the home tenant."""
+        self._tenants = dict(tenants or {})
         self._write_limit = write_limit
         self._write_window_s = write_window_s
         self._overrides = dict(settings or {})
@@ -72,6 +78,20 @@ class LocalStack:
         self.graph = self._exit.enter_context(
             GraphSimulator(key, write_limit=self._write_limit, write_window_s=self._write_window_s)
         )
+        self.entra: EntraEmulator | None = None
+        tenant_settings: dict[str, str] = {}
+        if self._tenants:
+            self.entra = self._exit.enter_context(
+                EntraEmulator(key, trusted_identity=SYSTEM_ASSIGNED_CLIENT_ID, consented_tenants=self._tenants)
+            )
+            for tenant_id, limit in self._tenants.items():
+                self.graph.add_tenant(tenant_id, write_limit=limit)
+            tenant_settings = {
+                "HOME_TENANT_ID": self.identity.tenant_id,
+                "SERVED_TENANT_IDS": ",".join(self._tenants),
+                "MULTITENANT_APP_CLIENT_ID": self.entra.app_client_id,
+                **self.entra.env(),
+            }
         run = uuid.uuid4().hex[:8]
         self.settings: dict[str, str] = {
             "AzureWebJobsStorage": self.azurite.connection_string,
@@ -83,6 +103,7 @@ class LocalStack:
             "GRAPH_WRITE_BUDGET": str(max(1, self._write_limit - 1)),  # infra's rule for one instance
             "GRAPH_WRITE_WINDOW_SECONDS": str(self._write_window_s),
             **self.identity.env(),
+            **tenant_settings,
             **self._overrides,
         }
         self._export(self.settings)
