@@ -96,6 +96,20 @@ param graphMaxAttempts int = 4
 @description('GRAPH_MAX_WAIT_SECONDS: the longest Retry-After or backoff one delivery sleeps through.')
 param graphMaxWaitSeconds int = 60
 
+@description('Customer tenants (GUIDs) served through the multi-tenant app, besides the tenant of this deployment. Empty: only this tenant, and no app registration is made. See docs/tenants.md.')
+param servedTenantIds array = []
+
+@description('Client id of an existing multi-tenant app registration whose federated credential trusts the function identity (where the Graph Bicep extension is not available). Empty: this template creates the app when servedTenantIds is not empty.')
+param multiTenantAppClientId string = ''
+
+@description('Per-tenant writes per window left to other tools writing as the same app, e.g. {\'<tenant GUID>\': 50}; "home" names this deployment\'s tenant. The tenant\'s budget follows the same rule as graphWriteReserve.')
+param graphTenantWriteReserves object = {}
+
+@minValue(0)
+@maxValue(60)
+@description('GRAPH_SLOT_WAIT_SECONDS: how long a message waits for its tenant\'s next write slot before it is deferred (put back on the queue).')
+param graphSlotWaitSeconds int = 2
+
 @description('Grant the Graph application permission DeviceManagementConfiguration.ReadWrite.All to the function identity (Graph Bicep extension; public cloud only; the deployer needs AppRoleAssignment.ReadWrite.All and Application.Read.All). If false, run infra/scripts/grant-graph-app-role.sh or ask an admin.')
 param grantGraphAppRole bool = true
 
@@ -212,6 +226,20 @@ var graphBaseUrls = {
 var availableWriteLimit = max(2, graphWriteLimit - graphWriteReserve)
 var effectiveMaximumInstanceCount = min(maximumInstanceCount, availableWriteLimit / 2)
 var graphWriteBudget = (availableWriteLimit / effectiveMaximumInstanceCount) - 1
+// The same rule per tenant with that tenant's reserve (at least 1 write per window and instance).
+var graphTenantWriteBudgetItems = [
+  for r in items(graphTenantWriteReserves): '${r.key}=${max(1, (max(2, graphWriteLimit - r.value) / effectiveMaximumInstanceCount) - 1)}'
+]
+var graphTenantWriteBudgets = join(graphTenantWriteBudgetItems, ',')
+
+// Multi-tenant serving (docs/tenants.md): the app registration is made here in the public cloud, or given.
+var tokenExchangeAudiences = {
+  global: 'api://AzureADTokenExchange'
+  usgov: 'api://AzureADTokenExchangeUSGov'
+  usgovdod: 'api://AzureADTokenExchangeUSGov'
+  china: 'api://AzureADTokenExchangeChina'
+}
+var createMultiTenantApp = !empty(servedTenantIds) && empty(multiTenantAppClientId) && (graphCloud == 'global') && (environment().name == 'AzureCloud')
 
 var privateNetworking = publicNetworkAccess == 'Disabled'
 // A Consumption Logic App reaches the queue through a multi-tenant connector, which a storage
@@ -352,6 +380,12 @@ module functionApp 'modules/functionapp.bicep' = {
     auditTableName: auditTableName
     auditRetentionDays: auditRetentionDays
     traceSamplingRatio: traceSamplingRatio
+    graphSlotWaitSeconds: graphSlotWaitSeconds
+    graphTenantWriteBudgets: graphTenantWriteBudgets
+    homeTenantId: tenant().tenantId
+    servedTenantIds: join(servedTenantIds, ',')
+    multiTenantAppClientId: createMultiTenantApp ? multiTenantApp!.outputs.appId : multiTenantAppClientId
+    authorityHost: environment().authentication.loginEndpoint
   }
   // The identity must hold its storage roles, and a private account its endpoints, before the
   // host first starts and before the first deployment package is read.
@@ -401,6 +435,16 @@ module graphAppRole 'modules/graph-app-role.bicep' = if (graphGrantEnabled) {
   }
 }
 
+module multiTenantApp 'modules/multitenant-app.bicep' = if (createMultiTenantApp) {
+  name: 'multitenant-app-${resourceToken}'
+  params: {
+    uniqueName: 'certstate-${namePrefix}-${resourceToken}'
+    displayName: 'certstate (${environmentName})'
+    identityPrincipalId: identity.properties.principalId
+    tokenExchangeAudience: tokenExchangeAudiences[graphCloud]
+  }
+}
+
 module logicApp 'modules/logicapp.bicep' = if (logicAppEnabled) {
   name: 'logicapp-${resourceToken}'
   params: {
@@ -434,6 +478,10 @@ output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId
 output GRAPH_BASE_URL string = graphBaseUrls[graphCloud]
 output GRAPH_APP_ROLE_GRANTED bool = graphGrantEnabled
 output GRAPH_WRITE_BUDGET int = graphWriteBudget
+output GRAPH_TENANT_WRITE_BUDGETS string = graphTenantWriteBudgets
+output HOME_TENANT_ID string = tenant().tenantId
+output SERVED_TENANT_IDS string = join(servedTenantIds, ',')
+output MULTITENANT_APP_CLIENT_ID string = createMultiTenantApp ? multiTenantApp!.outputs.appId : multiTenantAppClientId
 output EFFECTIVE_MAXIMUM_INSTANCE_COUNT int = effectiveMaximumInstanceCount
 output LOGIC_APP_NAME string = logicAppEnabled ? logicApp!.outputs.name : ''
 output LOGIC_APP_ENDPOINT string = logicAppEnabled ? logicApp!.outputs.endpoint : ''

@@ -44,6 +44,23 @@ param auditRetentionDays int
 @description('OTEL_TRACES_SAMPLER_ARG: the share of message traces kept, 0.00 to 1.00.')
 param traceSamplingRatio string
 
+param graphSlotWaitSeconds int
+
+@description('GRAPH_TENANT_WRITE_BUDGETS: <tenant>=<writes>,... (empty: every tenant gets graphWriteBudget).')
+param graphTenantWriteBudgets string
+
+@description('HOME_TENANT_ID: the tenant of the function identity.')
+param homeTenantId string
+
+@description('SERVED_TENANT_IDS: comma-separated customer tenants (empty: the home tenant only).')
+param servedTenantIds string
+
+@description('MULTITENANT_APP_CLIENT_ID: the app that trusts the function identity (empty when no tenant is served).')
+param multiTenantAppClientId string
+
+@description('AZURE_AUTHORITY_HOST: this cloud\'s Entra ID, for the client-assertion flow.')
+param authorityHost string
+
 @allowed([
   'Enabled'
   'Disabled'
@@ -225,6 +242,31 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'AUDIT_RETENTION_DAYS'
           value: string(auditRetentionDays)
+        }
+        {
+          name: 'GRAPH_SLOT_WAIT_SECONDS'
+          value: string(graphSlotWaitSeconds)
+        }
+        {
+          name: 'GRAPH_TENANT_WRITE_BUDGETS'
+          value: graphTenantWriteBudgets
+        }
+        // Tenants (docs/tenants.md): customer tenants get tokens from the multi-tenant app, secretless.
+        {
+          name: 'HOME_TENANT_ID'
+          value: homeTenantId
+        }
+        {
+          name: 'SERVED_TENANT_IDS'
+          value: servedTenantIds
+        }
+        {
+          name: 'MULTITENANT_APP_CLIENT_ID'
+          value: multiTenantAppClientId
+        }
+        {
+          name: 'AZURE_AUTHORITY_HOST'
+          value: authorityHost
         }
       ]
     }
