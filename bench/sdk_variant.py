@@ -52,6 +52,8 @@ from shared.graph.routes import GraphRequest
 from shared.host_config import QueueOptions
 from shared.pipeline import CertStatePipeline
 from shared.settings import Settings
+from shared.tenancy import Tenant
+from shared.wiring import build_credential, build_tenants
 
 ManagedDeviceCertificateState: Any = managed_device_certificate_state.ManagedDeviceCertificateState
 _ENUMS: dict[str, Any] = {
@@ -112,7 +114,7 @@ class SdkPatcher:
         # Any item builder will do: with_url replaces its URL template with the type-cast route.
         self._builder = self._client.device_management.device_configurations.by_device_configuration_id("-")
 
-    def patch(self, request: GraphRequest) -> GraphResult:
+    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:  # the home tenant only
         """PATCH one state; the SDK's RetryHandler retries 429/503/504 itself."""
         body = to_model(request.body)
         config: Any = RequestConfiguration()
@@ -139,8 +141,13 @@ class SdkPatcher:
         self._loop.close()
 
 
-def build_sdk_pipeline(settings: Settings, options: QueueOptions) -> CertStatePipeline:
+def build_sdk_pipeline(
+    settings: Settings, options: QueueOptions, patcher: SdkPatcher | None = None
+) -> CertStatePipeline:
     """certstate's pipeline with the SDK as its Graph client."""
     return CertStatePipeline(
-        graph=SdkPatcher(settings), graph_base_url=settings.GRAPH_BASE_URL, max_dequeue_count=options.max_dequeue_count
+        graph=patcher or SdkPatcher(settings),
+        tenants=build_tenants(settings, build_credential(settings)),  # the SDK brings its own token; never used
+        graph_base_url=settings.GRAPH_BASE_URL,
+        max_dequeue_count=options.max_dequeue_count,
     )

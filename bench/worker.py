@@ -129,13 +129,10 @@ def _handler(variant: str, mode: str = "") -> tuple[Handler, Callable[[], None]]
 
         return naive, lambda: None
     if variant == "sdk":
-        from bench.sdk_variant import SdkPatcher  # noqa: PLC0415
-        from shared.pipeline import CertStatePipeline  # noqa: PLC0415
+        from bench.sdk_variant import SdkPatcher, build_sdk_pipeline  # noqa: PLC0415
 
         patcher = SdkPatcher(settings)
-        sdk_pipeline = CertStatePipeline(
-            graph=patcher, graph_base_url=settings.GRAPH_BASE_URL, max_dequeue_count=options.max_dequeue_count
-        )
+        sdk_pipeline = build_sdk_pipeline(settings, options, patcher)
 
         def sdk(body: bytes, delivery: Any) -> str:  # noqa: ANN401
             return _text(sdk_pipeline.handle(body, delivery))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ import pytest
 from bench.messages import bodies
 from bench.services import UNLIMITED_WRITES, CountingGraphSimulator
 from devstack.identity_emulator import IdentityEmulator
+from shared.contract.envelope import ENVELOPE_KEY
 from shared.host_config import queue_options
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.settings import Settings
@@ -36,7 +38,9 @@ class Stack:
             GRAPH_WRITE_BUDGET=budget,
             GRAPH_WRITE_WINDOW_SECONDS=window_s,
         )
-        return build_pipeline(settings, queue_options(app_settings={}))
+        pipeline = build_pipeline(settings, queue_options(app_settings={}))
+        pipeline._requeue = requeue  # the input queue, in memory
+        return pipeline
 
 
 @pytest.fixture
@@ -52,10 +56,21 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
 
 def handle(pipeline: CertStatePipeline, body: bytes) -> str:
-    result = pipeline.handle(body, Delivery(message_id=str(uuid.uuid4()), dequeue_count=1))
-    assert result is not None
-    outcome = json.loads(result.text)
-    return str(outcome["status"])
+    """The message's status; a deferred one comes back after its delay, as the queue would return it."""
+    delivery = Delivery(message_id=str(uuid.uuid4()), dequeue_count=1)
+    while (result := pipeline.handle(body, delivery)) is None:
+        text, delay = REQUEUED.pop(delivery.message_id)
+        time.sleep(delay)
+        body = text.encode()
+    return str(json.loads(result.text)["status"])
+
+
+REQUEUED: dict[str, tuple[str, int]] = {}
+"""Deferred copies by original message id: the input queue of `Stack.pipeline`."""
+
+
+def requeue(text: str, delay: int) -> None:
+    REQUEUED[json.loads(text)[ENVELOPE_KEY]["messageId"]] = (text, delay)
 
 
 def test_a_thousand_messages_cost_one_token_request_and_one_connection(stack):
