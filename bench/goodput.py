@@ -77,46 +77,13 @@ def run(azurite: Azurite, scenario: Scenario, log_dir: Path) -> dict[str, Any]:
         inputs.create_queue()
         results.create_queue()
         sent = {inputs.send_message(body.decode()).id for body in bodies(scenario.messages)}
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "AzureWebJobsStorage": azurite.connection_string,
-            "INPUT_QUEUE_NAME": input_name,
-            "RESULT_QUEUE_NAME": result_name,
-            "GRAPH_BASE_URL": graph.base_url,
-            "CREDENTIAL_MODE": "managedIdentity",
-            "GRAPH_WRITE_BUDGET": str(scenario.budget),
-            "GRAPH_WRITE_WINDOW_SECONDS": str(scenario.window_s),
-            **identity.env(),
-        }
+        queues = (input_name, result_name)
+        env = app_env(azurite, graph.base_url, identity, queues, budget=scenario.budget, window_s=scenario.window_s)
         started = time.monotonic()
-        workers = []
-        for index in range(scenario.processes):
-            slug = re.sub(r"[^A-Za-z0-9]+", "-", scenario.name).strip("-")
-            log = (log_dir / f"{slug}-{index}.log").open("wb")
-            workers.append(
-                (
-                    subprocess.Popen(
-                        worker_argv(sys.executable, ["drain"]),
-                        cwd=REPO,
-                        env=env,
-                        stdout=subprocess.PIPE,
-                        stderr=log,
-                        start_new_session=True,
-                    ),
-                    log,
-                )
-            )
-        reports = []
-        for process, log in workers:
-            out, _ = process.communicate(timeout=600)
-            log.close()
-            if process.returncode != 0:
-                raise RuntimeError(f"drain worker failed ({process.returncode}); see {log.name}")
-            reports.append(json.loads(out.decode().strip().splitlines()[-1]))
+        reports = drain_with_workers(env, scenario.name, scenario.processes, log_dir)
         elapsed = time.monotonic() - started
-        outcomes = [json.loads(text) for text in _drain(results)]
-        poisoned = len(list(_drain(poison)))
+        outcomes = [json.loads(text) for text in drain_queue(results)]
+        poisoned = len(list(drain_queue(poison)))
         stats = graph.stats()
         log_entries = graph.requests()
         connections = graph.connections
@@ -135,7 +102,47 @@ def run(azurite: Azurite, scenario: Scenario, log_dir: Path) -> dict[str, Any]:
     )
 
 
-def _drain(queue: QueueClient) -> list[str]:
+def app_env(
+    azurite: Azurite, graph_base_url: str, identity: IdentityEmulator, queues: tuple[str, str], *, budget: int,
+    window_s: float,
+) -> dict[str, str]:  # fmt: skip
+    """A runner process's environment: the app settings as the Functions host would set them."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "AzureWebJobsStorage": azurite.connection_string,
+        "INPUT_QUEUE_NAME": queues[0],
+        "RESULT_QUEUE_NAME": queues[1],
+        "GRAPH_BASE_URL": graph_base_url,
+        "CREDENTIAL_MODE": "managedIdentity",
+        "GRAPH_WRITE_BUDGET": str(budget),
+        "GRAPH_WRITE_WINDOW_SECONDS": str(window_s),
+        **identity.env(),
+    }
+
+
+def drain_with_workers(env: dict[str, str], name: str, processes: int, log_dir: Path) -> list[dict[str, Any]]:
+    """Start `processes` runner processes (`python -m bench.worker drain`) and return their reports."""
+    workers = []
+    for index in range(processes):
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+        log = (log_dir / f"{slug}-{index}.log").open("wb")
+        process = subprocess.Popen(
+            worker_argv(sys.executable, ["drain"]), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log,
+            start_new_session=True,
+        )  # fmt: skip
+        workers.append((process, log))
+    reports = []
+    for process, log in workers:
+        out, _ = process.communicate(timeout=600)
+        log.close()
+        if process.returncode != 0:
+            raise RuntimeError(f"drain worker failed ({process.returncode}); see {log.name}")
+        reports.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return reports
+
+
+def drain_queue(queue: QueueClient) -> list[str]:
     texts: list[str] = []
     try:
         while batch := list(queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=60)):

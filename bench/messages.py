@@ -27,8 +27,8 @@ SEED_ROUTES: tuple[tuple[str, str | None, str, str], ...] = (
 """The seed page's seven routes with the simulator's default ids (devstack/graph_simulator.py)."""
 
 
-def message(index: int) -> dict[str, Any]:
-    """A valid update, cycling through the seven seed routes and a few property mixes."""
+def message(index: int, tenant: str | None = None) -> dict[str, Any]:
+    """A valid update, cycling through the seven seed routes and a few property mixes (for `tenant`, if given)."""
     profile_type, via, config, state = SEED_ROUTES[index % len(SEED_ROUTES)]
     update: dict[str, Any] = {
         "certificateExpirationDateTime": "2027-01-01T00:02:14.9489247-08:00",
@@ -48,9 +48,14 @@ def message(index: int) -> dict[str, Any]:
     }
     if via:
         document["via"] = via
+    if tenant:
+        document["tenantId"] = tenant
     return document
 
 
-def bodies(count: int, start: int = 0) -> list[bytes]:
-    """`count` queue bodies as producers store them (raw JSON text, UTF-8)."""
-    return [json.dumps(message(i), separators=(",", ":")).encode() for i in range(start, start + count)]
+def bodies(count: int, start: int = 0, tenants: tuple[str, ...] = ()) -> list[bytes]:
+    """`count` queue bodies as producers store them (raw JSON text, UTF-8), round-robin over `tenants` if any."""
+    return [
+        json.dumps(message(i, tenants[i % len(tenants)] if tenants else None), separators=(",", ":")).encode()
+        for i in range(start, start + count)
+    ]

@@ -84,10 +84,27 @@ def drain(idle_for: float, timeout: float) -> dict[str, Any]:
 # -- cost: the handler driven directly, bodies in memory -----------------------------------------------------
 
 
-MODES = ("", "info-logging", "env-per-request")
+MODES = ("", "info-logging", "env-per-request", "session-request")
 """Variations of the certstate handler: as deployed; with INFO logs formatted to a null stream (the
-Functions worker ships INFO records to the host); and as before the benchmark's change, with
-requests reading the proxy environment and ~/.netrc on every request (`trust_env`)."""
+Functions worker ships INFO records to the host); as before the first benchmark's change, with
+requests reading the proxy environment and ~/.netrc on every request (`trust_env`); and as before
+the tenants benchmark's change, each PATCH through `Session.request` (prepare_request's merging,
+hooks, cookie jar) instead of a prepared request through the session's adapter."""
+
+
+def _through_session(client: Any, *, trust_env: bool) -> None:  # noqa: ANN401 - a GraphClient
+    """Send the client's PATCHes through `Session.request`, as the code did before (see MODES)."""
+    from shared.graph import transport  # noqa: PLC0415
+
+    client._session.trust_env = trust_env
+
+    def send(session: Any, prepared: Any, timeout: tuple[float, float]) -> Any:  # noqa: ANN401 - requests' objects
+        return session.request(
+            prepared.method, prepared.url, data=prepared.body, headers=prepared.headers, timeout=timeout,
+            allow_redirects=False, stream=True,
+        )  # fmt: skip
+
+    transport.send = send
 
 
 def _handler(variant: str, mode: str = "") -> tuple[Handler, Callable[[], None]]:
@@ -104,8 +121,8 @@ def _handler(variant: str, mode: str = "") -> tuple[Handler, Callable[[], None]]
     if variant == "certstate":
         from shared.wiring import pipeline  # noqa: PLC0415
 
-        if mode == "env-per-request":
-            pipeline()._graph._session.trust_env = True  # type: ignore[attr-defined]
+        if mode in ("env-per-request", "session-request"):
+            _through_session(pipeline()._graph, trust_env=mode == "env-per-request")
 
         def handle(body: bytes, delivery: Any) -> str:  # noqa: ANN401
             return _text(pipeline().handle(body, delivery))
@@ -141,12 +158,12 @@ def _handler(variant: str, mode: str = "") -> tuple[Handler, Callable[[], None]]
     raise SystemExit(f"unknown variant {variant!r}")
 
 
-def _bodies(count: int) -> list[bytes]:
+def _bodies(count: int, tenants: tuple[str, ...] = ()) -> list[bytes]:
     # bench.services needs aiohttp (the simulator), which the SDK venv lacks: same messages, built here.
     sys.path.insert(0, str(REPO))
     from bench.messages import bodies  # noqa: PLC0415
 
-    return bodies(count)
+    return bodies(count, tenants=tenants)
 
 
 def calibration_ms() -> float:
@@ -165,13 +182,22 @@ def cost(variant: str, count: int, warmup: int, mode: str) -> dict[str, Any]:
 
     handle, close = _handler(variant, mode)
     messages = _bodies(warmup + count)
-    statuses: dict[str, int] = {}
     for body in messages[:warmup]:
         handle(body, Delivery(message_id=str(uuid.uuid4()), dequeue_count=1))
+    result = {"variant": variant, "warmup": warmup, **_timed(handle, messages[warmup:])}
+    close()
+    return result
+
+
+def _timed(handle: Handler, messages: list[bytes]) -> dict[str, Any]:
+    """CPU and wall time per message of `handle` over `messages`, and the process's memory after them."""
+    from shared.pipeline import Delivery  # noqa: PLC0415
+
+    statuses: dict[str, int] = {}
     cpu: list[float] = []
     wall: list[float] = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    for body in messages[warmup:]:
+    for body in messages:
         delivery = Delivery(message_id=str(uuid.uuid4()), dequeue_count=1)
         c, w = time.process_time(), time.perf_counter()
         outcome = handle(body, delivery)
@@ -180,11 +206,8 @@ def cost(variant: str, count: int, warmup: int, mode: str) -> dict[str, Any]:
         status = json.loads(outcome)["status"]
         statuses[status] = statuses.get(status, 0) + 1
     total_cpu, total_wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    close()
     return {
-        "variant": variant,
-        "messages": count,
-        "warmup": warmup,
+        "messages": len(messages),
         "statuses": statuses,
         "cpuMedianMs": statistics.median(cpu) * 1000,
         "cpuMeanMs": statistics.fmean(cpu) * 1000,
@@ -198,6 +221,38 @@ def cost(variant: str, count: int, warmup: int, mode: str) -> dict[str, Any]:
         "calibrationMs": calibration_ms(),
         "cpuSamplesMs": [round(x * 1000, 4) for x in cpu],
         "wallSamplesMs": [round(x * 1000, 4) for x in wall],
+    }
+
+
+def tenants(count: int, warmup: int, mode: str) -> dict[str, Any]:
+    """Memory per tenant (tracemalloc, one message to each new tenant), then CPU per message round-robin.
+
+    The served tenants come from SERVED_TENANT_IDS, as deployed; the warm-up goes to the first one.
+    """
+    import os  # noqa: PLC0415
+    import tracemalloc  # noqa: PLC0415
+
+    from shared.pipeline import Delivery  # noqa: PLC0415
+
+    served = tuple(t for t in os.environ["SERVED_TENANT_IDS"].split(",") if t)
+    handle, close = _handler("certstate", mode)
+    for body in _bodies(warmup, served[:1]):
+        handle(body, Delivery(message_id=str(uuid.uuid4()), dequeue_count=1))
+    rss_one = _peak_rss_mb()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for body in _bodies(len(served) - 1, served[1:]):  # the first message of every other tenant
+        handle(body, Delivery(message_id=str(uuid.uuid4()), dequeue_count=1))
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    rss_all = _peak_rss_mb()
+    result = {"tenants": len(served), "warmup": warmup, **_timed(handle, _bodies(count, served))}
+    close()
+    return {
+        **result,
+        "bytesPerTenant": grown / (len(served) - 1) if len(served) > 1 else 0.0,
+        "peakRssOneTenantMb": rss_one,
+        "peakRssAllTenantsMb": rss_all,
     }
 
 
@@ -287,6 +342,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--messages", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--mode", choices=MODES, default="")
+    p = sub.add_parser("tenants")
+    p.add_argument("--messages", type=int, default=1000)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--mode", choices=MODES, default="")
     p = sub.add_parser("cold")
     p.add_argument("--variant", choices=("certstate", "sdk"), required=True)
     p = sub.add_parser("profile")
@@ -298,6 +357,8 @@ def main(argv: list[str] | None = None) -> None:
         _emit(drain(args.idle_for, args.timeout))
     elif args.command == "cost":
         _emit(cost(args.variant, args.messages, args.warmup, args.mode))
+    elif args.command == "tenants":
+        _emit(tenants(args.messages, args.warmup, args.mode))
     elif args.command == "cold":
         _emit(cold(args.variant))
     else:
