@@ -14,11 +14,13 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
+import requests
 from azure.core.credentials import AccessToken, TokenCredential
 
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
 from shared.contract.errors import Deferred, ErrorCode, GraphRefused, TransientError
+from shared.graph import transport
 from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
 from shared.graph.client import MAX_ANSWER_BYTES, RETRY_AFTER, WRITE_BUDGET, ClientLimits, GraphClient, GraphResult
 from shared.graph.pacing import WritePacer
@@ -458,3 +460,13 @@ def test_a_stalled_identity_endpoint_costs_one_bounded_call_for_every_waiter(gra
     assert [f.code for f in failures] == [ErrorCode.CREDENTIAL_UNAVAILABLE] * 3
     assert identity.token_requests == 1  # the waiters shared the failed call's verdict
     assert len({f.message for f in failures}) == 1
+
+
+def test_the_prepared_patch_is_what_requests_would_send_from_json(graph):
+    session = build_session(4, graph.base_url)
+    url, headers = graph.base_url + IOS, {"Authorization": "Bearer t0k3n", "client-request-id": "crid-1",
+                                          "Prefer": "include-unknown-enum-members"}  # fmt: skip
+    ours = transport.prepare(session, url, BODY, headers)
+    theirs = session.prepare_request(requests.Request("PATCH", url, json=BODY, headers=headers))
+    assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
+    assert dict(ours.headers) == dict(theirs.headers)
