@@ -9,7 +9,7 @@ import pytest
 
 from devstack.identity_emulator import HOME_TENANT_ID
 from devstack.stack import LocalStack
-from tests.e2e.test_end_to_end import run, update_message
+from tests.e2e.flows import run, update_message
 
 pytestmark = pytest.mark.e2e
 
@@ -25,11 +25,7 @@ def tenant_of(outcome: dict[str, Any]) -> str:
 
 def test_three_tenants_one_throttled_each_with_its_own_token_and_limit(make_stack):
     # C's Graph limit (2 per window) is far below what the function paces it at (9): other tools keep it busy.
-    # Until the queue's deferral (visibility delay, no delivery spent) is on main, a deferral costs a delivery here.
-    interim = {"AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "30"}
-    stack: LocalStack = make_stack(
-        write_limit=10, write_window_s=2.0, tenants={A: None, B: None, C: 2}, settings=interim
-    )
+    stack: LocalStack = make_stack(write_limit=10, write_window_s=2.0, tenants={A: None, B: None, C: 2})
     sent: dict[str, str] = {}
     for i in range(30):
         tenant = (A, B, C)[i % 3]
@@ -47,6 +43,10 @@ def test_three_tenants_one_throttled_each_with_its_own_token_and_limit(make_stac
         (A, "succeeded"): 10, (B, "succeeded"): 10, (C, "succeeded"): 10, (HOME_TENANT_ID, "succeeded"): 3,
     }  # fmt: skip
     assert all(tenant_of(o) == sent[m] for m, o in by_id.items())
+    # C's messages waited outside the host (deferred copies), and no delivery was spent on the wait.
+    assert stack.runner is not None
+    assert stack.runner.stats().invocations > len(outcomes)
+    assert {o["dequeueCount"] for o in outcomes} == {1}
 
     # Tokens: one Graph token per served tenant from Entra, none for the stranger; one managed-identity
     # token for Graph (home) and one for the exchange, reused as every tenant's assertion.
