@@ -43,8 +43,10 @@ def read_source(path: str) -> bytes:
     raise UsageError(msg)
 
 
-def parse_entries(data: bytes) -> list[Entry]:
+def parse_entries(data: bytes, tenant: str | None = None) -> list[Entry]:
     """One JSON object (pretty-printed or not), or JSON Lines (blank lines ignored), as entries.
+
+    With `tenant`, every message gets that `tenantId` (one naming another tenant is a problem).
 
     A file is JSON Lines when it does not parse as one object and its first line is a whole
     object on its own line, so a broken pretty-printed object gets one error, not one per line.
@@ -58,19 +60,24 @@ def parse_entries(data: bytes) -> list[Entry]:
     if not lines:
         msg = "no messages: the file is empty"
         raise InputError(msg)
-    whole = _entry(lines[0][0], text)
+    whole = _entry(lines[0][0], text, tenant)
     first = lines[0][1].strip()
     one_object_per_line = first.startswith("{") and first.endswith("}")
     if len(lines) == 1 or whole.document is not None or not one_object_per_line:
         return [whole]
-    return [_entry(number, line) for number, line in lines]
+    return [_entry(number, line, tenant) for number, line in lines]
 
 
-def _entry(line: int, text: str) -> Entry:
+def _entry(line: int, text: str, tenant: str | None) -> Entry:
     try:
         document = decode_body(text.encode("utf-8"))
     except MessageRejected as err:
         return Entry(line, None, (FieldError("message", err.message),))
+    if tenant is not None:
+        given = document.get("tenantId")
+        if given is not None and (not isinstance(given, str) or given.lower() != tenant):
+            return Entry(line, document, (FieldError("tenantId", f"is {given!r}, but --tenant is {tenant}"),))
+        document["tenantId"] = tenant
     try:
         parse_message(document)
     except MessageRejected as err:
@@ -78,10 +85,10 @@ def _entry(line: int, text: str) -> Entry:
     return Entry(line, document)
 
 
-def load(path: str) -> list[Entry]:
-    """The entries of FILE (or stdin); unreadable content is an `InputError` naming the file."""
+def load(path: str, tenant: str | None = None) -> list[Entry]:
+    """The entries of FILE (or stdin), in `tenant` if given; unreadable content is an `InputError` naming the file."""
     try:
-        return parse_entries(read_source(path))
+        return parse_entries(read_source(path), tenant)
     except InputError as err:
         raise InputError(f"{label(path)}: {err}") from None
 

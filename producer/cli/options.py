@@ -10,6 +10,7 @@ from typing import TypeAlias
 
 from producer.cli.scan import Filter, parse_when
 from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, queue_name_problem
+from shared.contract.messages import canonical_guid
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What `add_subparsers()` returns; each command module registers itself on it."""
@@ -28,6 +29,18 @@ def queue_name(value: str) -> str:
     if problem := queue_name_problem(value):
         raise argparse.ArgumentTypeError(problem)
     return value
+
+
+HOME = "home"
+"""How the CLI names the home tenant (a message without `tenantId`)."""
+
+
+def tenant_id(value: str) -> str:
+    """A tenant GUID, lower-cased as the function compares it."""
+    try:
+        return canonical_guid(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def count(minimum: int) -> Callable[[str], int]:

@@ -8,7 +8,7 @@ from producer.cli import target
 from producer.cli.console import err, out, out_json, plural, progress
 from producer.cli.exits import EXIT_INVALID, EXIT_OK, INTERRUPTED, STORAGE, USAGE, exit_codes
 from producer.cli.files import load
-from producer.cli.options import FORMATTER, Commands, Common, count, json_option, progress_option
+from producer.cli.options import FORMATTER, Commands, Common, count, json_option, progress_option, tenant_id
 from producer.sender import CertStateProducer, StorageError
 
 EPILOG = f"""\
@@ -16,6 +16,7 @@ examples:
   certstate send examples/seed-routes/1-ios-scep-seed-example.json
   certstate send --create-queue --progress updates.jsonl
   certstate send --json updates.jsonl > sent.jsonl    # line, messageId, correlationId per message
+  certstate send --tenant 72f988bf-86f1-41af-91ab-2d7cd011db47 --dry-run updates.jsonl   # docs/tenants.md
   certstate send --account-url https://myaccount.queue.core.windows.net updates.jsonl
 
 {
@@ -50,6 +51,13 @@ def register(commands: Commands, common: Common) -> None:
         default=None,
         help="queue message encoding (default: host.json's messageEncoding; the function reads both)",
     )
+    parser.add_argument(
+        "--tenant",
+        type=tenant_id,
+        metavar="GUID",
+        help="send every message to this tenant (sets tenantId; a message naming another tenant is an error)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="set dryRun: validate and resolve, change nothing")
     parser.add_argument("--create-queue", action="store_true", help="create the input queue if it does not exist")
     parser.add_argument(
         "--concurrency", type=count(1), default=8, metavar="N", help="messages in flight at once (default 8)"
@@ -61,7 +69,11 @@ def register(commands: Commands, common: Common) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate the whole file, then enqueue every message (or none, if any is invalid)."""
-    entries = load(args.file)
+    entries = load(args.file, args.tenant)
+    if args.dry_run:
+        for entry in entries:
+            if entry.document is not None:
+                entry.document["dryRun"] = True
     invalid = [e for e in entries if e.problems]
     if invalid:
         for entry in invalid:

@@ -6,12 +6,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from producer.cli.console import out, out_json
-from producer.cli.scan import error_code
+from producer.cli.options import HOME
+from producer.cli.scan import error_code, tenant_id
 
 Columns = Sequence[tuple[str, int]]
 
 OUTCOME_COLUMNS: Final = (
     ("STATUS", 9),
+    ("TENANT", 13),
     ("CORRELATION ID", 28),
     ("MESSAGE ID", 36),
     ("DEQ", 3),
@@ -36,6 +38,7 @@ def outcome_lines(outcome: dict[str, Any]) -> list[str]:
     """An outcome as a table line, then one indented line per warning Graph's answer or the message earned."""
     values = [
         outcome.get("status"),
+        tenant_id(outcome) or HOME,
         outcome.get("correlationId"),
         outcome.get("messageId"),
         outcome.get("dequeueCount"),

@@ -228,3 +228,42 @@ def test_results_on_a_missing_queue_exits_3(cli: Cli, azurite: Azurite, queue_na
     run = cli("results", "--connection-string", azurite.connection_string, "--result-queue", name)
     assert run.code == EXIT_STORAGE
     assert run.err == f"certstate results: error: queue {name!r} at {azurite.queue_endpoint} does not exist\n"
+
+
+# ---- tenants --------------------------------------------------------------------------------------
+
+TENANT_A, TENANT_B = "a0000000-0000-4000-8000-00000000000a", "b0000000-0000-4000-8000-00000000000b"
+
+
+def test_send_to_a_tenant_sets_every_messages_tenant_and_refuses_another(cli: Cli, queues: Queues, tmp_path: Path):
+    path = jsonl(tmp_path, request("m-1"), {**request("m-2"), "tenantId": TENANT_A.upper()})
+    run = cli("send", path, *queues.input_args, "--tenant", TENANT_A.upper(), "--dry-run")
+    assert run.code == EXIT_OK, run.err
+    sent = [json.loads(text) for text in queues.contents(queues.input)]
+    assert sorted((m["correlationId"], m["tenantId"], m["dryRun"]) for m in sent) == [
+        ("m-1", TENANT_A, True), ("m-2", TENANT_A, True),
+    ]  # fmt: skip
+    other = jsonl(tmp_path, {**request("m-3"), "tenantId": TENANT_B})
+    refused = cli("send", other, *queues.input_args, "--tenant", TENANT_A)
+    assert refused.code == EXIT_INVALID
+    assert f"line 1: tenantId: is '{TENANT_B}', but --tenant is {TENANT_A}" in refused.err
+    bad = cli("send", other, *queues.input_args, "--tenant", "contoso.onmicrosoft.com")
+    assert bad.code != EXIT_OK
+    assert "must be a GUID" in bad.err
+
+
+def test_stats_count_waiting_updates_and_outcomes_per_tenant(cli: Cli, queues: Queues, tmp_path: Path):
+    cli("send", jsonl(tmp_path, request("m-1"), request("m-2")), *queues.input_args, "--tenant", TENANT_B)
+    cli("send", jsonl(tmp_path, request("m-3")), *queues.input_args)
+    queues.put_outcomes(
+        outcome_json(Status.SUCCEEDED, "o-1", "00000000-0000-4000-8000-000000000001", tenant_id=TENANT_A),
+        outcome_json(Status.FAILED, "o-2", "00000000-0000-4000-8000-000000000002", tenant_id=TENANT_A.upper()),
+    )
+    stats = json.loads(cli("stats", *queues.args, "--by-tenant", "--json").out)
+    assert stats["byTenant"] == {
+        TENANT_A: {"succeeded": 1, "failed": 1}, TENANT_B: {"waiting": 2}, "home": {"waiting": 1},
+    }  # fmt: skip
+    table = cli("stats", *queues.args, "--by-tenant").out
+    assert "PER TENANT (the first 32 messages of each queue, peeked)" in table
+    row = next(line for line in table.splitlines() if line.startswith(TENANT_A)).split()
+    assert row == [TENANT_A, "0", "1", "0", "1", "0", "0"]  # waiting, then the statuses in Status order

@@ -107,11 +107,13 @@ def test_results_table_lines_up_and_shows_warnings(cli: Cli, queues: Queues):
         assert header[start:].startswith(name)  # fixed width: every row lines up under its header
         assert first[start:].startswith(value)
     assert first.split() == [
-        "succeeded", "order-1", "00000000-0000-4000-8000-000000000001", "1", "200", "-", "2026-11-27T14:03:11.402Z",
+        "succeeded", "home", "order-1", "00000000-0000-4000-8000-000000000001", "1", "200", "-",
+        "2026-11-27T14:03:11.402Z",
     ]  # fmt: skip
     assert warning == "  warning: serverUrl is a legacy property (sent as given)"
-    assert second.split()[:6] == [
+    assert second.split()[:7] == [
         "failed",
+        "home",
         "order-2",
         "00000000-0000-4000-8000-000000000002",
         "5",
@@ -200,7 +202,8 @@ def test_follow_shows_every_outcome_that_arrives_even_behind_a_long_queue(
     assert run.code == EXIT_INTERRUPTED
     lines = run.out.splitlines()
     assert lines[0].startswith("STATUS")
-    shown = [line.split()[1] for line in lines[1:]]
+    correlation = [name for name, _ in tables.OUTCOME_COLUMNS].index("CORRELATION ID")
+    shown = [line.split()[correlation] for line in lines[1:]]
     assert sorted(shown) == sorted([f"many-{i:03d}" for i in range(40)] + [f"late-{i}" for i in range(4)])
     assert shown[-4:] == ["late-0", "late-1", "late-2", "late-3"]
     assert polls == [0.5, 0.5, 0.5]
@@ -223,3 +226,12 @@ def test_follow_with_remove_consumes_late_arrivals(cli: Cli, queues: Queues, mon
     assert run.code == EXIT_INTERRUPTED
     assert len(correlation_ids(run)) == 37
     assert queues.contents(queues.result) == []
+
+
+def test_results_show_each_outcomes_tenant(cli: Cli, queues: Queues):
+    queues.put_outcomes(
+        outcome_json(Status.SUCCEEDED, "order-1", "00000000-0000-4000-8000-000000000001", tenant_id=TENANT),
+        outcome_json(Status.SUCCEEDED, "order-2", "00000000-0000-4000-8000-000000000002"),
+    )
+    table = cli("results", *queues.result_args).out.splitlines()
+    assert sorted(line.split()[1] for line in table[1:]) == sorted([TENANT[:12] + "…", "home"])
