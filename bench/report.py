@@ -119,9 +119,21 @@ def render(results: dict[str, Any]) -> str:
             *_cold_section(run),
             *_profile_section(run),
             *telemetry_section(results.get("telemetry")),
+            *_tenants_section(results),
             *NOT_COVERED,
         ]
     )
+
+
+def _tenants_section(results: dict[str, Any]) -> list[str]:
+    """The tenant benchmarks (bench/tenants.py), when the run had them."""
+    if "tenants" not in results:
+        return []
+    from bench.tenants_report import tenants_section  # noqa: PLC0415 - it imports this module
+
+    tenants = {**results["tenants"], "command": results["command"], "date": results["date"],
+               "durationSeconds": results["timings"]["tenants"]}  # fmt: skip
+    return tenants_section(tenants).splitlines()
 
 
 # -- header ---------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import cost, goodput, report
+from bench import cost, goodput, report, tenants
 from bench import telemetry as bench_telemetry
 from bench.goodput import Scenario, infra_budget
 from devstack.azurite import Azurite
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "package": ("package size (pip install --target)", _package),
         "profile": ("profile of the hot path", _profile),
         "telemetry": ("what telemetry and the audit trail cost", _telemetry),
+        "tenants": ("tenants: three on one queue, one in a 429 storm; the cost of 50", _tenants),
     }
     for key, (label, section) in sections.items():
         if key in results:
@@ -215,6 +216,10 @@ def _profile(args: argparse.Namespace, sdk: bool, run_dir: Path) -> dict[str, An
         "after": cost.profile(messages, run_dir),
         "before": cost.profile(messages, run_dir, mode="env-per-request"),
     }
+
+
+def _tenants(args: argparse.Namespace, sdk: bool, run_dir: Path) -> dict[str, Any]:
+    return tenants.run(quick=args.quick, log_dir=run_dir)
 
 
 def rerender(raw: Path, output: Path) -> None:
