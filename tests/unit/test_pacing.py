@@ -90,3 +90,26 @@ def test_concurrent_threads_share_one_budget():
         th.join()
     assert granted == [True] * 80
     assert time.monotonic() - started >= 79 * 0.01  # eight threads could not burst past the budget
+
+
+def test_deferred_messages_are_booked_one_slot_apart_after_the_gate():
+    t = FakeTime()
+    pacer = WritePacer(10, 10.0, clock=t.clock, sleep=t.sleep)  # a slot per second
+    assert pacer.acquire(deadline=t.now)
+    assert [pacer.deferral().delay_seconds for _ in range(3)] == [1.0, 2.0, 3.0]
+    pacer.hold(30)
+    held = pacer.deferral()
+    assert (held.delay_seconds, held.retry_after) == (30.0, True)
+    t.now += 31  # bookings in the past are no one's: the next deferral starts from the free slot again
+    assert pacer.deferral() == (0.0, False)
+
+
+def test_a_deferral_is_booked_after_the_slots_callers_are_waiting_for():
+    pacer = WritePacer(1, 0.6)  # real clock: one slot per 0.6 s
+    assert pacer.acquire(deadline=time.monotonic() + 1)
+    waiter = threading.Thread(target=pacer.acquire, args=(time.monotonic() + 5,))
+    waiter.start()
+    time.sleep(0.2)  # the waiter now waits for the next slot, about 0.4 s away
+    booked = pacer.deferral().delay_seconds
+    waiter.join()
+    assert booked > 0.6  # not the waiter's slot but the one after it
