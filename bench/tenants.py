@@ -1,6 +1,7 @@
 """Tenants (docs/tenants.md): several tenants on one queue, one of them in a 429 storm; what 50 tenants cost.
 
-Drains: one runner process (host.json as deployed: 12 invocations at once) drives the real
+Drains: one runner process (the queue concurrency infra deploys for several tenants: 16 + 8 = 24
+invocations at once) drives the real
 `function_app`; every customer tenant's token comes from the Entra emulator (HTTPS, the production
 `ClientAssertionCredential`), and the Graph simulator keeps a store and a write limit per tenant.
 Intune's 100 writes / 20 s per tenant is scaled to 50 / 10 s (the same 5 writes/s, a window half as
@@ -39,6 +40,7 @@ from bench.services import CountingGraphSimulator, queue_names
 from devstack.azurite import Azurite
 from devstack.entra_emulator import EXCHANGE_AUDIENCE, EntraEmulator
 from devstack.identity_emulator import SYSTEM_ASSIGNED_CLIENT_ID, IdentityEmulator
+from devstack.stack import MULTITENANT_QUEUE_SETTINGS
 
 REPO = Path(__file__).resolve().parent.parent
 TENANT_IDS = tuple(f"7e000000-0000-4000-8000-{i:012x}" for i in range(1, 51))
@@ -102,6 +104,7 @@ def drain(azurite: Azurite, scenario: TenantDrain, log_dir: Path) -> dict[str, A
             "HOME_TENANT_ID": identity.tenant_id,
             "SERVED_TENANT_IDS": ",".join(tenants),
             "MULTITENANT_APP_CLIENT_ID": entra.app_client_id,
+            **MULTITENANT_QUEUE_SETTINGS,
             **entra.env(),
         }  # fmt: skip
         lifted: list[float] = []

@@ -38,6 +38,11 @@ from devstack.runner import Runner
 from shared.wiring import reset_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
+MULTITENANT_QUEUE_SETTINGS = {
+    "AzureFunctionsJobHost__extensions__queues__batchSize": "16",
+    "AzureFunctionsJobHost__extensions__queues__newBatchThreshold": "8",
+}
+"""What infra/main.bicep sets when other tenants are served: twice host.json's queue concurrency."""
 
 
 class LocalStack:
@@ -90,6 +95,7 @@ class LocalStack:
                 "HOME_TENANT_ID": self.identity.tenant_id,
                 "SERVED_TENANT_IDS": ",".join(self._tenants),
                 "MULTITENANT_APP_CLIENT_ID": self.entra.app_client_id,
+                **MULTITENANT_QUEUE_SETTINGS,
                 **self.entra.env(),
             }
         run = uuid.uuid4().hex[:8]

@@ -74,6 +74,12 @@ param virtualNetworkSubnetId string = ''
 @description('Log Analytics workspace for the app\'s diagnostic settings.')
 param logAnalyticsWorkspaceId string
 
+@description('host.json extensions.queues.batchSize, as an app setting (higher when several tenants are served).')
+param queueBatchSize int
+
+@description('host.json extensions.queues.newBatchThreshold, as an app setting.')
+param queueNewBatchThreshold int
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -267,6 +273,15 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'AZURE_AUTHORITY_HOST'
           value: authorityHost
+        }
+        // The host's queue concurrency (host.json's values for one tenant; the app reads them too).
+        {
+          name: 'AzureFunctionsJobHost__extensions__queues__batchSize'
+          value: string(queueBatchSize)
+        }
+        {
+          name: 'AzureFunctionsJobHost__extensions__queues__newBatchThreshold'
+          value: string(queueNewBatchThreshold)
         }
       ]
     }

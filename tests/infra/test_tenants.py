@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
 
+from shared.host_config import queue_options
 from shared.settings import Settings
 from shared.tenancy import authority_for, exchange_scope
-from tests.infra.bicep import body, condition, parse, render, text, walk
+from tests.infra.bicep import REPO, body, condition, parse, render, text, walk
 
 MAIN = "main.bicep"
 FUNCTION = "modules/functionapp.bicep"
@@ -119,3 +121,21 @@ def test_a_tenants_reserve_gives_it_the_budget_rule_of_the_home_tenant(limit: in
     assert settings.write_budget(tenant) == settings.write_budget(None) == budget
     if limit - reserve >= 2 * instances:  # room for the rule: unsynchronised instances stay inside the tenant's share
         assert instances * (budget + 1) <= limit - reserve
+
+
+def test_serving_other_tenants_doubles_the_hosts_queue_concurrency() -> None:
+    host = json.loads((REPO / "host.json").read_text(encoding="utf-8"))["extensions"]["queues"]
+    assert (host["batchSize"], host["newBatchThreshold"]) == (8, 4)  # one tenant: host.json as it is
+    assert "var queueBatchSize = empty(servedTenantIds) ? 8 : 16" in text(MAIN)
+    assert "var queueNewBatchThreshold = empty(servedTenantIds) ? 4 : 8" in text(MAIN)
+    settings = _app_settings()
+    assert render(settings["AzureFunctionsJobHost__extensions__queues__batchSize"]) == "string(queueBatchSize)"
+    assert render(settings["AzureFunctionsJobHost__extensions__queues__newBatchThreshold"]) == (
+        "string(queueNewBatchThreshold)"
+    )
+    passed = body(parse(MAIN)["modules"]["functionApp"])["params"]
+    assert (passed["queueBatchSize"], passed["queueNewBatchThreshold"]) == ("queueBatchSize", "queueNewBatchThreshold")
+    # The app reads them as the host does (the session pool and the last-delivery rule follow).
+    prefix = "AzureFunctionsJobHost__extensions__queues__"
+    options = queue_options(app_settings={f"{prefix}batchSize": "16", f"{prefix}newBatchThreshold": "8"})
+    assert options.max_concurrency == 24
