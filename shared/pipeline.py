@@ -148,7 +148,8 @@ class CertStatePipeline:
                 logger.exception("outcome could not be fitted")
                 outcome, text = fit(bare(outcome), self._outcome_budget)
             log_event(logger, logging.INFO if outcome.status is not Status.FAILED else logging.WARNING, "outcome",
-                      correlationId=outcome.correlation_id, status=outcome.status.value,
+                      correlationId=outcome.correlation_id, tenantId=outcome.target.tenant_id,
+                      status=outcome.status.value,
                       code=outcome.error.code if outcome.error else None, httpStatus=outcome.http_status,
                       requestId=outcome.graph.request_id if outcome.graph else None,
                       attempts=outcome.attempts, durationMs=outcome.duration_ms,
@@ -250,7 +251,8 @@ class CertStatePipeline:
         except Exception as err:  # any storage failure: the host's own retry still holds
             log_event(logger, logging.WARNING, "deferralFailed", reason=type(err).__name__)
             return self._retry_or_report(fallback, report)
-        log_event(logger, logging.INFO, "deferred", correlationId=report.correlation_id, reason=deferral.reason,
+        log_event(logger, logging.INFO, "deferred", correlationId=report.correlation_id,
+                  tenantId=message.tenant_id if message else None, reason=deferral.reason,
                   delaySeconds=delay, deferrals=deferrals, code=deferral.cause.value)  # fmt: skip
         self._telemetry.deferred(deferral.cause.value)
         return None

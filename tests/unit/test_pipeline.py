@@ -482,7 +482,10 @@ def test_each_message_goes_out_with_its_own_tenant():
     assert built == [SERVED[0], SERVED[1]]
 
 
-def test_a_tenants_deferral_goes_back_on_the_queue_with_its_tenant_and_writes_no_outcome():
+def test_a_tenants_deferral_goes_back_on_the_queue_with_its_tenant_and_writes_no_outcome(
+    caplog: pytest.LogCaptureFixture,
+):
+    caplog.set_level(logging.INFO)
     requeued: list[tuple[str, int]] = []
     pipeline = CertStatePipeline(
         graph=RecordingGraph(Deferred(3.5, "writeBudget", ErrorCode.GRAPH_THROTTLED)), tenants=directory(),
@@ -493,3 +496,7 @@ def test_a_tenants_deferral_goes_back_on_the_queue_with_its_tenant_and_writes_no
     ((text, delay),) = requeued
     assert delay == 4
     assert json.loads(text)["message"]["tenantId"] == SERVED[0]
+    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "certstate"]
+    assert [(e["event"], e["tenantId"]) for e in events] == [("deferred", SERVED[0])]
+    make(RecordingGraph()).handle(body(tenantId=SERVED[1]), Delivery("m-31", 1))
+    assert json.loads(caplog.records[-1].getMessage())["tenantId"] == SERVED[1]  # the outcome's event
