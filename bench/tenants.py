@@ -276,14 +276,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tenants", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller backlogs, one cost round")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--rerender", action="store_true", help="write the section again from the saved results")
     args = parser.parse_args(argv)
+    raw = REPO / "bench" / "results" / "tenants.json"
+    if args.rerender:
+        splice(args.output, tenants_section(json.loads(raw.read_text(encoding="utf-8"))))
+        return 0
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as logs:
         results = run(quick=args.quick, log_dir=Path(logs))
     results["command"] = ".venv/bin/python -m bench.tenants" + (" --quick" if args.quick else "")
     results["durationSeconds"] = time.monotonic() - started
     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    raw = REPO / "bench" / "results" / "tenants.json"
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(results, indent=1), encoding="utf-8")
     splice(args.output, tenants_section(results))
