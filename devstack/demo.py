@@ -131,14 +131,13 @@ def _report(stack: LocalStack, outcomes: list[dict[str, Any]], expected: dict[st
     for row in [header, *rows]:
         say("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
     burst = [o for o in outcomes if expected.get(o["messageId"], ("",))[0].startswith("burst")]
-    by_tenant = stack.graph.stats()["byTenant"]
+    say(f"burst of {len(burst)}: {_counted(burst)}\n")
+    by_tenant = stack.graph.stats().get("byTenant", {})
     entra = stack.entra.stats()["issued"] if stack.entra else {}
     for name, tenant in TENANTS.items():
-        mine = [o for o in burst if o["target"]["tenantId"] == tenant]
+        mine = [o for o in burst if (o.get("target") or {}).get("tenantId") == tenant]
         counts = by_tenant.get(tenant, {})
-        statuses = Counter(o["status"] for o in mine)
-        say(f"burst, tenant {name}: {', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}, "
-            f"{counts.get('writes', 0)} writes, "
+        say(f"  tenant {name}: {_counted(mine)}; {counts.get('writes', 0)} writes, "
             f"{counts.get('throttled', 0)} answered 429, {counts.get('earlyRetries', 0)} early retries, "
             f"{entra.get(tenant, 0)} Entra token(s)\n")  # fmt: skip
     say("\n")
@@ -155,6 +154,12 @@ def _report(stack: LocalStack, outcomes: list[dict[str, Any]], expected: dict[st
         return 1
     say(f"Every one of the {len(expected)} messages ended in exactly one outcome, as expected.\n")
     return 0
+
+
+def _counted(outcomes: list[dict[str, Any]]) -> str:
+    """`2 succeeded, 1 rejected`: outcomes counted by status, in words."""
+    statuses = Counter(o["status"] for o in outcomes)
+    return ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "none"
 
 
 def main(argv: list[str] | None = None) -> int:
