@@ -113,7 +113,8 @@ def tenants_section(results: dict[str, Any]) -> str:
         "little.",
         f"- What went, keeping `requests`: each PATCH is now a `requests.PreparedRequest` built directly (the "
         "session's fixed headers, the JSON body encoded as `json=` would, the route's URL already encoded) and "
-        "sent through the session's `HTTPAdapter` and its keep-alive pool, instead of `Session.request`, which "
+        "sent through the session's `HTTPAdapter` and its keep-alive pool (`shared/graph/transport.py`, streamed "
+        "as the bounded exchange reads it), instead of `Session.request`, which "
         "per request merged the session's and the request's settings, cookies, auth and hooks "
         "(`prepare_request`, `merge_setting`, the runtime-checkable `Protocol` checks), ran the response hooks "
         "and the cookie jar and checked for redirects, none of which Graph's PATCH uses. Same bytes on the wire "
