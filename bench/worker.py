@@ -107,12 +107,6 @@ def _through_session(client: Any, *, trust_env: bool) -> None:  # noqa: ANN401 -
     transport.send = send
 
 
-def _text(result: Any) -> str:  # noqa: ANN401 - a pipeline Result, or None when deferred
-    """The outcome's queue text; the benchmarks never defer (no outage, budget waits within limits)."""
-    assert result is not None
-    return str(result.text)
-
-
 def _handler(variant: str, mode: str = "") -> tuple[Handler, Callable[[], None]]:
     """The per-message function of a variant and what closes it."""
     import logging  # noqa: PLC0415

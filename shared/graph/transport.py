@@ -112,16 +112,12 @@ def prepare(session: requests.Session, url: str, body: Any, headers: Mapping[str
 def send(
     session: requests.Session, prepared: requests.PreparedRequest, timeout: tuple[float, float]
 ) -> requests.Response:
-    """Through the session's adapter (its keep-alive pool, streamed); no redirects, hooks or cookie jar to run."""
-    assert prepared.url is not None
-    return session.get_adapter(prepared.url).send(
-        prepared,
-        timeout=timeout,
-        verify=True if session.verify is None else session.verify,
-        proxies=session.proxies,
-        cert=session.cert,
-        stream=True,
-    )
+    """Through `Session.send` (its keep-alive pool, streamed, no redirects followed).
+
+    `Session.send` rather than the adapter: it is where OpenTelemetry's requests instrumentation
+    makes each PATCH a dependency span (docs/operations.md).
+    """
+    return session.send(prepared, timeout=timeout, allow_redirects=False, stream=True, proxies=session.proxies)
 
 
 def _late(seconds: float) -> str:
