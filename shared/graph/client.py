@@ -110,13 +110,15 @@ class GraphClient:
         last: TransientError | None = None
         for attempt in range(1, self._limits.max_attempts + 1):
             self._breaker.admit()
-            if not self._slot(tenant, deadline, last, warnings):
-                break  # this delivery failed (5xx, timeouts) and its wait is up: the host's retry counts it
             try:
                 token = self._token(tenant, claims, attempt, deadline)
             except TransientError:
                 self._breaker.admit()  # if the failure opened it, this message waits with the rest
                 raise
+            # The slot last, right before the send: a slot held while waiting for the token lock would go
+            # out after a 429 that arrived meanwhile, inside its Retry-After.
+            if not self._slot(tenant, deadline, last, warnings):
+                break  # this delivery failed (5xx, timeouts) and its wait is up: the host's retry counts it
             claims = None
             answer, trace = self._send(request, token)
             status = answer.status if answer is not None else None
