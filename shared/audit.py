@@ -49,7 +49,7 @@ def summary(outcome: Outcome, enqueued_at: datetime | None) -> AuditSummary:
         correlation_id=outcome.correlation_id,
         code=outcome.error.code if outcome.error else None,
         http_status=outcome.http_status,
-        tenant_id=getattr(target, "tenant_id", None),
+        tenant_id=target.tenant_id,
         profile_type=target.profile_type,
         device_configuration_id=target.device_configuration_id,
         managed_device_certificate_state_id=target.managed_device_certificate_state_id,

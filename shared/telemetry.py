@@ -199,9 +199,8 @@ def _dimensions(**values: str | None) -> dict[str, str]:
 
 
 def _tenant(outcome: Outcome) -> str | None:
-    """The outcome's tenant, when it names one (multi-tenant deployments add `target.tenantId`)."""
-    value = getattr(outcome.target, "tenant_id", None)
-    return value if isinstance(value, str) else None
+    """The outcome's tenant, when it names one (`target.tenantId`; None for the home tenant)."""
+    return outcome.target.tenant_id
 
 
 def configure_azure_monitor_once(connection_string: str | None) -> bool:

@@ -23,7 +23,6 @@ from devstack.azurite import Azurite
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
 from shared.contract.errors import Deferred, ErrorCode
-from shared.contract.outcomes import Target
 from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.pacing import WritePacer
@@ -36,8 +35,6 @@ from tests.support.pipeline_fakes import RecordingGraph, body, directory, home_o
 
 WORKBOOK = INFRA / "monitoring" / "workbook.json"
 DOCS = REPO / "docs" / "operations.md"
-PENDING = set() if "tenant_id" in Target.model_fields else {"tenantId"}
-"""Emitted once messages name a tenant (issue 12 adds `target.tenantId`); until then nothing can carry it."""
 
 
 def workbook_queries() -> dict[str, str]:
@@ -128,7 +125,7 @@ def test_every_field_a_query_names_is_one_the_code_emits(name: str):
     found = emitted()
     assert metrics <= set(found), f"{name}: never emitted: {sorted(metrics - set(found))}"
     available = set().union(*(found[m] for m in metrics))
-    assert dimensions - PENDING <= available, f"{name}: dimensions never recorded: {sorted(dimensions - available)}"
+    assert dimensions <= available, f"{name}: dimensions never recorded: {sorted(dimensions - available)}"
 
 
 def test_the_check_sees_a_field_nobody_emits():
