@@ -189,7 +189,15 @@ class GraphClient:
                 self._telemetry.waited("backoff", decision.delay)
                 self._sleep(decision.delay)
         # No `last` only when the last attempt was spent on a 401, asking for a fresh token.
-        raise last or TransientError(code=ErrorCode.GRAPH_UNAUTHORIZED, message="no attempt left after a 401")
+        raise self._out_of_attempts(last, tenant, warnings)
+
+    def _out_of_attempts(
+        self, last: TransientError | None, tenant: Tenant, warnings: dict[str, None]
+    ) -> TransientError | Deferred:
+        """Still throttled after every attempt: wait, spending nothing; any other failure spends the delivery."""
+        if last is not None and last.code is ErrorCode.GRAPH_THROTTLED and last.http_status == 429:
+            return self._throttled(tenant, warnings)
+        return last or TransientError(code=ErrorCode.GRAPH_UNAUTHORIZED, message="no attempt left after a 401")
 
     def _slot(self, tenant: Tenant, deadline: float, last: TransientError | None, warnings: dict[str, None]) -> bool:
         """Take the tenant's next write slot if it comes within the short wait, else defer the message.
@@ -204,13 +212,17 @@ class GraphClient:
             return True
         if last is not None and last.code is not ErrorCode.GRAPH_THROTTLED:
             return False
+        raise self._throttled(tenant, warnings)
+
+    def _throttled(self, tenant: Tenant, warnings: dict[str, None]) -> Deferred:
+        """Come back at the tenant's booked slot: throttling is the tenant's state, not the message's fault."""
         delay, retry_after = tenant.pacer.deferral()
         # Back before the booked slot: queue visibility is in whole seconds (rounded up) and a copy may
         # be picked up late, so it comes up to a second early and waits out the rest here, within the
         # short wait, rather than miss its slot.
         early = min(_RETURN_EARLY_SECONDS, self._limits.slot_wait_seconds)
         reason = RETRY_AFTER if retry_after else WRITE_BUDGET
-        raise Deferred(max(0.0, delay - early), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings))
+        return Deferred(max(0.0, delay - early), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings))
 
     def _capped(self, decision: Decision, status: int | None, trace: GraphTrace) -> str:
         """Log a Retry-After beyond the ceiling (an event for the telemetry) and word it for the outcome."""
