@@ -2,7 +2,7 @@
 
 The Graph simulator is subclassed (never edited) to count the TCP connections its clients open:
 aiohttp gives every request the transport of its connection, so distinct transports are distinct
-connections.
+connections. Its clients write concurrently, so it applies the stack's in-flight grace by default.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from devstack.graph_simulator import GraphSimulator
+from devstack.graph_simulator import CONCURRENT_CLIENT_GRACE_S, GraphSimulator
 
 UNLIMITED_WRITES = 1_000_000_000
 """A write limit no benchmark reaches: `no write limit` for the cost measurements."""
@@ -26,7 +26,7 @@ class CountingGraphSimulator(GraphSimulator):
     def __init__(self, signing_key: bytes, **kwargs: Any) -> None:  # noqa: ANN401 - GraphSimulator's knobs
         self._conn_lock = threading.Lock()
         self._transports: dict[int, tuple[object, object]] = {}  # id -> (transport, peername); refs keep ids unique
-        super().__init__(signing_key, **kwargs)
+        super().__init__(signing_key, **{"in_flight_grace_s": CONCURRENT_CLIENT_GRACE_S, **kwargs})
 
     async def _graph(self, request: web.Request) -> web.StreamResponse:
         transport = request.transport

@@ -41,6 +41,7 @@ from typing import Any, Final
 
 from devstack.azurite import AzuriteNotInstalledError, connection_string, default_binary, port_answers, service_command
 from devstack.azurite import queue_service_command as azurite_command
+from devstack.graph_simulator import CONCURRENT_CLIENT_GRACE_S
 from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, queue_name_problem
 
 REPO: Final = Path(__file__).resolve().parent.parent
@@ -176,7 +177,9 @@ class BackgroundStack:
         self._wait(state, "tables", lambda: port_answers(table_port))
         self._start(state, "identity", self._python("devstack.identity_emulator", "--signing-key-hex", key), "")
         identity = self._wait_for_lines(state, "identity", ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"))
-        self._start(state, "graph", self._python("devstack.graph_simulator", "--signing-key-hex", key), "")
+        grace = str(CONCURRENT_CLIENT_GRACE_S)
+        graph_command = self._python("devstack.graph_simulator", "--signing-key-hex", key, "--in-flight-grace", grace)
+        self._start(state, "graph", graph_command, "")
         graph = self._wait_for_lines(state, "graph", ("GRAPH_BASE_URL",))
         state["parts"]["identity"]["listens"] = identity["IDENTITY_ENDPOINT"]
         state["parts"]["graph"]["listens"] = graph["GRAPH_BASE_URL"]

@@ -146,8 +146,9 @@ def _report(stack: LocalStack, outcomes: list[dict[str, Any]], expected: dict[st
     missing = set(expected) - set(by_id)
     duplicated = [m for m, n in by_id.items() if n > 1]
     wrong = [o for o in outcomes if expected.get(o["messageId"], ("", "?"))[1] != o["status"]]
-    say(f"Graph: {graph['writes']} writes, {graph['throttled']} answered 429, {graph['earlyRetries']} early retries, "
-        f"peak {graph['peakWindowWrites']} writes in a window; identity: {stack.identity.tokens_issued} token(s); "
+    say(f"Graph: {graph['writes']} writes, {graph['throttled']} answered 429, {graph['earlyRetries']} early retries "
+        f"({graph['inFlight']} in flight when a 429 came), peak {graph['peakWindowWrites']} writes in a window; "
+        f"identity: {stack.identity.tokens_issued} token(s); "
         f"poison queue: {len(poisoned)} message(s).\n")  # fmt: skip
     if missing or duplicated or wrong or poisoned:
         say(f"PROBLEM: {len(missing)} without outcome, {len(duplicated)} with two, {len(wrong)} unexpected.\n")

@@ -52,7 +52,10 @@ How it differs from Graph, on purpose:
   all-apps per-tenant or any-request limits. Writes are POST/PUT/PATCH/DELETE answered 200 or 4xx other than 429.
 - After a 429/503 with Retry-After, every request from that app to that tenant that arrives too early is
   answered 429 with the time left and counted in `earlyRetries` (Dev Proxy's RetryAfterPlugin does the same);
-  Graph itself would just serve or throttle it.
+  Graph itself would just serve or throttle it. A concurrent client always has requests in flight that it
+  sent before the 429 reached it; `in_flight_grace_s` (default 0: a sequential client is held to the
+  letter) counts those arriving within that long of the 429 in `inFlight` instead, so `earlyRetries`
+  measures the client's pacing, not the scheduler's.
 - Validation of the PATCH body is modest (names, JSON types, nullability, enum members, DateTimeOffset
   shape); the function under test validates fully, and this module keeps its own copy of the schema so
   that a mistake there is not mirrored here. The legacy `serverUrl` and `enhancedKeyUsage` of the seed
@@ -69,12 +72,13 @@ How it differs from Graph, on purpose:
 - A revoked token (`revoke_all_tokens`) gets a plain 401, not a CAE claims challenge.
 
 Out of process: `python -m devstack.graph_simulator --signing-key-hex K [--port P] [--write-limit N]
-[--write-window S] [--retry-after-form F] [--seed-file F]` prints `GRAPH_BASE_URL=...`. Admin endpoints
-(no auth, never faulted or logged): `GET /_admin/stats`, `GET /_admin/requests`, `GET /_admin/store`,
-`POST /_admin/reset` (counters, log and throttling state), `POST /_admin/faults` (camelCase
-`SimulatorConfig` fields: writeLimit, writeWindowSeconds, retryAfterForm, errorRate, errorStatuses,
-errorRetryAfter, latencyMs, dropRate, script, and rngSeed), `POST /_admin/seed` (a seed document; no body:
-graph_seed.json) and `POST /_admin/revoke-tokens` (optional `{"issuedBefore": epoch seconds}`).
+[--write-window S] [--retry-after-form F] [--in-flight-grace S] [--seed-file F]` prints
+`GRAPH_BASE_URL=...`. Admin endpoints (no auth, never faulted or logged): `GET /_admin/stats`,
+`GET /_admin/requests`, `GET /_admin/store`, `POST /_admin/reset` (counters, log and throttling state),
+`POST /_admin/faults` (camelCase `SimulatorConfig` fields: writeLimit, writeWindowSeconds, retryAfterForm,
+errorRate, errorStatuses, errorRetryAfter, latencyMs, dropRate, script, inFlightGraceSeconds, and
+rngSeed), `POST /_admin/seed` (a seed document; no body: graph_seed.json)
+and `POST /_admin/revoke-tokens` (optional `{"issuedBefore": epoch seconds}`).
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, NamedTuple, cast, get_args
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -110,6 +114,10 @@ RetryAfterForm = Literal["seconds", "fractional", "http-date", "none"]
 RETRY_AFTER_FORMS: tuple[str, ...] = get_args(RetryAfterForm)
 
 DEFAULT_SEED_PATH = Path(__file__).with_name("graph_seed.json")
+CONCURRENT_CLIENT_GRACE_S = 0.5
+"""`in_flight_grace_s` for a stack whose worker sends concurrently: longer than a loopback request takes
+from the client's pacing gate to this server on a loaded two-core machine, shorter than any Retry-After the
+write window sets, so a client that ignores Retry-After still shows up in `earlyRetries`."""
 CAST_PREFIX = "microsoft.graph."
 MDCS = "managedDeviceCertificateStates"
 ENTITY_ODATA_TYPE = "#microsoft.graph.managedDeviceCertificateState"
@@ -304,6 +312,7 @@ class SimulatorConfig:
     latency_ms: float = 0.0
     drop_rate: float = 0.0
     script: tuple[ScriptStep, ...] = ()
+    in_flight_grace_s: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -313,6 +322,7 @@ class SimulatorConfig:
             "error_rate and drop_rate must be within [0, 1]": 0 <= self.error_rate <= 1 and 0 <= self.drop_rate <= 1,
             "error_statuses must be 4xx/5xx codes": all(400 <= s < 600 for s in self.error_statuses),
             "latency_ms must be >= 0": self.latency_ms >= 0,
+            "in_flight_grace_s must be >= 0": self.in_flight_grace_s >= 0,
         }
         problems = [message for message, ok in checks.items() if not ok]
         if problems:
@@ -329,6 +339,7 @@ _ADMIN_KEYS = {
     "latencyMs": "latency_ms",
     "dropRate": "drop_rate",
     "script": "script",
+    "inFlightGraceSeconds": "in_flight_grace_s",
 }
 
 
@@ -595,11 +606,19 @@ class _Answer:
     status: int | None  # None: drop the connection
     body: JsonObject | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    note: str | None = None  # why it was answered so: "early", "throttled", "script", "random"
+    note: str | None = None  # why it was answered so: "early", "inFlight", "throttled", "script", "random"
     counted: bool = False  # counted against the app's write limit
     early_by_s: float | None = None
     trickle_s: float | None = None  # from a script step: see ScriptStep
     body_bytes: int | None = None
+
+
+class _RetryDeadline(NamedTuple):
+    """A Retry-After in force for one app in one tenant: until when, in which form, set when."""
+
+    until: float
+    form: RetryAfterForm
+    issued: float
 
 
 def _error(exchange: _Exchange, status: int, message: str, code: str | None = None) -> _Answer:
@@ -655,6 +674,7 @@ class GraphSimulator(LoopbackService):
         latency_ms: float = 0.0,
         drop_rate: float = 0.0,
         script: Iterable[Mapping[str, Any]] = (),
+        in_flight_grace_s: float = 0.0,
         rng_seed: int = 0,
         port: int = 0,
     ) -> None:
@@ -670,6 +690,7 @@ class GraphSimulator(LoopbackService):
             latency_ms=latency_ms,
             drop_rate=drop_rate,
             script=tuple(ScriptStep.parse(step) for step in script),
+            in_flight_grace_s=in_flight_grace_s,
         )
         self._script: deque[ScriptStep] = deque(self._config.script)
         self._rng = random.Random(rng_seed)  # noqa: S311 - fault injection, not cryptography
@@ -679,7 +700,7 @@ class GraphSimulator(LoopbackService):
         self._tenant_write_limits: dict[str, int] = {}
         self._tokens_not_before = 0.0
         self._writes: dict[Lane, deque[float]] = {}
-        self._retry_deadlines: dict[Lane, tuple[float, RetryAfterForm]] = {}
+        self._retry_deadlines: dict[Lane, _RetryDeadline] = {}
         self._tenant_counters: dict[str, Counter[str]] = {}
         self._log: list[JsonObject] = []
         self._counters: Counter[str] = Counter()
@@ -778,6 +799,7 @@ class GraphSimulator(LoopbackService):
                 "byStatus": {str(status): n for status, n in sorted(self._statuses.items())},
                 "throttled": self._counters["throttled"],
                 "earlyRetries": self._counters["earlyRetries"],
+                "inFlight": self._counters["inFlight"],
                 "dropped": self._counters["dropped"],
                 "faultsInjected": self._counters["faultsInjected"],
                 "unauthorized": self._counters["unauthorized"],
@@ -866,9 +888,11 @@ class GraphSimulator(LoopbackService):
             return answer
         app = (claims.tid, claims.appid)
         deadline = self._retry_deadlines.get(app)
-        if deadline is not None and exchange.arrived_mono < deadline[0]:
-            answer = self._throttled(exchange, deadline[0] - exchange.arrived_mono, deadline[1])
-            answer.note, answer.early_by_s = "early", deadline[0] - exchange.arrived_mono
+        if deadline is not None and exchange.arrived_mono < deadline.until:
+            left = deadline.until - exchange.arrived_mono
+            answer = self._throttled(exchange, left, deadline.form)
+            in_flight = exchange.arrived_mono - deadline.issued < self._config.in_flight_grace_s
+            answer.note, answer.early_by_s = "inFlight" if in_flight else "early", left
             return answer
         is_write = request.method in WRITE_METHODS
         step = self._script.popleft() if is_write and self._script else None
@@ -882,7 +906,7 @@ class GraphSimulator(LoopbackService):
         if answer.status in (429, 503) and "Retry-After" in answer.headers:
             parsed = _parse_retry_after(answer.headers["Retry-After"], exchange.arrived_mono, exchange.arrived_wall)
             if parsed is not None and answer.note != "throttled":
-                self._retry_deadlines[app] = parsed
+                self._retry_deadlines[app] = _RetryDeadline(*parsed, issued=exchange.arrived_mono)
         if is_write and answer.status is not None and answer.status < 500 and answer.status != 429:
             window = self._window(app, exchange.arrived_mono)
             window.append(exchange.arrived_mono)
@@ -936,7 +960,7 @@ class GraphSimulator(LoopbackService):
         answer = self._throttled(exchange, frees_at - exchange.arrived_mono, config.retry_after_form)
         answer.note = "throttled"
         if config.retry_after_form != "none":
-            self._retry_deadlines[app] = (frees_at, config.retry_after_form)
+            self._retry_deadlines[app] = _RetryDeadline(frees_at, config.retry_after_form, exchange.arrived_mono)
         return answer
 
     def _serve(self, request: web.Request, exchange: _Exchange, raw_body: bytes, tenant_id: str) -> _Answer:
@@ -1024,6 +1048,7 @@ class GraphSimulator(LoopbackService):
         counters["unauthorized"] += answer.status == 401
         counters["throttled"] += answer.note == "throttled"
         counters["earlyRetries"] += answer.note == "early"
+        counters["inFlight"] += answer.note == "inFlight"
         counters["faultsInjected"] += answer.note in ("script", "random")
         counters["writes"] += answer.counted
         counters["crossTenant"] += answer.note == "crossTenant"
@@ -1035,6 +1060,7 @@ class GraphSimulator(LoopbackService):
             tenant["writes"] += answer.counted
             tenant["throttled"] += answer.note == "throttled"
             tenant["earlyRetries"] += answer.note == "early"
+            tenant["inFlight"] += answer.note == "inFlight"
             tenant["crossTenant"] += answer.note == "crossTenant"
         try:
             body: Any = json.loads(raw_body) if raw_body else None
@@ -1150,6 +1176,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write-limit", type=int, default=100, help="writes per app per window (default 100)")
     parser.add_argument("--write-window", type=float, default=20.0, help="window in seconds (default 20)")
     parser.add_argument("--retry-after-form", choices=RETRY_AFTER_FORMS, default="seconds")
+    parser.add_argument("--in-flight-grace", type=float, default=0.0, help="see in_flight_grace_s (default 0)")
     parser.add_argument("--seed-file", type=Path, help="store seed JSON (default: devstack/graph_seed.json)")
     args = parser.parse_args(argv)
     simulator = GraphSimulator(
@@ -1158,6 +1185,7 @@ def main(argv: list[str] | None = None) -> None:
         write_limit=args.write_limit,
         write_window_s=args.write_window,
         retry_after_form=args.retry_after_form,
+        in_flight_grace_s=args.in_flight_grace,
         port=args.port,
     )
     serve_until_signalled(simulator.start, simulator.stop, lambda: [f"GRAPH_BASE_URL={simulator.base_url}"])

@@ -32,7 +32,7 @@ from azure.storage.queue import QueueClient, QueueServiceClient
 
 from devstack.azurite import Azurite
 from devstack.entra_emulator import EntraEmulator
-from devstack.graph_simulator import GraphSimulator
+from devstack.graph_simulator import CONCURRENT_CLIENT_GRACE_S, GraphSimulator
 from devstack.identity_emulator import SYSTEM_ASSIGNED_CLIENT_ID, IdentityEmulator
 from devstack.runner import Runner
 from shared.wiring import reset_pipeline
@@ -81,7 +81,12 @@ class LocalStack:
         self.azurite = self._shared_azurite or self._exit.enter_context(Azurite())
         self.identity = self._exit.enter_context(IdentityEmulator(signing_key=key))
         self.graph = self._exit.enter_context(
-            GraphSimulator(key, write_limit=self._write_limit, write_window_s=self._write_window_s)
+            GraphSimulator(
+                key,
+                write_limit=self._write_limit,
+                write_window_s=self._write_window_s,
+                in_flight_grace_s=CONCURRENT_CLIENT_GRACE_S,
+            )
         )
         self.entra: EntraEmulator | None = None
         tenant_settings: dict[str, str] = {}

@@ -27,6 +27,7 @@ def test_the_report_heads_every_column_and_prints_no_reprs():
                 "writes": 3,
                 "throttled": 0,
                 "earlyRetries": 0,
+                "inFlight": 1,
                 "peakWindowWrites": 3,
                 "byTenant": {TENANTS["C"]: {"writes": 1, "throttled": 2}},
             }
@@ -47,4 +48,5 @@ def test_the_report_heads_every_column_and_prints_no_reprs():
     assert lines[2].split() == ["empty-update", "rejected", "validationFailed", "update", "ok"]
     assert "burst of 2: 2 succeeded" in lines
     assert "  tenant C: 1 succeeded; 1 writes, 2 answered 429, 0 early retries, 1 Entra token(s)" in lines
+    assert any("0 early retries (1 in flight when a 429 came)" in line for line in lines)
     assert "{" not in out.getvalue()

@@ -489,6 +489,22 @@ def test_retry_after_is_accurate(form: graph_simulator.RetryAfterForm) -> None:
     assert [r["outcome"] for r in sim.requests()] == [None, None, "throttled", "early", None]
 
 
+def test_a_grace_tells_requests_already_in_flight_from_a_client_ignoring_retry_after() -> None:
+    grace, window = 0.4, 3.0
+    with GraphSimulator(KEY, write_limit=1, write_window_s=window, in_flight_grace_s=grace) as sim:
+        assert patch(sim).status_code == 200
+        assert patch(sim).status_code == 429  # sets a Retry-After of about `window`
+        issued = sim.requests()[-1]["monotonic"]
+        raced = patch(sim)  # as a request sent before its sender saw the 429
+        sleep_until(issued + grace + 0.1)
+        ignored = patch(sim)  # a sender that saw the 429 and went anyway
+        stats = sim.stats()
+    assert (raced.status_code, ignored.status_code) == (429, 429)
+    assert float(raced.headers["Retry-After"]) >= float(ignored.headers["Retry-After"]) >= 1  # the time left
+    assert [r["outcome"] for r in sim.requests()] == [None, "throttled", "inFlight", "early"]
+    assert (stats["inFlight"], stats["earlyRetries"], stats["writes"]) == (1, 1, 1)
+
+
 def test_without_retry_after_429s_are_not_early_and_do_not_count_as_writes() -> None:
     window = 1.0
     with GraphSimulator(KEY, write_limit=2, write_window_s=window, retry_after_form="none") as sim:
@@ -706,7 +722,7 @@ def test_the_write_limit_and_retry_after_are_per_tenant(sim: GraphSimulator):
     assert patch(sim, auth=tenant_auth(sim, TENANT_B)).status_code == 200  # ... B's are not, nor held by A's 429
     stats = sim.stats()
     assert stats["byTenant"][TENANT_A]["throttled"] == 1
-    assert stats["byTenant"][TENANT_B] == {"crossTenant": 0, "earlyRetries": 0, "peakWindowWrites": 1,
+    assert stats["byTenant"][TENANT_B] == {"crossTenant": 0, "earlyRetries": 0, "inFlight": 0, "peakWindowWrites": 1,
                                            "requests": 1, "throttled": 0, "writes": 1}  # fmt: skip
 
 
