@@ -84,6 +84,13 @@ def _datetime_offset(value: str) -> str:
     return value
 
 
+def _not_null_in_schema(schema: dict[str, Any]) -> None:
+    """Describe an optional, non-nullable property as the validator treats it: absent or a value, never null."""
+    schema.pop("default", None)
+    (value,) = [branch for branch in schema.pop("anyOf") if branch != {"type": "null"}]
+    schema.update(value)
+
+
 def _reject_null(value: object, info: ValidationInfo) -> object:
     if value is None:
         msg = f"null is not allowed here: {info.field_name and to_camel(info.field_name)} is not nullable in Graph"
@@ -275,7 +282,7 @@ class CertificateStateUpdate(BaseModel):
     model_config = _WIRE
 
     odata_type: EntityODataType = Field(default=None, alias="@odata.type", title="odata.type")  # no "@": Logic Apps
-    id: GraphId | None = None
+    id: GraphId | None = Field(default=None, json_schema_extra=_not_null_in_schema)  # Graph's key
     certificate_enhanced_key_usage: String = None
     certificate_error_code: Int32 = None
     certificate_expiration_date_time: DateTimeOffset = None
