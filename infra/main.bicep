@@ -107,7 +107,7 @@ param graphTenantWriteReserves object = {}
 
 @minValue(0)
 @maxValue(60)
-@description('GRAPH_SLOT_WAIT_SECONDS: how long a message waits for its tenant\'s next write slot before it is deferred (put back on the queue).')
+@description('GRAPH_SLOT_WAIT_SECONDS: how long a message waits for its tenant\'s next write slot before it is deferred (put back on the queue), when servedTenantIds is not empty.')
 param graphSlotWaitSeconds int = 2
 
 @description('Grant the Graph application permission DeviceManagementConfiguration.ReadWrite.All to the function identity (Graph Bicep extension; public cloud only; the deployer needs AppRoleAssignment.ReadWrite.All and Application.Read.All). If false, run infra/scripts/grant-graph-app-role.sh or ask an admin.')

@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     ] = Field(default_factory=dict)
     """Per-tenant overrides of GRAPH_WRITE_BUDGET: `<tenant GUID or home>=<writes>,...` (docs/tenants.md)."""
     GRAPH_SLOT_WAIT_SECONDS: Annotated[float, Field(ge=0, le=60)] = 2.0
-    """How long an invocation waits for its tenant's next write slot before deferring the message."""
+    """How long an invocation waits for its tenant's next write slot before deferring the message, when
+    SERVED_TENANT_IDS is set; serving one tenant, it waits up to GRAPH_MAX_WAIT_SECONDS (docs/tenants.md)."""
     HOME_TENANT_ID: Annotated[TenantGuid | None, BeforeValidator(_blank_none)] = None
     SERVED_TENANT_IDS: Annotated[tuple[TenantGuid, ...], NoDecode, BeforeValidator(_items)] = ()
     MULTITENANT_APP_CLIENT_ID: Annotated[TenantGuid | None, BeforeValidator(_blank_none)] = None

@@ -151,7 +151,7 @@ def build_pipeline(
             read_timeout=settings.GRAPH_READ_TIMEOUT_SECONDS,
             max_attempts=settings.GRAPH_MAX_ATTEMPTS,
             max_wait_seconds=settings.GRAPH_MAX_WAIT_SECONDS,
-            slot_wait_seconds=settings.GRAPH_SLOT_WAIT_SECONDS,
+            slot_wait_seconds=settings.GRAPH_SLOT_WAIT_SECONDS if settings.SERVED_TENANT_IDS else None,
         ),
         telemetry=telemetry,
     )

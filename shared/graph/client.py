@@ -69,8 +69,11 @@ class ClientLimits:
     read_timeout: float
     max_attempts: int
     max_wait_seconds: float
-    slot_wait_seconds: float
-    """Longest wait for the tenant's next write slot; past it the message is deferred."""
+    slot_wait_seconds: float | None
+    """Longest wait for the tenant's next write slot; past it the message is deferred. None (a deployment
+    serving one tenant): wait up to `max_wait_seconds`, with no cap on waiters, as no other tenant's
+    message needs the invocation slot, and a deferred copy may come back to another instance, whose slot
+    it would leave unused here."""
     max_answer_bytes: int = MAX_ANSWER_BYTES
 
 
@@ -206,9 +209,14 @@ class GraphClient:
         the tenant's pacing or its Retry-After is why. False: a delivery whose own attempts failed
         (5xx, timeouts) ran out of its wait, which the host's retry counts as before.
         """
-        # Enough waiters to cover the slots of the next second (the jitter of returning copies), no more.
-        enough = math.ceil(_RETURN_EARLY_SECONDS / tenant.pacer.interval) + 1
-        if tenant.pacer.acquire(min(deadline, self._clock() + self._limits.slot_wait_seconds), enough):
+        wait = self._limits.slot_wait_seconds
+        if wait is None:
+            acquired = tenant.pacer.acquire(deadline)
+        else:
+            # Enough waiters to cover the slots of the next second (the jitter of returning copies), no more.
+            enough = math.ceil(_RETURN_EARLY_SECONDS / tenant.pacer.interval) + 1
+            acquired = tenant.pacer.acquire(min(deadline, self._clock() + wait), enough)
+        if acquired:
             return True
         if last is not None and last.code is not ErrorCode.GRAPH_THROTTLED:
             return False
@@ -220,7 +228,8 @@ class GraphClient:
         # Back before the booked slot: queue visibility is in whole seconds (rounded up) and a copy may
         # be picked up late, so it comes up to a second early and waits out the rest here, within the
         # short wait, rather than miss its slot.
-        early = min(_RETURN_EARLY_SECONDS, self._limits.slot_wait_seconds)
+        wait = self._limits.slot_wait_seconds
+        early = _RETURN_EARLY_SECONDS if wait is None else min(_RETURN_EARLY_SECONDS, wait)
         reason = RETRY_AFTER if retry_after else WRITE_BUDGET
         return Deferred(max(0.0, delay - early), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings))
 

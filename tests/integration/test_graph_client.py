@@ -8,6 +8,8 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -50,7 +52,7 @@ def client(
     *,
     max_attempts: int = 4,
     max_wait: float = 10.0,
-    slot_wait: float = 10.0,
+    slot_wait: float | None = 10.0,
     pacer: WritePacer | None = None,
     breaker: CircuitBreaker | None = None,
     read_timeout: float = 5,
@@ -222,6 +224,26 @@ def test_consecutive_outage_failures_open_the_breaker_and_hold_every_request(gra
     with pytest.raises(Deferred):
         patch(graph, client(graph, credential, breaker=breaker))  # another invocation of the process
     assert len(writes(graph)) == 3  # nothing more went out
+
+
+@pytest.mark.parametrize("slot_wait", [None, 0.5])
+def test_serving_one_tenant_a_backlog_waits_for_its_slots_instead_of_leaving_them(graph, credential, slot_wait):
+    c = client(graph, credential, slot_wait=slot_wait, pacer=WritePacer(4, 1.0))  # a slot every 0.25 s
+
+    def one(_: int) -> str:
+        try:
+            patch(graph, c)
+        except Deferred:
+            return "deferred"
+        return "written"
+
+    with ThreadPoolExecutor(max_workers=12) as pool:  # the host's 12 invocations at once
+        results = Counter(pool.map(one, range(12)))
+    assert len(writes(graph)) == results["written"]
+    if slot_wait is None:  # one tenant: nobody else needs the invocation slots, so all twelve wait (~3 s)
+        assert results == {"written": 12}
+    else:  # several tenants: a short wait, a few waiters, and the rest deferred to booked slots
+        assert results["deferred"] >= 6
 
 
 def test_no_write_slot_within_the_short_wait_defers_without_sending(graph, credential):
