@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from devstack.graph_simulator import CONCURRENT_CLIENT_GRACE_S
+
 CERTSTATE = "certstate"
 SDK = "msgraph-beta-sdk"
 
@@ -530,7 +532,10 @@ def _rule_finding(run: Run) -> list[str]:
         f"25/5 s limit two processes get {scaled_n} × {scaled_b} = {_pct(scaled_n * scaled_b / 25, 0)} of it"
         f"{scaled_measured}; at the real 100/20 s limit, the deployed case, {real_n} × {real_b} = "
         f"{_pct(real_n * real_b / 100, 0)}{real_measured}. The 429 path stays the backstop: zero early retries in "
-        "every drain shows that a Retry-After holds every write of the process.",
+        "every drain shows that a Retry-After holds every write of the process (early: reaching Graph while a "
+        f"Retry-After is in force, more than the simulator's {CONCURRENT_CLIENT_GRACE_S:g} s in-flight grace after "
+        "the 429 that set it; "
+        "docs/design.md).",
     ]
 
 
