@@ -613,6 +613,22 @@ class _Answer:
     body_bytes: int | None = None
 
 
+_NOTE_COUNTERS = {
+    "throttled": "throttled",
+    "early": "earlyRetries",
+    "inFlight": "inFlight",
+    "crossTenant": "crossTenant",
+}
+"""An answer's note -> the counter it adds to, in `stats()` and in each tenant's `byTenant` entry."""
+
+
+def _count_answer(counters: Counter[str], answer: _Answer) -> None:
+    """The counts `stats()` keeps both overall and per tenant (every key present, zero or not)."""
+    counters["writes"] += answer.counted
+    for note, name in _NOTE_COUNTERS.items():
+        counters[name] += answer.note == note
+
+
 class _RetryDeadline(NamedTuple):
     """A Retry-After in force for one app in one tenant: until when, in which form, set when."""
 
@@ -1046,22 +1062,14 @@ class GraphSimulator(LoopbackService):
         else:
             self._statuses[answer.status] += 1
         counters["unauthorized"] += answer.status == 401
-        counters["throttled"] += answer.note == "throttled"
-        counters["earlyRetries"] += answer.note == "early"
-        counters["inFlight"] += answer.note == "inFlight"
         counters["faultsInjected"] += answer.note in ("script", "random")
-        counters["writes"] += answer.counted
-        counters["crossTenant"] += answer.note == "crossTenant"
+        _count_answer(counters, answer)
         if claims is not None:
             self._tokens_seen.add(claims.jti)
             self._apps_seen.add(claims.appid)
             tenant = self._tenant_counters.setdefault(claims.tid, Counter())
             tenant["requests"] += 1
-            tenant["writes"] += answer.counted
-            tenant["throttled"] += answer.note == "throttled"
-            tenant["earlyRetries"] += answer.note == "early"
-            tenant["inFlight"] += answer.note == "inFlight"
-            tenant["crossTenant"] += answer.note == "crossTenant"
+            _count_answer(tenant, answer)
         try:
             body: Any = json.loads(raw_body) if raw_body else None
         except ValueError:
