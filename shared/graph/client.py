@@ -76,6 +76,12 @@ class ClientLimits:
     it would leave unused here."""
     max_answer_bytes: int = MAX_ANSWER_BYTES
 
+    @property
+    def return_early_seconds(self) -> float:
+        """How early a deferred copy comes back, to wait out the rest of its slot here."""
+        wait = self.slot_wait_seconds
+        return _RETURN_EARLY_SECONDS if wait is None else min(_RETURN_EARLY_SECONDS, wait)
+
 
 class GraphClient:
     """Sends PATCHes with the retry policy of docs/contract.md section 5."""
@@ -228,10 +234,10 @@ class GraphClient:
         # Back before the booked slot: queue visibility is in whole seconds (rounded up) and a copy may
         # be picked up late, so it comes up to a second early and waits out the rest here, within the
         # short wait, rather than miss its slot.
-        wait = self._limits.slot_wait_seconds
-        early = _RETURN_EARLY_SECONDS if wait is None else min(_RETURN_EARLY_SECONDS, wait)
         reason = RETRY_AFTER if retry_after else WRITE_BUDGET
-        return Deferred(max(0.0, delay - early), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings))
+        return Deferred(
+            max(0.0, delay - self._limits.return_early_seconds), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings)
+        )
 
     def _capped(self, decision: Decision, status: int | None, trace: GraphTrace) -> str:
         """Log a Retry-After beyond the ceiling (an event for the telemetry) and word it for the outcome."""
