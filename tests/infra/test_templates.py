@@ -225,7 +225,7 @@ def test_every_setting_the_code_reads_is_deployed() -> None:
 def test_deployed_outage_settings_are_the_codes_defaults() -> None:
     deployed = _app_settings()
     for name in ("BREAKER_FAILURE_THRESHOLD", "BREAKER_COOLDOWN_SECONDS", "BREAKER_MAX_COOLDOWN_SECONDS",
-                 "DEFERRAL_MAX_SECONDS"):  # fmt: skip
+                 "DEFERRAL_MAX_SECONDS", "AUDIT_WAIT_SECONDS"):  # fmt: skip
         default = Settings.model_fields[name].default
         assert float(deployed[name].strip("'")) == float(default), name
 
