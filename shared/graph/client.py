@@ -245,6 +245,10 @@ class GraphClient:
         else:
             self._breaker.succeeded()
 
+    def _was_refused(self, tenant: Tenant) -> bool:
+        with self._refused_lock:
+            return tenant.tenant_id in self._refused_tenants
+
     def _refused(self, tenant: Tenant, *, refused: bool) -> None:
         """Remember (or forget) that Graph refused the token this tenant's credential holds."""
         with self._refused_lock:
@@ -311,7 +315,7 @@ class GraphClient:
         try:
             if gate.failures != failures_seen:
                 raise self._no_token(tenant, gate.failure, attempt)
-            if claims is None and tenant.tenant_id in self._refused_tenants:
+            if claims is None and self._was_refused(tenant):
                 claims = self._force_refresh()
             try:
                 token = tenant.credential.get_token(self._scope, claims=claims).token
