@@ -41,7 +41,7 @@ def to_entity(record: DeferralRecord) -> dict[str, Any]:
         "messageEnqueuedAt": record.enqueued_at,  # not `enqueuedAt`: `certstate history` filters audit rows on it
         "since": record.since,
         "deferral": record.deferral,
-        "token": record.token,
+        "key": record.key,
         "failedDeliveries": record.failed_deliveries,
         "writtenBy": record.written_by,
         "writerFailedDeliveries": record.writer_failed_deliveries,
@@ -56,7 +56,7 @@ def from_entity(entity: dict[str, Any], etag: str | None) -> DeferralRecord:
         enqueued_at=_datetime(entity["messageEnqueuedAt"]),
         since=_datetime(entity["since"]),
         deferral=int(entity["deferral"]),
-        token=str(entity["token"]),
+        key=str(entity["key"]),
         failed_deliveries=int(entity["failedDeliveries"]),
         written_by=str(entity["writtenBy"]),
         writer_failed_deliveries=int(entity["writerFailedDeliveries"]),

@@ -105,27 +105,27 @@ class Verdict(Enum):
     HOLD = "hold"  # this delivery already holds the record
     CLAIM = "claim"  # this delivery may take the record (conditionally)
     SUPERSEDED = "superseded"  # this delivery deferred the message, and its copy took over
-    DUPLICATE = "duplicate"  # a copy of the current deferral that another delivery holds
+    DUPLICATE = "duplicate"  # a copy the function sent that must not go on: stale, or held by another
     UNKNOWN = "unknown"  # a copy no record vouches for: forged, stale or purged
 
 
 def verdict(record: DeferralRecord | None, envelope: Envelope | None, queue_id: str) -> Verdict:
     """Decide from the record alone who may hold it.
 
-    Only a copy carrying the current deferral's token, or the delivery that wrote the record (its queue
-    id is the service's, not the message's word), may take it.
+    Only a copy carrying a token the record's key made, or the delivery that wrote the record (its
+    queue id is the service's, not the message's word), may take it; of the function's own copies,
+    only the one of the current deferral, and only while nobody holds it.
     """
     if record is None:
         return Verdict.UNKNOWN if envelope is not None else Verdict.PROCEED
     if record.claimed_by == queue_id:
         return Verdict.HOLD
-    if record.written_by == queue_id:
-        return Verdict.SUPERSEDED if record.claimed_by else Verdict.CLAIM
-    if envelope is None:
-        return Verdict.SUPERSEDED  # an original whose message lives on in a copy
-    if record.matches(envelope):
-        return Verdict.DUPLICATE if record.claimed_by else Verdict.CLAIM
-    return Verdict.UNKNOWN
+    if record.written_by == queue_id or envelope is None:  # an original with a record: it lives on in a copy
+        return Verdict.CLAIM if record.written_by == queue_id and not record.claimed_by else Verdict.SUPERSEDED
+    if not record.sent(envelope):
+        return Verdict.UNKNOWN
+    stale_or_taken = envelope.deferral < record.deferral or bool(record.claimed_by)
+    return Verdict.DUPLICATE if stale_or_taken else Verdict.CLAIM
 
 
 class _Superseded(Exception):
@@ -150,7 +150,7 @@ class CertStatePipeline:
         timer: Callable[[], float] = time.monotonic,
         telemetry: Telemetry | None = None,
         audit: AuditSink | None = None,
-        token: Callable[[], str] = lambda: secrets.token_urlsafe(24),
+        key: Callable[[], str] = lambda: secrets.token_urlsafe(32),
     ) -> None:
         self._graph = graph
         self._telemetry = telemetry or Telemetry()
@@ -160,7 +160,7 @@ class CertStatePipeline:
         self._max_dequeue_count = max_dequeue_count
         self._requeue = requeue
         self._deferrals = deferrals
-        self._token = token
+        self._key = key  # a new message's secret, from which its copies' tokens are derived
         self._max_deferral = timedelta(seconds=max_deferral_seconds)
         self._outcome_budget = outcome_budget  # UTF-8 bytes of JSON text (limits.outcome_budget)
         self._clock = clock
@@ -357,7 +357,7 @@ class CertStatePipeline:
             enqueued_at=held.enqueued_at if held else report.delivery.enqueued_at or now,
             since=since,
             deferral=held.deferral + 1 if held else 1,
-            token=self._token(),
+            key=held.key if held else self._key(),
             failed_deliveries=report.delivery.dequeue_count - 1,
             written_by=own,
             writer_failed_deliveries=held.failed_deliveries if held else 0,

@@ -5,13 +5,17 @@ message, with a new queue id and a dequeue count starting at 1. What must surviv
 deliveries so far, when deferring began, which deferral this is) is kept by the function in a
 `DeferralRecord` in its own table (shared/deferrals.py), never in the message: anyone who may send to
 the input queue can write an envelope. The envelope only names the record (messageId and the day that
-locates it), the deferral it belongs to with that deferral's random token, and the warnings the outcome
-must still carry; a copy is accepted only when its deferral and token are the record's.
+locates it), the deferral it belongs to with that deferral's token, and the warnings the outcome must
+still carry. Tokens are derived from a random key only the record holds (HMAC-SHA256 of messageId and
+deferral number), so the record vouches for every copy it ever sent, a stale one too, and for nothing else.
 The original document travels inside as it was decoded; nothing else about it changes.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +45,8 @@ class Envelope:
 class DeferralRecord:
     """The function's own account of a deferred message: the only source of its history.
 
-    `deferral` counts the deferrals; `token` is that deferral's secret, which only its copy carries.
+    `deferral` counts the deferrals; `key` is the message's secret, from which each deferral's token
+    (which only its copy carries) is derived.
     `failed_deliveries` are the failed deliveries before the delivery that holds this deferral;
     `written_by` is the queue message id of the delivery that wrote it (its carrier), with its own
     `writer_failed_deliveries`; `claimed_by` the queue message id that holds it now ("": nobody yet).
@@ -52,7 +57,7 @@ class DeferralRecord:
     enqueued_at: datetime  # when the original was enqueued: the audit partition, and the record's day
     since: datetime  # when deferring began: DEFERRAL_MAX_SECONDS counts from here
     deferral: int
-    token: str
+    key: str
     failed_deliveries: int
     written_by: str
     writer_failed_deliveries: int
@@ -64,9 +69,22 @@ class DeferralRecord:
         """The day that locates the record (the original's enqueue day)."""
         return day_key(self.enqueued_at)
 
-    def matches(self, envelope: Envelope) -> bool:
-        """Whether `envelope` is the copy of this record's current deferral."""
-        return envelope.deferral == self.deferral and envelope.token == self.token
+    @property
+    def token(self) -> str:
+        """The token of the current deferral, for its copy's envelope."""
+        return deferral_token(self.key, self.message_id, self.deferral)
+
+    def sent(self, envelope: Envelope) -> bool:
+        """Whether `envelope` is a copy the function sent for this message (this deferral or an earlier one)."""
+        if not 1 <= envelope.deferral <= self.deferral:
+            return False
+        return hmac.compare_digest(envelope.token, deferral_token(self.key, self.message_id, envelope.deferral))
+
+
+def deferral_token(key: str, message_id: str, deferral: int) -> str:
+    """The token of one deferral: only who holds the record's key can make it."""
+    digest = hmac.new(key.encode(), f"{message_id}|{deferral}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:24]).decode()
 
 
 class RecordChanged(Exception):

@@ -38,7 +38,7 @@ def table(azurite: Azurite) -> Iterator[TableClient]:
 def record(message_id: str = "m-1", **changes: object) -> DeferralRecord:
     fields: dict[str, object] = {
         "message_id": message_id, "enqueued_at": ENQUEUED, "since": ENQUEUED + timedelta(seconds=3), "deferral": 1,
-        "token": "t" * 32, "failed_deliveries": 1, "written_by": message_id, "writer_failed_deliveries": 0,
+        "key": "k" * 43, "failed_deliveries": 1, "written_by": message_id, "writer_failed_deliveries": 0,
         **changes,
     }  # fmt: skip
     return DeferralRecord(**fields)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.contract.envelope import ENVELOPE_KEY, DeferralRecord, Envelope, unwrap, wrap
+from shared.contract.envelope import ENVELOPE_KEY, DeferralRecord, Envelope, deferral_token, unwrap, wrap
 from shared.contract.errors import Deferred, ErrorCode, MessageRejected, TransientError
 from shared.contract.outcomes import Outcome, Status
 from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
@@ -286,6 +286,7 @@ def test_deferring_again_keeps_the_recorded_first_deferral_time_and_counts_defer
     assert pipeline(RecordingGraph(outage()), queue, now, store).handle(queue.copy(), Delivery("copy", 1)) is None
     second = store.only()
     assert (second.deferral, second.since, second.written_by, second.claimed_by) == (2, NOW, "copy", "")
+    assert (second.key, second.token) == (first.key, deferral_token(first.key, "original-id", 2))
     assert second.token != first.token
     assert unwrap(json.loads(queue.sent[-1][0]))[1] == Envelope("original-id", 2, second.token, DAY)
 
@@ -368,6 +369,25 @@ def test_a_carrier_copy_redelivered_after_an_unknown_send_takes_its_deferral_bac
     assert (outcome.message_id, outcome.dequeue_count) == ("original-id", 4)  # 2 + copy-1's two deliveries
     late = reported(pipeline(graph, queue, now, store).handle(queue.copy(), Delivery("copy-2", 1)))
     assert (late.message_id, code(late)) == ("copy-2", "duplicateDeferral")
+    assert len(graph.requests) == 1
+
+
+def test_a_stale_copy_of_an_earlier_deferral_is_a_duplicate_and_a_later_one_is_unknown():
+    queue, now, store = Queue(lands_then_fails=True), Now(), MemoryDeferrals()
+    with pytest.raises(TransientError):  # the first copy landed, its send timed out
+        pipeline(RecordingGraph(outage()), queue, now, store).handle(body(), Delivery("original-id", 1))
+    stale = queue.copy()
+    queue.lands_then_fails = False
+    assert pipeline(RecordingGraph(outage()), queue, now, store).handle(body(), Delivery("original-id", 2)) is None
+    graph = RecordingGraph()
+    outcome = reported(pipeline(graph, queue, now, store).handle(stale, Delivery("stale-copy", 1)))
+    assert (outcome.message_id, code(outcome)) == ("stale-copy", "duplicateDeferral")
+    key = store.only().key
+    ahead = wrap(json.loads(body()), Envelope("original-id", 3, deferral_token(key + "x", "original-id", 3), DAY))
+    outcome = reported(pipeline(graph, queue, now, store).handle(ahead.encode(), Delivery("forged", 1)))
+    assert (outcome.message_id, code(outcome)) == ("forged", "unknownDeferral")
+    current = reported(pipeline(graph, queue, now, store).handle(queue.copy(), Delivery("copy-2", 1)))
+    assert (current.status, current.message_id, current.dequeue_count) == (Status.SUCCEEDED, "original-id", 2)
     assert len(graph.requests) == 1
 
 
