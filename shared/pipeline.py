@@ -203,6 +203,7 @@ class CertStatePipeline:
                 logger.exception("outcome could not be fitted")
                 outcome, text = fit(bare(outcome), self._outcome_budget)
             log_event(logger, logging.INFO if outcome.status is not Status.FAILED else logging.WARNING, "outcome",
+                      messageId=outcome.message_id, dequeueCount=outcome.dequeue_count,
                       correlationId=outcome.correlation_id, tenantId=outcome.target.tenant_id,
                       status=outcome.status.value,
                       code=outcome.error.code if outcome.error else None, httpStatus=outcome.http_status,
@@ -264,7 +265,8 @@ class CertStatePipeline:
     def _retry_or_report(self, err: TransientError, report: OutcomeBuilder) -> Outcome:
         """Hand the message back to the host, or report it on its last delivery."""
         if not report.last_delivery(self._max_dequeue_count):
-            log_event(logger, logging.WARNING, "retryLater", correlationId=report.correlation_id,
+            log_event(logger, logging.WARNING, "retryLater", messageId=report.delivery.message_id,
+                      dequeueCount=report.delivery.dequeue_count, correlationId=report.correlation_id,
                       code=err.code.value, httpStatus=err.http_status, requestId=err.trace.request_id,
                       attempts=err.attempts)  # fmt: skip
             self._telemetry.handed_back(err, report.correlation_id)

@@ -501,3 +501,15 @@ def test_a_record_outside_the_envelopes_day_is_not_found():
     moved = wrap(json.loads(body()), replace(envelope, day="20261128")).encode()
     outcome = reported(pipeline(RecordingGraph(), queue, now, store).handle(moved, Delivery("copy-id", 1)))
     assert (outcome.message_id, code(outcome)) == ("copy-id", "unknownDeferral")
+
+
+def test_a_held_copy_logs_as_its_message_and_no_log_line_carries_a_deferral_token(caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO)
+    queue, now, store = Queue(), Now(), MemoryDeferrals()
+    pipeline(RecordingGraph(outage()), queue, now, store).handle(body(), Delivery("original-id", 1))
+    reported(pipeline(RecordingGraph(), queue, now, store).handle(queue.copy(), Delivery("copy-id", 1)))
+    events = {e["event"]: e for e in (json.loads(r.getMessage()) for r in caplog.records if r.name == "certstate")}
+    assert (events["deferred"]["messageId"], events["outcome"]["messageId"]) == ("original-id", "original-id")
+    record = store.only()
+    assert record.key not in caplog.text
+    assert deferral_token(record.key, "original-id", 1) not in caplog.text
