@@ -106,7 +106,7 @@ class Verdict(Enum):
     CLAIM = "claim"  # this delivery may take the record (conditionally)
     SUPERSEDED = "superseded"  # this delivery deferred the message, and its copy took over
     DUPLICATE = "duplicate"  # a copy the function sent that must not go on: stale, or held by another
-    UNKNOWN = "unknown"  # a copy no record vouches for: forged, stale or purged
+    UNKNOWN = "unknown"  # a copy no record vouches for: forged, or its record purged
 
 
 def verdict(record: DeferralRecord | None, envelope: Envelope | None, queue_id: str) -> Verdict:

@@ -17,7 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Final
 
@@ -57,7 +57,7 @@ class DeferralRecord:
     enqueued_at: datetime  # when the original was enqueued: the audit partition, and the record's day
     since: datetime  # when deferring began: DEFERRAL_MAX_SECONDS counts from here
     deferral: int
-    key: str
+    key: str = field(repr=False)  # a secret: never in a log line
     failed_deliveries: int
     written_by: str
     writer_failed_deliveries: int
