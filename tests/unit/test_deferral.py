@@ -18,9 +18,12 @@ from shared.contract.envelope import ENVELOPE_KEY, DeferralRecord, Envelope, def
 from shared.contract.errors import Deferred, ErrorCode, MessageRejected, TransientError
 from shared.contract.outcomes import Outcome, Status
 from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
+from shared.host_config import queue_options
 from shared.pipeline import CertStatePipeline, Delivery, Result
+from shared.settings import Settings
+from shared.wiring import build_deferrals, build_pipeline
 from tests.support.deferral_fakes import MemoryDeferrals
-from tests.support.pipeline_fakes import NOW, RecordingGraph, body, directory
+from tests.support.pipeline_fakes import NOW, NamedCredential, RecordingGraph, body, directory
 
 
 class Clock:
@@ -513,3 +516,30 @@ def test_a_held_copy_logs_as_its_message_and_no_log_line_carries_a_deferral_toke
     record = store.only()
     assert record.key not in caplog.text
     assert deferral_token(record.key, "original-id", 1) not in caplog.text
+
+
+ACCOUNT = "AccountName=a;AccountKey=a2V5;QueueEndpoint=http://127.0.0.1:1/a;"
+
+
+@pytest.mark.parametrize(
+    ("app_settings", "kept"),
+    [
+        ({"AzureWebJobsStorage": ACCOUNT}, False),  # a queue-only connection: nowhere to keep records
+        ({"AzureWebJobsStorage": ACCOUNT + "TableEndpoint=http://127.0.0.1:2/a;", "AUDIT_TABLE_NAME": ""}, False),
+        ({"AzureWebJobsStorage": ACCOUNT + "TableEndpoint=http://127.0.0.1:2/a;"}, True),
+    ],
+)
+def test_deferral_records_are_kept_only_in_an_audit_table_and_built_without_a_request(
+    app_settings: dict[str, str], kept: bool
+):
+
+    settings = Settings(**app_settings)  # type: ignore[arg-type]
+    assert (build_deferrals(settings) is not None) is kept
+    built = build_pipeline(settings, queue_options(app_settings={}), credential=NamedCredential("home"))
+    text = forged()
+    if kept:  # the table named (nothing answers on port 2): a copy cannot be checked yet, so it comes back
+        with pytest.raises(TransientError) as retried:
+            built.handle(text, Delivery("copy", 1))
+        assert retried.value.code is ErrorCode.DEFERRAL_UNAVAILABLE
+    else:
+        assert code(reported(built.handle(text, Delivery("copy", 1)))) == "unknownDeferral"
