@@ -291,7 +291,8 @@ class CertStatePipeline:
             try:
                 record = self._deferrals.find(message_id, day)
             except Exception as err:  # the table is down or slow: the host retries this delivery
-                raise self._unavailable(report, "read", err) from None
+                self._unavailable(report, "read", err)
+                return
             decided = verdict(record, envelope, own.message_id)
             if decided is Verdict.PROCEED:
                 return
@@ -309,10 +310,11 @@ class CertStatePipeline:
                 except RecordChanged:
                     continue
                 except Exception as err:
-                    raise self._unavailable(report, "claim", err) from None
+                    self._unavailable(report, "claimed", err)
+                    return
             report.hold(record)
             return
-        raise self._unavailable(report, "claim", RecordChanged("changed twice"))
+        self._unavailable(report, "claimed", RecordChanged("changed twice"))
 
     def _claim(self, record: DeferralRecord, queue_id: str, failed_before: int | None) -> DeferralRecord:
         """Take the record for this delivery; the writer taking its own back resumes its own count."""
@@ -323,12 +325,20 @@ class CertStatePipeline:
         assert self._deferrals is not None
         return self._deferrals
 
-    def _unavailable(self, report: OutcomeBuilder, step: str, err: Exception) -> TransientError:
-        """The record could not be read or written: retry; a copy speaks only for itself meanwhile."""
-        log_event(logger, logging.WARNING, "deferralRecordFailed", step=step, reason=type(err).__name__)
+    def _unavailable(self, report: OutcomeBuilder, step: str, err: Exception) -> None:
+        """The record could not be read or claimed: hand the delivery back, or go on without the record.
+
+        A copy speaks only for itself meanwhile. A redelivered original on its last delivery goes on:
+        it is the message itself, better applied than failed for the table.
+        """
+        proceeding = report.envelope is None and report.last_delivery(self._max_dequeue_count)
+        log_event(logger, logging.WARNING, "deferralRecordFailed", step=step, reason=type(err).__name__,
+                  proceeding=proceeding or None)  # fmt: skip
+        if proceeding:
+            return
         if report.envelope is not None:
             report.disown()
-        return TransientError(code=ErrorCode.DEFERRAL_UNAVAILABLE, message=f"the deferral record could not be {step}")
+        raise TransientError(code=ErrorCode.DEFERRAL_UNAVAILABLE, message=f"the deferral record could not be {step}")
 
     def _superseded(self, report: OutcomeBuilder) -> Outcome | None:
         """The message goes on in a copy this delivery sent: a copy ends as a duplicate, an original quietly."""

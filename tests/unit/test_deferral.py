@@ -465,6 +465,18 @@ def test_a_table_that_is_down_while_a_copy_is_checked_retries_then_fails_under_t
     assert graph.requests == []
 
 
+def test_a_redelivered_original_that_cannot_read_its_record_is_retried_then_applied_on_its_last_delivery():
+    queue, now, store = Queue(), Now(), MemoryDeferrals()
+    store.failing = ConnectionError("table down")
+    graph = RecordingGraph()
+    with pytest.raises(TransientError) as retried:
+        pipeline(graph, queue, now, store).handle(body(), Delivery("original-id", 2))
+    assert retried.value.code is ErrorCode.DEFERRAL_UNAVAILABLE
+    assert graph.requests == []
+    last = reported(pipeline(graph, queue, now, store).handle(body(), Delivery("original-id", 5)))
+    assert (last.status, last.message_id, last.dequeue_count) == (Status.SUCCEEDED, "original-id", 5)
+
+
 def test_when_the_record_cannot_be_written_nothing_is_sent_and_the_hosts_retry_holds():
     queue, now, store = Queue(), Now(), MemoryDeferrals()
     store.failing = ConnectionError("table down")
