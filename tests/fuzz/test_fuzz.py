@@ -31,6 +31,7 @@ from shared.graph.routes import GraphRequest
 from shared.pipeline import CertStatePipeline, Delivery, Result
 from shared.tenancy import Tenant
 from tests.fuzz.strategies import VALID, queue_bodies, spoiled_document, with_huge_number
+from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import directory
 
 MAX_DEQUEUE = 5
@@ -80,7 +81,7 @@ def deliver(raw: bytes, answer: GraphResult | Exception, dequeue_count: int, enc
     copies: list[str] = []
     pipeline = CertStatePipeline(graph=graph, tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
                                  max_dequeue_count=MAX_DEQUEUE, outcome_budget=outcome_budget(encoding),
-                                 requeue=lambda text, _delay: copies.append(text),
+                                 requeue=lambda text, _delay: copies.append(text), deferrals=MemoryDeferrals(),
                                  clock=lambda: datetime(2026, 11, 27, tzinfo=UTC))  # fmt: skip
     delivery = Delivery(message_id="fuzz-message", dequeue_count=dequeue_count)
     try:
