@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         tenant_id=args.tenant_id,
         status=args.status,
     )
-    with storage_errors(f"audit table {args.table!r} at {account.endpoint}"):
+    with storage_errors(account.endpoint, table=args.table):
         found = history(account.table(args.table), query)
     for summary in found:
         if args.json:
