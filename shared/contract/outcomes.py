@@ -95,6 +95,13 @@ class RequestOmitted(BaseModel):
     bytes: int
     sha256: str  # hex
 
+    @classmethod
+    def of(cls, request: dict[str, Any]) -> RequestOmitted:
+        """Size and hash of `request` (a decoded message); raises ValueError/RecursionError if it is none."""
+        compact = json.dumps(request, ensure_ascii=False, separators=(",", ":"))
+        raw = compact.encode("utf-8", "surrogatepass")
+        return cls(bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+
 
 class Outcome(BaseModel):
     """What became of one input message."""
@@ -198,11 +205,9 @@ def _cut_request(outcome: Outcome, _excess: int) -> Outcome:
     if outcome.request is None:
         return outcome
     try:
-        compact = json.dumps(outcome.request, ensure_ascii=False, separators=(",", ":"))
+        omitted = RequestOmitted.of(outcome.request)
     except (ValueError, RecursionError):  # not from a decoded message (parsing bounds numbers and depth)
         return _marked(outcome, "request", request=None)
-    raw = compact.encode("utf-8", "surrogatepass")
-    omitted = RequestOmitted(bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
     return _marked(outcome, "request", request=None, request_omitted=omitted)
 
 
