@@ -190,7 +190,9 @@ def run_show(args: argparse.Namespace) -> int:
     out(f"queue        {name}")
     document = read_json(item["content"])
     out("content" + ("" if document is not None else " (not a JSON message; as stored)"))
-    out(json.dumps(document, indent=2, ensure_ascii=False) if document is not None else item["content"])
+    text = json.dumps(document, indent=2, ensure_ascii=False) if document is not None else item["content"]
+    for line in text.split("\n"):  # its own line breaks shown as lines; anything else a terminal acts on, escaped
+        out(line)
     return EXIT_OK
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from producer.cli import target
-from producer.cli.console import err, out, out_json
+from producer.cli.console import err, out, out_json, safe
 from producer.cli.exits import EXIT_OK, INTERRUPTED, STORAGE, USAGE, exit_codes
 from producer.cli.options import FORMATTER, HOME, Commands, Common, json_option
 from producer.cli.scan import PAGE, read_json, tenant_id
@@ -116,4 +116,4 @@ def _tenant_table(tenants: dict[str, Counter[str]]) -> None:
     out(f"PER TENANT (the first {PAGE} messages of each queue, peeked)")
     out("  ".join([f"{'TENANT':36}", *(c.upper().rjust(9) for c in columns)]))
     for tenant, counts in sorted(tenants.items()):
-        out("  ".join([f"{tenant:36}", *(str(counts.get(c, 0)).rjust(9) for c in columns)]))
+        out("  ".join([f"{safe(tenant):36}", *(str(counts.get(c, 0)).rjust(9) for c in columns)]))

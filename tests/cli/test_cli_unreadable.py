@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from azure.storage.queue import QueueClient
 
 from devstack.azurite import connection_string
 from producer.cli.exits import EXIT_OK, EXIT_STORAGE
-from tests.cli.harness import Run
+from tests.cli.harness import Queues, Run
 
 Cli = Callable[..., Run]
 Answer = tuple[int, dict[str, str], bytes]
@@ -135,3 +136,21 @@ def test_poison_list_says_when_the_queue_reports_more_than_it_could_read(cli: Cl
         "note: 'certificate-state-updates-poison' reports about 3 messages; the others are hidden for now "
         "(received by someone else, or by a read that failed after reaching the service): list again later",
     ]
+
+
+def test_a_poison_queue_azurite_cannot_return_is_an_error_not_an_empty_one(cli: Cli, queues: Queues):
+    # Azurite stores a message with a raw control character (Azure refuses it) and then answers 500 to every
+    # read that would return it: the red team's "0 messages" for a poison queue holding 3.
+    poison = QueueClient.from_connection_string(queues.connection_string, f"{queues.input.queue_name}-poison")
+    poison.create_queue()
+    try:
+        for n in range(3):
+            poison.send_message(f"\x1b[2J{n}")
+        run = cli("poison", "list", *queues.input_args)
+        assert run.code == EXIT_STORAGE
+        assert run.out == ""
+        assert run.err.endswith(": the service answered 500\n"), run.err
+        assert "0 messages" not in run.err
+    finally:
+        poison.delete_queue()
+        poison.close()
