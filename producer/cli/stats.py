@@ -14,6 +14,7 @@ from producer.cli.options import FORMATTER, HOME, Commands, Common, json_option
 from producer.cli.scan import PAGE, read_json, tenant_id
 from producer.sender import QueueNotFound, storage_errors
 from shared.contract.envelope import unwrap
+from shared.contract.errors import MessageRejected
 from shared.contract.outcomes import Status
 
 if TYPE_CHECKING:
@@ -102,7 +103,10 @@ def _count_by_tenant(queue: QueueClient, role: str, tenants: dict[str, Counter[s
         if document is None:
             continue
         if role == "input":
-            update, _ = unwrap(document)  # a deferred copy counts as its message
+            try:
+                update, _ = unwrap(document)  # a deferred copy counts as its message
+            except MessageRejected:  # an envelope the function will reject (a forgery): no update waiting
+                continue
             tenant = update.get("tenantId")
             key = tenant.lower() if isinstance(tenant, str) and tenant else HOME
             tenants.setdefault(key, Counter())[WAITING] += 1
