@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_serializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, field_serializer
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticSerializationError
 
@@ -34,10 +34,12 @@ class Status(StrEnum):
 
 _OUT = ConfigDict(alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True, frozen=True)
 
-Echoed = Annotated[str, AfterValidator(escaped)]
-"""A value the outcome repeats from the message or from Graph: control characters escaped (`echo.escaped`).
+Echoed = Annotated[str, PlainSerializer(escaped, return_type=str)]
+"""A value the outcome repeats from the message or from Graph: written with control characters escaped.
 
-`request` and `graphRequest` are not: they are the message and the PATCH body exactly, for replay and audit.
+Escaped where it is written (`echo.escaped`), so the model keeps the value itself: the audit trail's keys
+and summary are what the message named, and `certstate history` finds them by it. `request` and
+`graphRequest` are not escaped: they are the message and the PATCH body exactly, for replay and audit.
 """
 
 
