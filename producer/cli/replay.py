@@ -38,7 +38,7 @@ Without --remove the outcomes stay, so running replay again sends them again.
             "request is invalid now",
         ),
         USAGE,
-        STORAGE,
+        (STORAGE[0], STORAGE[1] + "; or the audit table, read for a cut request, could not be read"),
         INTERRUPTED,
     )
 }"""
