@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     APPLICATIONINSIGHTS_CONNECTION_STRING: str | None = None  # unset: no telemetry export (tests, local stack)
     AUDIT_TABLE_NAME: Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{2,62})?$")] = DEFAULT_AUDIT_TABLE
     AUDIT_RETENTION_DAYS: Annotated[int, Field(ge=1, le=3650)] = 400
+    AUDIT_WAIT_SECONDS: Annotated[float, Field(gt=0, le=30)] = 3.0
+    """How long an outcome waits for its audit row; past it the outcome goes out without it (docs/operations.md)."""
     GRAPH_TENANT_WRITE_BUDGETS: Annotated[
         dict[Annotated[str, AfterValidator(_budget_key)], WriteBudget], NoDecode, BeforeValidator(_budget_pairs)
     ] = Field(default_factory=dict)

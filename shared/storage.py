@@ -5,6 +5,11 @@ uses: a connection string locally (Azurite, `UseDevelopmentStorage=true`), and i
 identity-based form (`AzureWebJobsStorage__queueServiceUri` + `__credential=managedidentity` +
 `__clientId`, and `__tableServiceUri` for the audit table). The storage SDKs are imported on first
 use, so cold start does not pay for them.
+
+Every client is bounded (`STORAGE_TIMEOUTS`, one retry): the SDKs' defaults (300 s per read, retries
+15 s apart on queues, ten on tables) would let a stalled storage service hold an invocation for minutes.
+A read that timed out is never retried: the write may have taken effect, and a second one would be a
+duplicate (a deferred copy sent twice).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 from shared.identity import IDENTITY_TRANSPORT
 
@@ -20,6 +25,30 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.data.tables import TableServiceClient
     from azure.storage.queue import QueueClient, QueueServiceClient
+
+STORAGE_TIMEOUTS: Final[dict[str, float]] = {"connection_timeout": 2, "read_timeout": 5}
+"""Per try: the account answers in milliseconds when healthy; a black hole costs 2 s, a stall 5 s."""
+STORAGE_OPERATION_SECONDS: Final = 12
+"""A whole table operation, retry included (azure-core's `timeout`); a queue one is bounded by its tries."""
+
+
+def _queue_retry() -> Any:  # noqa: ANN401 - the SDK's policy type is private to it
+    """One retry after about a second, for a refused connection or a 5xx; never after a read timeout."""
+    from azure.storage.queue import ExponentialRetry  # noqa: PLC0415 - cold start
+
+    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=1, random_jitter_range=0, retry_read=0)
+
+
+def _table_options() -> dict[str, Any]:
+    """The same rule for tables: one retry, none after a read timeout, the whole operation bounded."""
+    return {
+        **STORAGE_TIMEOUTS,
+        "retry_total": 1,
+        "retry_read": 0,
+        "retry_backoff_factor": 0.5,
+        "retry_backoff_max": 2,
+        "timeout": STORAGE_OPERATION_SECONDS,
+    }
 
 
 @dataclass(frozen=True)
@@ -56,23 +85,24 @@ class StorageConnection:
         """A client for the account's queue service."""
         from azure.storage.queue import QueueServiceClient  # noqa: PLC0415 - cold start
 
+        options = {**STORAGE_TIMEOUTS, "retry_policy": _queue_retry()}
         if self.connection_string:
-            return QueueServiceClient.from_connection_string(self.connection_string)
+            return QueueServiceClient.from_connection_string(self.connection_string, **options)
         if not self.queue_service_uri:
             msg = "neither AzureWebJobsStorage nor AzureWebJobsStorage__queueServiceUri is set"
             raise ValueError(msg)
-        return QueueServiceClient(self.queue_service_uri, credential=self._credential())
+        return QueueServiceClient(self.queue_service_uri, credential=self._credential(), **options)
 
     def table_service(self) -> TableServiceClient:
         """A client for the account's table service."""
         from azure.data.tables import TableServiceClient  # noqa: PLC0415 - cold start
 
         if self.connection_string:
-            return TableServiceClient.from_connection_string(self.connection_string)
+            return TableServiceClient.from_connection_string(self.connection_string, **_table_options())
         if not self.table_service_uri:
             msg = "neither AzureWebJobsStorage nor AzureWebJobsStorage__tableServiceUri is set"
             raise ValueError(msg)
-        return TableServiceClient(self.table_service_uri, credential=self._credential())
+        return TableServiceClient(self.table_service_uri, credential=self._credential(), **_table_options())
 
     def _credential(self) -> TokenCredential:
         return _storage_credential(self.client_id or None)

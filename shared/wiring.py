@@ -23,7 +23,7 @@ from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.pacing import WritePacer
 from shared.graph.transport import WatchedAdapter
 from shared.host_config import QueueOptions, queue_options
-from shared.identity import IDENTITY_TRANSPORT
+from shared.identity import ENTRA_TRANSPORT, IDENTITY_TRANSPORT
 from shared.pipeline import CertStatePipeline
 from shared.settings import CredentialMode, Settings, load_settings
 from shared.storage import QueueSender
@@ -68,7 +68,9 @@ def build_tenants(
         from azure.identity import ClientAssertionCredential  # noqa: PLC0415 - cold start
 
         assert settings.MULTITENANT_APP_CLIENT_ID is not None  # Settings refuses served tenants without it
-        return ClientAssertionCredential(tenant_id, settings.MULTITENANT_APP_CLIENT_ID, assertion, authority=authority)
+        return ClientAssertionCredential(
+            tenant_id, settings.MULTITENANT_APP_CLIENT_ID, assertion, authority=authority, **ENTRA_TRANSPORT
+        )
 
     return TenantDirectory(
         home_credential=home_credential,
@@ -106,8 +108,9 @@ def build_session(pool_size: int, base_url: str) -> requests.Session:
 def build_audit(settings: Settings) -> AuditTrail | None:
     """The audit trail, when the function has its storage account (and a table name); else None.
 
-    With a connection string (Azurite) the table is created if missing; deployed, infra creates it,
-    and the identity may only write rows of that one table (docs/operations.md, "Audit trail").
+    Nothing is called on storage here: building the pipeline never waits on the account. With a
+    connection string (Azurite) the first write creates the table if it is missing; deployed, infra
+    creates it, and the identity may only write rows of that one table (docs/operations.md, "Audit trail").
     """
     from shared.audit import AuditTrail  # noqa: PLC0415 - cold start
 
@@ -115,10 +118,11 @@ def build_audit(settings: Settings) -> AuditTrail | None:
     if not (settings.AUDIT_TABLE_NAME and storage.configured and storage.has_tables):
         return None  # e.g. a queue-only Azurite: the SDK would otherwise guess a table host in Azure
     quiet_storage_logs()
-    service = storage.table_service()
-    if storage.connection_string:
-        return AuditTrail(service.create_table_if_not_exists(settings.AUDIT_TABLE_NAME))
-    return AuditTrail(service.get_table_client(settings.AUDIT_TABLE_NAME))
+    return AuditTrail(
+        storage.table_service().get_table_client(settings.AUDIT_TABLE_NAME),
+        wait_seconds=settings.AUDIT_WAIT_SECONDS,
+        create_missing=bool(storage.connection_string),
+    )
 
 
 def quiet_storage_logs() -> None:

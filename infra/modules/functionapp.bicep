@@ -250,6 +250,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           value: string(auditRetentionDays)
         }
         {
+          name: 'AUDIT_WAIT_SECONDS'
+          value: '3'
+        }
+        {
           name: 'GRAPH_SLOT_WAIT_SECONDS'
           value: string(graphSlotWaitSeconds)
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,15 +13,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.data.tables import TableClient, TableServiceClient
 
-from devstack.azurite import Azurite
+from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from producer.audit import HistoryQuery, full_record, history
-from shared.audit import AuditTrail
+from shared.audit import AuditBacklog, AuditTimeout, AuditTrail
 from shared.contract.audit import TEXT_PART_CHARS
 from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace
 from shared.contract.outcomes import Outcome, Status
 from shared.pipeline import CertStatePipeline, Delivery, Result
+from shared.settings import Settings
+from shared.wiring import build_audit
 from tests.support.otel import capture
 from tests.support.pipeline_fakes import RecordingGraph, body, directory
+from tests.support.silent import SilentServer
 
 ENQUEUED = datetime(2026, 11, 27, 23, 59, 30, tzinfo=UTC)
 DAY = HistoryQuery(since=ENQUEUED - timedelta(hours=1), until=ENQUEUED + timedelta(hours=1))
@@ -41,7 +45,7 @@ def rows(table: TableClient) -> list[dict[str, object]]:
 def pipeline(table: TableClient, *answers, clock=lambda: ENQUEUED + timedelta(seconds=5)) -> CertStatePipeline:
     return CertStatePipeline(
         graph=RecordingGraph(*answers), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
-        max_dequeue_count=5, clock=clock, audit=AuditTrail(table),
+        max_dequeue_count=5, clock=clock, audit=AuditTrail(table, wait_seconds=10),
     )  # fmt: skip
 
 
@@ -147,7 +151,7 @@ def test_a_long_outcome_is_split_over_properties_and_read_back_whole(table):
     outcome = outcome_of(pipeline(table, forbidden()), body(), Delivery("m-1", 5, ENQUEUED))
     assert outcome.error is not None
     longer = outcome.model_copy(update={"error": outcome.error.model_copy(update={"message": long_message})})
-    AuditTrail(table).record(Result(longer, longer.to_json()), body(), ENQUEUED)
+    AuditTrail(table, wait_seconds=10).record(Result(longer, longer.to_json()), body(), ENQUEUED)
     (main,) = [row for row in rows(table) if str(row["RowKey"]).startswith("m|")]
     assert main["outcomeParts"] == 3
     (found,) = history(table, DAY)
@@ -169,7 +173,7 @@ def test_an_outcome_goes_out_even_when_its_audit_row_cannot_be_written(azurite):
         missing = service.get_table_client("nosuchtable" + uuid.uuid4().hex[:8])
         audited = CertStatePipeline(
             graph=RecordingGraph(), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
-            max_dequeue_count=5, audit=AuditTrail(missing), telemetry=otel.telemetry,
+            max_dequeue_count=5, audit=AuditTrail(missing, wait_seconds=10), telemetry=otel.telemetry,
         )  # fmt: skip
         outcome = outcome_of(audited, body(), Delivery("m-1", 1, ENQUEUED))
         assert outcome.status is Status.SUCCEEDED
@@ -182,7 +186,77 @@ def test_purge_deletes_the_days_past_the_retention(table):
     audited = pipeline(table)
     for n, age in enumerate([0, 29, 31, 400]):
         audited.handle(body(), Delivery(f"m-{n}", 1, now - timedelta(days=age)))
-    deleted = AuditTrail(table, clock=lambda: now).purge(retention_days=30)
+    deleted = AuditTrail(table, wait_seconds=10, clock=lambda: now).purge(retention_days=30)
     assert deleted == 8  # two messages x four rows
     left = history(table, HistoryQuery(since=now - timedelta(days=500), until=now))
     assert sorted(s.message_id for s in left) == ["m-0", "m-1"]
+
+
+def storage_settings(table_endpoint: str) -> Settings:
+    """The function's settings for an account whose table service is at `table_endpoint`."""
+    connection = f"AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};TableEndpoint={table_endpoint};"
+    return Settings(AzureWebJobsStorage=connection, AUDIT_WAIT_SECONDS=0.5)
+
+
+def test_a_missing_table_is_created_by_the_first_write_not_when_the_pipeline_is_built(azurite):
+    """Azurite starts empty: the first outcome creates the table, and building the trail touched nothing."""
+    name = "audit" + uuid.uuid4().hex[:12]
+    settings = Settings(AzureWebJobsStorage=azurite.connection_string, AUDIT_TABLE_NAME=name)
+    trail = build_audit(settings)
+    assert trail is not None
+    with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        assert name not in {t.name for t in service.list_tables()}
+        audited = CertStatePipeline(
+            graph=RecordingGraph(), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+            max_dequeue_count=5, audit=trail,
+        )  # fmt: skip
+        outcome_of(audited, body(), Delivery("m-1", 1, ENQUEUED))
+        (found,) = history(service.get_table_client(name), DAY)
+        assert found.message_id == "m-1"
+        service.delete_table(name)
+
+
+def test_building_the_audit_trail_sends_nothing_to_the_table_service():
+    with SilentServer() as table_service:
+        assert build_audit(storage_settings(table_service.endpoint)) is not None
+        time.sleep(0.3)
+        assert table_service.connections == 0
+
+
+def test_a_table_service_that_never_answers_holds_the_outcome_no_longer_than_the_wait():
+    """The outcome goes out after AUDIT_WAIT_SECONDS, the failure counted; the write gives up on its own."""
+    with SilentServer() as table_service, capture() as otel:
+        trail = build_audit(storage_settings(table_service.endpoint))
+        audited = CertStatePipeline(
+            graph=RecordingGraph(), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+            max_dequeue_count=5, audit=trail, telemetry=otel.telemetry,
+        )  # fmt: skip
+        started = time.monotonic()
+        outcome = outcome_of(audited, body(), Delivery("m-1", 1, ENQUEUED))
+        waited = time.monotonic() - started
+        assert outcome.status is Status.SUCCEEDED
+        assert waited < 3  # the SDK's own read timeout alone is 5 s, its defaults 300 s and ten retries
+        assert otel.total("certstate.audit.failures") == 1
+        (failed,) = [e for e in otel.log_events() if e["event"] == "auditFailed"]
+        assert failed["reason"] == "AuditTimeout"
+
+
+def test_writes_pending_on_a_stalled_table_are_bounded_and_the_next_outcome_does_not_wait():
+    with SilentServer() as table_service:
+        settings = storage_settings(table_service.endpoint)
+        table = settings.storage.table_service().get_table_client("audit")
+        trail = AuditTrail(table, wait_seconds=0.2, max_pending=1)
+        result = result_of(pipeline_without_audit(), body(), Delivery("m-1", 1, ENQUEUED))
+        with pytest.raises(AuditTimeout):
+            trail.record(result, body(), ENQUEUED)
+        started = time.monotonic()
+        with pytest.raises(AuditBacklog):
+            trail.record(result, body(), ENQUEUED)
+        assert time.monotonic() - started < 0.2  # refused at once, not after another wait
+
+
+def pipeline_without_audit() -> CertStatePipeline:
+    return CertStatePipeline(
+        graph=RecordingGraph(), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+        max_dequeue_count=5,
+    )  # fmt: skip

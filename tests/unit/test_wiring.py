@@ -67,5 +67,6 @@ def test_the_audit_trail_is_kept_only_where_a_table_service_is_named(storage: St
 
 
 def test_without_a_table_service_there_is_no_audit_trail_and_no_request():
-    settings = Settings(storage_connection_string=KEY + QUEUES)
+    settings = Settings(AzureWebJobsStorage=KEY + QUEUES)
+    assert settings.storage.configured
     assert build_audit(settings) is None
