@@ -150,7 +150,7 @@ def refused_and_audited(table: TableClient, body: bytes, message_id: str) -> str
     refused = GraphRefused(code=ErrorCode.GRAPH_NOT_FOUND, message="gone", http_status=404, trace=GraphTrace("r", "c"))
     function = CertStatePipeline(
         graph=RecordingGraph(refused), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
-        max_dequeue_count=5, audit=AuditTrail(table), clock=lambda: datetime.now(UTC),
+        max_dequeue_count=5, audit=AuditTrail(table, wait_seconds=10), clock=lambda: datetime.now(UTC),
         outcome_budget=outcome_budget("base64"),
     )  # fmt: skip
     enqueued = datetime.now(UTC) - timedelta(days=2)  # an earlier day's partition than the outcome's
