@@ -27,7 +27,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager, ProxyManager
-from urllib3.response import HTTPResponse
+from urllib3.response import BaseHTTPResponse, HTTPResponse
 
 _CHUNK_BYTES: Final = 64 * 1024
 
@@ -247,8 +247,29 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 _WATCHED_POOLS: Final[dict[str, type[HTTPConnectionPool]]] = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
+class _Answered(requests.Response):
+    """A response requests never takes for a redirect.
+
+    `Session.send` with `allow_redirects=False` still walks `resolve_redirects` to offer `Response.next`:
+    it reads the whole body past our cap, closes the connection and builds the follow-up request (which
+    fails on our prepared request, made without a cookie jar). A 3xx from Graph is an answer, reported as
+    such (docs/outcomes.md), and its Location is never followed.
+    """
+
+    @property
+    def is_redirect(self) -> bool:
+        """Never: nothing here follows a Location."""
+        return False
+
+
 class WatchedAdapter(HTTPAdapter):
     """An `HTTPAdapter` whose connections report their socket to the exchange in progress."""
+
+    def build_response(self, req: requests.PreparedRequest, resp: BaseHTTPResponse) -> requests.Response:
+        """The response requests builds, as one that is never a redirect to follow (no state is added)."""
+        response = super().build_response(req, resp)
+        response.__class__ = _Answered
+        return response
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:  # noqa: ANN401 - requests' signature
         """Pools of watched connections."""
