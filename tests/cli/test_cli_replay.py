@@ -13,13 +13,13 @@ from azure.data.tables import TableClient
 
 from producer.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_STORAGE
 from shared.audit import AuditTrail
-from shared.contract.envelope import DeferralRecord, wrap
-from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace
+from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace
 from shared.contract.limits import outcome_budget
 from shared.contract.outcomes import Status
 from shared.pipeline import CertStatePipeline, Delivery
 from tests.cli.harness import Queues, Run
 from tests.cli.samples import outcome_json, request
+from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import RecordingGraph, directory
 
 Cli = Callable[..., Run]
@@ -145,16 +145,27 @@ def near_limit(correlation_id: str) -> dict[str, Any]:
     return document
 
 
-def refused_and_audited(table: TableClient, body: bytes, message_id: str) -> str:
-    """The outcome text the function writes for a message Graph refuses, its audit row written as the function does."""
+def refused_and_audited(table: TableClient, body: bytes, message_id: str, *, deferred: bool = False) -> str:
+    """The outcome text the function writes for a message Graph refuses, its audit row written as the function does.
+
+    `deferred`: the message is deferred once first, so what Graph refuses (and the audit row keeps) is its copy.
+    """
     refused = GraphRefused(code=ErrorCode.GRAPH_NOT_FOUND, message="gone", http_status=404, trace=GraphTrace("r", "c"))
+    copies: list[str] = []
+    graph = RecordingGraph(*([Deferred(5, "breakerOpen")] if deferred else []), refused)
     function = CertStatePipeline(
-        graph=RecordingGraph(refused), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+        graph=graph, tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
         max_dequeue_count=5, audit=AuditTrail(table, wait_seconds=10), clock=lambda: datetime.now(UTC),
-        outcome_budget=outcome_budget("base64"),
+        outcome_budget=outcome_budget("base64"), requeue=lambda text, _delay: copies.append(text),
+        deferrals=MemoryDeferrals(),
     )  # fmt: skip
     enqueued = datetime.now(UTC) - timedelta(days=2)  # an earlier day's partition than the outcome's
-    result = function.handle(body, Delivery(message_id, 1, enqueued))
+    if deferred:
+        assert function.handle(body, Delivery(message_id, 1, enqueued)) is None
+        (copy,) = copies
+        result = function.handle(copy.encode(), Delivery("copy-of-" + message_id, 1))
+    else:
+        result = function.handle(body, Delivery(message_id, 1, enqueued))
     assert result is not None
     assert (result.outcome.status, result.outcome.request, result.outcome.truncated) == (
         Status.FAILED,
@@ -168,12 +179,8 @@ def refused_and_audited(table: TableClient, body: bytes, message_id: str) -> str
 def test_a_cut_request_is_replayed_from_the_audit_trail(cli: Cli, queues: Queues, audit_table: TableClient, stored):
     document = near_limit("cut-1")
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    body = {
-        "raw": text,
-        "base64": base64.b64encode(text.encode()).decode(),
-        "deferred": wrap(document, DeferralRecord("m-cut", 0, 1, datetime.now(UTC))),
-    }[stored].encode()
-    queues.put_outcomes(refused_and_audited(audit_table, body, "m-cut"))
+    body = {"raw": text, "base64": base64.b64encode(text.encode()).decode(), "deferred": text}[stored].encode()
+    queues.put_outcomes(refused_and_audited(audit_table, body, "m-cut", deferred=stored == "deferred"))
     run = cli("replay", *queues.args, "--table", audit_table.table_name, "--remove")
     assert run.code == EXIT_OK, run.out + run.err
     [line, summary] = run.out.splitlines()
