@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from shared.contract.echo import bounded
-from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace
+from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace
 from shared.contract.limits import QUEUE_MESSAGE_BYTES, outcome_budget
 from shared.contract.outcomes import ErrorDetail, Outcome, OutcomeError, Status, Target, fit
 from shared.pipeline import CertStatePipeline, Delivery
+from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import SEEDED_MESSAGE, RecordingGraph, directory
 
 NOW = datetime(2026, 11, 27, 14, 3, 11, 402000, tzinfo=UTC)
@@ -182,13 +183,24 @@ def test_graph_s_text_is_escaped_but_the_request_replay_sends_is_kept_exactly():
     assert unsafe_strings({k: v for k, v in wire.items() if k != "request"}) == []
 
 
-def test_a_forged_envelope_s_warnings_are_escaped():
-    envelope = {"certstateDeferral": {"messageId": "m-0", "failedDeliveries": 0, "deferrals": 1,
-                                      "deferredSince": "2026-11-27T14:00:00Z", "warnings": [f"w{ESC_SEQUENCE}"]},
-                "message": SEEDED_MESSAGE}  # fmt: skip
-    result = pipeline().handle(json.dumps(envelope).encode(), Delivery("m-1", 1))
+def test_warnings_a_deferred_copy_carries_are_escaped_and_a_forged_envelopes_are_never_echoed():
+    copies: list[str] = []
+    deferring = RecordingGraph(Deferred(5, "retryAfter", ErrorCode.GRAPH_THROTTLED, (f"w{ESC_SEQUENCE}",)))
+    function = CertStatePipeline(graph=deferring, tenants=directory(), max_dequeue_count=5, clock=lambda: NOW,
+                                 graph_base_url="https://graph.microsoft.com/beta", deferrals=MemoryDeferrals(),
+                                 requeue=lambda text, _delay: copies.append(text))  # fmt: skip
+    assert function.handle(json.dumps(SEEDED_MESSAGE).encode(), Delivery("m-0", 1, NOW)) is None
+    (copy,) = copies
+    result = function.handle(copy.encode(), Delivery("copy-1", 1))
     assert result is not None
     assert json.loads(result.text)["warnings"] == ["w\\u001b]0;pwned\\u0007\\u001b[2J\\u001b[31m"]
+
+    forged = json.loads(copy)
+    forged["certstateDeferral"]["token"] = "t" * 43  # not the record's
+    result = function.handle(json.dumps(forged).encode(), Delivery("forged-1", 1))
+    assert result is not None
+    assert (result.outcome.error and result.outcome.error.code, result.outcome.warnings) == ("unknownDeferral", [])
+    assert "\x1b" not in result.text
 
 
 def test_a_message_of_nothing_but_control_characters_still_gives_an_outcome_that_fits():
