@@ -105,7 +105,7 @@ class StorageConnection:
         return TableServiceClient(self.table_service_uri, credential=self._credential(), **_table_options())
 
     def _credential(self) -> TokenCredential:
-        return _storage_credential(self.client_id or None)
+        return _storage_credential(self.client_id)
 
 
 @cache
