@@ -105,6 +105,23 @@ class RequestOmitted(BaseModel):
         return cls(bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
 
 
+class ConsentState(StrEnum):
+    """What a consent check found (docs/contract.md section 7)."""
+
+    CONSENTED = "consented"
+    NOT_CONSENTED = "notConsented"
+    ROLE_MISSING = "roleMissing"
+
+
+class Consent(BaseModel):
+    """A consent check's answer: the state, and Entra ID's AADSTS code when Entra refused the token."""
+
+    model_config = _OUT
+
+    state: ConsentState
+    entra_code: Echoed | None = None
+
+
 class Outcome(BaseModel):
     """What became of one input message."""
 
@@ -127,6 +144,7 @@ class Outcome(BaseModel):
     request: dict[str, Any] | None = None
     request_omitted: RequestOmitted | None = None
     graph_request: dict[str, Any] | None = None
+    consent: Consent | None = None
     truncated: list[str] = []
 
     @field_serializer("completed_at")
@@ -249,6 +267,7 @@ def bare(outcome: Outcome) -> Outcome:
         completed_at=outcome.completed_at,
         error=OutcomeError(code=error.code, message=bounded(error.message, _ID_CHARS)) if error else None,
         request_omitted=outcome.request_omitted,
+        consent=outcome.consent,
         truncated=["*"],
     )
 
