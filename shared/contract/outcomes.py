@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticSerializationError
 
@@ -144,7 +144,8 @@ class Outcome(BaseModel):
     request: dict[str, Any] | None = None
     request_omitted: RequestOmitted | None = None
     graph_request: dict[str, Any] | None = None
-    consent: Consent | None = None
+    consent: Annotated[Consent | None, Field(exclude_if=lambda value: value is None)] = None
+    """Only in a consent check's outcome (v1.2): absent from every other, so v1.1 outcomes are unchanged."""
     truncated: list[str] = []
 
     @field_serializer("completed_at")
@@ -165,7 +166,10 @@ class Outcome(BaseModel):
         for name in type(self).model_fields:
             key = to_camel(name)
             try:
-                document[key] = _printable_tree(self.model_dump(include={name})[key])
+                dumped = self.model_dump(include={name})
+                if key not in dumped:  # left out when empty (`consent`)
+                    continue
+                document[key] = _printable_tree(dumped[key])
                 json.dumps(document[key])
             except (PydanticSerializationError, ValueError, RecursionError):
                 document[key] = None
