@@ -6,8 +6,8 @@ registry row wins for its tenant (so a tenant of the setting can be paused or gi
 of the setting without a row is served active.
 
 The registry is read on lookup, at most once per `REGISTRY_REFRESH_SECONDS`, by one invocation at a time
-(the others meanwhile answer from the last read): nothing is read while the pipeline is built, and a
-change applies to the first message after the interval, in any process, without a restart. Each read
+(the others wait for that read, bounded): nothing is read while the pipeline is built, and a change
+applies to every message that arrives one interval after it, in any process, without a restart. Each read
 is one bounded storage call (shared/storage.py). When it fails, the last registry read goes on serving;
 before any read succeeded, a registry tenant's message is handed back (`registryUnavailable`, transient)
 rather than rejected, and a tenant nobody registered is never served: no token is asked for it.
@@ -49,8 +49,8 @@ class TenantRegistry:
     """The registry table's rows, cached and re-read on lookup at most every `refresh_seconds`.
 
     `read` lists the table's rows (one bounded call); it is called only by `lookup`, under a lock, so
-    concurrent lookups never read twice: one reads, and the others use the last read meanwhile (or, before
-    the first read, wait for it up to `wait_seconds`).
+    concurrent lookups never read twice: one reads, and the others wait for its result (at most
+    `wait_seconds`, then they answer from the last read), so none answers from a read older than the interval.
     """
 
     def __init__(
@@ -87,8 +87,8 @@ class TenantRegistry:
         entries = self._entries
         if entries is not None and self._clock() < self._due:
             return entries
-        if not self._lock.acquire(timeout=self._wait if entries is None else 0):
-            return self._entries  # another invocation is reading: its result or the last one
+        if not self._lock.acquire(timeout=self._wait):  # another invocation's read: wait for it, bounded
+            return self._entries
         try:
             if self._clock() >= self._due:
                 self._refresh_now()
