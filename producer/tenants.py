@@ -23,6 +23,18 @@ class RegistryRefused(ValueError):
     """The registry cannot do what was asked (a duplicate, an unknown tenant, the home tenant, a bad value)."""
 
 
+def display_names(table: TableClient) -> dict[str, str]:
+    """Tenant id -> display name, for the CLI's per-tenant views; empty when the registry cannot be read.
+
+    Best effort: a view of the queues must not fail because the registry is missing or unreadable.
+    """
+    try:
+        entries, _ = Registry(table).list()
+    except Exception:
+        return {}
+    return {entry.tenant_id: entry.display_name for entry in entries if entry.display_name}
+
+
 class Registry:
     """One registry table; `home_tenant_id` (HOME_TENANT_ID) is never registered: the function serves it itself."""
 

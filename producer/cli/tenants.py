@@ -59,12 +59,7 @@ def register(commands: Commands, common: Common) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     table = argparse.ArgumentParser(add_help=False)
-    table.add_argument(
-        "--table",
-        default=os.environ.get("REGISTRY_TABLE_NAME") or DEFAULT_REGISTRY_TABLE,
-        metavar="NAME",
-        help=f"registry table (default: $REGISTRY_TABLE_NAME, else {DEFAULT_REGISTRY_TABLE})",
-    )
+    registry_table_option(table, "--table")
     parents = [common.storage, table]
     refused = (
         EXIT_INVALID,
@@ -123,6 +118,16 @@ def register(commands: Commands, common: Common) -> None:
     check.add_argument("--interval", type=count(1), default=1, metavar="SECONDS", help="between reads (default 1)")
     json_option(check, "print the outcome as JSON")
     check.set_defaults(run=run_check)
+
+
+def registry_table_option(parser: argparse.ArgumentParser, flag: str = "--registry-table") -> None:
+    """The registry table, as `REGISTRY_TABLE_NAME` names it (`dest` is `table` or `registry_table`)."""
+    parser.add_argument(
+        flag,
+        default=os.environ.get("REGISTRY_TABLE_NAME") or DEFAULT_REGISTRY_TABLE,
+        metavar="NAME",
+        help=f"tenant registry table, for display names (default: $REGISTRY_TABLE_NAME, else {DEFAULT_REGISTRY_TABLE})",
+    )
 
 
 def _registry(args: argparse.Namespace) -> tuple[Registry, str]:

@@ -10,8 +10,10 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from devstack.azurite import Azurite
+from shared.contract.outcomes import Status
 from shared.contract.tenants import from_entity
 from tests.cli.harness import Queues, Run
+from tests.cli.samples import outcome_json
 
 A = "a0000000-0000-4000-8000-00000000000a"
 B = "b0000000-0000-4000-8000-00000000000b"
@@ -141,3 +143,23 @@ def test_check_reads_its_outcome_back_and_exits_accordingly(
     assert run.code == code, run.err
     assert line in run.out
     assert len(queues.contents(queues.result)) == 1  # its own outcome consumed, the other left
+
+
+def test_results_for_a_tenant_and_stats_by_tenant_show_its_display_name(
+    cli: Callable[..., Run], queues: Queues, table_args: list[str]
+):
+    assert cli("tenants", "add", A, "--name", "Contoso Ltd", *table_args).code == 0
+    queues.put_outcomes(
+        outcome_json(Status.SUCCEEDED, "order-1", "00000000-0000-4000-8000-000000000001", tenant_id=A),
+        outcome_json(Status.SUCCEEDED, "order-2", "00000000-0000-4000-8000-000000000002", tenant_id=B),
+    )
+    registry = ["--registry-table", table_args[-1]]
+    shown = cli("results", *queues.result_args, "--tenant", A, *registry)
+    assert shown.code == 0
+    assert shown.out.splitlines()[1].split()[1:3] == ["Contoso", "Ltd"]
+    stats = cli("stats", *queues.args, "--by-tenant", *registry)
+    assert next(line for line in stats.out.splitlines() if line.startswith(A)).endswith("Contoso Ltd")
+    assert next(line for line in stats.out.splitlines() if line.startswith(B)).endswith("-")
+    by_tenant = json.loads(cli("stats", *queues.args, "--by-tenant", "--json", *registry).out)["byTenant"]
+    assert by_tenant[A] == {"succeeded": 1, "displayName": "Contoso Ltd"}
+    assert by_tenant[B] == {"succeeded": 1}
