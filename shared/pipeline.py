@@ -226,12 +226,12 @@ class CertStatePipeline:
             log_event(logger, logging.INFO if outcome.status is not Status.FAILED else logging.WARNING, "outcome",
                       messageId=outcome.message_id, dequeueCount=outcome.dequeue_count,
                       correlationId=outcome.correlation_id, tenantId=outcome.target.tenant_id,
-                      tenantName=self._tenant_name(outcome.target.tenant_id), status=outcome.status.value,
+                      tenantName=(name := self._tenant_name(outcome.target.tenant_id)), status=outcome.status.value,
                       code=outcome.error.code if outcome.error else None, httpStatus=outcome.http_status,
                       requestId=outcome.graph.request_id if outcome.graph else None,
                       attempts=outcome.attempts, durationMs=outcome.duration_ms,
                       truncated=outcome.truncated or None)  # fmt: skip
-            self._telemetry.outcome(outcome)
+            self._telemetry.outcome(outcome, name)
             result = Result(outcome, text)
             self._record(result, body, report.delivery)
             return result

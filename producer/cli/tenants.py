@@ -293,5 +293,7 @@ def _report(args: argparse.Namespace, outcome: dict[str, Any]) -> int:
         line = f"{args.tenant}: role missing: consented, but DeviceManagementConfiguration.ReadWrite.All is not granted"
     else:
         line = f"{args.tenant}: {outcome.get('status')} / {error.get('code')}: {error.get('message')}"
+        if error.get("code") == "tenantNotAllowed":
+            line += " (just added? the function reads the registry every REGISTRY_REFRESH_SECONDS: check again then)"
     (err if args.json else out)(line)
     return EXIT_OK if state == "consented" else EXIT_INVALID

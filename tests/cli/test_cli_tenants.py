@@ -121,7 +121,7 @@ def test_check_reports_no_outcome_in_time_and_sends_a_valid_check(cli: Callable[
             f"{A}: not consented (AADSTS7000229)",
         ),
         ({"state": "roleMissing"}, {"code": "appRoleMissing", "message": "403"}, 1, f"{A}: role missing"),
-        (None, {"code": "tenantNotAllowed", "message": "not served"}, 1, f"{A}: rejected / tenantNotAllowed"),
+        (None, {"code": "tenantNotAllowed", "message": "not served"}, 1, "just added? the function reads the registry"),
     ],
 )
 def test_check_reads_its_outcome_back_and_exits_accordingly(
