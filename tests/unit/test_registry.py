@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,11 +11,13 @@ import pytest
 from shared.contract.errors import Deferred, ErrorCode, MessageRejected, TransientError
 from shared.contract.tenants import TenantEntry, budget_with_reserve, from_entity, to_entity
 from shared.graph.pacing import WritePacer
+from shared.pipeline import CertStatePipeline, Delivery
 from shared.registry import Served, TenantRegistry
 from shared.settings import Settings
 from shared.tenancy import TenantDirectory
 from shared.wiring import build_served
-from tests.support.pipeline_fakes import NamedCredential
+from tests.support.deferral_fakes import MemoryDeferrals
+from tests.support.pipeline_fakes import NOW, NamedCredential, RecordingGraph, body
 
 A = "a0000000-0000-4000-8000-00000000000a"
 B = "b0000000-0000-4000-8000-00000000000b"
@@ -182,3 +184,42 @@ def test_wiring_reads_no_registry_without_the_multitenant_app_and_nothing_while_
     assert served.registry.entries() is None  # built, not read
     no_table = Settings.model_validate({**storage, "MULTITENANT_APP_CLIENT_ID": A, "REGISTRY_TABLE_NAME": ""})
     assert build_served(no_table).registry is None
+
+
+def test_through_the_pipeline_a_paused_tenants_message_is_deferred_then_fails_tenant_paused_and_never_patched():
+    graph, store, sent = RecordingGraph(), MemoryDeferrals(), list[tuple[str, int]]()
+    table, clock = Table(TenantEntry(A, "Contoso", paused=True)), Clock()
+    served = Served((), registry(table, clock), paused_recheck_seconds=30, jitter=lambda: 0)
+    now = [NOW]
+    pipeline = CertStatePipeline(
+        graph=graph, tenants=directory(served, []), graph_base_url="https://graph.microsoft.com/beta",
+        max_dequeue_count=5, requeue=lambda text, delay: sent.append((text, delay)), deferrals=store,
+        max_deferral_seconds=60, clock=lambda: now[0],
+    )  # fmt: skip
+    assert pipeline.handle(body(tenantId=A), Delivery("m-1", 1, NOW)) is None  # deferred: no outcome yet
+    assert [delay for _, delay in sent] == [30]
+    now[0] = NOW + timedelta(seconds=45)
+    result = pipeline.handle(sent[0][0].encode(), Delivery("copy-1", 1, now[0]))
+    assert result is not None
+    assert (result.outcome.status.value, result.outcome.error.code if result.outcome.error else None) == (
+        "failed", "tenantPaused",
+    )  # fmt: skip
+    assert result.outcome.message_id == "m-1"
+    assert graph.requests == []
+
+
+def test_through_the_pipeline_an_unread_registry_hands_the_message_back_then_fails_registry_unavailable():
+    table, clock = Table(TenantEntry(A)), Clock()
+    table.failing = True
+    pipeline = CertStatePipeline(
+        graph=RecordingGraph(), tenants=directory(Served((), registry(table, clock), paused_recheck_seconds=30), []),
+        graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=2, clock=lambda: NOW,
+    )  # fmt: skip
+    with pytest.raises(TransientError):
+        pipeline.handle(body(tenantId=A), Delivery("m-1", 1))
+    clock.now = 10  # past the 5 s between failed reads: read again, fail again
+    last = pipeline.handle(body(tenantId=A), Delivery("m-1", 2))
+    assert last is not None
+    assert last.outcome.error is not None
+    assert (last.outcome.status.value, last.outcome.error.code) == ("failed", "registryUnavailable")
+    assert table.reads == 2
