@@ -30,6 +30,8 @@ from shared.tenancy import Tenant
 
 logger = logging.getLogger("certstate")
 
+MAX_ANSWER_BYTES: Final = 65536
+"""The most of the read's answer kept: an id, or Graph's error body (each socket read bounded by the read timeout)."""
 READ_PATH: Final = "/deviceManagement/deviceConfigurations?$top=1&$select=id"
 """A read the app role allows, answering at most one id (the tenant's own data is not kept or logged)."""
 TENANT_SIDE_CODES: Final = frozenset({
@@ -74,17 +76,19 @@ def check_consent(
         return token
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "client-request-id": str(uuid.uuid4())}
     try:
-        answer = session.get(
+        with session.get(
             graph_base_url + READ_PATH,
             headers=headers,
             timeout=(limits.connect_timeout, limits.read_timeout),
             allow_redirects=False,
-        )
-    except requests.RequestException as err:
+            stream=True,
+        ) as answer:
+            status, body = answer.status_code, answer.raw.read(MAX_ANSWER_BYTES, decode_content=True)
+    except (requests.RequestException, OSError) as err:
         raise TransientError(
             code=ErrorCode.GRAPH_UNAVAILABLE, message=f"the consent read failed: {type(err).__name__}"
         ) from None
-    status, graph_code = answer.status_code, _graph_code(answer)
+    graph_code = _graph_code(body)
     log_event(logger, logging.INFO, "consentRead", tenantId=tenant.tenant_id, httpStatus=status, graphCode=graph_code)
     if 200 <= status < 300:
         return ConsentResult(
@@ -131,10 +135,10 @@ def _token(tenant: Tenant, scope: str, gate_seconds: float) -> str | ConsentResu
         gate.lock.release()
 
 
-def _graph_code(answer: requests.Response) -> str | None:
+def _graph_code(body: bytes) -> str | None:
     """`error.code` of Graph's JSON error body, if it has one."""
     try:
-        error = json.loads(answer.content[:65536]).get("error")
+        error = json.loads(body).get("error")
     except (ValueError, AttributeError):
         return None
     code = error.get("code") if isinstance(error, dict) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -39,6 +40,13 @@ class Credential:
         return AccessToken("token-1", 4_000_000_000)
 
 
+class Raw(io.BytesIO):
+    """urllib3's response body as far as the check reads it."""
+
+    def read(self, size: int | None = -1, decode_content: bool = False) -> bytes:
+        return super().read(size)
+
+
 class Session(requests.Session):
     """Answers every GET with one status and body, and records what was asked; refuses anything else."""
 
@@ -53,7 +61,7 @@ class Session(requests.Session):
         assert kwargs["allow_redirects"] is False
         response = requests.Response()
         response.status_code = self.status
-        response._content = json.dumps(self.body).encode()
+        response.raw = Raw(json.dumps(self.body).encode())
         return response
 
 
