@@ -298,10 +298,10 @@ class CertStatePipeline:
         with message_context(correlationId=report.correlation_id, tenantId=check.tenant_id):
             result = self._consent(tenant)
         consent = Consent(state=result.state, entra_code=result.entra_code)
-        target = {"target": Target(tenant_id=check.tenant_id), "consent": consent}
+        named = {"target": Target(tenant_id=check.tenant_id), "consent": consent}  # the tenant in lower case
         if result.state is ConsentState.CONSENTED:
             return report.build(Status.VALIDATED, self._clock(), http_status=result.http_status).model_copy(
-                update=target
+                update=named
             )
         code = (
             ErrorCode.TENANT_NOT_CONSENTED if result.state is ConsentState.NOT_CONSENTED else ErrorCode.APP_ROLE_MISSING
@@ -309,7 +309,7 @@ class CertStatePipeline:
         refused = GraphRefused(
             code=code, message=result.message, graph_code=result.graph_code, http_status=result.http_status
         )
-        return report.error(refused, self._clock()).model_copy(update=target)
+        return report.error(refused, self._clock()).model_copy(update=named)
 
     def _retry_or_report(self, err: TransientError, report: OutcomeBuilder) -> Outcome:
         """Hand the message back to the host, or report it on its last delivery."""
