@@ -67,6 +67,23 @@ class LoopbackCA:
         self._dir.cleanup()
 
 
+_TENANT_REFUSALS = {
+    7000229: ("invalid_client", "The client application {app} is missing service principal in the tenant {tenant}."),
+    65001: (
+        "invalid_grant",
+        "The user or administrator has not consented to use the application with ID '{app}'. Send an interactive "
+        "authorization request for this user and resource.",
+    ),
+    700016: (
+        "unauthorized_client",
+        "Application with identifier '{app}' was not found in the directory '{tenant}'. This can happen if the "
+        "application has not been installed by the administrator of the tenant or consented to by any user in the "
+        "tenant.",
+    ),
+}
+"""What Entra ID answers a client-credentials request from a tenant that has not let the app in."""
+
+
 def _entra_error(status: int, error: str, code: int, description: str) -> web.Response:
     return web.json_response(
         {"error": error, "error_description": f"AADSTS{code}: {description}", "error_codes": [code]}, status=status
@@ -91,6 +108,7 @@ class EntraEmulator(LoopbackService):
         self.trusted_identity = trusted_identity
         self.app_client_id = app_client_id
         self._consented = {t.lower() for t in consented_tenants}
+        self._refusals: dict[str, int] = {}  # tenant -> the AADSTS code its refusal carries (default 7000229)
         self._owns_ca = ca is None
         self.ca = ca or LoopbackCA()
         self._lifetime_s = token_lifetime_s
@@ -114,6 +132,15 @@ class EntraEmulator(LoopbackService):
         """Grant (or revoke) the tenant's admin consent to the app."""
         with self._lock:
             (self._consented.add if granted else self._consented.discard)(tenant_id.lower())
+
+    def refuse(self, tenant_id: str, code: int = 7000229) -> None:
+        """Revoke the tenant's consent and refuse its token requests with this AADSTS code (see `_TENANT_REFUSALS`)."""
+        if code not in _TENANT_REFUSALS:
+            msg = f"AADSTS{code} is not one this emulator answers for a tenant; known: {sorted(_TENANT_REFUSALS)}"
+            raise ValueError(msg)
+        with self._lock:
+            self._consented.discard(tenant_id.lower())
+            self._refusals[tenant_id.lower()] = code
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Token requests, tokens issued and refusals, per tenant as the URL named it."""
@@ -182,10 +209,9 @@ class EntraEmulator(LoopbackService):
                 f"Application with identifier '{form.get('client_id')}' was not found in the directory '{tenant}'.",
             )  # fmt: skip
         if tenant not in self._consented:
-            return _entra_error(
-                400, "invalid_client", 7000229,
-                f"The client application {self.app_client_id} is missing service principal in the tenant {tenant}.",
-            )  # fmt: skip
+            code = self._refusals.get(tenant, 7000229)
+            error, description = _TENANT_REFUSALS[code]
+            return _entra_error(400, error, code, description.format(app=self.app_client_id, tenant=tenant))
         if form.get("client_assertion_type") != JWT_BEARER or not form.get("client_assertion"):
             return _entra_error(400, "invalid_client", 7000218, "The request body must contain a client_assertion.")
         identity = verify_token(form["client_assertion"], self._signing_key, EXCHANGE_AUDIENCE)

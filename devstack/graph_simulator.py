@@ -653,6 +653,14 @@ class _RetryDeadline(NamedTuple):
     issued: float
 
 
+_CONFIGURATIONS = "/beta/deviceManagement/deviceConfigurations"
+_ROLE_MISSING = (
+    "Application is not authorized to perform this operation. Application must have one of the following scopes: "
+    "DeviceManagementConfiguration.Read.All, DeviceManagementConfiguration.ReadWrite.All - Operation ID (for customer "
+    "support): 00000000-0000-0000-0000-000000000000"
+)
+
+
 def _error(exchange: _Exchange, status: int, message: str, code: str | None = None) -> _Answer:
     inner = exchange.inner_error()
     if status == 429:
@@ -730,6 +738,7 @@ class GraphSimulator(LoopbackService):
         self._store = _load_store(seed if seed is not None else _default_seed())
         self._tenant_stores: dict[str, dict[str, _Config]] = {}
         self._tenant_write_limits: dict[str, int] = {}
+        self._roles_missing: set[str] = set()
         self._tokens_not_before = 0.0
         self._writes: dict[Lane, deque[float]] = {}
         self._retry_deadlines: dict[Lane, _RetryDeadline] = {}
@@ -790,6 +799,11 @@ class GraphSimulator(LoopbackService):
                 self._tenant_write_limits.pop(tenant_id, None)
             else:
                 self._tenant_write_limits[tenant_id] = write_limit
+
+    def remove_app_role(self, tenant_id: str, removed: bool = True) -> None:
+        """Play a tenant that consented without granting DeviceManagementConfiguration.ReadWrite.All: 403 to reads."""
+        with self._lock:
+            (self._roles_missing.add if removed else self._roles_missing.discard)(tenant_id.lower())
 
     def expire_tokens_issued_before(self, timestamp: float) -> None:
         """Answer 401 to tokens issued before `timestamp` (epoch seconds) even while they are unexpired."""
@@ -931,6 +945,7 @@ class GraphSimulator(LoopbackService):
         answer = (
             (self._injected_fault(exchange, step, request.rel_url.raw_path) if is_write else None)
             or self._within_limit(app, exchange, is_write)
+            or self._list_configurations(request, exchange, claims.tid)
             or self._serve(request, exchange, raw_body, claims.tid)
         )
         if step is not None:
@@ -1028,6 +1043,18 @@ class GraphSimulator(LoopbackService):
         entity_set = f"deviceManagement/deviceConfigurations('{route.config_id}')/{route.casts}"
         context = f"{self.base_url}/$metadata#{entity_set}/$entity"
         return _Answer(200, {"@odata.context": context, "@odata.type": ENTITY_ODATA_TYPE, **copy.deepcopy(state)})
+
+    def _list_configurations(self, request: web.Request, exchange: _Exchange, tenant_id: str) -> _Answer | None:
+        """`GET deviceConfigurations` ($top; ids only), what a consent check reads; 403 without the role; else None."""
+        if request.method != "GET" or request.rel_url.path != _CONFIGURATIONS:
+            return None
+        if tenant_id in self._roles_missing:
+            return _error(exchange, 403, _ROLE_MISSING, code="Forbidden")
+        store = self._tenant_stores.get(tenant_id, self._store)
+        top = request.query.get("$top", "")
+        ids = sorted(store)[: int(top)] if top.isdigit() else sorted(store)
+        context = f"{self.base_url}/$metadata#deviceManagement/deviceConfigurations(id)"
+        return _Answer(200, {"@odata.context": context, "value": [{"id": config_id} for config_id in ids]})
 
     def _not_found(self, exchange: _Exchange, tenant_id: str, config_id: str, message: str) -> _Answer:
         """404, or 403 `crossTenant` when another added tenant holds the configuration (lock held)."""

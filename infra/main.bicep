@@ -101,6 +101,9 @@ param graphMaxWaitSeconds int = 60
 @description('Customer tenants (GUIDs) served through the multi-tenant app, besides the tenant of this deployment. Empty: only this tenant, and no app registration is made. See docs/tenants.md.')
 param servedTenantIds array = []
 
+@description('Serve customer tenants from the tenant registry (certstate tenants add, docs/tenants.md): creates the multi-tenant app and doubles the queue concurrency even with servedTenantIds empty.')
+param multiTenant bool = false
+
 @description('Client id of an existing multi-tenant app registration whose federated credential trusts the function identity (where the Graph Bicep extension is not available). Empty: this template creates the app when servedTenantIds is not empty.')
 param multiTenantAppClientId string = ''
 
@@ -243,9 +246,10 @@ var tokenExchangeAudiences = {
 }
 // Several tenants' short waits for their write slots add up: a deployment that serves other tenants runs
 // twice host.json's queue concurrency (16 + 8 invocations per instance instead of 8 + 4; docs/tenants.md).
-var queueBatchSize = empty(servedTenantIds) ? 8 : 16
-var queueNewBatchThreshold = empty(servedTenantIds) ? 4 : 8
-var createMultiTenantApp = !empty(servedTenantIds) && empty(multiTenantAppClientId) && (graphCloud == 'global') && (environment().name == 'AzureCloud')
+var servesCustomerTenants = multiTenant || !empty(servedTenantIds)
+var queueBatchSize = servesCustomerTenants ? 16 : 8
+var queueNewBatchThreshold = servesCustomerTenants ? 8 : 4
+var createMultiTenantApp = servesCustomerTenants && empty(multiTenantAppClientId) && (graphCloud == 'global') && (environment().name == 'AzureCloud')
 
 var privateNetworking = publicNetworkAccess == 'Disabled'
 // A Consumption Logic App reaches the queue through a multi-tenant connector, which a storage
@@ -273,6 +277,7 @@ var drainPerMinute = (graphWriteLimit * 60) / graphWriteWindowSeconds
 
 var storageAccountName = 'st${resourceToken}'
 var auditTableName = 'certstateaudit'
+var registryTableName = 'certstatetenants'
 var deploymentContainerName = 'app-package'
 var functionAppName = 'func-${namePrefix}-${resourceToken}'
 
@@ -303,6 +308,7 @@ module storage 'modules/storage.bicep' = {
     resultQueueName: resultQueueName
     deploymentContainerName: deploymentContainerName
     auditTableName: auditTableName
+    registryTableName: registryTableName
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     skuName: storageSkuName
     publicNetworkAccess: publicNetworkAccess
@@ -317,6 +323,7 @@ module rbac 'modules/rbac.bicep' = {
     poisonQueueName: storage.outputs.poisonQueueName
     resultQueueName: storage.outputs.resultQueueName
     auditTableName: storage.outputs.auditTableName
+    registryTableName: storage.outputs.registryTableName
     appInsightsName: monitoring.outputs.appInsightsName
     functionPrincipalId: identity.properties.principalId
     operatorPrincipalId: operatorPrincipalId
@@ -384,6 +391,7 @@ module functionApp 'modules/functionapp.bicep' = {
     virtualNetworkSubnetId: privateNetworking ? network!.outputs.functionSubnetId : ''
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     auditTableName: auditTableName
+    registryTableName: registryTableName
     auditRetentionDays: auditRetentionDays
     traceSamplingRatio: traceSamplingRatio
     graphSlotWaitSeconds: graphSlotWaitSeconds
@@ -480,6 +488,7 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output INPUT_QUEUE_NAME string = storage.outputs.inputQueueName
 output RESULT_QUEUE_NAME string = storage.outputs.resultQueueName
 output AUDIT_TABLE_NAME string = storage.outputs.auditTableName
+output REGISTRY_TABLE_NAME string = storage.outputs.registryTableName
 output POISON_QUEUE_NAME string = storage.outputs.poisonQueueName
 output MANAGED_IDENTITY_CLIENT_ID string = identity.properties.clientId
 output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.contract.messages import UpdateMessage
+from shared.contract.messages import ConsentCheck, UpdateMessage
 from shared.contract.outcomes import Outcome
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -29,7 +29,12 @@ def outcome_schema() -> dict[str, Any]:
     return _document(Outcome.model_json_schema(by_alias=True, mode="serialization"), "certstate outcome (v1)")
 
 
-SCHEMAS = {"message": message_schema, "outcome": outcome_schema}
+def consent_check_schema() -> dict[str, Any]:
+    """A consent check on the input queue (docs/contract.md section 7)."""
+    return _document(ConsentCheck.model_json_schema(by_alias=True), "certstate consent check (v1.2)")
+
+
+SCHEMAS = {"message": message_schema, "outcome": outcome_schema, "consent-check": consent_check_schema}
 
 
 def render(name: str) -> str:

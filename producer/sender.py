@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from shared.contract.errors import ErrorCode, FieldError, MessageRejected
 from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, queue_name_problem
 from shared.contract.messages import CertificateStateUpdate, UpdateMessage
-from shared.contract.parsing import decode_body, parse_message, require_size
+from shared.contract.parsing import decode_body, parse_check, parse_message, require_size
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -236,7 +236,9 @@ def service_code(err: BaseException) -> str:
 
 
 @contextmanager
-def storage_errors(endpoint: str, queue_name: str | None = None, *, table: str | None = None) -> Iterator[None]:
+def storage_errors(
+    endpoint: str, queue_name: str | None = None, *, table: str | None = None, role: str = "audit"
+) -> Iterator[None]:
     """Turn azure-core exceptions into `StorageError`/`QueueNotFound` with one clear line (of a queue or table)."""
     from azure.core.exceptions import (  # noqa: PLC0415 - lazy: see the module docstring
         AzureError,
@@ -249,7 +251,7 @@ def storage_errors(endpoint: str, queue_name: str | None = None, *, table: str |
 
     where = f"queue {queue_name!r} at {endpoint}" if queue_name else endpoint
     if table is not None:
-        where = f"audit table {table!r} at {endpoint}"
+        where = f"{role} table {table!r} at {endpoint}"
     try:
         yield
     except ResourceNotFoundError as err:
@@ -453,6 +455,12 @@ class CertStateProducer:
         """Validate, encode and enqueue one message; returns the queue's message id."""
         payload = encode(message, self.message_encoding)
         return self._send_payload(payload)
+
+    def send_check(self, tenant_id: str, correlation_id: str) -> str:
+        """Enqueue a consent check of `tenant_id` (docs/contract.md section 7); returns the queue's message id."""
+        document = {"check": "consent", "tenantId": tenant_id, "correlationId": correlation_id}
+        parse_check(document)
+        return self._send_payload(_dumps(document))
 
     def _send_payload(self, payload: str) -> str:
         client = self._client()

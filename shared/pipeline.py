@@ -29,16 +29,29 @@ from shared.contract.errors import (
     CertStateError,
     Deferred,
     ErrorCode,
+    GraphRefused,
     MessageExpired,
     MessageRejected,
     PermanentError,
     TransientError,
 )
 from shared.contract.limits import QUEUE_MESSAGE_BYTES
-from shared.contract.messages import CORRELATION_ID, UpdateMessage, to_datetime
-from shared.contract.outcomes import ErrorDetail, GraphInfo, Outcome, OutcomeError, Status, Target, bare, fit
-from shared.contract.parsing import decode_body, parse_message
+from shared.contract.messages import CHECK_KEY, CORRELATION_ID, UpdateMessage, to_datetime
+from shared.contract.outcomes import (
+    Consent,
+    ConsentState,
+    ErrorDetail,
+    GraphInfo,
+    Outcome,
+    OutcomeError,
+    Status,
+    Target,
+    bare,
+    fit,
+)
+from shared.contract.parsing import decode_body, parse_check, parse_message
 from shared.graph.client import GraphResult
+from shared.graph.consent import ConsentResult
 from shared.graph.routes import GraphRequest, build_request
 from shared.logs import log_event, message_context
 from shared.telemetry import Telemetry
@@ -76,7 +89,11 @@ class GraphPatcher(Protocol):
 class TenantLookup(Protocol):
     """The part of `TenantDirectory` the pipeline needs: a served tenant, or `tenantNotAllowed`."""
 
-    def tenant(self, tenant_id: str | None) -> Tenant: ...  # noqa: D102
+    def tenant(self, tenant_id: str | None, *, paused_ok: bool = False) -> Tenant: ...  # noqa: D102
+
+
+ConsentChecker = Callable[[Tenant], ConsentResult]
+"""Runs a consent check for a served tenant (`shared.graph.consent.check_consent`, wired)."""
 
 
 class AuditSink(Protocol):
@@ -151,8 +168,12 @@ class CertStatePipeline:
         telemetry: Telemetry | None = None,
         audit: AuditSink | None = None,
         key: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+        consent: ConsentChecker | None = None,
+        tenant_name: Callable[[str | None], str | None] = lambda tenant_id: None,
     ) -> None:
         self._graph = graph
+        self._consent = consent
+        self._tenant_name = tenant_name  # the registry's display name, for the outcome log line (no storage call)
         self._telemetry = telemetry or Telemetry()
         self._audit = audit
         self._tenants = tenants
@@ -205,12 +226,12 @@ class CertStatePipeline:
             log_event(logger, logging.INFO if outcome.status is not Status.FAILED else logging.WARNING, "outcome",
                       messageId=outcome.message_id, dequeueCount=outcome.dequeue_count,
                       correlationId=outcome.correlation_id, tenantId=outcome.target.tenant_id,
-                      status=outcome.status.value,
+                      tenantName=(name := self._tenant_name(outcome.target.tenant_id)), status=outcome.status.value,
                       code=outcome.error.code if outcome.error else None, httpStatus=outcome.http_status,
                       requestId=outcome.graph.request_id if outcome.graph else None,
                       attempts=outcome.attempts, durationMs=outcome.duration_ms,
                       truncated=outcome.truncated or None)  # fmt: skip
-            self._telemetry.outcome(outcome)
+            self._telemetry.outcome(outcome, name)
             result = Result(outcome, text)
             self._record(result, body, report.delivery)
             return result
@@ -236,6 +257,8 @@ class CertStatePipeline:
 
     def _apply(self, report: OutcomeBuilder) -> Outcome:
         assert report.document is not None
+        if CHECK_KEY in report.document:
+            return self._check(report)
         message = parse_message(report.document)
         report.message = message
         tenant = self._tenants.tenant(message.tenant_id)  # before anything could ask for a token
@@ -261,6 +284,32 @@ class CertStatePipeline:
             attempts=result.attempts,
             extra_warnings=result.warnings,
         )
+
+    def _check(self, report: OutcomeBuilder) -> Outcome:
+        """A consent check: `validated` when consented, else `failed` with what is missing; never a Graph write.
+
+        A paused tenant is checked too (pausing is how a tenant waits for its consent).
+        """
+        assert report.document is not None
+        check = parse_check(report.document)
+        tenant = self._tenants.tenant(check.tenant_id, paused_ok=True)  # before anything could ask for a token
+        if self._consent is None:
+            raise MessageRejected(code=ErrorCode.VALIDATION_FAILED, message="check: this deployment runs no checks")
+        with message_context(correlationId=report.correlation_id, tenantId=check.tenant_id):
+            result = self._consent(tenant)
+        consent = Consent(state=result.state, entra_code=result.entra_code)
+        named = {"target": Target(tenant_id=check.tenant_id), "consent": consent}  # the tenant in lower case
+        if result.state is ConsentState.CONSENTED:
+            return report.build(Status.VALIDATED, self._clock(), http_status=result.http_status).model_copy(
+                update=named
+            )
+        code = (
+            ErrorCode.TENANT_NOT_CONSENTED if result.state is ConsentState.NOT_CONSENTED else ErrorCode.APP_ROLE_MISSING
+        )
+        refused = GraphRefused(
+            code=code, message=result.message, graph_code=result.graph_code, http_status=result.http_status
+        )
+        return report.error(refused, self._clock()).model_copy(update=named)
 
     def _retry_or_report(self, err: TransientError, report: OutcomeBuilder) -> Outcome:
         """Hand the message back to the host, or report it on its last delivery."""

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from shared.contract.audit import DEFAULT_AUDIT_TABLE
 from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, TRIGGER_QUEUE_NAME_MAX, queue_name_problem
 from shared.contract.messages import canonical_guid
+from shared.contract.tenants import DEFAULT_REGISTRY_TABLE
 from shared.storage import StorageConnection
 
 HOME = "home"
@@ -126,6 +127,10 @@ class Settings(BaseSettings):
     SERVED_TENANT_IDS: Annotated[tuple[TenantGuid, ...], NoDecode, BeforeValidator(_items)] = ()
     MULTITENANT_APP_CLIENT_ID: Annotated[TenantGuid | None, BeforeValidator(_blank_none)] = None
     AZURE_AUTHORITY_HOST: Unset = None
+    REGISTRY_TABLE_NAME: Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{2,62})?$")] = DEFAULT_REGISTRY_TABLE
+    """The tenant registry (docs/tenants.md); read only with MULTITENANT_APP_CLIENT_ID set; empty: no registry."""
+    REGISTRY_REFRESH_SECONDS: Annotated[float, Field(ge=1, le=600)] = 30.0
+    """How old the registry read may be before a lookup reads it again: how long a change takes to apply."""
 
     # The host's storage connection (the bindings' `connection`), read here too for deferrals,
     # the audit table and the queue depths.
@@ -193,6 +198,19 @@ class Settings(BaseSettings):
             self.storage_client_id,
             self.storage_table_service_uri,
         )
+
+    @property
+    def has_registry(self) -> bool:
+        """Whether the function reads the tenant registry: a table name, a table service, the multi-tenant app."""
+        storage = self.storage
+        return bool(
+            self.REGISTRY_TABLE_NAME and self.MULTITENANT_APP_CLIENT_ID and storage.configured and storage.has_tables
+        )
+
+    @property
+    def serves_other_tenants(self) -> bool:
+        """Whether messages for tenants other than home may be served (the short slot wait applies then)."""
+        return bool(self.SERVED_TENANT_IDS) or self.has_registry
 
     @property
     def graph_scope(self) -> str:

@@ -109,8 +109,11 @@ class Telemetry:
         ) as span:
             yield span
 
-    def outcome(self, outcome: Outcome) -> None:
-        """Count the outcome and describe it on the message span; a `failed` one marks it as an error."""
+    def outcome(self, outcome: Outcome, tenant_name: str | None = None) -> None:
+        """Count the outcome and describe it on the message span; a `failed` one marks it as an error.
+
+        `tenant_name`: the tenant's registry display name, so the workbook can split by it.
+        """
         code = outcome.error.code if outcome.error else None
         tenant = _tenant(outcome)
         span = trace.get_current_span()
@@ -120,6 +123,7 @@ class Telemetry:
                 "code": code,
                 "correlationId": outcome.correlation_id,
                 "tenantId": tenant,
+                "tenantName": tenant_name,
                 "httpStatus": outcome.http_status,
                 "requestId": outcome.graph.request_id if outcome.graph else None,
                 "attempts": outcome.attempts,
@@ -127,7 +131,9 @@ class Telemetry:
             span.set_attributes({key: value for key, value in attributes.items() if value is not None})
             if outcome.status is Status.FAILED:
                 span.set_status(StatusCode.ERROR, code)
-        self._outcomes.add(1, _dimensions(status=outcome.status.value, code=code, tenantId=tenant))
+        self._outcomes.add(
+            1, _dimensions(status=outcome.status.value, code=code, tenantId=tenant, tenantName=tenant_name)
+        )
 
     def handed_back(self, err: CertStateError | None, correlation_id: str) -> None:
         """A delivery that ends in a retry: counted, and the span says why (not an error: no outcome yet)."""

@@ -5,7 +5,8 @@ function's managed identity directly. Every other served tenant gets a token fro
 multi-tenant app registration whose federated identity credential trusts that managed identity
 ("application trusts a managed identity"): azure-identity's `ClientAssertionCredential`, the
 assertion being a managed-identity token for the cloud's token-exchange audience. No secret or
-certificate exists anywhere. A tenant nobody configured is refused before any token request.
+certificate exists anywhere. A tenant nobody configured is refused before any token request; which
+tenants are served, and which wait paused, is `ServedTenants`' decision (shared/registry.py).
 
 Per tenant, built on first use and kept for the life of the process: one credential (so one
 Graph token per tenant per lifetime, cached by azure-identity), one token lock (a cold start
@@ -15,15 +16,16 @@ asks Entra ID once per tenant) and one `WritePacer` (its own budget and Retry-Af
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
 
-from shared.contract.errors import ErrorCode, FieldError, MessageRejected
+from shared.contract.errors import Deferred, ErrorCode, FieldError, MessageRejected
 from shared.graph.pacing import WritePacer
+from shared.registry import ServedTenants
 
 _CLOUDS: Final = {
     # Graph host: (Entra ID authority, token-exchange audience); graph-facts.md section 4 and
@@ -109,30 +111,39 @@ class TenantDirectory:
         *,
         home_credential: TokenCredential,
         home_tenant_id: str | None,
-        served: Iterable[str],
+        served: ServedTenants,
         cross_tenant_credential: Callable[[str], TokenCredential],
         pacer: Callable[[str | None], WritePacer],
     ) -> None:
         self._home_credential = home_credential
         self._home_tenant_id = home_tenant_id
-        self._served = frozenset(served)
+        self._served = served
         self._cross_tenant_credential = cross_tenant_credential
         self._pacer = pacer
         self._lock = threading.Lock()
         self._tenants: dict[str | None, Tenant] = {}
 
-    def tenant(self, tenant_id: str | None) -> Tenant:
-        """The tenant a message names (None or HOME_TENANT_ID: home); `tenantNotAllowed` if it is not served."""
+    def tenant(self, tenant_id: str | None, *, paused_ok: bool = False) -> Tenant:
+        """The tenant a message names (None or HOME_TENANT_ID: home); `tenantNotAllowed` if it is not served.
+
+        Asked on every message, so a tenant removed or paused since it was built is refused or waits
+        (`Deferred`, `tenantPaused`) from the next refresh of the registry on; `paused_ok` lets a consent
+        check through.
+        """
         key = None if tenant_id is None or tenant_id == self._home_tenant_id else tenant_id
+        if key is not None:
+            entry = self._served.lookup(key)
+            if entry is None:
+                raise MessageRejected(
+                    code=ErrorCode.TENANT_NOT_ALLOWED,
+                    message=f"this deployment does not serve tenant {key}",
+                    details=[FieldError("tenantId", "not in the tenant registry, SERVED_TENANT_IDS or HOME_TENANT_ID")],
+                )
+            if entry.paused and not paused_ok:
+                raise Deferred(self._served.paused_delay(), "tenantPaused", ErrorCode.TENANT_PAUSED)
         found = self._tenants.get(key)
         if found is not None:
             return found
-        if key is not None and key not in self._served:
-            raise MessageRejected(
-                code=ErrorCode.TENANT_NOT_ALLOWED,
-                message=f"this deployment does not serve tenant {key}",
-                details=[FieldError("tenantId", "not in SERVED_TENANT_IDS (nor HOME_TENANT_ID)")],
-            )
         with self._lock:
             found = self._tenants.get(key)
             if found is None:

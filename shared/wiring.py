@@ -12,21 +12,24 @@ import os
 import threading
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import requests
 from azure.core.credentials import TokenCredential
 
 from shared.contract.limits import POISON_SUFFIX, outcome_budget
+from shared.contract.tenants import PARTITION, budget_with_reserve
 from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
+from shared.graph.consent import ReadLimits, check_consent
 from shared.graph.pacing import WritePacer
 from shared.graph.transport import WatchedAdapter
 from shared.host_config import QueueOptions, queue_options
 from shared.identity import ENTRA_TRANSPORT, IDENTITY_TRANSPORT
 from shared.pipeline import CertStatePipeline
+from shared.registry import Served, TenantRegistry
 from shared.settings import CredentialMode, Settings, load_settings
-from shared.storage import QueueSender
+from shared.storage import STORAGE_OPERATION_SECONDS, QueueSender
 from shared.telemetry import Telemetry, configure_azure_monitor_once
 from shared.tenancy import ExchangeAssertion, TenantDirectory, authority_for, exchange_scope
 
@@ -55,6 +58,7 @@ def build_tenants(
     settings: Settings,
     home_credential: TokenCredential,
     on_wait: Callable[[str, float], None] = lambda reason, seconds: None,
+    served: Served | None = None,
 ) -> TenantDirectory:
     """The served tenants: home through `home_credential`, the others through the multi-tenant app.
 
@@ -73,15 +77,51 @@ def build_tenants(
             tenant_id, settings.MULTITENANT_APP_CLIENT_ID, assertion, authority=authority, **ENTRA_TRANSPORT
         )
 
+    served = served or build_served(settings)
+
+    def pacer(tenant_id: str | None) -> WritePacer:
+        """The tenant's budget, scaled to its registry reserve (read when the tenant is first built)."""
+        entry = served.lookup(tenant_id) if tenant_id is not None else None
+        budget = settings.write_budget(tenant_id)
+        if entry is not None and entry.write_reserve:
+            budget = budget_with_reserve(budget, entry.write_reserve)
+        return WritePacer(budget, settings.GRAPH_WRITE_WINDOW_SECONDS, on_wait=on_wait)
+
     return TenantDirectory(
         home_credential=home_credential,
         home_tenant_id=settings.HOME_TENANT_ID,
-        served=settings.SERVED_TENANT_IDS,
+        served=served,
         cross_tenant_credential=cross_tenant_credential,
-        pacer=lambda tenant_id: WritePacer(
-            settings.write_budget(tenant_id), settings.GRAPH_WRITE_WINDOW_SECONDS, on_wait=on_wait
-        ),
+        pacer=pacer,
     )
+
+
+def build_served(settings: Settings) -> Served:
+    """SERVED_TENANT_IDS and the tenant registry (if the deployment has one); nothing is read here.
+
+    The registry is read with the function's own storage connection (read-only role deployed), one
+    bounded call per read with no SDK retry; the first lookup waits for it at most one storage operation.
+    """
+    registry = None
+    if settings.has_registry:
+        storage, name = settings.storage, settings.REGISTRY_TABLE_NAME
+        quiet_storage_logs()
+        table: list[Any] = []  # the client, built on the first read
+
+        def read() -> list[Any]:
+            from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - cold start
+
+            if not table:
+                table.append(storage.table_service().get_table_client(name))
+            try:
+                return list(table[0].query_entities(f"PartitionKey eq '{PARTITION}'", retry_total=0))
+            except ResourceNotFoundError:  # no table yet (Azurite before the first `tenants add`): no rows
+                return []
+
+        registry = TenantRegistry(
+            read, refresh_seconds=settings.REGISTRY_REFRESH_SECONDS, wait_seconds=STORAGE_OPERATION_SECONDS
+        )
+    return Served(settings.SERVED_TENANT_IDS, registry, paused_recheck_seconds=settings.REGISTRY_REFRESH_SECONDS)
 
 
 def build_session(pool_size: int, base_url: str) -> requests.Session:
@@ -163,8 +203,9 @@ def build_pipeline(
         probe_timeout_seconds=settings.GRAPH_CONNECT_TIMEOUT_SECONDS + settings.GRAPH_READ_TIMEOUT_SECONDS,
     )
     telemetry.watch_breaker(lambda: breaker.is_open)
+    session = build_session(options.max_concurrency, settings.GRAPH_BASE_URL)
     client = GraphClient(
-        session=build_session(options.max_concurrency, settings.GRAPH_BASE_URL),
+        session=session,
         scope=settings.graph_scope,
         breaker=breaker,
         limits=ClientLimits(
@@ -172,15 +213,29 @@ def build_pipeline(
             read_timeout=settings.GRAPH_READ_TIMEOUT_SECONDS,
             max_attempts=settings.GRAPH_MAX_ATTEMPTS,
             max_wait_seconds=settings.GRAPH_MAX_WAIT_SECONDS,
-            slot_wait_seconds=settings.GRAPH_SLOT_WAIT_SECONDS if settings.SERVED_TENANT_IDS else None,
+            slot_wait_seconds=settings.GRAPH_SLOT_WAIT_SECONDS if settings.serves_other_tenants else None,
         ),
         telemetry=telemetry,
     )
     deferrals = build_deferrals(settings)
     input_queue = QueueSender(settings.storage, settings.INPUT_QUEUE_NAME)
+    served = build_served(settings)
+    read_limits = ReadLimits(
+        gate_seconds=settings.GRAPH_MAX_WAIT_SECONDS,
+        connect_timeout=settings.GRAPH_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=settings.GRAPH_READ_TIMEOUT_SECONDS,
+    )
     return CertStatePipeline(
         graph=client,
-        tenants=build_tenants(settings, credential or build_credential(settings), telemetry.waited),
+        tenants=build_tenants(settings, credential or build_credential(settings), telemetry.waited, served),
+        consent=lambda tenant: check_consent(
+            tenant,
+            session=session,
+            scope=settings.graph_scope,
+            graph_base_url=settings.GRAPH_BASE_URL,
+            limits=read_limits,
+        ),
+        tenant_name=served.display_name,
         graph_base_url=settings.GRAPH_BASE_URL,
         max_dequeue_count=options.max_dequeue_count,
         requeue=input_queue.send if deferrals else None,

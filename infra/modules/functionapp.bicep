@@ -39,6 +39,9 @@ param graphReadTimeoutSeconds int
 param graphMaxAttempts int
 param graphMaxWaitSeconds int
 param auditTableName string
+
+@description('REGISTRY_TABLE_NAME: the tenant registry the function reads (docs/tenants.md).')
+param registryTableName string
 param auditRetentionDays int
 
 @description('OTEL_TRACES_SAMPLER_ARG: the share of message traces kept, 0.00 to 1.00.')
@@ -262,6 +265,14 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           value: graphTenantWriteBudgets
         }
         // Tenants (docs/tenants.md): customer tenants get tokens from the multi-tenant app, secretless.
+        {
+          name: 'REGISTRY_TABLE_NAME'
+          value: registryTableName
+        }
+        {
+          name: 'REGISTRY_REFRESH_SECONDS'
+          value: '30'
+        }
         {
           name: 'HOME_TENANT_ID'
           value: homeTenantId

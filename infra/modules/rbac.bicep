@@ -9,6 +9,7 @@ param inputQueueName string
 param poisonQueueName string
 param resultQueueName string
 param auditTableName string
+param registryTableName string
 param appInsightsName string
 
 @description('Object id of the function app\'s user-assigned identity.')
@@ -119,6 +120,11 @@ resource auditTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
   name: auditTableName
 }
 
+resource registryTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: tableService
+  name: registryTableName
+}
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
@@ -173,6 +179,31 @@ resource operatorAuditReader 'Microsoft.Authorization/roleAssignments@2022-04-01
     principalId: operatorPrincipalId
     principalType: operatorPrincipalType
     description: 'certstate operator: read the audit trail'
+  }
+}
+
+// The tenant registry: the function reads it, never writes it (a compromised function cannot serve a
+// tenant nobody registered).
+resource functionRegistryReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(registryTable.id, functionPrincipalId, storageTableDataReader)
+  scope: registryTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataReader)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'certstate function: read the tenant registry'
+  }
+}
+
+// The operator edits the registry (`certstate tenants add | remove | pause | resume`).
+resource operatorRegistryWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(registryTable.id, operatorPrincipalId, storageTableDataContributor)
+  scope: registryTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+    description: 'certstate operator: edit the tenant registry'
   }
 }
 

@@ -1,5 +1,5 @@
 // The function's storage account: host storage (AzureWebJobsStorage, identity-based), the Flex
-// deployment package container, the input, poison and result queues, and the audit table.
+// deployment package container, the input, poison and result queues, the audit table and the tenant registry.
 
 param name string
 param location string
@@ -8,6 +8,7 @@ param inputQueueName string
 param resultQueueName string
 param deploymentContainerName string
 param auditTableName string
+param registryTableName string
 param logAnalyticsWorkspaceId string
 
 @allowed([
@@ -166,6 +167,13 @@ resource auditTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
   name: auditTableName
 }
 
+// The tenant registry (docs/tenants.md): one row per served customer tenant. The function only reads
+// it; the operator writes it with `certstate tenants`.
+resource registryTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: registryTableName
+}
+
 // Storage logs for the queue service: who put, read and deleted messages (Entra principal ids).
 resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'queue-to-log-analytics'
@@ -185,3 +193,4 @@ output inputQueueName string = inputQueue.name
 output poisonQueueName string = poisonQueue.name
 output resultQueueName string = resultQueue.name
 output auditTableName string = auditTable.name
+output registryTableName string = registryTable.name

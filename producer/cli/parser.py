@@ -7,12 +7,12 @@ import textwrap
 from importlib import metadata
 from typing import Final
 
-from producer.cli import health, history, poison, replay, results, schema, send, stats, validate
+from producer.cli import health, history, poison, replay, results, schema, send, stats, tenants, validate
 from producer.cli.exits import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, exit_codes
 from producer.cli.options import FORMATTER, TARGETS, common_options
 
 PROG: Final = "certstate"
-COMMANDS: Final = (validate, send, results, replay, poison, stats, history, health, schema)
+COMMANDS: Final = (validate, send, results, replay, poison, stats, history, health, tenants, schema)
 """Each module has `register(commands, common)` (its options and help) and `run(args) -> exit code`."""
 
 EPILOG = f"""\
@@ -27,6 +27,7 @@ examples:
   certstate stats                                      queue depths: input, results, poison
   certstate history --correlation-id order-4711 --since 30d   what happened to it (the audit trail)
   certstate health                                     a dryRun through the deployment, exit code 0 if well
+  certstate tenants add <GUID> --name Contoso --paused  register a customer tenant; tenants check: its consent
   certstate schema message > message.schema.json
   certstate send --account-url https://myaccount.queue.core.windows.net updates.jsonl
 

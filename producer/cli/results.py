@@ -21,8 +21,10 @@ from producer.cli.options import (
     seconds,
 )
 from producer.cli.scan import Filter, Scan, read_json
-from producer.cli.tables import Printer
+from producer.cli.tables import Printer, outcome_lines
+from producer.cli.tenants import registry_table_option
 from producer.sender import storage_errors
+from producer.tenants import display_names
 from shared.contract.outcomes import Status
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ examples:
   certstate results --correlation-id order-4711
   certstate results --status failed --since 2h --json | jq .error
   certstate results --follow                               # new outcomes as they arrive, until Ctrl-C
+  certstate results --tenant 72f988bf-86f1-41af-91ab-2d7cd011db47   # TENANT: its registry display name
   certstate results --remove --status succeeded --max 500  # consume (delete) what is printed
 
 {
@@ -72,6 +75,7 @@ def register(commands: Commands, common: Common) -> None:
         metavar="SECONDS",
         help="seconds between reads with --follow (default 2)",
     )
+    registry_table_option(parser)
     progress_option(parser)
     json_option(parser, "print each outcome as one JSON line")
     parser.set_defaults(run=run)
@@ -80,11 +84,11 @@ def register(commands: Commands, common: Common) -> None:
 class _Reader:
     """Reads the result queue, once or again and again, printing each matching outcome once."""
 
-    def __init__(self, args: argparse.Namespace, queue: QueueClient) -> None:
+    def __init__(self, args: argparse.Namespace, queue: QueueClient, names: dict[str, str]) -> None:
         self.args = args
         self.queue = queue
         self.chosen: Filter = outcome_filter(args)
-        self.printer = Printer(args.json)
+        self.printer = Printer(args.json, lines=lambda outcome: outcome_lines(outcome, names))
         self.seen: set[str] = set()
         self.peek_only = False
 
@@ -127,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     """Show the matching outcomes of the whole result queue; with --follow, keep reading."""
     account = target.account(args)
     queue = account.queue(args.result_queue)
-    reader = _Reader(args, queue)
+    names = display_names(account.table(args.registry_table)) if args.tenant else {}
+    reader = _Reader(args, queue, names)
     with storage_errors(account.endpoint, args.result_queue), contextlib.closing(queue):
         if args.follow:
             reader.printer.header()

@@ -8,17 +8,20 @@ import sys
 from producer.cli.exits import EXIT_OK, USAGE, exit_codes
 from producer.cli.options import FORMATTER, Commands, Common
 
-NAMES = ("message", "outcome")
+NAMES = ("message", "outcome", "consent-check")
 
 
 def register(commands: Commands, common: Common) -> None:
     """Add the command to the parser."""
     parser = commands.add_parser(
         "schema",
-        help="print the JSON Schema of a message or an outcome",
-        description="Print the JSON Schema (draft 2020-12) of the input message or of the outcome; it is JSON already.",
+        help="print the JSON Schema of a message, an outcome or a consent check",
+        description=(
+            "Print the JSON Schema (draft 2020-12) of the input message, the outcome or a consent check\n"
+            "(docs/contract.md section 7); it is JSON already."
+        ),
         epilog="examples:\n  certstate schema message > message.schema.json\n\n"
-        + exit_codes((EXIT_OK, "printed"), (USAGE[0], "unknown option, or not one of message, outcome")),
+        + exit_codes((EXIT_OK, "printed"), (USAGE[0], "unknown option, or not one of message, outcome, consent-check")),
         formatter_class=FORMATTER,
     )
     # The metavar is what usage shows and what "the following arguments are required" names: the same text.

@@ -12,7 +12,9 @@ from producer.cli.console import err, out, out_json, safe
 from producer.cli.exits import EXIT_OK, INTERRUPTED, STORAGE, USAGE, exit_codes
 from producer.cli.options import FORMATTER, HOME, Commands, Common, json_option
 from producer.cli.scan import PAGE, read_json, tenant_id
+from producer.cli.tenants import registry_table_option
 from producer.sender import QueueNotFound, storage_errors
+from producer.tenants import display_names
 from shared.contract.envelope import unwrap
 from shared.contract.errors import MessageRejected
 from shared.contract.outcomes import Status
@@ -53,6 +55,7 @@ def register(commands: Commands, common: Common) -> None:
         action="store_true",
         help=f"also count, per tenant, the first {PAGE} messages of the input and result queues (peeked)",
     )
+    registry_table_option(parser)
     json_option(parser, "print one JSON object")
     parser.set_defaults(run=run)
 
@@ -76,12 +79,16 @@ def run(args: argparse.Namespace) -> int:
                         _count_by_tenant(queue, role, tenants)
             except QueueNotFound:
                 depths[role] = None
+    names = display_names(account.table(args.registry_table)) if args.by_tenant else {}
     if args.json:
         document: dict[str, object] = {
             role: {"name": queues[role], "approximateMessageCount": depths[role]} for role in queues
         }
         if args.by_tenant:
-            document["byTenant"] = {tenant: dict(counts) for tenant, counts in sorted(tenants.items())}
+            document["byTenant"] = {
+                tenant: {**counts, **({"displayName": names[tenant]} if tenant in names else {})}
+                for tenant, counts in sorted(tenants.items())
+            }
         out_json(document)
         return EXIT_OK
     width = max(len(name) for name in queues.values()) + len(" (result)")
@@ -90,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         depth = depths[role]
         out(f"{f'{name} ({role})'.ljust(width)}  {'missing' if depth is None else depth}")
     if args.by_tenant:
-        _tenant_table(tenants)
+        _tenant_table(tenants, names)
     if depths["poison"]:
         err("the host gave up on the poisoned ones: certstate poison list shows them, poison retry sends them back")
     return EXIT_OK
@@ -114,10 +121,13 @@ def _count_by_tenant(queue: QueueClient, role: str, tenants: dict[str, Counter[s
             tenants.setdefault((tenant_id(document) or HOME).lower(), Counter())[str(document.get("status"))] += 1
 
 
-def _tenant_table(tenants: dict[str, Counter[str]]) -> None:
+def _tenant_table(tenants: dict[str, Counter[str]], names: dict[str, str]) -> None:
+    """One row per tenant; with registry names, a NAME column last (absent when the registry names none)."""
     columns = [WAITING, *(s.value for s in Status)]
+    named = ["NAME"] if names else []
     out("")
     out(f"PER TENANT (the first {PAGE} messages of each queue, peeked)")
-    out("  ".join([f"{'TENANT':36}", *(c.upper().rjust(9) for c in columns)]))
+    out("  ".join([f"{'TENANT':36}", *(c.upper().rjust(9) for c in columns), *named]))
     for tenant, counts in sorted(tenants.items()):
-        out("  ".join([f"{safe(tenant):36}", *(str(counts.get(c, 0)).rjust(9) for c in columns)]))
+        name = [safe(names.get(tenant, "-"))] if names else []
+        out("  ".join([f"{safe(tenant):36}", *(str(counts.get(c, 0)).rjust(9) for c in columns), *name]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from producer.cli.console import out, out_json
@@ -35,11 +35,15 @@ def row(columns: Columns, values: Sequence[object]) -> str:
     return "  ".join(_cell(v, w).ljust(w) for v, (_, w) in zip(values, columns, strict=True)).rstrip()
 
 
-def outcome_lines(outcome: dict[str, Any]) -> list[str]:
-    """An outcome as a table line, then one indented line per warning Graph's answer or the message earned."""
+def outcome_lines(outcome: dict[str, Any], names: Mapping[str, str] | None = None) -> list[str]:
+    """An outcome as a table line, then one indented line per warning Graph's answer or the message earned.
+
+    `names`: the registry's display names, shown instead of a tenant's GUID where known.
+    """
+    tenant = tenant_id(outcome)
     values = [
         outcome.get("status"),
-        tenant_id(outcome) or HOME,
+        (names or {}).get(tenant.lower(), tenant) if tenant else HOME,
         outcome.get("correlationId"),
         outcome.get("messageId"),
         outcome.get("dequeueCount"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -392,5 +392,22 @@ class UpdateMessage(BaseModel):
         return cls.model_validate(data, by_alias=True, by_name=False)
 
 
+class ConsentCheck(BaseModel):
+    """A consent check (docs/contract.md section 7): does the tenant's token and app role work? Nothing is written."""
+
+    model_config = _WIRE
+
+    check: Literal["consent"]
+    tenant_id: TenantId
+    correlation_id: CorrelationId | None = None
+
+    @classmethod
+    def from_wire(cls, data: object) -> Self:
+        """Validate a decoded JSON document by the contract's names only."""
+        return cls.model_validate(data, by_alias=True, by_name=False)
+
+
+CHECK_KEY: Final = "check"
+"""A message with this key is a check (`ConsentCheck`), not an update."""
 KNOWN_MESSAGE_FIELDS: Final = tuple(f.alias or n for n, f in UpdateMessage.model_fields.items())
 KNOWN_UPDATE_FIELDS: Final = tuple(f.alias or n for n, f in CertificateStateUpdate.model_fields.items())

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticSerializationError
 
@@ -105,6 +105,23 @@ class RequestOmitted(BaseModel):
         return cls(bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
 
 
+class ConsentState(StrEnum):
+    """What a consent check found (docs/contract.md section 7)."""
+
+    CONSENTED = "consented"
+    NOT_CONSENTED = "notConsented"
+    ROLE_MISSING = "roleMissing"
+
+
+class Consent(BaseModel):
+    """A consent check's answer: the state, and Entra ID's AADSTS code when Entra refused the token."""
+
+    model_config = _OUT
+
+    state: ConsentState
+    entra_code: Echoed | None = None
+
+
 class Outcome(BaseModel):
     """What became of one input message."""
 
@@ -127,6 +144,8 @@ class Outcome(BaseModel):
     request: dict[str, Any] | None = None
     request_omitted: RequestOmitted | None = None
     graph_request: dict[str, Any] | None = None
+    consent: Annotated[Consent | None, Field(exclude_if=lambda value: value is None)] = None
+    """Only in a consent check's outcome (v1.2): absent from every other, so v1.1 outcomes are unchanged."""
     truncated: list[str] = []
 
     @field_serializer("completed_at")
@@ -147,7 +166,10 @@ class Outcome(BaseModel):
         for name in type(self).model_fields:
             key = to_camel(name)
             try:
-                document[key] = _printable_tree(self.model_dump(include={name})[key])
+                dumped = self.model_dump(include={name})
+                if key not in dumped:  # left out when empty (`consent`)
+                    continue
+                document[key] = _printable_tree(dumped[key])
                 json.dumps(document[key])
             except (PydanticSerializationError, ValueError, RecursionError):
                 document[key] = None
@@ -249,6 +271,7 @@ def bare(outcome: Outcome) -> Outcome:
         completed_at=outcome.completed_at,
         error=OutcomeError(code=error.code, message=bounded(error.message, _ID_CHARS)) if error else None,
         request_omitted=outcome.request_omitted,
+        consent=outcome.consent,
         truncated=["*"],
     )
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from shared.contract.echo import EXCERPT_CHARS, LONG_VALUE_CHARS, lone_surrogate_path, path_part, shown
 from shared.contract.errors import ErrorCode, FieldError, MessageRejected
 from shared.contract.limits import QUEUE_MESSAGE_BYTES
-from shared.contract.messages import KNOWN_MESSAGE_FIELDS, KNOWN_UPDATE_FIELDS, UpdateMessage
+from shared.contract.messages import KNOWN_MESSAGE_FIELDS, KNOWN_UPDATE_FIELDS, ConsentCheck, UpdateMessage
 
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")  # fullmatch: `$` would let a final newline through
 
@@ -93,17 +93,30 @@ def parse_message(document: dict[str, Any]) -> UpdateMessage:
     try:
         return UpdateMessage.from_wire(document)
     except ValidationError as err:
-        faults = [
-            _field_error(e["loc"], e["type"], e["msg"], e.get("input"), suggest=i < _SUGGESTIONS)
-            for i, e in enumerate(err.errors(include_url=False))
-        ]
-        details = [detail for detail, _ in faults]
-        first, quotes_value = faults[0]
-        notes = [f"and {len(details) - 1} more"] if len(details) > 1 else []
-        notes += ["see details"] if quotes_value else []
-        summary = f"{first.field} is invalid" if quotes_value else f"{first.field}: {first.message}"
-        summary += f" ({'; '.join(notes)})" if notes else ""
-        raise MessageRejected(code=ErrorCode.VALIDATION_FAILED, message=summary, details=details) from None
+        _invalid(err)
+
+
+def parse_check(document: dict[str, Any]) -> ConsentCheck:
+    """Validate a consent check (docs/contract.md section 7), its faults named as an update's are."""
+    try:
+        return ConsentCheck.from_wire(document)
+    except ValidationError as err:
+        _invalid(err)
+
+
+def _invalid(err: ValidationError) -> NoReturn:
+    """`validationFailed`, every field at fault in `details`."""
+    faults = [
+        _field_error(e["loc"], e["type"], e["msg"], e.get("input"), suggest=i < _SUGGESTIONS)
+        for i, e in enumerate(err.errors(include_url=False))
+    ]
+    details = [detail for detail, _ in faults]
+    first, quotes_value = faults[0]
+    notes = [f"and {len(details) - 1} more"] if len(details) > 1 else []
+    notes += ["see details"] if quotes_value else []
+    summary = f"{first.field} is invalid" if quotes_value else f"{first.field}: {first.message}"
+    summary += f" ({'; '.join(notes)})" if notes else ""
+    raise MessageRejected(code=ErrorCode.VALIDATION_FAILED, message=summary, details=details) from None
 
 
 class _NotJsonError(ValueError):

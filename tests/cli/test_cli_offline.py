@@ -188,8 +188,8 @@ def test_each_command_has_one_help_block_with_its_own_exit_codes(cli: Cli, comma
 def test_schema_usage_and_required_text_agree(cli: Cli):
     run = cli("schema")
     assert run.code == EXIT_USAGE
-    assert "usage: certstate schema [-h] [--json] {message,outcome}" in run.err
-    assert "the following arguments are required: {message,outcome}" in run.err
+    assert "usage: certstate schema [-h] [--json] {message,outcome,consent-check}" in run.err
+    assert "the following arguments are required: {message,outcome,consent-check}" in run.err
     assert cli("schema", "message", "--json").out == render("message")
 
 

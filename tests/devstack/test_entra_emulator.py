@@ -13,6 +13,8 @@ from azure.identity import ClientAssertionCredential, ManagedIdentityCredential
 
 from devstack.entra_emulator import EXCHANGE_AUDIENCE, MULTITENANT_APP_CLIENT_ID, EntraEmulator
 from devstack.identity_emulator import SYSTEM_ASSIGNED_CLIENT_ID, IdentityEmulator, TokenClaims, verify_token
+from shared.contract.outcomes import ConsentState
+from shared.graph.consent import ReadLimits, check_consent
 from shared.settings import Settings
 from shared.tenancy import TenantDirectory
 from shared.wiring import build_tenants
@@ -89,6 +91,22 @@ def test_a_tenant_that_never_consented_gets_no_token(identity, entra, wired):
         tenants.tenant(STRANGER).credential.get_token(f"{GRAPH}/.default")
     entra.consent(STRANGER)
     assert tenants.tenant(STRANGER).credential.get_token(f"{GRAPH}/.default").token
+
+
+@pytest.mark.parametrize("code", [7000229, 65001, 700016])
+def test_a_refusing_tenant_surfaces_its_aadsts_code_through_azure_identity_as_not_consented(
+    identity, entra, wired, code: int
+):
+    tenants = wired()
+    entra.refuse(TENANTS[0], code)
+    result = check_consent(
+        tenants.tenant(TENANTS[0]), session=requests.Session(), scope=f"{GRAPH}/.default",
+        graph_base_url=f"{GRAPH}/beta", limits=ReadLimits(gate_seconds=5, connect_timeout=1, read_timeout=1),
+    )  # fmt: skip
+    assert (result.state, result.entra_code) == (ConsentState.NOT_CONSENTED, f"AADSTS{code}")
+    assert entra.stats()["refused"] == {TENANTS[0]: 1}
+    with pytest.raises(ValueError, match="AADSTS1 is not one"):
+        entra.refuse(TENANTS[1], 1)
 
 
 MI = SYSTEM_ASSIGNED_CLIENT_ID

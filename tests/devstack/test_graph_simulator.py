@@ -755,3 +755,19 @@ def test_a_token_of_one_tenant_is_refused_on_another_tenants_objects(sim: GraphS
     assert sim.stats()["crossTenant"] == 1
     assert patch(sim, path=route("nowhere", "microsoft.graph.iosScepCertificateProfile", "s-1"),
                  auth=tenant_auth(sim, TENANT_A)).status_code == 404  # fmt: skip
+
+
+def test_the_consent_read_lists_one_id_and_is_403_forbidden_in_a_tenant_without_the_app_role(sim: GraphSimulator):
+    tenant = "c0000000-0000-4000-8000-00000000000c"
+    sim.add_tenant(tenant)
+    read = "/deviceManagement/deviceConfigurations?$top=1&$select=id"
+    answer = requests.get(sim.base_url + read, headers={"Authorization": f"Bearer {token(sim, tid=tenant)}"}, timeout=5)
+    assert answer.status_code == 200
+    assert len(answer.json()["value"]) == 1
+    sim.remove_app_role(tenant)
+    refused = requests.get(
+        sim.base_url + read, headers={"Authorization": f"Bearer {token(sim, tid=tenant)}"}, timeout=5
+    )
+    body = assert_graph_error(refused, 403, "Forbidden")
+    assert "DeviceManagementConfiguration.ReadWrite.All" in body["message"]
+    assert sim.stats()["writes"] == 0

@@ -86,7 +86,8 @@ def emitted() -> dict[str, frozenset[str]]:
         )  # fmt: skip
         tenants = home_only(ManagedIdentityCredential(), WritePacer(1000, 1.0, on_wait=telemetry.waited))
         pipeline = CertStatePipeline(graph=client, tenants=tenants, graph_base_url=graph.base_url,
-                                     max_dequeue_count=5, telemetry=telemetry, audit=_FailingAudit())  # fmt: skip
+                                     max_dequeue_count=5, telemetry=telemetry, audit=_FailingAudit(),
+                                     tenant_name=lambda tenant: "Contoso" if tenant else None)  # fmt: skip
         message = json.dumps(MESSAGE).encode()
         # 429 then 200 (a Retry-After), dropped then 200 (a backoff), 403 (a failed outcome)
         for n, step in enumerate([{"status": 429, "retryAfter": "0.1"}, {"drop": True}, {"status": 403}]):

@@ -448,6 +448,7 @@ def test_function_identity_roles_are_exactly_these() -> None:
         (STORAGE_BLOB_DATA_OWNER, "functionPrincipalId", "ServicePrincipal", STORAGE_ACCOUNT, "storageAccountName"),
         (MONITORING_METRICS_PUBLISHER, "functionPrincipalId", "ServicePrincipal", APP_INSIGHTS, "appInsightsName"),
         (STORAGE_TABLE_DATA_CONTRIBUTOR, "functionPrincipalId", "ServicePrincipal", TABLE, "auditTableName"),
+        (STORAGE_TABLE_DATA_READER, "functionPrincipalId", "ServicePrincipal", TABLE, "registryTableName"),
     }
     assert render(body(_module("rbac"))["params"]["functionPrincipalId"]) == "identity.properties.principalId"
 
@@ -508,6 +509,7 @@ def test_operator_roles_are_queue_scoped_and_optional() -> None:
     }
     assert {a for a in _role_assignments(RBAC) if a[1] == "operatorPrincipalId"} == {
         (STORAGE_TABLE_DATA_READER, "operatorPrincipalId", "operatorPrincipalType", TABLE, "auditTableName"),
+        (STORAGE_TABLE_DATA_CONTRIBUTOR, "operatorPrincipalId", "operatorPrincipalType", TABLE, "registryTableName"),
     }
     assert render(condition(_resource(RBAC, "operatorAuditReader"))["operator"]["operands"]["bool_value"]) == (
         "empty(operatorPrincipalId)"
@@ -520,7 +522,7 @@ def test_operator_roles_are_queue_scoped_and_optional() -> None:
 
 
 def test_rbac_module_has_no_other_assignment() -> None:
-    assert len(_role_assignments(RBAC)) == 4  # blobs, telemetry, and the audit table's writer and reader
+    assert len(_role_assignments(RBAC)) == 6  # blobs, telemetry, the audit table's and the registry's two each
     looped = [s for s, r in resources_of_type(parse(RBAC), ROLE_ASSIGNMENT).items() if "loop_type" in r["config"]]
     assert looped == ["queueRoles"]
 

@@ -75,7 +75,7 @@ def test_the_app_is_made_only_when_tenants_are_served_and_none_is_given() -> Non
     assert parse(MAIN)["parameters"]["multiTenantAppClientId"]["default"] == ""
     assert condition(parse(MAIN)["modules"]["multiTenantApp"]) == "createMultiTenantApp"
     assert (
-        "var createMultiTenantApp = !empty(servedTenantIds) && empty(multiTenantAppClientId) && "
+        "var createMultiTenantApp = servesCustomerTenants && empty(multiTenantAppClientId) && "
         "(graphCloud == 'global') && (environment().name == 'AzureCloud')"
     ) in text(MAIN)
 
@@ -126,8 +126,9 @@ def test_a_tenants_reserve_gives_it_the_budget_rule_of_the_home_tenant(limit: in
 def test_serving_other_tenants_doubles_the_hosts_queue_concurrency() -> None:
     host = json.loads((REPO / "host.json").read_text(encoding="utf-8"))["extensions"]["queues"]
     assert (host["batchSize"], host["newBatchThreshold"]) == (8, 4)  # one tenant: host.json as it is
-    assert "var queueBatchSize = empty(servedTenantIds) ? 8 : 16" in text(MAIN)
-    assert "var queueNewBatchThreshold = empty(servedTenantIds) ? 4 : 8" in text(MAIN)
+    assert "var servesCustomerTenants = multiTenant || !empty(servedTenantIds)" in text(MAIN)
+    assert "var queueBatchSize = servesCustomerTenants ? 16 : 8" in text(MAIN)
+    assert "var queueNewBatchThreshold = servesCustomerTenants ? 8 : 4" in text(MAIN)
     settings = _app_settings()
     assert render(settings["AzureFunctionsJobHost__extensions__queues__batchSize"]) == "string(queueBatchSize)"
     assert render(settings["AzureFunctionsJobHost__extensions__queues__newBatchThreshold"]) == (
@@ -139,3 +140,23 @@ def test_serving_other_tenants_doubles_the_hosts_queue_concurrency() -> None:
     prefix = "AzureFunctionsJobHost__extensions__queues__"
     options = queue_options(app_settings={f"{prefix}batchSize": "16", f"{prefix}newBatchThreshold": "8"})
     assert options.max_concurrency == 24
+
+
+def test_the_registry_table_is_deployed_read_only_for_the_function_and_writable_for_the_operator() -> None:
+    storage = parse("modules/storage.bicep")
+    table = body(storage["resources"]["registryTable"])
+    assert (table["parent"], render(table["name"])) == ("tableService", "registryTableName")
+    assert render(storage["outputs"]["registryTableName"]["value"]) == "registryTable.name"
+    assert "var registryTableName = 'certstatetenants'" in text(MAIN)
+    assert Settings.model_fields["REGISTRY_TABLE_NAME"].default == "certstatetenants"
+    settings = _app_settings()
+    assert (settings["REGISTRY_TABLE_NAME"], settings["REGISTRY_REFRESH_SECONDS"]) == ("registryTableName", "30")
+    rbac = parse("modules/rbac.bicep")["resources"]
+    reader, writer = body(rbac["functionRegistryReader"]), body(rbac["operatorRegistryWriter"])
+    assert (reader["scope"], writer["scope"]) == ("registryTable", "registryTable")
+    assert "storageTableDataReader" in render(reader["properties"]["roleDefinitionId"])
+    assert "storageTableDataContributor" in render(writer["properties"]["roleDefinitionId"])
+    assert render(reader["properties"]["principalId"]) == "functionPrincipalId"
+    assert render(writer["properties"]["principalId"]) == "operatorPrincipalId"
+    assert parse(MAIN)["parameters"]["multiTenant"]["default"] is False
+    assert "output REGISTRY_TABLE_NAME string = storage.outputs.registryTableName" in text(MAIN)

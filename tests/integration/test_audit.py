@@ -18,7 +18,8 @@ from producer.audit import HistoryQuery, full_record, history
 from shared.audit import AuditBacklog, AuditTimeout, AuditTrail
 from shared.contract.audit import TEXT_PART_CHARS
 from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace
-from shared.contract.outcomes import Outcome, Status
+from shared.contract.outcomes import ConsentState, Outcome, Status
+from shared.graph.consent import ConsentResult
 from shared.pipeline import CertStatePipeline, Delivery, Result
 from shared.settings import Settings
 from shared.wiring import build_audit
@@ -260,3 +261,17 @@ def pipeline_without_audit() -> CertStatePipeline:
         graph=RecordingGraph(), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
         max_dequeue_count=5,
     )  # fmt: skip
+
+
+def test_a_consent_checks_outcome_is_kept_and_found_by_its_tenant(table):
+    tenant = "1111bbbb-0000-4000-8000-000000000002"  # served by `directory()`
+    audited = CertStatePipeline(
+        graph=RecordingGraph(), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+        max_dequeue_count=5, clock=lambda: ENQUEUED + timedelta(seconds=5), audit=AuditTrail(table, wait_seconds=10),
+        consent=lambda _: ConsentResult(ConsentState.NOT_CONSENTED, "refused", entra_code="AADSTS65001"),
+    )  # fmt: skip
+    check = json.dumps({"check": "consent", "tenantId": tenant, "correlationId": "check-1"}).encode()
+    outcome = outcome_of(audited, check, Delivery("m-check", 1, ENQUEUED))
+    assert (outcome.status, outcome.consent and outcome.consent.entra_code) == (Status.FAILED, "AADSTS65001")
+    (found,) = history(table, HistoryQuery(since=DAY.since, until=DAY.until, tenant_id=tenant))
+    assert (found.correlation_id, found.status) == ("check-1", "failed")

@@ -10,6 +10,7 @@ from shared.contract.errors import GraphTrace
 from shared.graph.client import GraphResult
 from shared.graph.pacing import WritePacer
 from shared.graph.routes import GraphRequest
+from shared.registry import Served
 from shared.tenancy import Tenant, TenantDirectory
 
 NOW = datetime(2026, 11, 27, 14, 3, 11, 402000, tzinfo=UTC)
@@ -57,15 +58,16 @@ class NamedCredential:
         raise AssertionError("the pipeline must not ask for tokens")
 
 
-def directory(built: list[str] | None = None) -> TenantDirectory:
-    """Home plus two served tenants; `built` records every cross-tenant credential made."""
+def directory(built: list[str] | None = None, served: Any = None) -> TenantDirectory:
+    """Home plus two served tenants (or `served`); `built` records every cross-tenant credential made."""
 
     def cross_tenant(tenant_id: str) -> Any:
         (built if built is not None else []).append(tenant_id)
         return NamedCredential(tenant_id)
 
     return TenantDirectory(
-        home_credential=NamedCredential("home"), home_tenant_id=HOME_TENANT, served=SERVED,
+        home_credential=NamedCredential("home"), home_tenant_id=HOME_TENANT,
+        served=served or Served(SERVED, None, paused_recheck_seconds=30),
         cross_tenant_credential=cross_tenant, pacer=lambda _: WritePacer(10, 1.0),
     )  # fmt: skip
 
@@ -73,7 +75,8 @@ def directory(built: list[str] | None = None) -> TenantDirectory:
 def home_only(credential: Any, pacer: WritePacer) -> TenantDirectory:
     """The home tenant alone, with this credential and pacer (for tests that wire a real GraphClient)."""
     return TenantDirectory(
-        home_credential=credential, home_tenant_id=None, served=(), cross_tenant_credential=lambda _: credential,
+        home_credential=credential, home_tenant_id=None, served=Served((), None, paused_recheck_seconds=30),
+        cross_tenant_credential=lambda _: credential,
         pacer=lambda _: pacer,
     )  # fmt: skip
 

@@ -9,7 +9,7 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from producer.schemas import SCHEMA_DIR, SCHEMAS, render
-from shared.contract.messages import UpdateMessage
+from shared.contract.messages import ConsentCheck, UpdateMessage
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
@@ -37,3 +37,13 @@ def test_the_schema_and_the_function_agree_on_null_for_every_update_property(nam
     else:
         model_accepts = True
     assert schema_accepts == model_accepts, f"a producer checking the schema would be surprised by {name}: null"
+
+
+def test_the_consent_check_schema_and_the_function_agree():
+    validator = Draft202012Validator(json.loads(render("consent-check")))
+    tenant = "b0000000-0000-4000-8000-00000000000b"
+    assert validator.is_valid({"check": "consent", "tenantId": tenant, "correlationId": "check-1"})
+    for wrong in ({"check": "consent"}, {"check": "other", "tenantId": tenant}, {"check": "consent", "tenantId": "x"}):
+        assert not validator.is_valid(wrong)
+        with pytest.raises(ValidationError):
+            ConsentCheck.from_wire(wrong)
