@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
@@ -46,9 +46,13 @@ RETRY: Final = "retry"
 DEFERRED: Final = "deferred"
 """The span's `status` when a delayed copy went back on the queue (no outcome yet)."""
 
-# Instrumentations the distro would switch on that this app has no use for: each one costs import
-# time and, for urllib3 under requests, a second span per Graph call.
-_UNUSED_INSTRUMENTATIONS: Final = ("django", "fastapi", "flask", "httpx", "httpx2", "psycopg2", "urllib", "urllib3")
+# Every instrumentation the distro would switch on: the message span is the one span per message. The
+# Graph PATCH is on it (httpStatus, requestId, attempts) and in the graph metrics; each retried attempt
+# is a `graphResponse` line. A dependency span per PATCH (`requests`) and per audit write (`azure_sdk`)
+# said the same again at about a third of the telemetry's CPU per message (docs/benchmarks.md, section 6).
+_UNUSED_INSTRUMENTATIONS: Final = (
+    "azure_sdk", "django", "fastapi", "flask", "httpx", "httpx2", "psycopg2", "requests", "urllib", "urllib3",
+)  # fmt: skip
 
 _configure_lock = threading.Lock()
 _configured = False
@@ -231,10 +235,21 @@ def configure_azure_monitor_once(connection_string: str | None) -> bool:
                 enable_performance_counters=False,
                 enable_trace_based_sampling_for_logs=False,
                 instrumentation_options={name: {"enabled": False} for name in _UNUSED_INSTRUMENTATIONS},
+                views=_views(),
             )
             logging.getLogger(SCOPE).setLevel(logging.INFO)
             _configured = True
     return True
+
+
+def _views() -> list[Any]:
+    """Histograms without buckets: Application Insights keeps count, sum, min and max of each, never the buckets."""
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View  # noqa: PLC0415
+
+    return [View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(())) for name in _HISTOGRAMS]
+
+
+_HISTOGRAMS: Final = (GRAPH_DURATION, WAITS)
 
 
 def flush() -> None:
