@@ -68,6 +68,11 @@ param maximumInstanceCount int = 2
 @description('Flex instance memory in MB.')
 param instanceMemoryMB int = 2048
 
+@minValue(0)
+@maxValue(1000)
+@description('Always-ready instances of the queue trigger (0: none, a message after idle waits for a cold start; each one is billed all the time, see docs/deploy.md "Cold start").')
+param alwaysReadyInstances int = 0
+
 // Only versions the code runs on: pyproject.toml requires-python (tests/infra checks the two agree).
 @allowed([
   '3.11'
@@ -368,6 +373,7 @@ module functionApp 'modules/functionapp.bicep' = {
     pythonVersion: pythonVersion
     maximumInstanceCount: effectiveMaximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    alwaysReadyInstances: min(alwaysReadyInstances, effectiveMaximumInstanceCount)
     zoneRedundant: zoneRedundant
     graphBaseUrl: graphBaseUrls[graphCloud]
     inputQueueName: inputQueueName
