@@ -826,13 +826,13 @@ def telemetry_section(telemetry: dict[str, Any] | None) -> list[str]:
     """Section 6, what telemetry and the audit trail cost; empty when the run did not measure it."""
     if not telemetry:
         return []
-    from bench.telemetry import AUDITED, OFF, ON  # noqa: PLC0415 - the labels, without a cycle at import
+    from bench.telemetry import AUDITED, LEAN, OFF, ON  # noqa: PLC0415 - the labels, without a cycle at import
 
     variants = telemetry["cost"]
     off, on, audited = variants[OFF], variants[ON], variants[AUDITED]
     rows = [
         [
-            f"certstate, {label}",
+            label if label == LEAN else f"certstate, {label}",
             f"**{_ms(v['cpuMedianMs'], 3)}**",
             _ms(v["cpuBestRunMedianMs"], 3),
             _ms(v["cpuP90Ms"], 3),

@@ -1,10 +1,12 @@
 """What telemetry and the audit trail cost per message: `python -m bench --only telemetry`.
 
-The cost-per-message measurement of section 2 (bench/cost.py: `CertStatePipeline.handle` on bodies in
+The lean route (bench/worker.py: pydantic, the same PATCH over one `requests.Session`, its outcome JSON)
+and the cost-per-message measurement of section 2 (bench/cost.py: `CertStatePipeline.handle` on bodies in
 memory, a fresh worker process per round, variants interleaved) and the cold start of section 4, for
 certstate as deployed with telemetry off (no connection string), on (the Azure Monitor distro as
 `shared.telemetry` sets it up, exporting to `devstack.appinsights.FakeIngestion` on loopback), and on
-with the audit trail (one entity-group transaction per message to an Azurite table); and the package
+with the audit trail (the rows of each outcome in one entity-group transaction to an Azurite table); every
+ratio is to the lean route of the same round; and the package
 size with the added runtime dependencies. CPU is the whole
 worker process's `time.process_time()` around each message, so the exporters' background threads
 (serialising and posting batches) are in it, spread over the messages they export.
@@ -22,6 +24,7 @@ from bench import cost
 from devstack.appinsights import FakeIngestion
 from devstack.azurite import Azurite
 
+LEAN = "lean route (requests + pydantic, same PATCH)"
 OFF = "telemetry off"
 ON = "telemetry on"
 AUDITED = "telemetry on + audit trail"
@@ -38,7 +41,7 @@ def _extra(label: str, ingestion: FakeIngestion, azurite: Azurite | None) -> dic
 
 def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
     """Per-message CPU, wall time and memory for each variant, and the cold start with telemetry on."""
-    labels = (OFF, ON, AUDITED)
+    labels = (LEAN, OFF, ON, AUDITED)
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     exported: dict[str, list[float]] = {label: [] for label in labels}
     exported_bytes: dict[str, list[float]] = {label: [] for label in labels}
@@ -47,7 +50,8 @@ def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
         for _ in range(rounds):
             for label in labels:
                 with cost.services() as svc, FakeIngestion() as ingestion:
-                    args = ["cost", "--variant", "certstate", "--messages", str(max(1, messages // rounds))]
+                    variant = "lean" if label == LEAN else "certstate"
+                    args = ["cost", "--variant", variant, "--messages", str(max(1, messages // rounds))]
                     result = cost.worker(
                         cost.python_for("certstate"), args, svc.env(**_extra(label, ingestion, azurite))
                     )
@@ -60,7 +64,7 @@ def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
     for label, results in runs.items():
         ratios = [
             statistics.median(r["cpuSamplesMs"]) / statistics.median(ref["cpuSamplesMs"])
-            for r, ref in zip(results, runs[OFF], strict=True)
+            for r, ref in zip(results, runs[LEAN], strict=True)  # paired by round: the same spell of the machine
         ]
         pooled[label]["cpuRatioToReference"] = statistics.median(ratios)
         pooled[label]["exportedPerMessage"] = statistics.median(exported[label])

@@ -8,7 +8,7 @@ would PATCH Graph again and, on a last delivery, could leave a message without a
 
 The write is bounded: it runs on a small pool of its own and the invocation waits for it at most
 `wait_seconds`; past that the outcome goes out (`AuditTimeout`) while the write finishes or fails on
-the pool, bounded by the SDK's own timeouts (shared/storage.py). A stalled table service therefore
+the pool, bounded by its own timeouts (shared/tables.py). A stalled table service therefore
 costs each invocation at most that wait, and no more than `max_pending` writes are ever held in memory.
 Nothing is created on storage before the first write: a missing table (Azurite) is created by the write
 that finds it missing.
