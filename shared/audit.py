@@ -22,8 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, Final
@@ -43,7 +42,7 @@ from shared.contract.audit import (
 from shared.contract.outcomes import Outcome, Status
 from shared.logs import log_event
 from shared.pipeline import Result
-from shared.tables import MAX_BATCH_BYTES, MAX_OPERATIONS, TableError, TableRows
+from shared.tables import MAX_BATCH_BYTES, MAX_OPERATIONS, Entity, TableError, TableRows, properties_json
 
 if TYPE_CHECKING:  # the SDK is for the daily purge only: it loads when the purge first runs
     from azure.data.tables import TableClient
@@ -51,7 +50,7 @@ if TYPE_CHECKING:  # the SDK is for the daily purge only: it loads when the purg
 logger = logging.getLogger("certstate.audit")
 
 _BATCH: Final = MAX_OPERATIONS
-_BATCH_BYTES: Final = MAX_BATCH_BYTES // 2  # room for the multipart framing and JSON escapes
+_BATCH_BYTES: Final = MAX_BATCH_BYTES * 3 // 4  # room for percent-encoded keys
 _ROW_OVERHEAD: Final = 400  # the framing of one operation in the multipart body
 _WRITERS: Final = 4
 """Threads writing rows: a healthy table answers in milliseconds, so a few keep up with any queue concurrency."""
@@ -88,22 +87,24 @@ def summary(outcome: Outcome, enqueued_at: datetime | None) -> AuditSummary:
     )
 
 
-def entities(result: Result, body: bytes, enqueued_at: datetime | None) -> list[dict[str, Any]]:
-    """The rows of one outcome (one partition): the outcome row, with the JSON as written, and its index rows."""
+def entities(result: Result, body: bytes, enqueued_at: datetime | None) -> list[Entity]:
+    """The rows of one outcome (one partition): the outcome row, with the JSON as written, and its index rows.
+
+    The summary every row carries is serialised once, and each index row is that text under its own key.
+    """
     outcome = result.outcome
     head = summary(outcome, enqueued_at)
     partition = partition_key(head.enqueued_at, head.tenant_id)
     properties = head.properties()
-    main = {"PartitionKey": partition, "RowKey": outcome_row_key(head.message_id), **properties}
-    main.update(split_text("outcome", result.text))
+    main = {**properties, **split_text("outcome", result.text)}
     if outcome.status is Status.FAILED and outcome.request is None:
         main.update(split_bytes("request", body))  # the outcome had to leave it out; replay reads it here
-    rows = [main]
-    for field in INDEXES:
-        value = properties.get(field)
+    rows = [Entity(partition, outcome_row_key(head.message_id), properties_json(main))]
+    shared = properties_json(properties)
+    for name in INDEXES:
+        value = properties.get(name)
         if isinstance(value, str) and value:
-            key = index_row_prefix(field, value) + key_part(head.message_id)
-            rows.append({"PartitionKey": partition, "RowKey": key, **properties})
+            rows.append(Entity(partition, index_row_prefix(name, value) + key_part(head.message_id), shared))
     return rows
 
 
@@ -111,10 +112,17 @@ def entities(result: Result, body: bytes, enqueued_at: datetime | None) -> list[
 class _Pending:
     """One outcome's rows, waiting for the transaction that carries them."""
 
-    partition: str
-    rows: list[dict[str, Any]]
-    size: int
-    done: Future[None] = dataclass_field(default_factory=Future)
+    rows: list[Entity]
+    done: Future[None] = field(default_factory=Future)
+
+    @property
+    def partition(self) -> str:
+        return self.rows[0].partition_key
+
+    @property
+    def size(self) -> int:
+        """About the bytes the rows take in a transaction (their JSON, keys and the framing)."""
+        return sum(len(row.properties) + len(row.row_key) + _ROW_OVERHEAD for row in self.rows)
 
 
 class AuditTrail:
@@ -156,7 +164,7 @@ class AuditTrail:
         if not self._pending.acquire(blocking=False):
             msg = "too many audit writes pending"
             raise AuditBacklog(msg)
-        pending = _Pending(rows[0]["PartitionKey"], rows, _size(rows))
+        pending = _Pending(rows)
         pending.done.add_done_callback(lambda _: self._pending.release())
         with self._queue_lock:
             self._queue.append(pending)
@@ -197,12 +205,12 @@ class AuditTrail:
             if not self._queue:
                 return []
             first = self._queue.popleft()
-            group, keys = [first], {row["RowKey"] for row in first.rows}
+            group, keys = [first], {row.row_key for row in first.rows}
             count, size = len(first.rows), first.size
             for pending in list(self._queue):
                 if pending.partition != first.partition:
                     continue
-                more = {row["RowKey"] for row in pending.rows}
+                more = {row.row_key for row in pending.rows}
                 if count + len(more) > MAX_OPERATIONS or size + pending.size > _BATCH_BYTES or keys & more:
                     continue  # a duplicate of the same message waits for the next transaction
                 self._queue.remove(pending)
@@ -211,7 +219,7 @@ class AuditTrail:
                 count, size = count + len(more), size + pending.size
             return group
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, rows: list[Entity]) -> None:
         try:
             self._rows.upsert(rows)
         except TableError as err:  # a transaction on a missing table fails as a whole, TableNotFound
@@ -237,16 +245,6 @@ class AuditTrail:
                 deleted += len(batch)
         log_event(logger, logging.INFO, "auditPurged", rows=deleted, before=cutoff.rstrip(SEPARATOR))
         return deleted
-
-
-def _size(rows: list[dict[str, Any]]) -> int:
-    """An upper bound of the rows' bytes in a transaction (UTF-8 text, base64 binary, names and keys)."""
-    total = 0
-    for row in rows:
-        total += _ROW_OVERHEAD
-        for name, value in row.items():
-            total += len(name) * 2 + (len(value) * 4 if isinstance(value, str | bytes) else 32)
-    return total
 
 
 def _batches(rows: list[Any]) -> Iterator[list[Any]]:

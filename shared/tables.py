@@ -19,10 +19,11 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -117,6 +118,27 @@ def parse_connection_string(connection_string: str) -> tuple[str, SharedKey]:
     return endpoint.rstrip("/"), SharedKey(account, base64.b64decode(key))
 
 
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """One row, serialised: its keys, and its properties as the table service's JSON object."""
+
+    partition_key: str
+    row_key: str
+    properties: str
+    """A JSON object; `properties_json` makes one, and rows sharing properties can share their text."""
+
+
+def properties_json(properties: Mapping[str, Any]) -> str:
+    """Properties as the JSON object the table service reads (see `edm`)."""
+    return json.dumps(edm(properties), separators=(",", ":"))  # ASCII: a lone surrogate stays an escape
+
+
+def entity(row: Mapping[str, Any]) -> Entity:
+    """A row given as a mapping with its `PartitionKey` and `RowKey`."""
+    properties = {name: value for name, value in row.items() if name not in ("PartitionKey", "RowKey")}
+    return Entity(str(row["PartitionKey"]), str(row["RowKey"]), properties_json(properties))
+
+
 class TableRows:
     """Upserts (insert or replace) into one table, one entity-group transaction per call."""
 
@@ -124,7 +146,7 @@ class TableRows:
         self._endpoint = endpoint.rstrip("/")
         self._table = table
         self._signer = signer
-        self._pool = urllib3.PoolManager(num_pools=1, maxsize=pool_size, block=False)
+        self._pool = urllib3.connection_from_url(self._endpoint, maxsize=pool_size, block=False)
 
     @classmethod
     def from_connection_string(cls, connection_string: str, table: str, *, pool_size: int = 4) -> TableRows:
@@ -137,25 +159,20 @@ class TableRows:
         """The table's name."""
         return self._table
 
-    def upsert(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert or replace every row, all or nothing (one partition, at most `MAX_OPERATIONS` rows)."""
-        entities = [(self._entity_url(row), json.dumps(edm(row), separators=(",", ":"))) for row in rows]
+    def upsert(self, entities: Sequence[Entity]) -> None:
+        """Insert or replace every entity, all or nothing (one partition, at most `MAX_OPERATIONS`)."""
         # Fixed boundaries, unless a row holds one: http.client parses the answer's headers with `email`,
         # which compiles a pattern for the multipart boundary it names; a fixed one stays in re's cache.
-        fixed = not any(_BOUNDARY_STEM in data for _, data in entities)
+        fixed = not any(_BOUNDARY_STEM in e.properties or _BOUNDARY_STEM in e.row_key for e in entities)
         batch = _BATCH_BOUNDARY if fixed else f"batch_{uuid.uuid4()}"
         changeset = _CHANGESET_BOUNDARY if fixed else f"changeset_{uuid.uuid4()}"
+        head = f"--{changeset}\r\n{_OPERATION_HEAD}PUT {self._endpoint}/{self._table}(PartitionKey='"
         parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
-        parts += [
-            f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-            f"Content-ID: {n}\r\n\r\nPUT {url} HTTP/1.1\r\n"
-            "Content-Type: application/json\r\nAccept: application/json;odata=nometadata\r\n"
-            f"DataServiceVersion: 3.0\r\n\r\n{data}\r\n"
-            for n, (url, data) in enumerate(entities)
-        ]
+        for e in entities:
+            parts += (head, _key(e.partition_key), "',RowKey='", _key(e.row_key), _OPERATION_TAIL, e.properties, "\r\n")
         parts.append(f"--{changeset}--\r\n--{batch}--\r\n")
         body = "".join(parts).encode()
-        answer = self._send("POST", f"{self._endpoint}/$batch", body, f"multipart/mixed; boundary={batch}")
+        answer = self._send("POST", "/$batch", body, f"multipart/mixed; boundary={batch}")
         statuses = _status_lines(answer.data)
         if answer.status != 202 or not statuses or any(not 200 <= s < 300 for s in statuses):
             raise TableError(max(statuses, default=answer.status), _error_code(answer.data))
@@ -163,19 +180,16 @@ class TableRows:
     def create(self) -> None:
         """Create the table; one that exists already is fine."""
         body = json.dumps({"TableName": self._table}).encode()
-        answer = self._send("POST", f"{self._endpoint}/Tables", body, "application/json")
+        answer = self._send("POST", "/Tables", body, "application/json")
         if answer.status not in (201, 204, 409):
             raise TableError(answer.status, _error_code(answer.data))
 
     def close(self) -> None:
         """Close the connections."""
-        self._pool.clear()
+        self._pool.close()
 
-    def _entity_url(self, row: Mapping[str, Any]) -> str:
-        keys = (quote(str(row[name]).replace("'", "''"), safe="") for name in ("PartitionKey", "RowKey"))
-        return f"{self._endpoint}/{self._table}(PartitionKey='{next(keys)}',RowKey='{next(keys)}')"
-
-    def _send(self, method: str, url: str, body: bytes, content_type: str) -> urllib3.BaseHTTPResponse:
+    def _send(self, method: str, below: str, body: bytes, content_type: str) -> urllib3.BaseHTTPResponse:
+        url = self._endpoint + below
         for attempt in (1, 2):
             headers = {
                 "Content-Type": content_type,
@@ -186,7 +200,9 @@ class TableRows:
                 **self._signer.headers(method, url, content_type),
             }
             try:
-                answer = self._pool.request(method, url, body=body, headers=headers, timeout=_TIMEOUT, retries=False)
+                answer = self._pool.urlopen(
+                    method, url, body=body, headers=headers, timeout=_TIMEOUT, retries=False, assert_same_host=False
+                )
             except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError):
                 if attempt == 2:  # refused or reset, twice; a read timeout is never retried
                     raise
@@ -196,19 +212,36 @@ class TableRows:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+_OPERATION_HEAD: Final = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+_OPERATION_TAIL: Final = (
+    "') HTTP/1.1\r\nContent-Type: application/json\r\nAccept: application/json;odata=nometadata\r\n"
+    "DataServiceVersion: 3.0\r\n\r\n"
+)
+_ENCODED_KEY: Final = re.compile(r"[A-Za-z0-9._~%|-]*")
+"""What keys made of `shared.contract.audit.key_part`s and `|` hold: two characters to encode, by hand."""
+
+
+def _key(value: str) -> str:
+    """A key inside the entity's URL: quotes doubled (OData), then percent-encoded."""
+    if _ENCODED_KEY.fullmatch(value):
+        return value.replace("%", "%25").replace("|", "%7C")
+    return quote(value.replace("'", "''"), safe="")
+
+
 def edm(row: Mapping[str, Any]) -> dict[str, Any]:
     """A row as the table service's JSON: the types JSON cannot say are annotated (`@odata.type`)."""
     out: dict[str, Any] = {}
     for name, value in row.items():
-        if isinstance(value, datetime):
+        kind = type(value)
+        if kind is str or kind is bool or value is None or (kind is int and -_INT32 <= value < _INT32):
+            out[name] = value
+        elif isinstance(value, datetime):
             out[name] = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             out[f"{name}@odata.type"] = "Edm.DateTime"
         elif isinstance(value, bytes | bytearray):
             out[name] = base64.b64encode(value).decode()
             out[f"{name}@odata.type"] = "Edm.Binary"
-        elif isinstance(value, bool) or value is None:
-            out[name] = value
-        elif isinstance(value, int) and not -_INT32 <= value < _INT32:
+        elif isinstance(value, int):
             out[name] = str(value)
             out[f"{name}@odata.type"] = "Edm.Int64"
         elif isinstance(value, float):
@@ -232,6 +265,3 @@ def _error_code(body: bytes) -> str:
         return "unknown"
     start += len(marker)
     return body[start : body.find(b'"', start)].decode("utf-8", "replace") or "unknown"
-
-
-TableRowsFactory = Callable[[], TableRows]

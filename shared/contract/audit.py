@@ -20,6 +20,7 @@ over numbered properties (`outcome0`, `outcome1`, ... with `outcomeParts`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,11 @@ BINARY_PART_BYTES: Final = 60_000
 
 def key_part(value: str) -> str:
     """A value made safe for a table key, with `|` free to separate parts."""
-    return quote(value, safe="")
+    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
+
+
+_UNRESERVED: Final = re.compile(r"[A-Za-z0-9._~-]*")
+"""The characters `quote` never encodes: a value of only these (a GUID, a message id) is its own key part."""
 
 
 def day_key(moment: datetime) -> str:
