@@ -527,4 +527,16 @@ def telemetry_blocks(telemetry: dict[str, Any]) -> Blocks:
             + ".",
         ],
         "telemetry-targets": [source, "", *table(["target (issue 19)", "measured", ""], targets)],
+        "table-writes": [source, "", *table_writes(telemetry["tableWrites"])],
     }
+
+
+def table_writes(ways: dict[str, Any]) -> list[str]:
+    """Each way of writing an outcome's rows (bench/tablewrites.py): CPU per write, and against the deployed one."""
+    from bench.tablewrites import LEAN  # noqa: PLC0415 - the label
+
+    deployed = ways[LEAN]["cpuMedianMs"]
+    rows = [
+        [label, f"**{ms(w['cpuMedianMs'], 3)}**", f"{w['cpuMedianMs'] / deployed:.2f}×"] for label, w in ways.items()
+    ]
+    return table(["way of writing an outcome's rows", "CPU per outcome (median)", "vs deployed"], rows)

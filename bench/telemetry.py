@@ -20,7 +20,7 @@ import uuid
 from contextlib import ExitStack
 from typing import Any
 
-from bench import cost
+from bench import cost, tablewrites
 from devstack.appinsights import FakeIngestion
 from devstack.azurite import Azurite
 
@@ -77,7 +77,10 @@ def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
         pooled[label]["exportedPerMessage"] = statistics.median(exported[label])
         pooled[label]["exportedBytesPerMessage"] = statistics.median(exported_bytes[label])
     package = cost.package_size("certstate", with_zip=True)
-    return {"cost": pooled, "cold": cold, "package": package, "messages": messages, "rounds": rounds}
+    writes = tablewrites.run(writes=max(20, messages // 20), rounds=min(rounds, 4))
+    return {
+        "cost": pooled, "cold": cold, "package": package, "tableWrites": writes, "messages": messages, "rounds": rounds
+    }  # fmt: skip
 
 
 def _paired(results: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float:

@@ -100,17 +100,17 @@ class AuditSummary:
 
     def properties(self) -> dict[str, Any]:
         """The table properties (camelCase, as in the outcome; absent values left out)."""
-        return {_camel(f.name): value for f in fields(self) if (value := getattr(self, f.name)) is not None}
+        return {camel: value for name, camel in _NAMES if (value := getattr(self, name)) is not None}
 
     @classmethod
     def columns(cls) -> list[str]:
         """The table properties of a summary."""
-        return [_camel(f.name) for f in fields(cls)]
+        return [camel for _, camel in _NAMES]
 
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any]) -> AuditSummary:
         """Read the summary back from any row of the outcome."""
-        values = {f.name: entity[_camel(f.name)] for f in fields(cls) if _camel(f.name) in entity}
+        values = {name: entity[camel] for name, camel in _NAMES if camel in entity}
         for moment in ("completed_at", "enqueued_at"):
             values[moment] = _aware(values[moment])
         return cls(**values)
@@ -142,6 +142,10 @@ def joined(entity: Mapping[str, Any], name: str) -> str | bytes | None:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(word.title() for word in rest)
+
+
+_NAMES: Final = tuple((f.name, _camel(f.name)) for f in fields(AuditSummary))
+"""(field, table property) of every summary field, worked out once: every outcome's rows are built from them."""
 
 
 def _aware(value: datetime) -> datetime:
