@@ -212,6 +212,7 @@ class Azurite:
         atexit.unregister(self.stop)
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)  # a paused service would not act on TERM
                 os.killpg(proc.pid, signal.SIGTERM)  # session leader: its pid is the group id
         for proc in procs:
             try:
@@ -233,6 +234,18 @@ class Azurite:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    def pause(self) -> None:
+        """Freeze the queue service (SIGSTOP to its process group): connections open, nothing answered.
+
+        What a storage stall looks like to a client: requests are accepted and read by the kernel, and
+        are served only after :meth:`resume`, even if the client gave up on them meanwhile.
+        """
+        os.killpg(self._running("queue").pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused queue service run again (SIGCONT); it then serves what it was sent meanwhile."""
+        os.killpg(self._running("queue").pid, signal.SIGCONT)
 
     # -- facts about the running instance ------------------------------------------------------------------
 

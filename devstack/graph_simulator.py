@@ -49,7 +49,7 @@ How it differs from Graph, on purpose:
   answered 403 and counted in `crossTenant` (Graph would say 404; the count makes a wrong token visible).
   Requests log their `tenantId`, and `stats()["byTenant"]` counts per tenant.
 - Only the per-app write limit (default 100 writes per 20 s, per app per tenant) is enforced, not the
-  all-apps per-tenant or any-request limits. Writes are POST/PUT/PATCH/DELETE answered 200 or 4xx other than 429.
+  all-apps per-tenant or any-request limits. Writes are POST/PUT/PATCH/DELETE answered 2xx or 4xx other than 429.
 - After a 429/503 with Retry-After, every request from that app to that tenant that arrives too early is
   answered 429 with the time left and counted in `earlyRetries` (Dev Proxy's RetryAfterPlugin does the same);
   Graph itself would just serve or throttle it. A concurrent client always has requests in flight that it
@@ -68,7 +68,8 @@ How it differs from Graph, on purpose:
   tests; a dropped write is not applied. Injected latency delays every Graph answer, after the store
   changed, as a slow network would. A script step can also answer a 2xx Graph does not document for
   this PATCH (202, 204: empty body, nothing applied), pad the body to a size (`bodyBytes`) or send it
-  one byte every `trickleSeconds`, for clients that must bound the whole answer.
+  one byte every `trickleSeconds`, for clients that must bound the whole answer, or redirect (a 3xx with
+  a `location`, by default the path under `/redirected`), for clients that must not follow one.
 - A revoked token (`revoke_all_tokens`) gets a plain 401, not a CAE claims challenge.
 
 Out of process: `python -m devstack.graph_simulator --signing-key-hex K [--port P] [--write-limit N]
@@ -118,6 +119,8 @@ CONCURRENT_CLIENT_GRACE_S = 0.5
 """`in_flight_grace_s` for a stack whose worker sends concurrently: longer than a loopback request takes
 from the client's pacing gate to this server on a loaded two-core machine, shorter than any Retry-After the
 write window sets, so a client that ignores Retry-After still shows up in `earlyRetries`."""
+REDIRECT_PREFIX = "/redirected"
+"""Where a scripted 3xx points by default: the request's own path under this prefix."""
 CAST_PREFIX = "microsoft.graph."
 MDCS = "managedDeviceCertificateStates"
 ENTITY_ODATA_TYPE = "#microsoft.graph.managedDeviceCertificateState"
@@ -256,6 +259,8 @@ class ScriptStep:
     """One forced answer for the next write, and how it is delivered.
 
     `status`: 200 behaves normally; another 2xx (202, 204) is answered with an empty body and changes
+    nothing; a 3xx redirects to `location` (default: the request's path under `/redirected`, which this
+    server answers like any unknown route, so a client that follows it shows up in the log), changing
     nothing; 4xx/5xx is an error. `drop` closes the connection instead. `trickle_s` sends the answer's
     body one byte every that many seconds; `body_bytes` pads the body (with JSON whitespace) to that size.
     """
@@ -265,23 +270,28 @@ class ScriptStep:
     drop: bool = False
     trickle_s: float | None = None
     body_bytes: int | None = None
+    location: str | None = None
 
-    _KEYS = frozenset({"status", "retryAfter", "drop", "trickleSeconds", "bodyBytes"})
+    _KEYS = frozenset({"status", "retryAfter", "drop", "trickleSeconds", "bodyBytes", "location"})
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> ScriptStep:
-        """Read `{"status", "retryAfter", "drop", "trickleSeconds", "bodyBytes"}`; raise ValueError on anything else."""
+        """Read `{"status", "retryAfter", "drop", "trickleSeconds", "bodyBytes", "location"}`; else ValueError."""
         unknown = set(raw) - cls._KEYS
         if unknown:
             msg = f"unknown script keys {sorted(unknown)}"
             raise ValueError(msg)
         status, retry_after, drop = raw.get("status", 200), raw.get("retryAfter"), raw.get("drop", False)
-        answerable = isinstance(status, int) and (200 <= status < 300 or 400 <= status < 600)
+        answerable = isinstance(status, int) and 200 <= status < 600
         if not isinstance(drop, bool) or not answerable:
-            msg = f"a script step needs a status of 2xx or 4xx/5xx, or drop: true; got {dict(raw)}"
+            msg = f"a script step needs a status of 2xx-5xx, or drop: true; got {dict(raw)}"
             raise ValueError(msg)
         if retry_after is not None and not isinstance(retry_after, str | int | float):
             msg = f"retryAfter must be a string or a number; got {retry_after!r}"
+            raise ValueError(msg)
+        location = raw.get("location")
+        if location is not None and not (isinstance(location, str) and 300 <= status < 400):
+            msg = f"location must be a string, and only with a 3xx status; got {dict(raw)}"
             raise ValueError(msg)
         trickle, size = raw.get("trickleSeconds"), raw.get("bodyBytes")
         if trickle is not None and (not isinstance(trickle, int | float) or trickle <= 0):
@@ -296,6 +306,7 @@ class ScriptStep:
             drop=drop,
             trickle_s=None if trickle is None else float(trickle),
             body_bytes=size,
+            location=location,
         )
 
 
@@ -622,6 +633,11 @@ _NOTE_COUNTERS = {
 """An answer's note -> the counter it adds to, in `stats()` and in each tenant's `byTenant` entry."""
 
 
+def _counted_status(status: int) -> bool:
+    """Whether a write answered `status` counts against the write limit: served or refused, not throttled."""
+    return status < 300 or (400 <= status < 500 and status != 429)
+
+
 def _count_answer(counters: Counter[str], answer: _Answer) -> None:
     """The counts `stats()` keeps both overall and per tenant (every key present, zero or not)."""
     counters["writes"] += answer.counted
@@ -913,7 +929,7 @@ class GraphSimulator(LoopbackService):
         is_write = request.method in WRITE_METHODS
         step = self._script.popleft() if is_write and self._script else None
         answer = (
-            (self._injected_fault(exchange, step) if is_write else None)
+            (self._injected_fault(exchange, step, request.rel_url.raw_path) if is_write else None)
             or self._within_limit(app, exchange, is_write)
             or self._serve(request, exchange, raw_body, claims.tid)
         )
@@ -923,7 +939,7 @@ class GraphSimulator(LoopbackService):
             parsed = _parse_retry_after(answer.headers["Retry-After"], exchange.arrived_mono, exchange.arrived_wall)
             if parsed is not None and answer.note != "throttled":
                 self._retry_deadlines[app] = _RetryDeadline(*parsed, issued=exchange.arrived_mono)
-        if is_write and answer.status is not None and answer.status < 500 and answer.status != 429:
+        if is_write and answer.status is not None and _counted_status(answer.status):
             window = self._window(app, exchange.arrived_mono)
             window.append(exchange.arrived_mono)
             self._peak_window_writes = max(self._peak_window_writes, len(window))
@@ -946,10 +962,10 @@ class GraphSimulator(LoopbackService):
             answer.headers["Retry-After"] = value
         return answer
 
-    def _injected_fault(self, exchange: _Exchange, step: ScriptStep | None) -> _Answer | None:
+    def _injected_fault(self, exchange: _Exchange, step: ScriptStep | None, path: str) -> _Answer | None:
         """The script step taken for this write, else a random drop or error, else None (behave normally)."""
         if step is not None:
-            return _scripted(exchange, step)
+            return _scripted(exchange, step, path)
         config = self._config
         if config.drop_rate and self._rng.random() < config.drop_rate:
             return _Answer(None, note="random")
@@ -1132,13 +1148,15 @@ class GraphSimulator(LoopbackService):
         return await _admin_call(request, revoke)
 
 
-def _scripted(exchange: _Exchange, step: ScriptStep) -> _Answer | None:
+def _scripted(exchange: _Exchange, step: ScriptStep, path: str) -> _Answer | None:
     if step.drop:
         return _Answer(None, note="script")
     if step.status == 200:
         return None
     if step.status < 300:
         return _Answer(step.status, note="script")
+    if step.status < 400:
+        return _Answer(step.status, headers={"Location": step.location or REDIRECT_PREFIX + path}, note="script")
     answer = _error(exchange, step.status, "Injected by the devstack Graph simulator's script.")
     if step.retry_after is not None:
         answer.headers["Retry-After"] = step.retry_after

@@ -7,8 +7,8 @@ trigger queues with ``azure-storage-queue`` and calls the Python functions the w
 ``QueueListener``/``QueueProcessor`` (extension 5.x) do, so the app's queue contract can be exercised end to
 end on a laptop or in CI.
 
-Reproduced, from ``host.json`` ``extensions.queues`` as :mod:`shared.host_config` reads it for the app too
-(defaults in brackets):
+Reproduced, from ``host.json`` ``extensions.queues`` as :mod:`devstack.host_config` reads it (the app
+reads three of them with :mod:`shared.host_config`) (defaults in brackets):
 
 * ``batchSize`` [16] messages received per poll, each with the host's 10-minute lock, which is renewed
   (``update_message``) when a function runs past half of it; the next batch is fetched once no more than
@@ -86,14 +86,14 @@ from azure.functions.queue import QueueMessageOutConverter
 from azure.storage.queue import QueueClient, QueueMessage, QueueServiceClient, StorageErrorCode
 
 from devstack.azurite import connection_string as azurite_connection_string
+from devstack.host_config import MIN_POLLING_INTERVAL, HostConfigError, HostQueueOptions
 from devstack.worker_checks import FunctionLoadError, check_function
-from shared.host_config import MIN_POLLING_INTERVAL, HostConfigError, QueueOptions
 
 __all__ = [
     "AZURITE_QUEUE_PORT_VARIABLE",
     "HOST_LOCK_SECONDS",
+    "HostQueueOptions",
     "OutBinding",
-    "QueueOptions",
     "Runner",
     "RunnerError",
     "RunnerStats",
@@ -669,7 +669,7 @@ class Runner:
         if lock_timeout < 2:
             raise RunnerError("lock_timeout must be at least 2 seconds (renewal happens at half of it)")
         try:
-            self.options = QueueOptions.from_host_json(
+            self.options = HostQueueOptions.from_host_json(
                 host_json, processor_count=processor_count, app_settings=settings
             )
         except HostConfigError as exc:
@@ -857,7 +857,7 @@ def local_app_settings(local_settings: Path | None, environ: Mapping[str, str] |
     return merged
 
 
-def _describe_options(options: QueueOptions) -> str:
+def _describe_options(options: HostQueueOptions) -> str:
     """The queue options by their host.json names, for a person reading the runner's first line."""
     return (
         f"batchSize {options.batch_size}, newBatchThreshold {options.new_batch_threshold}, "

@@ -73,13 +73,15 @@ param instanceMemoryMB int = 2048
 @description('Always-ready instances of the queue trigger (0: none, a message after idle waits for a cold start; each one is billed all the time, see docs/deploy.md "Cold start").')
 param alwaysReadyInstances int = 0
 
-// Only versions the code runs on: pyproject.toml requires-python (tests/infra checks the two agree).
+// Only versions the code runs on: pyproject.toml requires-python, each one tested by CI's matrix
+// (tests/infra and tests/layout check they agree); the default is the newest.
 @allowed([
   '3.11'
   '3.12'
+  '3.13'
 ])
-@description('Python version of the Flex runtime. The code needs 3.11 or later (StrEnum); CI tests 3.11.')
-param pythonVersion string = '3.11'
+@description('Python version of the Flex runtime: 3.11 to 3.13, each tested by CI; 3.13 uses azure-functions 2.x.')
+param pythonVersion string = '3.13'
 
 @minValue(1)
 @maxValue(60)

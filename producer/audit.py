@@ -1,4 +1,4 @@
-"""Reading the audit trail: "what happened to X" over a time range (`certstate history`).
+"""Reading the audit trail: what happened to X (`certstate history`), and cut requests (`certstate replay`).
 
 The table layout is the contract's (shared/contract/audit.py): a query reads one row-key range per
 partition (the index of the most specific criterion given) across the partitions of the days in
@@ -25,6 +25,10 @@ from shared.contract.audit import (
     partition_key,
     prefix_end,
 )
+from shared.contract.envelope import unwrap
+from shared.contract.errors import MessageRejected
+from shared.contract.outcomes import RequestOmitted
+from shared.contract.parsing import decode_body
 
 if TYPE_CHECKING:  # the CLI loads the storage SDKs only for the command that needs them
     from azure.data.tables import TableClient
@@ -103,3 +107,30 @@ def full_record(table: TableClient, summary: AuditSummary) -> AuditedOutcome:
         outcome=json.loads(outcome) if isinstance(outcome, str) else {},
         original_request=request if isinstance(request, bytes) else None,
     )
+
+
+def omitted_request(
+    table: TableClient, message_id: str, completed_at: datetime | None, omitted: RequestOmitted
+) -> dict[str, Any] | None:
+    """The request a `failed` outcome left out (`requestOmitted`), from its outcome row; None if none matches.
+
+    The row keeps the body as delivered (raw JSON or base64; a deferred copy's envelope), read here as
+    the function reads it; only a request of the size and SHA-256 the outcome names is returned. The
+    outcome does not say on which day its message was enqueued (the partition's day), so every
+    partition up to the day it completed is asked for the message's outcome row: one row-key match each.
+    """
+    clauses, parameters = ["RowKey eq @rk"], {"rk": outcome_row_key(message_id)}
+    if completed_at is not None:
+        clauses.append("PartitionKey lt @pkTo")
+        parameters["pkTo"] = prefix_end(day_key(completed_at) + SEPARATOR)
+    for row in table.query_entities(" and ".join(clauses), parameters=parameters):
+        body = joined(row, "request")
+        if not isinstance(body, bytes):
+            continue
+        try:
+            request, _ = unwrap(decode_body(body))
+            if RequestOmitted.of(request) == omitted:
+                return request
+        except (MessageRejected, ValueError, RecursionError):
+            continue
+    return None

@@ -229,9 +229,15 @@ def _reason(err: BaseException) -> str:
     return first if len(first) <= 200 else first[:199] + "…"
 
 
+def service_code(err: BaseException) -> str:
+    """The service's error code (`InternalError`), not the SDK enum's name (`StorageErrorCode.INTERNAL_ERROR`)."""
+    code = getattr(err, "error_code", None) or ""
+    return str(getattr(code, "value", code))
+
+
 @contextmanager
-def storage_errors(endpoint: str, queue_name: str | None = None) -> Iterator[None]:
-    """Turn azure-core exceptions into `StorageError`/`QueueNotFound` with one clear line."""
+def storage_errors(endpoint: str, queue_name: str | None = None, *, table: str | None = None) -> Iterator[None]:
+    """Turn azure-core exceptions into `StorageError`/`QueueNotFound` with one clear line (of a queue or table)."""
     from azure.core.exceptions import (  # noqa: PLC0415 - lazy: see the module docstring
         AzureError,
         ClientAuthenticationError,
@@ -242,6 +248,8 @@ def storage_errors(endpoint: str, queue_name: str | None = None) -> Iterator[Non
     )
 
     where = f"queue {queue_name!r} at {endpoint}" if queue_name else endpoint
+    if table is not None:
+        where = f"audit table {table!r} at {endpoint}"
     try:
         yield
     except ResourceNotFoundError as err:
@@ -251,10 +259,10 @@ def storage_errors(endpoint: str, queue_name: str | None = None) -> Iterator[Non
     except ClientAuthenticationError as err:
         raise StorageError(f"{where}: could not authenticate: {_reason(err)}") from None
     except (ServiceRequestError, ServiceResponseError) as err:
-        raise StorageError(f"cannot reach the queue service at {endpoint}: {_reason(err)}") from None
+        service = "table" if table is not None else "queue"
+        raise StorageError(f"cannot reach the {service} service at {endpoint}: {_reason(err)}") from None
     except HttpResponseError as err:
-        code = getattr(err, "error_code", None) or ""
-        raise StorageError(f"{where}: the service answered {err.status_code} {code}".rstrip()) from None
+        raise StorageError(f"{where}: the service answered {err.status_code} {service_code(err)}".rstrip()) from None
     except AzureError as err:
         raise StorageError(f"{where}: {_reason(err)}") from None
 
@@ -340,12 +348,13 @@ class StorageAccount:
         """A client for one table of the same account (the audit trail), with the same credentials."""
         from azure.data.tables import TableClient  # noqa: PLC0415 - lazy
 
+        options = {**self._options, "retry_total": self._retry_total}  # as short as the queues' (--retries)
         if self._connection_string is not None:
             _ = self.endpoint  # validates the connection string before the SDK echoes it anywhere
-            return TableClient.from_connection_string(self._connection_string, name, **self._options)
+            return TableClient.from_connection_string(self._connection_string, name, **options)
         parts = urlsplit(self.endpoint)
         endpoint = f"{parts.scheme}://{parts.netloc.replace('.queue.', '.table.', 1)}"
-        return TableClient(endpoint, name, credential=self._token_credential(), **self._options)
+        return TableClient(endpoint, name, credential=self._token_credential(), **options)
 
     def _token_credential(self) -> TokenCredential:
         with self._lock:

@@ -83,6 +83,8 @@ def _budget_key(value: str) -> str:
     return HOME if value.lower() == HOME else canonical_guid(value)
 
 
+Unset = Annotated[str | None, BeforeValidator(_blank_none)]
+"""An optional app setting: empty (as Bicep and the portal write it) is the same as absent."""
 TenantGuid = Annotated[str, AfterValidator(canonical_guid)]
 """A tenant id, lower-cased: tenants compare case-insensitively."""
 WriteBudget = Annotated[int, Field(ge=1, le=10_000)]
@@ -97,7 +99,7 @@ class Settings(BaseSettings):
     INPUT_QUEUE_NAME: TriggerQueueName = DEFAULT_INPUT_QUEUE
     RESULT_QUEUE_NAME: QueueName = DEFAULT_RESULT_QUEUE
     CREDENTIAL_MODE: CredentialMode = CredentialMode.MANAGED_IDENTITY
-    MANAGED_IDENTITY_CLIENT_ID: str | None = None
+    MANAGED_IDENTITY_CLIENT_ID: Unset = None  # empty: the system-assigned identity
     GRAPH_CONNECT_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=60)] = 5.0
     GRAPH_READ_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=300)] = 30.0
     GRAPH_MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=20)] = 4
@@ -108,7 +110,7 @@ class Settings(BaseSettings):
     BREAKER_COOLDOWN_SECONDS: Annotated[float, Field(gt=0, le=600)] = 15.0
     BREAKER_MAX_COOLDOWN_SECONDS: Annotated[float, Field(gt=0, le=3600)] = 120.0
     DEFERRAL_MAX_SECONDS: Annotated[float, Field(ge=0, le=6 * 24 * 3600)] = 3600.0
-    APPLICATIONINSIGHTS_CONNECTION_STRING: str | None = None  # unset: no telemetry export (tests, local stack)
+    APPLICATIONINSIGHTS_CONNECTION_STRING: Unset = None  # unset: no telemetry export (tests, local stack)
     AUDIT_TABLE_NAME: Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{2,62})?$")] = DEFAULT_AUDIT_TABLE
     AUDIT_RETENTION_DAYS: Annotated[int, Field(ge=1, le=3650)] = 400
     AUDIT_WAIT_SECONDS: Annotated[float, Field(gt=0, le=30)] = 3.0
@@ -123,14 +125,14 @@ class Settings(BaseSettings):
     HOME_TENANT_ID: Annotated[TenantGuid | None, BeforeValidator(_blank_none)] = None
     SERVED_TENANT_IDS: Annotated[tuple[TenantGuid, ...], NoDecode, BeforeValidator(_items)] = ()
     MULTITENANT_APP_CLIENT_ID: Annotated[TenantGuid | None, BeforeValidator(_blank_none)] = None
-    AZURE_AUTHORITY_HOST: Annotated[str | None, BeforeValidator(_blank_none)] = None
+    AZURE_AUTHORITY_HOST: Unset = None
 
     # The host's storage connection (the bindings' `connection`), read here too for deferrals,
     # the audit table and the queue depths.
-    storage_connection_string: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")
-    storage_queue_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__queueServiceUri")
-    storage_table_service_uri: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__tableServiceUri")
-    storage_client_id: str | None = Field(default=None, validation_alias="AzureWebJobsStorage__clientId")
+    storage_connection_string: Unset = Field(default=None, validation_alias="AzureWebJobsStorage")
+    storage_queue_service_uri: Unset = Field(default=None, validation_alias="AzureWebJobsStorage__queueServiceUri")
+    storage_table_service_uri: Unset = Field(default=None, validation_alias="AzureWebJobsStorage__tableServiceUri")
+    storage_client_id: Unset = Field(default=None, validation_alias="AzureWebJobsStorage__clientId")
 
     @field_validator("GRAPH_BASE_URL")
     @classmethod
@@ -182,20 +184,14 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return self
 
-    @field_validator("MANAGED_IDENTITY_CLIENT_ID")
-    @classmethod
-    def _blank_is_none(cls, value: str | None) -> str | None:
-        """An empty app setting means system-assigned identity."""
-        return value or None
-
     @property
     def storage(self) -> StorageConnection:
         """The account the bindings use, for what the bindings cannot do (deferrals, audit, queue depths)."""
         return StorageConnection(
-            self.storage_connection_string or None,
-            self.storage_queue_service_uri or None,
-            self.storage_client_id or None,
-            self.storage_table_service_uri or None,
+            self.storage_connection_string,
+            self.storage_queue_service_uri,
+            self.storage_client_id,
+            self.storage_table_service_uri,
         )
 
     @property

@@ -106,7 +106,7 @@ class StorageConnection:
 
     def credential(self) -> TokenCredential:
         """The identity storage is reached with (one per process, shared by every client)."""
-        return _storage_credential(self.client_id or None)
+        return _storage_credential(self.client_id)
 
 
 @cache
@@ -122,7 +122,12 @@ def _storage_credential(client_id: str | None) -> TokenCredential:
 
 
 class QueueSender:
-    """Sends to one queue through a client built on first use and shared by every invocation."""
+    """Sends to one queue through a client built on first use and shared by every invocation.
+
+    Each send is one request, bounded in time, never retried by the SDK: a retry after a timeout
+    whose first attempt took effect would put a second message on the queue. Whoever sends decides
+    what an unknown result means (the pipeline takes its deferral record back, docs/design.md).
+    """
 
     def __init__(self, connection: StorageConnection, name: str) -> None:
         self._connection = connection
@@ -131,9 +136,9 @@ class QueueSender:
         self._client: QueueClient | None = None
 
     def send(self, text: str, visibility_timeout: int) -> None:
-        """Enqueue `text`, invisible for `visibility_timeout` seconds."""
+        """Enqueue `text`, invisible for `visibility_timeout` seconds; raises if the result is not known."""
         with self._lock:
             if self._client is None:
                 self._client = self._connection.queue(self._name)
             client = self._client
-        client.send_message(text, visibility_timeout=visibility_timeout)
+        client.send_message(text, visibility_timeout=visibility_timeout, retry_total=0)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the storage SDKs load on first use: importing the app stays
     from azure.data.tables import TableClient
 
     from shared.audit import AuditTrail
+    from shared.deferrals import DeferralRecords
     from shared.operations import Operations
 
 
@@ -138,6 +139,22 @@ def build_audit(settings: Settings) -> AuditTrail | None:
     )  # fmt: skip
 
 
+def build_deferrals(settings: Settings) -> DeferralRecords | None:
+    """The deferral records, kept in the audit table; None without one, and then nothing is deferred.
+
+    Nothing is called on storage here: the table client is built on the first deferral.
+    """
+    storage, name = settings.storage, settings.AUDIT_TABLE_NAME
+    if not (name and storage.configured and storage.has_tables):
+        return None
+    from shared.deferrals import DeferralRecords  # noqa: PLC0415 - cold start
+
+    quiet_storage_logs()
+    return DeferralRecords(
+        lambda: storage.table_service().get_table_client(name), create_missing=bool(storage.connection_string)
+    )
+
+
 def quiet_storage_logs() -> None:
     """The storage SDK logs every request and its headers at INFO: CPU per message, and noise in the logs."""
     logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
@@ -172,13 +189,15 @@ def build_pipeline(
         ),
         telemetry=telemetry,
     )
+    deferrals = build_deferrals(settings)
     input_queue = QueueSender(settings.storage, settings.INPUT_QUEUE_NAME)
     return CertStatePipeline(
         graph=client,
         tenants=build_tenants(settings, credential or build_credential(settings), telemetry.waited),
         graph_base_url=settings.GRAPH_BASE_URL,
         max_dequeue_count=options.max_dequeue_count,
-        requeue=input_queue.send,
+        requeue=input_queue.send if deferrals else None,
+        deferrals=deferrals,
         max_deferral_seconds=settings.DEFERRAL_MAX_SECONDS,
         outcome_budget=outcome_budget(options.message_encoding),
         telemetry=telemetry,

@@ -1,4 +1,9 @@
-"""Writing to the terminal: results on stdout, notes, summaries and progress on stderr."""
+"""Writing to the terminal: results on stdout, notes, summaries and progress on stderr.
+
+Every line goes through `safe` (`out`, `err`): what the CLI prints comes from queues, the audit table and files
+that anyone who may send a message wrote, and an ESC sequence or bidi override there must show,
+not act on the operator's terminal (docs/producers.md, "Operator-safe output").
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,21 @@ import sys
 import time
 from typing import Any
 
+from shared.contract.echo import escaped
+
+
+def safe(text: object) -> str:
+    r"""`text` as the CLI prints it: control characters, bidi controls and lone surrogates as `\uXXXX`.
+
+    The outcomes' own form (docs/outcomes.md, "Echoed values"). Inside JSON text it is JSON's escape of
+    the same character, so a `--json` line stays the same JSON, only printable.
+    """
+    return escaped(str(text))
+
 
 def out(text: str = "") -> None:
-    """One line of the command's result."""
-    sys.stdout.write(text + "\n")
+    """One line of the command's result (a line break in it is shown, never written: it could forge a row)."""
+    sys.stdout.write(safe(text) + "\n")
 
 
 def out_json(document: Any) -> None:  # noqa: ANN401 - any JSON value
@@ -21,7 +37,7 @@ def out_json(document: Any) -> None:  # noqa: ANN401 - any JSON value
 
 def err(text: str) -> None:
     """One line for the person: a note, a problem, a summary beside JSON output."""
-    sys.stderr.write(text + "\n")
+    sys.stderr.write(safe(text) + "\n")
 
 
 def plural(count: int, word: str) -> str:

@@ -14,7 +14,11 @@ EXIT_STORAGE: Final = 3
 EXIT_INTERRUPTED: Final = 130
 
 USAGE: Final = (EXIT_USAGE, "usage error: unknown option, bad connection string, queue name or account URL")
-STORAGE: Final = (EXIT_STORAGE, "the queue service is unreachable, refused the credentials, or a queue is missing")
+STORAGE: Final = (
+    EXIT_STORAGE,
+    "the queue service is unreachable, refused the credentials, answered an error (nothing is counted), "
+    "or a queue is missing",
+)
 INTERRUPTED: Final = (EXIT_INTERRUPTED, "interrupted (Ctrl-C)")
 
 

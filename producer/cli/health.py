@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         producer.close()
     out(f"sent dryRun {correlation_id} (message {message_id}) to {producer.queue_name!r} at {account.endpoint}")
-    with storage_errors(f"audit table {args.table!r} at {account.endpoint}"):
+    with storage_errors(account.endpoint, table=args.table):
         summary = _wait_for(account.table(args.table), correlation_id, sent_at, args.wait, args.poll)
     if summary is None:
         err(f"no outcome for {correlation_id} within {args.wait:.0f} s: is the function running? (docs/operations.md)")

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from producer.audit import HistoryQuery, history
 from producer.cli import target
-from producer.cli.console import err, out, out_json
+from producer.cli.console import err, out, out_json, safe
 from producer.cli.exits import EXIT_OK, INTERRUPTED, STORAGE, USAGE, exit_codes
 from producer.cli.options import FORMATTER, Commands, Common, json_option, when
 from producer.sender import storage_errors
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         tenant_id=args.tenant_id,
         status=args.status,
     )
-    with storage_errors(f"audit table {args.table!r} at {account.endpoint}"):
+    with storage_errors(account.endpoint, table=args.table):
         found = history(account.table(args.table), query)
     for summary in found:
         if args.json:
@@ -102,12 +102,13 @@ def _wire(summary: AuditSummary) -> dict[str, Any]:
 
 
 def _line(summary: AuditSummary) -> str:
+    """One outcome; values escaped before they are padded, so the columns line up with what shows."""
     fields = asdict(summary)
     return "  ".join(
         [
             f"{summary.completed_at:%Y-%m-%d %H:%M:%S}",
-            f"{summary.status:<9}",
-            f"{(summary.code or '-'):<22}",
+            f"{safe(summary.status):<9}",
+            f"{safe(summary.code or '-'):<22}",
             f"http {summary.http_status or '-':<4}",
             f"{summary.correlation_id or '-'}",
             f"message {summary.message_id}",

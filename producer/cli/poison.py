@@ -135,11 +135,12 @@ def _poison_scan(args: argparse.Namespace, account: StorageAccount, **options: A
     with contextlib.closing(queue):
         try:
             with storage_errors(account.endpoint, name):
-                queue.get_queue_properties()
+                properties = queue.get_queue_properties()
         except QueueNotFound:
             yield None
             return
         with storage_errors(account.endpoint, name), Scan(queue, **options) as scan:
+            scan.reported = properties.approximate_message_count
             yield scan
 
 
@@ -157,10 +158,16 @@ def run_list(args: argparse.Namespace) -> int:
             if args.max is not None and printer.printed >= args.max:
                 break
         scan.note_peek_only(f"'{name}'")
+        everything = args.max != printer.printed and not scan.peek_only
     err(
         f"{plural(printer.printed, 'message')} on '{name}'"
         + (" (more not listed)" if args.max == printer.printed else "")
     )
+    if everything and (scan.reported or 0) > printer.printed:
+        err(
+            f"note: '{name}' reports about {plural(scan.reported or 0, 'message')}; the others are hidden for now "
+            "(received by someone else, or by a read that failed after reaching the service): list again later"
+        )
     return EXIT_OK
 
 
@@ -183,7 +190,9 @@ def run_show(args: argparse.Namespace) -> int:
     out(f"queue        {name}")
     document = read_json(item["content"])
     out("content" + ("" if document is not None else " (not a JSON message; as stored)"))
-    out(json.dumps(document, indent=2, ensure_ascii=False) if document is not None else item["content"])
+    text = json.dumps(document, indent=2, ensure_ascii=False) if document is not None else item["content"]
+    for line in text.split("\n"):  # its own line breaks shown as lines; anything else a terminal acts on, escaped
+        out(line)
     return EXIT_OK
 
 

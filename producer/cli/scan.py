@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from producer.cli.console import Progress, err, plural
+from producer.sender import service_code
 from shared.contract.errors import MessageRejected
 from shared.contract.parsing import decode_body
 
@@ -26,6 +27,10 @@ PAGE: Final = 32
 """Queue Storage returns at most 32 messages per receive or peek."""
 SCAN_VISIBILITY_S: Final = 30
 """How long scanned messages stay hidden if the scan cannot put them back (no right to, or the CLI died)."""
+_SENT_ONCE: Final = {"retry_read": 0, "retry_status": 0}
+"""A receive hides what it returns, so one that failed after reaching the service may have hidden a page:
+retried, it would find the queue empty and the scan would report a count it never read. Only a request
+that never left (a refused connection) is retried; any other failure ends the scan as an error."""
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -112,6 +117,7 @@ class Scan:
         self.queue = queue
         self.scanned = 0
         self.peek_only = False
+        self.reported: int | None = None  # the queue's approximate count before the scan, where it was asked
         self._progress = progress
         self._allow_peek = allow_peek
         self._held: dict[str, QueueMessage] = {}
@@ -134,7 +140,10 @@ class Scan:
             try:
                 page = list(
                     self.queue.receive_messages(
-                        messages_per_page=PAGE, max_messages=PAGE, visibility_timeout=SCAN_VISIBILITY_S
+                        messages_per_page=PAGE,
+                        max_messages=PAGE,
+                        visibility_timeout=SCAN_VISIBILITY_S,
+                        **_SENT_ONCE,
                     )
                 )
             except HttpResponseError as error:
@@ -186,10 +195,10 @@ class Scan:
                     continue
                 refused, count = error, count + 1
         if refused is not None:
-            code = getattr(refused, "error_code", "") or ""
             err(
                 f"note: could not make {plural(count, 'message')} visible again at once "
-                f"({f'{refused.status_code} {code}'.strip()}); they reappear within {SCAN_VISIBILITY_S} s"
+                f"({f'{refused.status_code} {service_code(refused)}'.strip()}); "
+                f"they reappear within {SCAN_VISIBILITY_S} s"
             )
 
     def note_peek_only(self, what: str) -> None:

@@ -8,12 +8,13 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from producer.cli import target
-from producer.cli.console import err, out, out_json
+from producer.cli.console import err, out, out_json, safe
 from producer.cli.exits import EXIT_OK, INTERRUPTED, STORAGE, USAGE, exit_codes
 from producer.cli.options import FORMATTER, HOME, Commands, Common, json_option
 from producer.cli.scan import PAGE, read_json, tenant_id
 from producer.sender import QueueNotFound, storage_errors
 from shared.contract.envelope import unwrap
+from shared.contract.errors import MessageRejected
 from shared.contract.outcomes import Status
 
 if TYPE_CHECKING:
@@ -102,7 +103,10 @@ def _count_by_tenant(queue: QueueClient, role: str, tenants: dict[str, Counter[s
         if document is None:
             continue
         if role == "input":
-            update, _ = unwrap(document)  # a deferred copy counts as its message
+            try:
+                update, _ = unwrap(document)  # a deferred copy counts as its message
+            except MessageRejected:  # an envelope the function will reject (a forgery): no update waiting
+                continue
             tenant = update.get("tenantId")
             key = tenant.lower() if isinstance(tenant, str) and tenant else HOME
             tenants.setdefault(key, Counter())[WAITING] += 1
@@ -116,4 +120,4 @@ def _tenant_table(tenants: dict[str, Counter[str]]) -> None:
     out(f"PER TENANT (the first {PAGE} messages of each queue, peeked)")
     out("  ".join([f"{'TENANT':36}", *(c.upper().rjust(9) for c in columns)]))
     for tenant, counts in sorted(tenants.items()):
-        out("  ".join([f"{tenant:36}", *(str(counts.get(c, 0)).rjust(9) for c in columns)]))
+        out("  ".join([f"{safe(tenant):36}", *(str(counts.get(c, 0)).rjust(9) for c in columns)]))

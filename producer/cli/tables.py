@@ -8,6 +8,7 @@ from typing import Any, Final
 from producer.cli.console import out, out_json
 from producer.cli.options import HOME
 from producer.cli.scan import error_code, tenant_id
+from shared.contract.echo import bounded
 
 Columns = Sequence[tuple[str, int]]
 
@@ -25,8 +26,8 @@ WARNING_INDENT: Final = "  warning: "
 
 
 def _cell(value: object, width: int) -> str:
-    text = "-" if value is None or value == "" else str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """Escaped first (`console.safe`), so the width counts what shows; a cut never splits an escape."""
+    return "-" if value is None or value == "" else bounded(str(value), width)
 
 
 def row(columns: Columns, values: Sequence[object]) -> str:

@@ -30,6 +30,9 @@ class ErrorCode(StrEnum):
     GRAPH_UNAVAILABLE = "graphUnavailable"
     CREDENTIAL_UNAVAILABLE = "credentialUnavailable"
     TENANT_NOT_ALLOWED = "tenantNotAllowed"
+    UNKNOWN_DEFERRAL = "unknownDeferral"
+    DUPLICATE_DEFERRAL = "duplicateDeferral"
+    DEFERRAL_UNAVAILABLE = "deferralUnavailable"
     INTERNAL_ERROR = "internalError"
 
 

@@ -11,13 +11,13 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, field_serializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, field_serializer
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticSerializationError
 
-from shared.contract.echo import bounded, printable
+from shared.contract.echo import bounded, escaped, printable
 
 SCHEMA_VERSION: Final = 1
 
@@ -34,17 +34,25 @@ class Status(StrEnum):
 
 _OUT = ConfigDict(alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True, frozen=True)
 
+Echoed = Annotated[str, PlainSerializer(escaped, return_type=str)]
+"""A value the outcome repeats from the message or from Graph: written with control characters escaped.
+
+Escaped where it is written (`echo.escaped`), so the model keeps the value itself: the audit trail's keys
+and summary are what the message named, and `certstate history` finds them by it. `request` and
+`graphRequest` are not escaped: they are the message and the PATCH body exactly, for replay and audit.
+"""
+
 
 class Target(BaseModel):
     """The state object the message names (as far as the message could be read)."""
 
     model_config = _OUT
 
-    tenant_id: str | None = None
-    profile_type: str | None = None
-    device_configuration_id: str | None = None
-    managed_device_certificate_state_id: str | None = None
-    via: str | None = None
+    tenant_id: Echoed | None = None
+    profile_type: Echoed | None = None
+    device_configuration_id: Echoed | None = None
+    managed_device_certificate_state_id: Echoed | None = None
+    via: Echoed | None = None
 
 
 class GraphInfo(BaseModel):
@@ -52,9 +60,9 @@ class GraphInfo(BaseModel):
 
     model_config = _OUT
 
-    request_id: str | None = None
-    client_request_id: str | None = None
-    date: str | None = None
+    request_id: Echoed | None = None
+    client_request_id: Echoed | None = None
+    date: Echoed | None = None
 
 
 class ErrorDetail(BaseModel):
@@ -62,8 +70,8 @@ class ErrorDetail(BaseModel):
 
     model_config = _OUT
 
-    field: str
-    message: str
+    field: Echoed
+    message: Echoed
 
 
 class OutcomeError(BaseModel):
@@ -72,9 +80,9 @@ class OutcomeError(BaseModel):
     model_config = _OUT
 
     code: str
-    message: str
+    message: Echoed
     details: list[ErrorDetail] = []
-    graph_code: str | None = None
+    graph_code: Echoed | None = None
 
 
 class RequestOmitted(BaseModel):
@@ -89,6 +97,13 @@ class RequestOmitted(BaseModel):
     bytes: int
     sha256: str  # hex
 
+    @classmethod
+    def of(cls, request: dict[str, Any]) -> RequestOmitted:
+        """Size and hash of `request` (a decoded message); raises ValueError/RecursionError if it is none."""
+        compact = json.dumps(request, ensure_ascii=False, separators=(",", ":"))
+        raw = compact.encode("utf-8", "surrogatepass")
+        return cls(bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+
 
 class Outcome(BaseModel):
     """What became of one input message."""
@@ -97,8 +112,8 @@ class Outcome(BaseModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     status: Status
-    correlation_id: str
-    message_id: str
+    correlation_id: Echoed
+    message_id: Echoed
     dequeue_count: int
     target: Target
     updated_properties: list[str] = []
@@ -107,7 +122,7 @@ class Outcome(BaseModel):
     attempts: int = 0
     duration_ms: int
     completed_at: datetime
-    warnings: list[str] = []
+    warnings: list[Echoed] = []
     error: OutcomeError | None = None
     request: dict[str, Any] | None = None
     request_omitted: RequestOmitted | None = None
@@ -192,11 +207,9 @@ def _cut_request(outcome: Outcome, _excess: int) -> Outcome:
     if outcome.request is None:
         return outcome
     try:
-        compact = json.dumps(outcome.request, ensure_ascii=False, separators=(",", ":"))
+        omitted = RequestOmitted.of(outcome.request)
     except (ValueError, RecursionError):  # not from a decoded message (parsing bounds numbers and depth)
         return _marked(outcome, "request", request=None)
-    raw = compact.encode("utf-8", "surrogatepass")
-    omitted = RequestOmitted(bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
     return _marked(outcome, "request", request=None, request_omitted=omitted)
 
 

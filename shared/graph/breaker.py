@@ -13,10 +13,27 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from shared.contract.errors import Deferred, ErrorCode
 
 BREAKER_OPEN = "breakerOpen"
+_JITTER = 0.2
+"""Up to this fraction of the base cool-down is added to a deferral, so copies do not return as one burst."""
+
+
+@dataclass(frozen=True)
+class Permit:
+    """What `admit` hands out; `probe` numbers the probe its holder is, None while the breaker was closed.
+
+    The holder passes it back to `admit` right before each send, so the probe (and only the probe) still
+    goes out once the breaker is open.
+    """
+
+    probe: int | None = None
+
+
+CLOSED = Permit()
 
 
 class CircuitBreaker:
@@ -43,22 +60,40 @@ class CircuitBreaker:
         self._cooldown = cooldown_seconds
         self._open_until: float | None = None
         self._probe_started: float | None = None
+        self._probes = 0  # the number of the latest probe
         self._cause = ErrorCode.GRAPH_UNAVAILABLE
 
-    def admit(self) -> None:
-        """Return if a request may go out now; raise `Deferred` while the breaker is open."""
+    def admit(self, permit: Permit | None = None) -> Permit:
+        """Return a permit if a request may go out now; raise `Deferred` while the breaker is open.
+
+        Called before a request is prepared and again right before it is sent (with the permit it got):
+        an invocation that waited for its write slot meanwhile must not send after the breaker opened,
+        unless it is the probe.
+        """
         with self._lock:
             if self._open_until is None:
-                return
+                return CLOSED
             now = self._clock()
             if now < self._open_until:
-                raise self._deferral(self._open_until - now)
+                raise self._deferral(self._open_until - now)  # back when the probe goes out
             if self._probe_started is not None and now - self._probe_started < self._probe_timeout:
-                raise self._deferral(self._cooldown)  # someone else is probing: its answer will be in by then
+                if permit is not None and permit.probe == self._probes:
+                    return permit  # the probe itself, on its way to the send
+                # Someone else is probing: its answer is due well within a base cool-down, and if it
+                # closes the breaker this message is back then, not a whole (doubled) cool-down later.
+                raise self._deferral(self._base_cooldown)
+            self._probes += 1
             self._probe_started = now  # this caller is the probe
+            return Permit(self._probes)
+
+    def release(self, permit: Permit) -> None:
+        """The probe ended without a verdict (deferred, no token in a customer tenant): the next caller probes."""
+        with self._lock:
+            if permit.probe is not None and permit.probe == self._probes:
+                self._probe_started = None
 
     def succeeded(self) -> None:
-        """Graph answered (any status but an outage's): close."""
+        """Graph answered (any status but an outage's or a 401): close."""
         with self._lock:
             self._failures = 0
             self._open_until = None
@@ -85,5 +120,7 @@ class CircuitBreaker:
             return self._open_until is not None
 
     def _deferral(self, seconds: float) -> Deferred:
-        # Up to a fifth more, so a backlog does not return in one burst when the probe succeeds.
-        return Deferred(seconds * (1 + self._rng.uniform(0, 0.2)), BREAKER_OPEN, self._cause)
+        # The jitter is a fraction of at most the base cool-down: with a doubled cool-down of minutes, a
+        # fraction of the whole would spread the backlog over tens of seconds after a successful probe.
+        jitter = self._rng.uniform(0, _JITTER) * min(seconds, self._base_cooldown)
+        return Deferred(seconds + jitter, BREAKER_OPEN, self._cause)

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ import requests
 
 from shared.contract.echo import bounded, shown
 from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
-from shared.graph.breaker import CircuitBreaker
+from shared.graph.breaker import CLOSED, CircuitBreaker, Permit
 from shared.graph.retry_policy import SUCCESS_STATUSES, Action, Decision, decide, retry_after_ceiling
 from shared.graph.routes import GraphRequest
 from shared.graph.transport import Answer, exchange
@@ -83,6 +84,13 @@ class ClientLimits:
         return _RETURN_EARLY_SECONDS if wait is None else min(_RETURN_EARLY_SECONDS, wait)
 
 
+@dataclass
+class _Held:
+    """The breaker's permit one PATCH holds: the probe's, or the one of a closed breaker."""
+
+    permit: Permit = CLOSED
+
+
 class GraphClient:
     """Sends PATCHes with the retry policy of docs/contract.md section 5."""
 
@@ -109,32 +117,41 @@ class GraphClient:
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._telemetry = telemetry or Telemetry()
+        self._refused_tenants: set[str | None] = set()  # whose cached token Graph answered 401
+        self._refused_lock = threading.Lock()
 
     def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:
         """PATCH until success, a permanent refusal, a deferral, or the invocation's budget runs out."""
+        held = _Held()
+        try:
+            return self._patch(request, tenant, held)
+        finally:
+            self._breaker.release(held.permit)  # a probe that ended without a verdict lets the next one go
+
+    def _patch(self, request: GraphRequest, tenant: Tenant, held: _Held) -> GraphResult:
         deadline = self._clock() + self._limits.max_wait_seconds
         claims: str | None = None
         token_refreshed = False
         warnings: dict[str, None] = {}  # ordered, each once
         last: TransientError | None = None
         for attempt in range(1, self._limits.max_attempts + 1):
-            self._breaker.admit()
+            self._admit(held, warnings)
             try:
                 token = self._token(tenant, claims, attempt, deadline)
             except TransientError:
-                self._breaker.admit()  # if the failure opened it, this message waits with the rest
+                self._admit(_Held(), warnings)  # if the failure opened it, this message waits with the rest
                 raise
             # The slot last, right before the send: a slot held while waiting for the token lock would go
             # out after a 429 that arrived meanwhile, inside its Retry-After.
             if not self._slot(tenant, deadline, last, warnings):
                 break  # this delivery failed (5xx, timeouts) and its wait is up: the host's retry counts it
+            # Again after the wait for the slot: the breaker may have opened meanwhile, and then only its
+            # probe may write.
+            self._admit(held, warnings)
             claims = None
             answer, trace = self._send(request, token)
             status = answer.status if answer is not None else None
-            if status is None or status >= 500:
-                self._breaker.failed(ErrorCode.GRAPH_UNAVAILABLE)
-            else:
-                self._breaker.succeeded()
+            self._tell_breaker(status, tenant)
             decision = decide(
                 status,
                 answer.headers.get("Retry-After") if answer is not None else None,
@@ -169,12 +186,12 @@ class GraphClient:
             odata_code, odata_message = _odata_error(answer)
             if decision.action is Action.REFRESH_TOKEN:
                 token_refreshed = True
-                claims = _claims_challenge(answer) or _FORCE_REFRESH_CLAIMS % self._wall_clock().timestamp()
+                claims = _claims_challenge(answer) or self._force_refresh()
                 continue
             if decision.action is Action.FAIL:
                 raise GraphRefused(
                     code=decision.code,
-                    message=odata_message or _refusal_message(status),
+                    message=_refusal_message(status, odata_message),
                     graph_code=odata_code,
                     http_status=status,
                     trace=trace,
@@ -207,6 +224,38 @@ class GraphClient:
         if last is not None and last.code is ErrorCode.GRAPH_THROTTLED and last.http_status == 429:
             return self._throttled(tenant, warnings)
         return last or TransientError(code=ErrorCode.GRAPH_UNAUTHORIZED, message="no attempt left after a 401")
+
+    def _admit(self, held: _Held, warnings: dict[str, None]) -> None:
+        """Ask the breaker (with the permit this call holds); a deferral carries the warnings gathered so far."""
+        try:
+            held.permit = self._breaker.admit(held.permit)
+        except Deferred as deferral:
+            raise Deferred(deferral.delay_seconds, deferral.reason, deferral.cause, tuple(warnings)) from None
+
+    def _tell_breaker(self, status: int | None, tenant: Tenant) -> None:
+        """An outage's answer counts as a failure; any other answer closes the breaker, except a 401.
+
+        A 401 is no proof that Graph and the token path are well: the refresh that follows decides (a
+        failed one counts towards the breaker), and the tenant's later calls refresh before they send.
+        """
+        if status is None or status >= 500:
+            self._breaker.failed(ErrorCode.GRAPH_UNAVAILABLE)
+        elif status == 401:
+            self._refused(tenant, refused=True)
+        else:
+            self._breaker.succeeded()
+
+    def _was_refused(self, tenant: Tenant) -> bool:
+        with self._refused_lock:
+            return tenant.tenant_id in self._refused_tenants
+
+    def _refused(self, tenant: Tenant, *, refused: bool) -> None:
+        """Remember (or forget) that Graph refused the token this tenant's credential holds."""
+        with self._refused_lock:
+            if refused:
+                self._refused_tenants.add(tenant.tenant_id)
+            else:
+                self._refused_tenants.discard(tenant.tenant_id)
 
     def _slot(self, tenant: Tenant, deadline: float, last: TransientError | None, warnings: dict[str, None]) -> bool:
         """Take the tenant's next write slot if it comes within the short wait, else defer the message.
@@ -255,6 +304,9 @@ class GraphClient:
         dead or slow endpoint costs one bounded call (wiring.build_credential) per wave, not per waiter,
         and counts once towards the breaker. Only the home tenant's failures count there: the managed
         identity is every tenant's, while one customer tenant's refusal (no consent) is no outage of all.
+
+        Once Graph answered 401 to the tenant's cached token, every call asks for a fresh one until a
+        refresh succeeds: the revoked token would only cost each message a PATCH and a 401.
         """
         gate = tenant.tokens
         failures_seen = gate.failures
@@ -263,8 +315,10 @@ class GraphClient:
         try:
             if gate.failures != failures_seen:
                 raise self._no_token(tenant, gate.failure, attempt)
+            if claims is None and self._was_refused(tenant):
+                claims = self._force_refresh()
             try:
-                return tenant.credential.get_token(self._scope, claims=claims).token
+                token = tenant.credential.get_token(self._scope, claims=claims).token
             except Exception as err:  # whatever the credential raises, there is no token
                 gate.failures += 1
                 gate.failure = f"{type(err).__name__}: {_first_line(str(err))}"
@@ -272,8 +326,15 @@ class GraphClient:
                 if tenant.tenant_id is None:
                     self._breaker.failed(ErrorCode.CREDENTIAL_UNAVAILABLE)  # once per call, not per waiter
                 raise self._no_token(tenant, gate.failure, attempt) from None
+            if claims is not None:
+                self._refused(tenant, refused=False)
+            return token
         finally:
             gate.lock.release()
+
+    def _force_refresh(self) -> str:
+        """Claims that make the credential skip its cache (the token it holds was refused)."""
+        return _FORCE_REFRESH_CLAIMS % self._wall_clock().timestamp()
 
     def _no_token(self, tenant: Tenant, reason: str, attempt: int) -> TransientError:
         where = f" in tenant {tenant.tenant_id}" if tenant.tenant_id else ""
@@ -331,13 +392,16 @@ def _trace(headers: Mapping[str, str], client_request_id: str) -> GraphTrace:
     )
 
 
-def _refusal_message(status: int | None) -> str:
+def _refusal_message(status: int | None, odata_message: str | None) -> str:
+    """Graph's own message for a refusal; for an answer that is not an error, what it means for the update."""
     if status is not None and 200 <= status < 300 and status not in SUCCESS_STATUSES:
         return (
             f"Graph answered {status}, not 200 or 204 as documented for this PATCH: the update may or may not "
             "be applied; check the state before replaying"
         )
-    return f"Graph answered {status}"
+    if status is not None and 300 <= status < 400:  # whatever its body says, the status is the news
+        return f"Graph answered {status}, a redirect, which is not followed"
+    return odata_message or f"Graph answered {status}"
 
 
 def _odata_error(answer: Answer | None) -> tuple[str | None, str | None]:

@@ -5,6 +5,11 @@ never trips it. Here each connection hands its socket to the current exchange's 
 starts reading the answer, and one process-wide reaper thread shuts that socket down if the deadline
 passes first: the read in progress fails at once, wherever it was (status line, headers or body).
 The body is streamed and reading stops past `max_body_bytes`.
+
+How a connection hands over its socket is not urllib3's public API (a `ConnectionCls` of our own per
+pool class, and the pool manager's `pool_classes_by_scheme`): it lives in one seam, `_watch_pools`,
+built for the urllib3 versions `URLLIB3_TESTED` names, which requirements.txt pins and a test holds
+the installed urllib3 to (docs/design.md, "The Graph answer in time and size").
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager, ProxyManager
-from urllib3.response import HTTPResponse
+from urllib3.response import BaseHTTPResponse, HTTPResponse
 
 _CHUNK_BYTES: Final = 64 * 1024
+URLLIB3_TESTED: Final = ">=2.8,<2.9"
+"""The urllib3 releases the watched connections were built and tested against (requirements.txt pins it)."""
 
 Cut = Literal["tooLarge", "tooSlow", "broken"]
 
@@ -247,17 +254,43 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 _WATCHED_POOLS: Final[dict[str, type[HTTPConnectionPool]]] = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
+class _Answered(requests.Response):
+    """A response requests never takes for a redirect.
+
+    `Session.send` with `allow_redirects=False` still walks `resolve_redirects` to offer `Response.next`:
+    it reads the whole body past our cap, closes the connection and builds the follow-up request (which
+    fails on our prepared request, made without a cookie jar). A 3xx from Graph is an answer, reported as
+    such (docs/outcomes.md), and its Location is never followed.
+    """
+
+    @property
+    def is_redirect(self) -> bool:
+        """Never: nothing here follows a Location."""
+        return False
+
+
 class WatchedAdapter(HTTPAdapter):
     """An `HTTPAdapter` whose connections report their socket to the exchange in progress."""
+
+    def build_response(self, req: requests.PreparedRequest, resp: BaseHTTPResponse) -> requests.Response:
+        """The response requests builds, as one that is never a redirect to follow (no state is added)."""
+        response = super().build_response(req, resp)
+        response.__class__ = _Answered
+        return response
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:  # noqa: ANN401 - requests' signature
         """Pools of watched connections."""
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+        _watch_pools(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:  # noqa: ANN401 - requests' signature
         """The proxy's pools watched too (not a SOCKS proxy's, which keep only the per-read timeout)."""
         manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
         if type(manager) is ProxyManager:
-            manager.pool_classes_by_scheme = _WATCHED_POOLS
+            _watch_pools(manager)
         return manager
+
+
+def _watch_pools(manager: PoolManager) -> None:
+    """The one place that reaches past urllib3's public API (see `URLLIB3_TESTED`)."""
+    manager.pool_classes_by_scheme = _WATCHED_POOLS

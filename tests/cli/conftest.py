@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient
 
 from devstack.azurite import Azurite
@@ -43,6 +45,15 @@ def queues(azurite: Azurite, queue_names: Callable[[str], str]) -> Iterator[Queu
     for queue in (pair.input, pair.result):
         queue.delete_queue()
         queue.close()
+
+
+@pytest.fixture
+def audit_table(azurite: Azurite) -> Iterator[TableClient]:
+    """A fresh audit table on Azurite's table service, deleted afterwards."""
+    with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        name = "audit" + uuid.uuid4().hex[:12]
+        yield service.create_table(name)
+        service.delete_table(name)
 
 
 @pytest.fixture(autouse=True)

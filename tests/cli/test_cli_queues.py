@@ -267,3 +267,11 @@ def test_stats_count_waiting_updates_and_outcomes_per_tenant(cli: Cli, queues: Q
     assert "PER TENANT (the first 32 messages of each queue, peeked)" in table
     row = next(line for line in table.splitlines() if line.startswith(TENANT_A)).split()
     assert row == [TENANT_A, "0", "1", "0", "1", "0", "0"]  # waiting, then the statuses in Status order
+
+
+def test_stats_by_tenant_counts_past_a_forged_envelope(cli: Cli, queues: Queues):
+    queues.input.send_message(json.dumps({"certstateDeferral": {"messageId": "not-a-record\n"}, "message": {}}))
+    queues.input.send_message(json.dumps(request("x")))
+    run = cli("stats", *queues.args, "--by-tenant", "--json")
+    assert run.code == EXIT_OK
+    assert json.loads(run.out)["byTenant"] == {"home": {"waiting": 1}}  # the forgery is no update waiting

@@ -94,11 +94,13 @@ def call(
     auth: str | None = None,
     headers: dict[str, str] | None = None,
     data: str | None = None,
+    allow_redirects: bool = True,
 ) -> requests.Response:
     """One request under base_url with a fresh token of `appid` unless `auth` gives the header."""
     sent = {"Authorization": auth if auth is not None else f"Bearer {token(sim, appid)}", **(headers or {})}
     json_body = body if data is None else None
-    return requests.request(method, sim.base_url + path, json=json_body, data=data, headers=sent, timeout=5)
+    return requests.request(method, sim.base_url + path, json=json_body, data=data, headers=sent, timeout=5,
+                            allow_redirects=allow_redirects)  # fmt: skip
 
 
 def patch(sim: GraphSimulator, body: Any = None, path: str = IOS, **kwargs: Any) -> requests.Response:
@@ -568,6 +570,19 @@ def test_script_answers_an_undocumented_2xx_with_no_body_and_changes_nothing(sim
     assert call(sim, "GET").json()["userDisplayName"] != "not applied"
 
 
+def test_script_redirects_a_write_without_applying_or_counting_it(sim: GraphSimulator) -> None:
+    sim.configure(script=[{"status": 302}, {"status": 307, "location": "https://elsewhere.invalid/x"}])
+    found = call(sim, "PATCH", IOS, {"userDisplayName": "not applied"}, allow_redirects=False)
+    assert (found.status_code, found.headers["Location"]) == (302, f"{graph_simulator.REDIRECT_PREFIX}/beta{IOS}")
+    assert patch(sim, allow_redirects=False).headers["Location"] == "https://elsewhere.invalid/x"
+    assert call(sim, "GET").json()["userDisplayName"] != "not applied"
+    assert (sim.stats()["writes"], sim.stats()["byStatus"]) == (0, {"200": 1, "302": 1, "307": 1})
+    followed = requests.patch(sim.origin + found.headers["Location"], json={}, timeout=5,
+                              headers={"Authorization": f"Bearer {token(sim)}"})  # fmt: skip
+    assert followed.status_code == 400  # a client that follows it is answered like any unknown route ...
+    assert sim.requests()[-1]["path"].startswith(graph_simulator.REDIRECT_PREFIX)  # ... and shows in the log
+
+
 def test_script_pads_a_body_and_trickles_one(sim: GraphSimulator) -> None:
     sim.configure(script=[{"bodyBytes": 100_000}, {"status": 409, "trickleSeconds": 0.004}])
     padded = patch(sim, {"userDisplayName": "padded"})
@@ -617,7 +632,9 @@ def test_bad_configuration_is_refused(sim: GraphSimulator) -> None:
     with pytest.raises(ValueError, match="error_rate"):
         sim.configure(error_rate=2)
     with pytest.raises(ValueError, match="script"):
-        sim.configure(script=[{"status": 302}])
+        sim.configure(script=[{"status": 101}])
+    with pytest.raises(ValueError, match="location"):
+        sim.configure(script=[{"status": 503, "location": "/elsewhere"}])
     with pytest.raises(ValueError, match="trickleSeconds"):
         sim.configure(script=[{"trickleSeconds": 0}])
     with pytest.raises(ValueError, match="bodyBytes"):

@@ -30,7 +30,7 @@ from azure.storage.queue import QueueClient, QueueServiceClient
 from devstack.azurite import ACCOUNT_KEY, REPO_ROOT, Azurite
 from devstack.runner import (
     AZURITE_QUEUE_PORT_VARIABLE,
-    QueueOptions,
+    HostQueueOptions,
     Runner,
     RunnerError,
     development_storage_connection_string,
@@ -171,7 +171,7 @@ def stack(azurite: Azurite, queue_names: Callable[[str], str]) -> Iterator[Stack
         yield s
 
 
-# -- configuration (no queues needed; host.json itself is tested in tests/unit/test_host_config.py) -------
+# -- configuration (no queues needed; host.json itself is tested in tests/devstack/test_host_config.py) -------
 
 
 FAKE_CONN = (
@@ -293,10 +293,10 @@ def test_invalid_host_json_fails_at_construction_as_a_runner_error() -> None:
         Runner(make_app(Recorder()), settings=settings, host_json=host(batchSize=33))
 
 
-def test_runner_reads_options_through_shared_host_config() -> None:
+def test_runner_reads_options_through_devstack_host_config() -> None:
     settings = {CONN: FAKE_CONN, "IN_QUEUE": "jobs-in", "OUT_QUEUE": "out"}
     runner = Runner(make_app(Recorder()), settings=settings, host_json=REPO_ROOT / "host.json")
-    assert runner.options == QueueOptions(8, 4, 2.0, 30.0, 5, "none")
+    assert runner.options == HostQueueOptions(8, 4, 2.0, 30.0, 5, "none")
     runner.stop()
     defaults = Runner(make_app(Recorder()), settings=settings, processor_count=3)
     assert defaults.options.new_batch_threshold == 16 // 2 * 3
@@ -561,4 +561,4 @@ def test_cli_runs_an_app_until_sigint(stack: Stack, tmp_path: Path) -> None:
     assert proc.returncode == 0, stderr
     assert stdout.startswith("Runner up: handle <- ")
     assert "batchSize 8, newBatchThreshold 4, maxPollingInterval 0.2 s, visibilityTimeout 0 s" in stdout
-    assert "QueueOptions(" not in stdout
+    assert "HostQueueOptions(" not in stdout

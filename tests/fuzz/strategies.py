@@ -37,6 +37,13 @@ text_with_surrogates = (
     .map("".join)
     .filter(lambda s: any(0xD800 <= ord(c) <= 0xDFFF for c in s))
 )
+control_text = st.lists(
+    st.sampled_from(["\x1b[2J", "\x1b]0;title\x07", "\x9b31m", "\x7f", "\r\n", "\x00", "\u202e", "\u2066", "\u2028"])
+    | st.text(max_size=4),
+    min_size=1,
+    max_size=8,
+).map("".join)
+"""Terminal escapes (ESC and 8-bit CSI sequences), DEL, line breaks and bidi controls among plain text."""
 trailing = st.sampled_from(["\n", "\r\n", "\r", "\u2028", "\x00", " ", "\t", "\u0085"])
 long_text = st.builds(lambda ch, n: ch * n, st.sampled_from("xé😀'\""), st.integers(1_000, 60_000))
 
@@ -45,7 +52,7 @@ long_text = st.builds(lambda ch, n: ch * n, st.sampled_from("xé😀'\""), st.in
 def spoiled_document(draw: st.DrawFn) -> dict[str, Any]:
     """A valid message with one value (or key) replaced by a hostile one."""
     document: dict[str, Any] = json.loads(json.dumps(VALID))
-    hostile = draw(text_with_surrogates | long_text | st.builds(lambda v, t: v + t, st.sampled_from(
+    hostile = draw(text_with_surrogates | control_text | long_text | st.builds(lambda v, t: v + t, st.sampled_from(
         [STATE_ID, "fuzz-1", "..", "2027-01-01T00:00:00Z", "digitalSignature", "iOS"]), trailing))  # fmt: skip
     where = draw(st.sampled_from(["envelope", "update", "key", "many-keys", "flags"]))
     if where == "envelope":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from shared.graph.routes import GraphRequest
 from shared.pipeline import CertStatePipeline, Delivery, Result
 from shared.tenancy import Tenant
 from tests.fuzz.strategies import VALID, queue_bodies, spoiled_document, with_huge_number
+from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import directory
 
 MAX_DEQUEUE = 5
@@ -42,12 +44,16 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
 OUTCOME_SCHEMA = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "outcome.schema.json").read_text("utf-8")))
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
+"""What must not reach a terminal from an outcome's echoed values (docs/outcomes.md, "Echoed values")."""
 CAPPED = "Graph's Retry-After '99999999999999999999' was capped at 60 s: writes resumed before it ran out"
 
 
 def graph_answers() -> st.SearchStrategy[GraphResult | Exception]:
     """What Graph (through the client) may hand back, echoes and hostile text included."""
-    text = st.text(max_size=50) | st.just("bad \ud800 value") | st.just("m" * 70_000)
+    text = (
+        st.text(max_size=50) | st.just("bad \ud800 value") | st.just("bad \x1b[2J\u202e value") | st.just("m" * 70_000)
+    )
     trace = st.builds(GraphTrace, request_id=st.none() | st.text(max_size=40), client_request_id=st.just("c"))
     return st.one_of(
         st.builds(GraphResult, status=st.sampled_from([200, 204]), trace=trace, attempts=st.integers(1, 4),
@@ -80,7 +86,7 @@ def deliver(raw: bytes, answer: GraphResult | Exception, dequeue_count: int, enc
     copies: list[str] = []
     pipeline = CertStatePipeline(graph=graph, tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
                                  max_dequeue_count=MAX_DEQUEUE, outcome_budget=outcome_budget(encoding),
-                                 requeue=lambda text, _delay: copies.append(text),
+                                 requeue=lambda text, _delay: copies.append(text), deferrals=MemoryDeferrals(),
                                  clock=lambda: datetime(2026, 11, 27, tzinfo=UTC))  # fmt: skip
     delivery = Delivery(message_id="fuzz-message", dequeue_count=dequeue_count)
     try:
@@ -133,6 +139,15 @@ def test_no_bad_value_is_echoed_in_full_and_none_twice(document):
 
 
 @FUZZ
+@given(document=spoiled_document(), answer=graph_answers())
+def test_no_control_character_is_echoed_raw(document, answer):
+    result = deliver(json.dumps(document).encode(), answer, MAX_DEQUEUE, "none")
+    if result is not None:
+        echoed = {k: v for k, v in json.loads(result.text).items() if k not in {"request", "graphRequest"}}
+        assert [s for s in _strings(echoed) if UNSAFE.search(s)] == []
+
+
+@FUZZ
 @given(raw=with_huge_number())
 def test_a_number_python_cannot_hold_is_never_retried(raw):
     result = deliver(raw, GraphResult(200, GraphTrace(), 1), 1, "none")
@@ -145,6 +160,9 @@ def _strings(value: Any) -> Iterator[str]:
     elif isinstance(value, dict):
         for key, item in value.items():
             yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
             yield from _strings(item)
 
 
@@ -164,6 +182,11 @@ def worst_cases() -> Iterator[tuple[str, bytes, GraphResult | Exception]]:
     yield "dry run, near-limit body", big.replace('"update"', '"dryRun": true, "update"').encode(), ok
     yield "60,000-character enum value", json.dumps({**VALID, "update": {"devicePlatform": "p" * 60_000}}).encode(), ok
     yield "3,000 unknown properties", json.dumps({**VALID, "update": {f"k{i}": 1 for i in range(3_000)}}).encode(), ok
+    yield (
+        "control characters",
+        json.dumps({**VALID, "update": {f"k{i}\x1b": "\x9b" for i in range(2_000)}}).encode(),
+        ok,
+    )
     yield "lone surrogate", json.dumps({**VALID, "profileType": "\ud800" * 9_000}).encode(), ok
     yield "5,000-digit integer", b'{"profileType": ' + b"9" * 5_000 + b"}", ok
 

@@ -29,6 +29,7 @@ from shared.graph.pacing import WritePacer
 from shared.operations import Operations
 from shared.pipeline import CertStatePipeline, Delivery
 from tests.infra.bicep import INFRA, REPO, text
+from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.otel import capture
 from tests.support.pipeline_fakes import SEEDED_MESSAGE as MESSAGE
 from tests.support.pipeline_fakes import RecordingGraph, body, directory, home_only
@@ -100,7 +101,7 @@ def emitted() -> dict[str, frozenset[str]]:
         held = Deferred(delay_seconds=5, reason="breakerOpen", cause=ErrorCode.GRAPH_UNAVAILABLE)
         deferring = CertStatePipeline(graph=RecordingGraph(held), tenants=directory(), graph_base_url=graph.base_url,
                                       max_dequeue_count=5, requeue=lambda text, delay: None,
-                                      telemetry=telemetry)  # fmt: skip
+                                      deferrals=MemoryDeferrals(), telemetry=telemetry)  # fmt: skip
         deferring.handle(body(), Delivery("m-d", 1))
         with QueueServiceClient.from_connection_string(azurite.connection_string) as queues:
             names = {"input": "ops-in", "poison": "ops-in-poison", "result": "ops-out"}

@@ -337,7 +337,6 @@ def test_flex_consumption_shape() -> None:
     assert config["runtime"] == {"name": "python", "version": "pythonVersion"}
     scale = config["scaleAndConcurrency"]
     assert (scale["instanceMemoryMB"], scale["maximumInstanceCount"]) == ("instanceMemoryMB", "maximumInstanceCount")
-    assert _param_default(MAIN, "pythonVersion") == "3.11"
     assert _param_default(MAIN, "instanceMemoryMB") == 2048
     assert decorator(parse(MAIN)["parameters"]["instanceMemoryMB"], "allowed") == [512, 2048, 4096]
 
@@ -359,14 +358,15 @@ def test_always_ready_instances_are_for_the_queue_triggers_group_none_by_default
 
 
 def test_python_versions_are_the_ones_the_code_supports() -> None:
-    """Every runtime the template offers satisfies requires-python; the default is the type-checked one."""
+    """Every runtime the template offers satisfies requires-python; the default is the newest (CI tests each)."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     requires = SpecifierSet(pyproject["project"]["requires-python"])
     offered = decorator(parse(MAIN)["parameters"]["pythonVersion"], "allowed")
     assert offered, "pythonVersion must list its versions"
     unsupported = [version for version in offered if Version(version) not in requires]
     assert not unsupported, f"pythonVersion offers {unsupported}, outside requires-python {requires}"
-    assert _param_default(MAIN, "pythonVersion") == pyproject["tool"]["mypy"]["python_version"]
+    assert min(offered, key=Version) == pyproject["tool"]["mypy"]["python_version"]  # type-checked at the oldest
+    assert _param_default(MAIN, "pythonVersion") == max(offered, key=Version)
 
 
 def test_no_site_property_that_flex_forbids() -> None:

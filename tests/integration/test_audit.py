@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from azure.data.tables import TableClient, TableServiceClient
@@ -26,6 +25,7 @@ from shared.pipeline import CertStatePipeline, Delivery, Result
 from shared.settings import Settings
 from shared.tables import SharedKey, TableError, TableRows, entity
 from shared.wiring import build_audit
+from tests.support.audit import audit_trail, lean_rows
 from tests.support.otel import capture
 from tests.support.pipeline_fakes import RecordingGraph, body, directory
 from tests.support.silent import SilentServer
@@ -46,16 +46,10 @@ def rows_of(table: TableClient) -> list[dict[str, object]]:
     return list(table.list_entities())
 
 
-def trail(table: TableClient, **options: Any) -> AuditTrail:
-    """The audit trail as wired, writing to `table` (the SDK's client of it purges)."""
-    rows = TableRows(table.url, table.table_name, SharedKey(ACCOUNT_NAME, base64.b64decode(ACCOUNT_KEY)))
-    return AuditTrail(rows, **{"wait_seconds": 10, "purge_table": lambda: table, **options})
-
-
 def pipeline(table: TableClient, *answers, clock=lambda: ENQUEUED + timedelta(seconds=5)) -> CertStatePipeline:
     return CertStatePipeline(
         graph=RecordingGraph(*answers), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
-        max_dequeue_count=5, clock=clock, audit=trail(table),
+        max_dequeue_count=5, clock=clock, audit=audit_trail(table),
     )  # fmt: skip
 
 
@@ -161,7 +155,7 @@ def test_a_long_outcome_is_split_over_properties_and_read_back_whole(table):
     outcome = outcome_of(pipeline(table, forbidden()), body(), Delivery("m-1", 5, ENQUEUED))
     assert outcome.error is not None
     longer = outcome.model_copy(update={"error": outcome.error.model_copy(update={"message": long_message})})
-    trail(table).record(Result(longer, longer.to_json()), body(), ENQUEUED)
+    audit_trail(table).record(Result(longer, longer.to_json()), body(), ENQUEUED)
     (main,) = [row for row in rows_of(table) if str(row["RowKey"]).startswith("m|")]
     assert main["outcomeParts"] == 3
     (found,) = history(table, DAY)
@@ -196,7 +190,7 @@ def test_purge_deletes_the_days_past_the_retention(table):
     audited = pipeline(table)
     for n, age in enumerate([0, 29, 31, 400]):
         audited.handle(body(), Delivery(f"m-{n}", 1, now - timedelta(days=age)))
-    deleted = trail(table, clock=lambda: now).purge(retention_days=30)
+    deleted = audit_trail(table, clock=lambda: now).purge(retention_days=30)
     assert deleted == 8  # two messages x four rows
     left = history(table, HistoryQuery(since=now - timedelta(days=500), until=now))
     assert sorted(s.message_id for s in left) == ["m-0", "m-1"]
@@ -335,7 +329,7 @@ def test_one_refused_outcome_in_a_shared_transaction_costs_the_others_nothing(ta
 
 
 def test_a_row_holding_the_multipart_boundary_is_written_as_it_is(table):
-    rows = TableRows(table.url, table.table_name, SharedKey(ACCOUNT_NAME, base64.b64decode(ACCOUNT_KEY)))
+    rows = lean_rows(table)
     text = "--batch_certstate_5f0c\r\n--changeset_certstate_5f0c--\r\nHTTP/1.1 204 No Content"
     rows.upsert([entity({"PartitionKey": "p", "RowKey": "r'1", "text": text, "data": b"\x00\xff", "big": 2**40})])
     (found,) = rows_of(table)

@@ -364,16 +364,26 @@ def test_a_huge_body_is_not_read_past_the_limit(graph, credential, caplog):
     assert cut["bytesRead"] <= MAX_ANSWER_BYTES
 
 
-@pytest.mark.parametrize("status", [202, 201, 206])
-def test_a_2xx_graph_does_not_document_for_this_patch_is_a_permanent_failure(graph, credential, status: int):
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        *((status, "not 200 or 204") for status in (202, 201, 206)),
+        # A redirect (issue 17) is never followed: requests must not even read its body for a next request.
+        *((status, "a redirect, which is not followed") for status in (301, 302, 303, 307, 308)),
+    ],
+)
+def test_an_answer_graph_does_not_document_for_this_patch_is_one_call_and_a_permanent_failure(
+    graph, credential, status: int, says: str
+):
     graph.configure(script=[{"status": status}])
     with pytest.raises(GraphRefused) as caught:
         patch(graph, client(graph, credential))
     assert (caught.value.code, caught.value.http_status, caught.value.attempts) == (
         ErrorCode.GRAPH_REQUEST_FAILED, status, 1,
     )  # fmt: skip
-    assert f"Graph answered {status}, not 200 or 204" in caught.value.message
-    assert len(writes(graph)) == 1
+    assert f"Graph answered {status}, {says}" in caught.value.message
+    assert [r["status"] for r in graph.requests()] == [status]  # one call; no Location was asked for
+    assert patch(graph, client(graph, credential)).status == 200  # and the session still serves
 
 
 def test_204_is_success(graph, credential):
@@ -492,3 +502,70 @@ def test_the_prepared_patch_is_what_requests_would_send_from_json(graph):
     theirs = session.prepare_request(requests.Request("PATCH", url, json=BODY, headers=headers))
     assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
     assert dict(ours.headers) == dict(theirs.headers)
+
+
+# ---- issue 17: writes after the breaker opened, a revoked token while the identity is down ----
+
+
+class BreakerClock:
+    """The breaker's own time, moved by the test: the cool-down passes when the test says so."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def outcomes(c: TenantClient, graph: GraphSimulator, n: int) -> Counter[str]:
+    """Send `n` PATCHes at once (the host's concurrent invocations); what each ended with."""
+
+    def one(_: int) -> str:
+        try:
+            patch(graph, c)
+        except (Deferred, TransientError) as err:
+            return type(err).__name__
+        return "written"
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return Counter(pool.map(one, range(n)))
+
+
+def test_after_the_breaker_opens_no_write_leaves_but_its_probe(graph, credential):
+    graph.configure(error_rate=1.0, error_statuses=[502])
+    clock = BreakerClock()
+    breaker = CircuitBreaker(threshold=3, cooldown_seconds=30, max_cooldown_seconds=60, probe_timeout_seconds=10,
+                             clock=clock)  # fmt: skip
+    # A slot every 0.5 s: six invocations pass the breaker at once, then wait for their slots in turn.
+    c = client(graph, credential, max_attempts=1, slot_wait=None, pacer=WritePacer(2, 1.0), breaker=breaker)
+    assert outcomes(c, graph, 6) == {"TransientError": 3, "Deferred": 3}
+    assert len(writes(graph)) == 3  # the three that opened it; those waiting for a slot did not send after
+    clock.t += 30  # the cool-down is over: one of the next invocations probes, and its PATCH goes out
+    assert outcomes(c, graph, 3) == {"TransientError": 1, "Deferred": 2}
+    assert len(writes(graph)) == 4
+
+
+@pytest.mark.timeout(60)
+def test_a_revoked_token_whose_refresh_fails_opens_the_breaker_and_is_not_sent_again(graph, identity, credential):
+    clock = BreakerClock()
+    breaker = CircuitBreaker(threshold=3, cooldown_seconds=30, max_cooldown_seconds=60, probe_timeout_seconds=10,
+                             clock=clock)  # fmt: skip
+    c = client(graph, credential, breaker=breaker)
+    patch(graph, c)  # a token is cached
+    graph.revoke_all_tokens()
+    identity.set_failing(True)
+    ended: list[str] = []
+    for _ in range(5):
+        try:
+            patch(graph, c)
+        except (Deferred, TransientError) as err:
+            ended.append(type(err).__name__)
+    # Each failed refresh counts (a 401 resets nothing): the third opens the breaker, and the rest wait.
+    assert ended == ["TransientError", "TransientError", "Deferred", "Deferred", "Deferred"]
+    assert [w["status"] for w in writes(graph)] == [200, 401]  # the revoked token went out once, not per message
+    identity.set_failing(False)
+    time.sleep(5.5)  # MSAL answers a request the endpoint failed from its own cache for 5 s
+    clock.t += 30
+    assert patch(graph, c).status == 200  # the probe asks for a fresh token first, and it is accepted
+    assert [w["status"] for w in writes(graph)] == [200, 401, 200]
+    assert identity.tokens_issued == 2

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from tests.infra.bicep import decorator, parse
+
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 VSCODE = REPO / ".vscode"
@@ -80,7 +82,12 @@ def test_ci_runs_the_readmes_test_command_with_the_versions_the_project_needs():
     setup = {step["uses"].split("@")[0]: step.get("with", {}) for step in steps(ci) if "uses" in step}
     minimum_python = re.search(r'requires-python = ">=(\d+\.\d+)"', (REPO / "pyproject.toml").read_text())
     assert minimum_python is not None
-    assert setup["actions/setup-python"]["python-version"] == minimum_python[1]
+    assert setup["actions/setup-python"]["python-version"] == "${{ matrix.python }}"
+    [job] = ci["jobs"].values()
+    tested = job["strategy"]["matrix"]["python"]
+    assert tested[0] == minimum_python[1]  # .ci/run's interpreter (python3 here) is the oldest supported
+    offered = decorator(parse("main.bicep")["parameters"]["pythonVersion"], "allowed")
+    assert tested == offered, "CI must test every runtime the template offers, and only those"
     node = json.loads((REPO / "package.json").read_text()).get("engines", {}).get("node", "")
     assert node.startswith(">="), node
     assert int(setup["actions/setup-node"]["node-version"]) >= int(node[2:].split(".")[0])

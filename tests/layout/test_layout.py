@@ -25,7 +25,7 @@ RUNTIME_IMPORTS = {
     "pydantic_core": "pydantic",
     "pydantic_settings": "pydantic-settings",
     "requests": "requests",
-    "urllib3": "requests",  # urllib3 comes with requests; shared/graph/transport.py subclasses its connections
+    "urllib3": "urllib3",  # pinned itself: shared/graph/transport.py watches its connections (URLLIB3_TESTED)
 }
 
 

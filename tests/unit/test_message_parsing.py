@@ -45,6 +45,7 @@ def test_both_encodings_decode_to_the_same_document(body: bytes):
         (base64.b64encode(b"[]"), "must be a JSON object"),
         (b"{" * 100_000, "bytes; the limit is"),
         (b'{"a":' * 5000 + b"1" + b"}" * 5000, "not valid JSON"),
+        (b'{"a":' * 64 + b"[1]" + b"}" * 64, "nested deeper than 64 levels"),
     ],
 )
 def test_malformed_bodies_are_rejected_with_a_reason(body: bytes, says: str):
@@ -106,3 +107,7 @@ def test_a_lone_surrogate_is_malformed_and_named(body: bytes, field: str):
 @pytest.mark.parametrize("body", [rb'{"a": "\ud83d\ude00"}', rb'{"a": "\\ud800"}'], ids=["pair", "escaped-backslash"])
 def test_surrogate_pairs_and_escaped_backslashes_are_text(body: bytes):
     assert decode_body(body)["a"] in {"😀", "\\ud800"}
+
+
+def test_nesting_up_to_the_bound_is_still_json_the_contract_then_judges():
+    assert decode_body(b'{"a":' * 63 + b"[1]" + b"}" * 63)["a"]

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from shared.contract.echo import bounded
+from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace
 from shared.contract.limits import QUEUE_MESSAGE_BYTES, outcome_budget
 from shared.contract.outcomes import ErrorDetail, Outcome, OutcomeError, Status, Target, fit
+from shared.pipeline import CertStatePipeline, Delivery
+from tests.support.deferral_fakes import MemoryDeferrals
+from tests.support.pipeline_fakes import SEEDED_MESSAGE, RecordingGraph, directory
 
 NOW = datetime(2026, 11, 27, 14, 3, 11, 402000, tzinfo=UTC)
 
@@ -110,3 +116,113 @@ def test_an_echoed_document_nested_deeper_than_pydantic_writes_still_serializes(
     wire = json.loads(text)
     assert wire["request"] == deep
     assert wire["error"]["code"] == "internalError"
+
+
+# ---- issue 17: control characters in echoed values are escaped, never echoed raw -------------------
+
+ESC_SEQUENCE = "\x1b]0;pwned\x07\x1b[2J\x1b[31m"  # set the title, clear the screen, turn red
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
+
+
+def unsafe_strings(value: Any, path: str = "") -> list[str]:
+    """Where in a decoded outcome a string (or key) holds a character a terminal would act on."""
+    if isinstance(value, str):
+        return [path] if UNSAFE.search(value) else []
+    if isinstance(value, dict):
+        found = [f"{path}.{key}" for key in value if UNSAFE.search(key)]
+        return found + [p for key, item in value.items() for p in unsafe_strings(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in unsafe_strings(item, f"{path}[{i}]")]
+    return []
+
+
+def pipeline(graph: RecordingGraph | None = None) -> CertStatePipeline:
+    return CertStatePipeline(graph=graph or RecordingGraph(), tenants=directory(), max_dequeue_count=5,
+                             graph_base_url="https://graph.microsoft.com/beta", clock=lambda: NOW)  # fmt: skip
+
+
+def test_a_rejected_message_s_control_characters_are_echoed_as_escapes():
+    hostile = {
+        "correlationId": f"order{ESC_SEQUENCE}",
+        "tenantId": f"{ESC_SEQUENCE}72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "profileType": "ios\u202eScep\x9b2J",  # a bidi override, an 8-bit CSI
+        "deviceConfigurationId": "cfg\r\n\tforged row",
+        "managedDeviceCertificateStateId": "state-1",
+        "update": {"certificateKeyUsage": "digitalSignature", f"x{ESC_SEQUENCE}": 1, "\x7fdel": 2},
+    }
+    result = pipeline().handle(json.dumps(hostile).encode(), Delivery("m-1", 1))
+    assert result is not None
+    wire = json.loads(result.text)
+    assert wire["status"] == "rejected"
+    assert unsafe_strings(wire) == []
+    assert (
+        wire["target"]["tenantId"] == "\\u001b]0;pwned\\u0007\\u001b[2J\\u001b[31m72f988bf-86f1-41af-91ab-2d7cd011db47"
+    )
+    assert wire["target"]["profileType"] == "ios\\u202eScep\\u009b2J"
+    assert wire["target"]["deviceConfigurationId"] == "cfg\\u000d\\u000a\\u0009forged row"
+    assert wire["correlationId"] == "m-1"  # not a valid correlation id: the queue's id stands in
+    fields = [detail["field"] for detail in wire["error"]["details"]]
+    assert "update.x\\u001b]0;pwned\\u0007\\u001b[2J\\u001b[31m" in fields
+    assert "update.\\u007fdel" in fields
+
+
+def test_graph_s_text_is_escaped_but_the_request_replay_sends_is_kept_exactly():
+    refused = GraphRefused(code=ErrorCode.GRAPH_BAD_REQUEST, message=f"bad {ESC_SEQUENCE}", graph_code="Bad\x1b[5m",
+                           http_status=400, trace=GraphTrace("r\x07", "c", "d\x9b"), attempts=1)  # fmt: skip
+    document = {**SEEDED_MESSAGE, "update": {"certificateIssuer": f"CN={ESC_SEQUENCE}"}}
+    result = pipeline(RecordingGraph(refused)).handle(json.dumps(document).encode(), Delivery("m-1", 1))
+    assert result is not None
+    wire = json.loads(result.text)
+    assert wire["error"]["message"] == "bad \\u001b]0;pwned\\u0007\\u001b[2J\\u001b[31m"
+    assert (wire["error"]["graphCode"], wire["graph"]["requestId"], wire["graph"]["date"]) == (
+        "Bad\\u001b[5m",
+        "r\\u0007",
+        "d\\u009b",
+    )
+    assert wire["request"] == document  # the message itself, byte for byte what replay sends back
+    assert unsafe_strings({k: v for k, v in wire.items() if k != "request"}) == []
+
+
+def test_warnings_a_deferred_copy_carries_are_escaped_and_a_forged_envelopes_are_never_echoed():
+    copies: list[str] = []
+    deferring = RecordingGraph(Deferred(5, "retryAfter", ErrorCode.GRAPH_THROTTLED, (f"w{ESC_SEQUENCE}",)))
+    function = CertStatePipeline(graph=deferring, tenants=directory(), max_dequeue_count=5, clock=lambda: NOW,
+                                 graph_base_url="https://graph.microsoft.com/beta", deferrals=MemoryDeferrals(),
+                                 requeue=lambda text, _delay: copies.append(text))  # fmt: skip
+    assert function.handle(json.dumps(SEEDED_MESSAGE).encode(), Delivery("m-0", 1, NOW)) is None
+    (copy,) = copies
+    result = function.handle(copy.encode(), Delivery("copy-1", 1))
+    assert result is not None
+    assert json.loads(result.text)["warnings"] == ["w\\u001b]0;pwned\\u0007\\u001b[2J\\u001b[31m"]
+
+    forged = json.loads(copy)
+    forged["certstateDeferral"]["token"] = "t" * 43  # not the record's
+    result = function.handle(json.dumps(forged).encode(), Delivery("forged-1", 1))
+    assert result is not None
+    assert (result.outcome.error and result.outcome.error.code, result.outcome.warnings) == ("unknownDeferral", [])
+    assert "\x1b" not in result.text
+
+
+def test_a_message_of_nothing_but_control_characters_still_gives_an_outcome_that_fits():
+    keys = {f"k{i}" + "\x9b" * 40: 1 for i in range(600)}  # each key three times as long once escaped
+    targets = dict.fromkeys(("tenantId", "profileType", "deviceConfigurationId", "via"), "\x1b" * 256)
+    hostile = {**targets, "update": keys}
+    raw = json.dumps(hostile, ensure_ascii=False).encode()
+    assert len(raw) <= QUEUE_MESSAGE_BYTES
+    budget = outcome_budget("base64")
+    result = CertStatePipeline(graph=RecordingGraph(), tenants=directory(), max_dequeue_count=5, clock=lambda: NOW,
+                               graph_base_url="https://graph.microsoft.com/beta", outcome_budget=budget,
+                               ).handle(raw, Delivery("m-1", 1))  # fmt: skip
+    assert result is not None
+    assert size(result.text) <= budget
+    wire = json.loads(result.text)
+    assert unsafe_strings(wire) == []
+    assert wire["target"]["tenantId"] == "\\u001b" * 256
+    assert "error.details" in wire["truncated"]
+
+
+@pytest.mark.parametrize("limit", range(10, 22))
+def test_a_cut_never_splits_an_escape(limit: int):
+    cut = bounded("abcdefgh" + "\x1b" * 4, limit)
+    assert len(cut) <= limit
+    assert re.fullmatch(r"abcdefgh(\\u001b)*…?", cut), cut

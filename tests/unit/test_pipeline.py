@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared import pipeline as pipeline_module
-from shared.contract.envelope import DeferralRecord, unwrap
+from shared.contract.envelope import Envelope, unwrap
 from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
 from shared.contract.limits import QUEUE_MESSAGE_BYTES
 from shared.contract.outcomes import Outcome, Status, fit
@@ -22,6 +22,7 @@ from shared.graph.routes import GraphRequest
 from shared.logs import log_event
 from shared.pipeline import CertStatePipeline, Delivery, Result
 from shared.tenancy import Tenant, TenantDirectory
+from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import HOME_TENANT, NOW, SECRET_VALUE, SERVED, RecordingGraph, body, directory
 
 
@@ -419,14 +420,18 @@ def test_graph_warnings_reach_the_outcome_on_success_and_on_the_last_delivery():
 def test_a_capped_retry_after_met_before_a_deferral_reaches_the_outcome_of_the_copy():
     capped = "Graph's Retry-After '3600' was capped at 60 s: writes resumed before it ran out"
     copies: list[str] = []
-    deferring = CertStatePipeline(graph=RecordingGraph(Deferred(60, "writeBudget", warnings=(capped,))),
-                                  tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
-                                  max_dequeue_count=5, requeue=lambda text, _delay: copies.append(text),
-                                  clock=lambda: NOW)  # fmt: skip
-    assert deferring.handle(body(), Delivery("m-22", 1)) is None
+    records = MemoryDeferrals()
+
+    def with_records(graph: RecordingGraph) -> CertStatePipeline:
+        return CertStatePipeline(graph=graph, tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
+                                 max_dequeue_count=5, requeue=lambda text, _delay: copies.append(text),
+                                 deferrals=records, clock=lambda: NOW)  # fmt: skip
+
+    assert with_records(RecordingGraph(Deferred(60, "writeBudget", warnings=(capped,)))).handle(
+        body(), Delivery("m-22", 1)) is None  # fmt: skip
     (copy,) = copies
-    assert unwrap(json.loads(copy))[1] == DeferralRecord("m-22", 0, 1, NOW, (capped,))
-    outcome = deliver(RecordingGraph(), copy.encode(), Delivery("copy-of-m-22", 1)).outcome
+    assert unwrap(json.loads(copy))[1] == Envelope("m-22", 1, records.only().token, "20261127", (capped,))
+    outcome = reported(with_records(RecordingGraph()).handle(copy.encode(), Delivery("copy-of-m-22", 1)))
     assert (outcome.status, outcome.message_id, outcome.warnings) == (Status.SUCCEEDED, "m-22", [capped])
 
 
@@ -490,7 +495,7 @@ def test_a_tenants_deferral_goes_back_on_the_queue_with_its_tenant_and_writes_no
     pipeline = CertStatePipeline(
         graph=RecordingGraph(Deferred(3.5, "writeBudget", ErrorCode.GRAPH_THROTTLED)), tenants=directory(),
         graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
-        requeue=lambda text, delay: requeued.append((text, delay)), clock=lambda: NOW,
+        requeue=lambda text, delay: requeued.append((text, delay)), deferrals=MemoryDeferrals(), clock=lambda: NOW,
     )  # fmt: skip
     assert pipeline.handle(body(tenantId=SERVED[0]), Delivery("m-30", 1)) is None
     ((text, delay),) = requeued

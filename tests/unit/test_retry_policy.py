@@ -76,7 +76,11 @@ TABLE = [
     (201, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
     (202, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
     (206, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
+    # A redirect is an answer, never followed, and retrying would only meet it again.
+    (301, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
     (302, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
+    (307, "5", False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
+    (308, None, False, Action.FAIL, ErrorCode.GRAPH_REQUEST_FAILED, 0.0, False),
 ]
 
 

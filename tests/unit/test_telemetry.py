@@ -13,6 +13,7 @@ from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace
 from shared.graph.pacing import WritePacer
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.telemetry import BREAKER_OPEN, DEFERRALS, MESSAGE_SPAN, OUTCOMES, REDELIVERIES, WAITS, Telemetry
+from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.otel import Captured, capture
 from tests.support.pipeline_fakes import NOW, SECRET_VALUE, RecordingGraph, body, directory
 
@@ -121,7 +122,8 @@ def test_a_deferral_is_counted_by_the_code_it_would_fail_with(otel):
     deferring = CertStatePipeline(
         graph=RecordingGraph(held), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
         max_dequeue_count=5,
-        requeue=lambda text, delay: requeued.append((text, delay)), clock=lambda: NOW, telemetry=otel.telemetry,
+        requeue=lambda text, delay: requeued.append((text, delay)), deferrals=MemoryDeferrals(), clock=lambda: NOW,
+        telemetry=otel.telemetry,
     )  # fmt: skip
     assert deferring.handle(body(), Delivery("m-1", 1)) is None
     assert len(requeued) == 1
