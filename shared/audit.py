@@ -44,7 +44,7 @@ from shared.logs import log_event
 from shared.pipeline import Result
 from shared.tables import MAX_BATCH_BYTES, MAX_OPERATIONS, Entity, TableError, TableRows, properties_json
 
-if TYPE_CHECKING:  # the SDK is for the daily purge only: it loads when the purge first runs
+if TYPE_CHECKING:  # the SDK writes no row here: the purge builds its client when it first runs
     from azure.data.tables import TableClient
 
 logger = logging.getLogger("certstate.audit")

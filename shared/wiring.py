@@ -114,8 +114,8 @@ def build_audit(settings: Settings) -> AuditTrail | None:
     Nothing is called on storage here: building the pipeline never waits on the account. With a
     connection string (Azurite) the first write creates the table if it is missing; deployed, infra
     creates it, and the identity may only write rows of that one table (docs/operations.md, "Audit trail").
-    Rows go out through `shared.tables` (a few string joins per outcome); the storage SDK is built only
-    for the daily purge.
+    Rows go out through `shared.tables` (a few string joins per outcome); the storage SDK's client of the
+    table is built when the daily purge first runs.
     """
     from shared.audit import AuditTrail  # noqa: PLC0415 - cold start
     from shared.tables import BearerToken, TableRows  # noqa: PLC0415 - cold start
