@@ -18,6 +18,7 @@ from typing import Any
 from bench import cost, goodput, report, tenants
 from bench import telemetry as bench_telemetry
 from bench.goodput import Scenario, infra_budget
+from bench.markdown import splice_file
 from devstack.azurite import Azurite
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         choices=["telemetry"],
-        help="run one section and rewrite only its part of the report (telemetry: section 6, about 3 min)",
+        help="run one section and rewrite only its figures in the report (telemetry: section 6, about 5 min)",
     )
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument(
@@ -142,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         raw.write_text(json.dumps(results, indent=1), encoding="utf-8")  # a checkpoint for --resume
     results["durationSeconds"] = sum(results["timings"].values())
     raw.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    args.output.write_text(report.render(results), encoding="utf-8")
-    print(f"[bench] wrote {args.output} and {raw} in {results['durationSeconds']:.0f} s", flush=True)
+    report.write(results, args.output)
+    print(f"[bench] rewrote the figures of {args.output} ({raw}) in {results['durationSeconds']:.0f} s", flush=True)
     return 0
 
 
@@ -159,11 +160,12 @@ def _only(args: argparse.Namespace) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"telemetry-{stamp}.json").write_text(json.dumps(section, indent=1), encoding="utf-8")
-    document = args.output.read_text(encoding="utf-8")
     section["command"] = ".venv/bin/python -m bench --only telemetry" + (" --quick" if args.quick else "")
     section["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    args.output.write_text(report.splice_telemetry(document, section), encoding="utf-8")
-    print(f"[bench] rewrote section 6 of {args.output} in {time.monotonic() - started:.0f} s", flush=True)
+    splice_file(args.output, report.telemetry_blocks(section))
+    print(
+        f"[bench] rewrote the figures of section 6 in {args.output} in {time.monotonic() - started:.0f} s", flush=True
+    )
     return 0
 
 
@@ -223,5 +225,5 @@ def _tenants(args: argparse.Namespace, sdk: bool, run_dir: Path) -> dict[str, An
 
 
 def rerender(raw: Path, output: Path) -> None:
-    """Write the report again from saved results (for editing the report, not the figures)."""
-    output.write_text(report.render(json.loads(raw.read_text(encoding="utf-8"))), encoding="utf-8")
+    """Write a run's figures into the report again from its saved results."""
+    report.write(json.loads(raw.read_text(encoding="utf-8")), output)

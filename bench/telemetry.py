@@ -1,10 +1,12 @@
 """What telemetry and the audit trail cost per message: `python -m bench --only telemetry`.
 
-The cost-per-message measurement of section 2 (bench/cost.py: `CertStatePipeline.handle` on bodies in
+The lean route (bench/worker.py: pydantic, the same PATCH over one `requests.Session`, its outcome JSON)
+and the cost-per-message measurement of section 2 (bench/cost.py: `CertStatePipeline.handle` on bodies in
 memory, a fresh worker process per round, variants interleaved) and the cold start of section 4, for
 certstate as deployed with telemetry off (no connection string), on (the Azure Monitor distro as
 `shared.telemetry` sets it up, exporting to `devstack.appinsights.FakeIngestion` on loopback), and on
-with the audit trail (one entity-group transaction per message to an Azurite table); and the package
+with the audit trail (the rows of each outcome in one entity-group transaction to an Azurite table); every
+ratio is to the lean route of the same round; and the package
 size with the added runtime dependencies. CPU is the whole
 worker process's `time.process_time()` around each message, so the exporters' background threads
 (serialising and posting batches) are in it, spread over the messages they export.
@@ -18,27 +20,34 @@ import uuid
 from contextlib import ExitStack
 from typing import Any
 
-from bench import cost
+from bench import cost, tablewrites
 from devstack.appinsights import FakeIngestion
 from devstack.azurite import Azurite
 
+LEAN = "lean route (requests + pydantic, same PATCH)"
 OFF = "telemetry off"
 ON = "telemetry on"
 AUDITED = "telemetry on + audit trail"
+TOGETHER = 12
+"""Invocations at once, as host.json lets the host run them (batchSize 8 + newBatchThreshold 4)."""
+LEAN_TOGETHER = f"lean route, {TOGETHER} at once"
+AUDITED_TOGETHER = f"telemetry on + audit trail, {TOGETHER} at once"
+_REFERENCE = {LEAN_TOGETHER: LEAN_TOGETHER, AUDITED_TOGETHER: LEAN_TOGETHER}
+"""What a variant's ratio is taken to: the lean route at the same concurrency (else the sequential one)."""
 
 
 def _extra(label: str, ingestion: FakeIngestion, azurite: Azurite | None) -> dict[str, str]:
     extra: dict[str, str] = {}
-    if label in (ON, AUDITED):
+    if label in (ON, AUDITED, AUDITED_TOGETHER):
         extra.update(ingestion.env())
-    if label == AUDITED and azurite is not None:
+    if label in (AUDITED, AUDITED_TOGETHER) and azurite is not None:
         extra.update(AzureWebJobsStorage=azurite.connection_string, AUDIT_TABLE_NAME=f"bench{uuid.uuid4().hex[:12]}")
     return extra
 
 
 def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
-    """Per-message CPU, wall time and memory for each variant, and the cold start with telemetry on."""
-    labels = (OFF, ON, AUDITED)
+    """Per-message CPU, wall time and memory for each variant, and the cold start of the certstate ones."""
+    labels = (LEAN, OFF, ON, AUDITED, LEAN_TOGETHER, AUDITED_TOGETHER)
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     exported: dict[str, list[float]] = {label: [] for label in labels}
     exported_bytes: dict[str, list[float]] = {label: [] for label in labels}
@@ -47,7 +56,10 @@ def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
         for _ in range(rounds):
             for label in labels:
                 with cost.services() as svc, FakeIngestion() as ingestion:
-                    args = ["cost", "--variant", "certstate", "--messages", str(max(1, messages // rounds))]
+                    variant = "lean" if label in (LEAN, LEAN_TOGETHER) else "certstate"
+                    args = ["cost", "--variant", variant, "--messages", str(max(1, messages // rounds))]
+                    if label in (LEAN_TOGETHER, AUDITED_TOGETHER):
+                        args += ["--concurrency", str(TOGETHER)]
                     result = cost.worker(
                         cost.python_for("certstate"), args, svc.env(**_extra(label, ingestion, azurite))
                     )
@@ -56,32 +68,44 @@ def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
                     exported[label].append(len(ingestion.envelopes()) / handled)
                     exported_bytes[label].append(ingestion.bytes_received / handled)
                 runs[label].append(result)
+        cold = _cold(cold_runs, azurite)
     pooled = {label: cost._pool(results) for label, results in runs.items()}
     for label, results in runs.items():
-        ratios = [
-            statistics.median(r["cpuSamplesMs"]) / statistics.median(ref["cpuSamplesMs"])
-            for r, ref in zip(results, runs[OFF], strict=True)
-        ]
-        pooled[label]["cpuRatioToReference"] = statistics.median(ratios)
+        # Paired by round: both sides of a ratio ran in the same spell of the machine.
+        pooled[label]["cpuRatioToReference"] = _paired(results, runs[_REFERENCE.get(label, LEAN)])
+        pooled[label]["cpuRatioToBare"] = None if label in (LEAN, *_REFERENCE) else _paired(results, runs[OFF])
         pooled[label]["exportedPerMessage"] = statistics.median(exported[label])
         pooled[label]["exportedBytesPerMessage"] = statistics.median(exported_bytes[label])
     package = cost.package_size("certstate", with_zip=True)
-    return {"cost": pooled, "cold": _cold(cold_runs), "package": package, "messages": messages, "rounds": rounds}
+    writes = tablewrites.run(writes=max(20, messages // 20), rounds=min(rounds, 4))
+    return {
+        "cost": pooled, "cold": cold, "package": package, "tableWrites": writes, "messages": messages, "rounds": rounds
+    }  # fmt: skip
 
 
-def _cold(runs: int) -> dict[str, Any]:
+def _paired(results: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float:
+    """The median over rounds of the ratio of the two variants' median CPU per message in that round."""
+    ratios: list[float] = [
+        statistics.median(r["cpuSamplesMs"]) / statistics.median(ref["cpuSamplesMs"])
+        for r, ref in zip(results, reference, strict=True)
+    ]
+    return statistics.median(ratios)
+
+
+def _cold(runs: int, azurite: Azurite) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for label in (OFF, ON):
+    for label in (OFF, ON, AUDITED):
         results = []
         for _ in range(runs):
             with cost.services() as svc, FakeIngestion() as ingestion:
                 started = time.perf_counter()
-                env = svc.env(**(ingestion.env() if label == ON else {}))
+                env = svc.env(**_extra(label, ingestion, azurite))
                 result = cost.worker(cost.python_for("certstate"), ["cold", "--variant", "certstate"], env)
                 result["processSeconds"] = time.perf_counter() - started
                 results.append(result)
         found[label] = {
             "importSeconds": statistics.median(r["importSeconds"] for r in results),
+            "importAppSeconds": statistics.median(r["importAppSeconds"] for r in results),
             "firstMessageSeconds": statistics.median(r["firstMessageSeconds"] for r in results),
             "peakRssAfterImportMb": max(r["peakRssAfterImportMb"] for r in results),
             "peakRssMb": max(r["peakRssMb"] for r in results),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import secrets
 import statistics
 import tempfile
@@ -258,20 +257,10 @@ def run(*, quick: bool, log_dir: Path) -> dict[str, Any]:
     return {"drains": drains, "cost": cost}
 
 
-def splice(report_path: Path, section: str) -> None:
-    """Replace (or add, before "## Not covered") the "Tenants" section of docs/benchmarks.md."""
-    text = report_path.read_text(encoding="utf-8")
-    pattern = re.compile(r"^## Tenants\n.*?(?=^## )", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.replace("## Not covered", section + "## Not covered", 1)
-    report_path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m bench.tenants`: run the tenant benchmarks and rewrite their section of docs/benchmarks.md."""
-    from bench.tenants_report import tenants_section  # noqa: PLC0415
+    from bench.markdown import splice_file  # noqa: PLC0415
+    from bench.tenants_report import tenants_blocks  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m bench.tenants", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller backlogs, one cost round")
@@ -280,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     raw = REPO / "bench" / "results" / "tenants.json"
     if args.rerender:
-        splice(args.output, tenants_section(json.loads(raw.read_text(encoding="utf-8"))))
+        splice_file(args.output, tenants_blocks(json.loads(raw.read_text(encoding="utf-8"))))
         return 0
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as logs:
@@ -290,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    splice(args.output, tenants_section(results))
-    print(f"[bench] wrote the Tenants section of {args.output} and {raw}", flush=True)
+    splice_file(args.output, tenants_blocks(results))
+    print(f"[bench] rewrote the figures of the Tenants section of {args.output} and {raw}", flush=True)
     return 0
 
 

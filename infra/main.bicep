@@ -68,6 +68,11 @@ param maximumInstanceCount int = 2
 @description('Flex instance memory in MB.')
 param instanceMemoryMB int = 2048
 
+@minValue(0)
+@maxValue(1000)
+@description('Always-ready instances of the queue trigger (0: none, a message after idle waits for a cold start; each one is billed all the time, see docs/deploy.md "Cold start").')
+param alwaysReadyInstances int = 0
+
 // Only versions the code runs on: pyproject.toml requires-python, each one tested by CI's matrix
 // (tests/infra and tests/layout check they agree); the default is the newest.
 @allowed([
@@ -377,6 +382,7 @@ module functionApp 'modules/functionapp.bicep' = {
     pythonVersion: pythonVersion
     maximumInstanceCount: effectiveMaximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    alwaysReadyInstances: min(alwaysReadyInstances, effectiveMaximumInstanceCount)
     zoneRedundant: zoneRedundant
     graphBaseUrl: graphBaseUrls[graphCloud]
     inputQueueName: inputQueueName

@@ -8,7 +8,7 @@ would PATCH Graph again and, on a last delivery, could leave a message without a
 
 The write is bounded: it runs on a small pool of its own and the invocation waits for it at most
 `wait_seconds`; past that the outcome goes out (`AuditTimeout`) while the write finishes or fails on
-the pool, bounded by the SDK's own timeouts (shared/storage.py). A stalled table service therefore
+the pool, bounded by its own timeouts (shared/tables.py). A stalled table service therefore
 costs each invocation at most that wait, and no more than `max_pending` writes are ever held in memory.
 Nothing is created on storage before the first write: a missing table (Azurite) is created by the write
 that finds it missing.
@@ -16,19 +16,16 @@ that finds it missing.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
-from typing import Any, Final
-
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
-from azure.data.tables import TableClient, UpdateMode
+from typing import TYPE_CHECKING, Any, Final
 
 from shared.contract.audit import (
     INDEXES,
@@ -45,10 +42,16 @@ from shared.contract.audit import (
 from shared.contract.outcomes import Outcome, Status
 from shared.logs import log_event
 from shared.pipeline import Result
+from shared.tables import MAX_BATCH_BYTES, MAX_OPERATIONS, Entity, TableError, TableRows, properties_json
+
+if TYPE_CHECKING:  # the SDK writes no row here: the purge builds its client when it first runs
+    from azure.data.tables import TableClient
 
 logger = logging.getLogger("certstate.audit")
 
-_BATCH: Final = 100  # operations per entity-group transaction
+_BATCH: Final = MAX_OPERATIONS
+_BATCH_BYTES: Final = MAX_BATCH_BYTES * 3 // 4  # room for percent-encoded keys
+_ROW_OVERHEAD: Final = 400  # the framing of one operation in the multipart body
 _WRITERS: Final = 4
 """Threads writing rows: a healthy table answers in milliseconds, so a few keep up with any queue concurrency."""
 
@@ -84,43 +87,75 @@ def summary(outcome: Outcome, enqueued_at: datetime | None) -> AuditSummary:
     )
 
 
-def entities(result: Result, body: bytes, enqueued_at: datetime | None) -> list[dict[str, Any]]:
-    """The rows of one outcome (one partition): the outcome row, with the JSON as written, and its index rows."""
+def entities(result: Result, body: bytes, enqueued_at: datetime | None) -> list[Entity]:
+    """The rows of one outcome (one partition): the outcome row, with the JSON as written, and its index rows.
+
+    The summary every row carries is serialised once, and each index row is that text under its own key.
+    """
     outcome = result.outcome
     head = summary(outcome, enqueued_at)
     partition = partition_key(head.enqueued_at, head.tenant_id)
     properties = head.properties()
-    main = {"PartitionKey": partition, "RowKey": outcome_row_key(head.message_id), **properties}
-    main.update(split_text("outcome", result.text))
+    main = {**properties, **split_text("outcome", result.text)}
     if outcome.status is Status.FAILED and outcome.request is None:
         main.update(split_bytes("request", body))  # the outcome had to leave it out; replay reads it here
-    rows = [main]
-    for field in INDEXES:
-        value = properties.get(field)
+    rows = [Entity(partition, outcome_row_key(head.message_id), properties_json(main))]
+    shared = properties_json(properties)
+    for name in INDEXES:
+        value = properties.get(name)
         if isinstance(value, str) and value:
-            key = index_row_prefix(field, value) + key_part(head.message_id)
-            rows.append({"PartitionKey": partition, "RowKey": key, **properties})
+            rows.append(Entity(partition, index_row_prefix(name, value) + key_part(head.message_id), shared))
     return rows
 
 
+@dataclass
+class _Pending:
+    """One outcome's rows, waiting for the transaction that carries them."""
+
+    rows: list[Entity]
+    done: Future[None] = field(default_factory=Future)
+
+    @property
+    def partition(self) -> str:
+        return self.rows[0].partition_key
+
+    @property
+    def size(self) -> int:
+        """About the bytes the rows take in a transaction (their JSON, keys and the framing)."""
+        return sum(len(row.properties) + len(row.row_key) + _ROW_OVERHEAD for row in self.rows)
+
+
 class AuditTrail:
-    """Writes outcomes to the audit table within a bounded wait, and purges what is older than the retention."""
+    """Writes outcomes to the audit table within a bounded wait, and purges what is older than the retention.
+
+    Group commit: rows of outcomes waiting at the same time are written together, one entity-group
+    transaction per partition (at most 100 rows, 4 MB), each invocation still waiting for its own.
+    A transaction is all or nothing, so when one of several outcomes is refused, each is written again
+    on its own: one bad row never costs another outcome its record.
+    """
 
     def __init__(
         self,
-        table: TableClient,
+        rows: TableRows,
         *,
         wait_seconds: float,
         create_missing: bool = False,
         max_pending: int = 32,
+        purge_table: Callable[[], TableClient] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """`create_missing`: create the table on the first write that finds it missing (Azurite; infra creates it)."""
-        self._table = table
+        """`create_missing`: create the table on the first write that finds it missing (Azurite; infra creates it).
+
+        `purge_table`: the SDK's client of the same table, built when the daily purge first needs it.
+        """
+        self._rows = rows
         self._wait = wait_seconds
         self._create_missing = create_missing
         self._pending = threading.BoundedSemaphore(max_pending)
+        self._queue: deque[_Pending] = deque()
+        self._queue_lock = threading.Lock()
         self._writers = ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="certstate-audit")
+        self._purge_table = purge_table
         self._clock = clock
 
     def record(self, result: Result, body: bytes, enqueued_at: datetime | None) -> None:
@@ -129,36 +164,84 @@ class AuditTrail:
         if not self._pending.acquire(blocking=False):
             msg = "too many audit writes pending"
             raise AuditBacklog(msg)
-        # The message's context (its span, its log fields) goes with the write to the pool's thread.
-        write = self._writers.submit(contextvars.copy_context().run, self._write, rows)
-        write.add_done_callback(lambda _: self._pending.release())
+        pending = _Pending(rows)
+        pending.done.add_done_callback(lambda _: self._pending.release())
+        with self._queue_lock:
+            self._queue.append(pending)
         try:
-            write.result(timeout=self._wait)
+            self._writers.submit(self._commit)
+        except RuntimeError as err:  # the pool is shut down (the process is ending)
+            pending.done.set_exception(err)
+        try:
+            pending.done.result(timeout=self._wait)
         except FutureTimeout:
             msg = f"no answer from the audit table within {self._wait:g} s"
             raise AuditTimeout(msg) from None
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        operations = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in rows]
+    def _commit(self) -> None:
+        """Write the oldest waiting outcome with every other one of its partition that fits (nothing if none wait)."""
+        group = self._take()
+        if not group:
+            return
         try:
-            self._table.submit_transaction(operations)
-        except HttpResponseError as err:  # a transaction on a missing table fails as a whole, TableNotFound
-            if not (self._create_missing and getattr(err, "error_code", None) == "TableNotFound"):
+            self._write([row for pending in group for row in pending.rows])
+        except Exception as err:
+            if len(group) == 1:
+                group[0].done.set_exception(err)
+                return
+            for pending in group:  # all or nothing: find which one was refused, keep the others
+                try:
+                    self._write(pending.rows)
+                except Exception as alone:
+                    pending.done.set_exception(alone)
+                else:
+                    pending.done.set_result(None)
+            return
+        for pending in group:
+            pending.done.set_result(None)
+
+    def _take(self) -> list[_Pending]:
+        with self._queue_lock:
+            if not self._queue:
+                return []
+            first = self._queue.popleft()
+            group, keys = [first], {row.row_key for row in first.rows}
+            count, size = len(first.rows), first.size
+            for pending in list(self._queue):
+                if pending.partition != first.partition:
+                    continue
+                more = {row.row_key for row in pending.rows}
+                if count + len(more) > MAX_OPERATIONS or size + pending.size > _BATCH_BYTES or keys & more:
+                    continue  # a duplicate of the same message waits for the next transaction
+                self._queue.remove(pending)
+                group.append(pending)
+                keys |= more
+                count, size = count + len(more), size + pending.size
+            return group
+
+    def _write(self, rows: list[Entity]) -> None:
+        try:
+            self._rows.upsert(rows)
+        except TableError as err:  # a transaction on a missing table fails as a whole, TableNotFound
+            if not (self._create_missing and err.code == "TableNotFound"):
                 raise
-            with contextlib.suppress(ResourceExistsError):  # another invocation created it meanwhile
-                self._table.create_table()
-            self._table.submit_transaction(operations)
+            self._rows.create()  # another invocation may have created it meanwhile: that is fine
+            self._rows.upsert(rows)
 
     def purge(self, retention_days: int) -> int:
         """Delete every row of a day older than `retention_days` days; how many were deleted."""
+        if self._purge_table is None:
+            msg = "this audit trail was built without a client to purge with"
+            raise RuntimeError(msg)
+        table = self._purge_table()
         cutoff = day_key(self._clock() - timedelta(days=retention_days)) + SEPARATOR
-        old = self._table.query_entities(
+        old = table.query_entities(
             "PartitionKey lt @cutoff", parameters={"cutoff": cutoff}, select=["PartitionKey", "RowKey"]
         )
         deleted = 0
         for _, rows in groupby(old, key=lambda row: row["PartitionKey"]):
             for batch in _batches(list(rows)):
-                self._table.submit_transaction([("delete", row) for row in batch])
+                table.submit_transaction([("delete", row) for row in batch])
                 deleted += len(batch)
         log_event(logger, logging.INFO, "auditPurged", rows=deleted, before=cutoff.rstrip(SEPARATOR))
         return deleted

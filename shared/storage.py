@@ -91,7 +91,7 @@ class StorageConnection:
         if not self.queue_service_uri:
             msg = "neither AzureWebJobsStorage nor AzureWebJobsStorage__queueServiceUri is set"
             raise ValueError(msg)
-        return QueueServiceClient(self.queue_service_uri, credential=self._credential(), **options)
+        return QueueServiceClient(self.queue_service_uri, credential=self.credential(), **options)
 
     def table_service(self) -> TableServiceClient:
         """A client for the account's table service."""
@@ -102,9 +102,10 @@ class StorageConnection:
         if not self.table_service_uri:
             msg = "neither AzureWebJobsStorage nor AzureWebJobsStorage__tableServiceUri is set"
             raise ValueError(msg)
-        return TableServiceClient(self.table_service_uri, credential=self._credential(), **_table_options())
+        return TableServiceClient(self.table_service_uri, credential=self.credential(), **_table_options())
 
-    def _credential(self) -> TokenCredential:
+    def credential(self) -> TokenCredential:
+        """The identity storage is reached with (one per process, shared by every client)."""
         return _storage_credential(self.client_id)
 
 

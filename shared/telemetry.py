@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
@@ -46,9 +46,18 @@ RETRY: Final = "retry"
 DEFERRED: Final = "deferred"
 """The span's `status` when a delayed copy went back on the queue (no outcome yet)."""
 
-# Instrumentations the distro would switch on that this app has no use for: each one costs import
-# time and, for urllib3 under requests, a second span per Graph call.
-_UNUSED_INSTRUMENTATIONS: Final = ("django", "fastapi", "flask", "httpx", "httpx2", "psycopg2", "urllib", "urllib3")
+# Every instrumentation the distro would switch on: the message span is the one span per message. The
+# Graph PATCH is on it (httpStatus, requestId, attempts) and in the graph metrics; each retried attempt
+# is a `graphResponse` line. A dependency span per PATCH (`requests`) and per audit write (`azure_sdk`)
+# said the same again at about a third of the telemetry's CPU per message (docs/benchmarks.md, section 6).
+_UNUSED_INSTRUMENTATIONS: Final = (
+    "azure_sdk", "django", "fastapi", "flask", "httpx", "httpx2", "psycopg2", "requests", "urllib", "urllib3",
+)  # fmt: skip
+
+EXPORTED_LOG_LEVEL: Final = logging.WARNING
+"""The lowest level exported. An INFO line says what the message span says (an `outcome` that is not
+`failed`, a deferral), and each exported item costs about half a millisecond of CPU in the exporter;
+warnings and errors (a `failed` outcome, a retry, an audit failure) are exported whatever the sampling."""
 
 _configure_lock = threading.Lock()
 _configured = False
@@ -217,7 +226,8 @@ def configure_azure_monitor_once(connection_string: str | None) -> bool:
     relaying the worker's log lines itself: each line reaches Application Insights once
     (docs/operations.md, "One copy of each log line"). Entra authentication comes from
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING and span sampling from OTEL_TRACES_SAMPLER(_ARG),
-    both read by the distro; log records are never sampled with their trace.
+    both read by the distro; log records are never sampled with their trace. Lines below
+    `EXPORTED_LOG_LEVEL` are not exported: the message span already carries them.
     """
     global _configured  # noqa: PLW0603 - the distro sets process-global providers, once
     if not connection_string:
@@ -229,6 +239,8 @@ def configure_azure_monitor_once(connection_string: str | None) -> bool:
             # The distro's own default is 5 traces a second, which would drop message spans at the write
             # limit; keep all unless OTEL_TRACES_SAMPLER(_ARG) says otherwise (infra's traceSamplingPercent).
             sampling = {} if "OTEL_TRACES_SAMPLER" in os.environ else {"sampling_ratio": 1.0}
+            ours = logging.getLogger(SCOPE)
+            before = set(ours.handlers)
             configure_azure_monitor(
                 connection_string=connection_string,
                 **sampling,
@@ -237,10 +249,23 @@ def configure_azure_monitor_once(connection_string: str | None) -> bool:
                 enable_performance_counters=False,
                 enable_trace_based_sampling_for_logs=False,
                 instrumentation_options={name: {"enabled": False} for name in _UNUSED_INSTRUMENTATIONS},
+                views=_views(),
             )
-            logging.getLogger(SCOPE).setLevel(logging.INFO)
+            ours.setLevel(logging.INFO)  # INFO lines still reach the host's log stream through the root logger
+            for exporting in set(ours.handlers) - before:
+                exporting.setLevel(EXPORTED_LOG_LEVEL)
             _configured = True
     return True
+
+
+def _views() -> list[Any]:
+    """Histograms without buckets: Application Insights keeps count, sum, min and max of each, never the buckets."""
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View  # noqa: PLC0415
+
+    return [View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(())) for name in _HISTOGRAMS]
+
+
+_HISTOGRAMS: Final = (GRAPH_DURATION, WAITS)
 
 
 def flush() -> None:

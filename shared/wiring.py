@@ -34,6 +34,8 @@ from shared.telemetry import Telemetry, configure_azure_monitor_once
 from shared.tenancy import ExchangeAssertion, TenantDirectory, authority_for, exchange_scope
 
 if TYPE_CHECKING:  # the storage SDKs load on first use: importing the app stays cheap (Flex's 30 s start)
+    from azure.data.tables import TableClient
+
     from shared.audit import AuditTrail
     from shared.deferrals import DeferralRecords
     from shared.operations import Operations
@@ -152,18 +154,29 @@ def build_audit(settings: Settings) -> AuditTrail | None:
     Nothing is called on storage here: building the pipeline never waits on the account. With a
     connection string (Azurite) the first write creates the table if it is missing; deployed, infra
     creates it, and the identity may only write rows of that one table (docs/operations.md, "Audit trail").
+    Rows go out through `shared.tables` (a few string joins per outcome); the storage SDK's client of the
+    table is built when the daily purge first runs.
     """
     from shared.audit import AuditTrail  # noqa: PLC0415 - cold start
+    from shared.tables import BearerToken, TableRows  # noqa: PLC0415 - cold start
 
-    storage = settings.storage
-    if not (settings.AUDIT_TABLE_NAME and storage.configured and storage.has_tables):
+    storage, name = settings.storage, settings.AUDIT_TABLE_NAME
+    if not (name and storage.configured and storage.has_tables):
         return None  # e.g. a queue-only Azurite: the SDK would otherwise guess a table host in Azure
-    quiet_storage_logs()
+    if storage.connection_string:
+        rows = TableRows.from_connection_string(storage.connection_string, name)
+    else:
+        assert storage.table_service_uri is not None  # has_tables
+        rows = TableRows(storage.table_service_uri, name, BearerToken(storage.credential()))
+
+    def purge_table() -> TableClient:
+        quiet_storage_logs()
+        return storage.table_service().get_table_client(name)
+
     return AuditTrail(
-        storage.table_service().get_table_client(settings.AUDIT_TABLE_NAME),
-        wait_seconds=settings.AUDIT_WAIT_SECONDS,
-        create_missing=bool(storage.connection_string),
-    )
+        rows, wait_seconds=settings.AUDIT_WAIT_SECONDS, create_missing=bool(storage.connection_string),
+        purge_table=cache(purge_table),
+    )  # fmt: skip
 
 
 def build_deferrals(settings: Settings) -> DeferralRecords | None:

@@ -26,6 +26,9 @@ param pythonVersion string
 param maximumInstanceCount int
 param instanceMemoryMB int
 
+@description('Always-ready instances of the queue trigger\'s function group (0: scale from zero).')
+param alwaysReadyInstances int
+
 @description('Zone-redundant Flex plan (only in regions that support it for Flex).')
 param zoneRedundant bool = false
 
@@ -313,6 +316,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       }
       //checkov:skip=CKV_AZURE_212:numberOfWorkers does not exist on Flex; the platform scales per function up to maximumInstanceCount.
       scaleAndConcurrency: {
+        // Flex scales each non-HTTP trigger in its own group, `function:<name>`: the queue trigger's.
+        alwaysReady: (alwaysReadyInstances == 0) ? [] : [
+          {
+            name: 'function:process_certificate_state_update'
+            instanceCount: alwaysReadyInstances
+          }
+        ]
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
       }

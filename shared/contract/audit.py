@@ -20,6 +20,7 @@ over numbered properties (`outcome0`, `outcome1`, ... with `outcomeParts`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,11 @@ BINARY_PART_BYTES: Final = 60_000
 
 def key_part(value: str) -> str:
     """A value made safe for a table key, with `|` free to separate parts."""
-    return quote(value, safe="")
+    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
+
+
+_UNRESERVED: Final = re.compile(r"[A-Za-z0-9._~-]*")
+"""The characters `quote` never encodes: a value of only these (a GUID, a message id) is its own key part."""
 
 
 def day_key(moment: datetime) -> str:
@@ -95,17 +100,17 @@ class AuditSummary:
 
     def properties(self) -> dict[str, Any]:
         """The table properties (camelCase, as in the outcome; absent values left out)."""
-        return {_camel(f.name): value for f in fields(self) if (value := getattr(self, f.name)) is not None}
+        return {camel: value for name, camel in _NAMES if (value := getattr(self, name)) is not None}
 
     @classmethod
     def columns(cls) -> list[str]:
         """The table properties of a summary."""
-        return [_camel(f.name) for f in fields(cls)]
+        return [camel for _, camel in _NAMES]
 
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any]) -> AuditSummary:
         """Read the summary back from any row of the outcome."""
-        values = {f.name: entity[_camel(f.name)] for f in fields(cls) if _camel(f.name) in entity}
+        values = {name: entity[camel] for name, camel in _NAMES if camel in entity}
         for moment in ("completed_at", "enqueued_at"):
             values[moment] = _aware(values[moment])
         return cls(**values)
@@ -137,6 +142,10 @@ def joined(entity: Mapping[str, Any], name: str) -> str | bytes | None:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(word.title() for word in rest)
+
+
+_NAMES: Final = tuple((f.name, _camel(f.name)) for f in fields(AuditSummary))
+"""(field, table property) of every summary field, worked out once: every outcome's rows are built from them."""
 
 
 def _aware(value: datetime) -> datetime:

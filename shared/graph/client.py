@@ -165,9 +165,9 @@ class GraphClient:
             gives_up = decision.action is Action.RETRY and (
                 attempt == self._limits.max_attempts or self._clock() + decision.delay > deadline
             )
-            log_event(
+            log_event(  # a final answer at DEBUG: the `outcome` line says it once (status, requestId, attempts)
                 logger,
-                logging.INFO if decision.action is Action.DONE else logging.WARNING,
+                logging.DEBUG if decision.action is Action.DONE else logging.WARNING,
                 "graphResponse",
                 attempt=attempt,
                 httpStatus=status,

@@ -12,13 +12,13 @@ import pytest
 from azure.data.tables import TableClient
 
 from producer.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_STORAGE
-from shared.audit import AuditTrail
 from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace
 from shared.contract.limits import outcome_budget
 from shared.contract.outcomes import Status
 from shared.pipeline import CertStatePipeline, Delivery
 from tests.cli.harness import Queues, Run
 from tests.cli.samples import outcome_json, request
+from tests.support.audit import audit_trail
 from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import RecordingGraph, directory
 
@@ -155,7 +155,7 @@ def refused_and_audited(table: TableClient, body: bytes, message_id: str, *, def
     graph = RecordingGraph(*([Deferred(5, "breakerOpen")] if deferred else []), refused)
     function = CertStatePipeline(
         graph=graph, tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
-        max_dequeue_count=5, audit=AuditTrail(table, wait_seconds=10), clock=lambda: datetime.now(UTC),
+        max_dequeue_count=5, audit=audit_trail(table), clock=lambda: datetime.now(UTC),
         outcome_budget=outcome_budget("base64"), requeue=lambda text, _delay: copies.append(text),
         deferrals=MemoryDeferrals(),
     )  # fmt: skip

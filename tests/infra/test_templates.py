@@ -335,12 +335,26 @@ def test_flex_consumption_shape() -> None:
         "userAssignedIdentityResourceId": "identityId",
     }
     assert config["runtime"] == {"name": "python", "version": "pythonVersion"}
-    assert config["scaleAndConcurrency"] == {
-        "instanceMemoryMB": "instanceMemoryMB",
-        "maximumInstanceCount": "maximumInstanceCount",
-    }
+    scale = config["scaleAndConcurrency"]
+    assert (scale["instanceMemoryMB"], scale["maximumInstanceCount"]) == ("instanceMemoryMB", "maximumInstanceCount")
     assert _param_default(MAIN, "instanceMemoryMB") == 2048
     assert decorator(parse(MAIN)["parameters"]["instanceMemoryMB"], "allowed") == [512, 2048, 4096]
+
+
+def test_always_ready_instances_are_for_the_queue_triggers_group_none_by_default() -> None:
+    """Flex names a non-HTTP trigger's group `function:<name>`: the one that keeps the queue drained."""
+    scale = body(_resource(FUNCTION, "site"))["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    choice = scale["alwaysReady"]["operator"]["operands"]
+    assert choice["condition"]["operator"]["operands"] == {"operand_1": "alwaysReadyInstances", "operand_2": 0}
+    assert choice["true_value"] == []
+    (group,) = choice["false_value"]
+    app = (REPO / "function_app.py").read_text(encoding="utf-8")
+    trigger = re.search(r'@app\.function_name\(name="(\w+)"\)\n@app\.queue_trigger', app)
+    assert trigger is not None
+    assert group == {"name": f"function:{trigger.group(1)}", "instanceCount": "alwaysReadyInstances"}
+    assert _param_default(MAIN, "alwaysReadyInstances") == 0
+    passed = body(_module("functionApp"))["params"]
+    assert render(passed["alwaysReadyInstances"]) == "min(alwaysReadyInstances, effectiveMaximumInstanceCount)"
 
 
 def test_python_versions_are_the_ones_the_code_supports() -> None:

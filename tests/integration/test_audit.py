@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +24,9 @@ from shared.contract.outcomes import ConsentState, Outcome, Status
 from shared.graph.consent import ConsentResult
 from shared.pipeline import CertStatePipeline, Delivery, Result
 from shared.settings import Settings
+from shared.tables import SharedKey, TableError, TableRows, entity
 from shared.wiring import build_audit
+from tests.support.audit import audit_trail, lean_rows
 from tests.support.otel import capture
 from tests.support.pipeline_fakes import RecordingGraph, body, directory
 from tests.support.silent import SilentServer
@@ -39,14 +43,14 @@ def table(azurite: Azurite) -> Iterator[TableClient]:
         service.delete_table(name)
 
 
-def rows(table: TableClient) -> list[dict[str, object]]:
+def rows_of(table: TableClient) -> list[dict[str, object]]:
     return list(table.list_entities())
 
 
 def pipeline(table: TableClient, *answers, clock=lambda: ENQUEUED + timedelta(seconds=5)) -> CertStatePipeline:
     return CertStatePipeline(
         graph=RecordingGraph(*answers), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
-        max_dequeue_count=5, clock=clock, audit=AuditTrail(table, wait_seconds=10),
+        max_dequeue_count=5, clock=clock, audit=audit_trail(table),
     )  # fmt: skip
 
 
@@ -66,7 +70,7 @@ def forbidden() -> GraphRefused:
 
 def test_an_outcome_is_one_row_and_an_index_row_per_id(table):
     result = result_of(pipeline(table), body(), Delivery("m-1", 1, ENQUEUED))
-    keys = sorted((row["PartitionKey"], row["RowKey"]) for row in rows(table))
+    keys = sorted((row["PartitionKey"], row["RowKey"]) for row in rows_of(table))
     assert keys == [
         ("20261127|-", "c|order-4711|m-1"),
         ("20261127|-", "d|cfg-1|m-1"),
@@ -84,12 +88,12 @@ def test_an_outcome_is_one_row_and_an_index_row_per_id(table):
     assert full_record(table, found).outcome == json.loads(result.text)  # the outcome as it was written
 
 
-def test_the_duplicate_of_an_outcome_replaces_its_rows(table):
+def test_the_duplicate_of_an_outcome_replaces_its_rows_of(table):
     """At-least-once: the redelivery's outcome (here a different one) leaves one set of rows, the latest."""
     pipeline(table).handle(body(), Delivery("m-1", 1, ENQUEUED))
     later = lambda: ENQUEUED + timedelta(minutes=3)  # noqa: E731
     pipeline(table, forbidden(), clock=later).handle(body(), Delivery("m-1", 2, ENQUEUED))
-    assert len(rows(table)) == 4
+    assert len(rows_of(table)) == 4
     (found,) = history(table, DAY)
     assert (found.status, found.code, found.dequeue_count) == ("failed", "graphForbidden", 2)
 
@@ -124,7 +128,7 @@ def test_history_is_bounded_by_the_time_range_across_days(table):
         since=ENQUEUED - timedelta(days=5), until=ENQUEUED + timedelta(days=1), correlation_id="order-4711"
     )
     assert [s.message_id for s in history(table, wide)] == ["m-0", "m-1", "m-2"]
-    partitions = {row["PartitionKey"] for row in rows(table)}
+    partitions = {row["PartitionKey"] for row in rows_of(table)}
     assert partitions == {"20261124|-", "20261127|-", "20261128|-"}
 
 
@@ -136,7 +140,7 @@ def test_the_original_request_of_a_failed_outcome_that_left_it_out_is_kept_byte_
     outcome = outcome_of(pipeline(table, forbidden()), original, Delivery("m-1", 5, ENQUEUED))
     assert outcome.status is Status.FAILED
     assert outcome.request is None  # cut by the outcome size rule
-    (main,) = [row for row in rows(table) if str(row["RowKey"]).startswith("m|")]
+    (main,) = [row for row in rows_of(table) if str(row["RowKey"]).startswith("m|")]
     assert main["requestParts"] == 2
     (found,) = history(table, DAY)
     record = full_record(table, found)
@@ -152,8 +156,8 @@ def test_a_long_outcome_is_split_over_properties_and_read_back_whole(table):
     outcome = outcome_of(pipeline(table, forbidden()), body(), Delivery("m-1", 5, ENQUEUED))
     assert outcome.error is not None
     longer = outcome.model_copy(update={"error": outcome.error.model_copy(update={"message": long_message})})
-    AuditTrail(table, wait_seconds=10).record(Result(longer, longer.to_json()), body(), ENQUEUED)
-    (main,) = [row for row in rows(table) if str(row["RowKey"]).startswith("m|")]
+    audit_trail(table).record(Result(longer, longer.to_json()), body(), ENQUEUED)
+    (main,) = [row for row in rows_of(table) if str(row["RowKey"]).startswith("m|")]
     assert main["outcomeParts"] == 3
     (found,) = history(table, DAY)
     assert full_record(table, found).outcome["error"]["message"] == long_message
@@ -170,8 +174,8 @@ def test_keys_survive_whatever_strings_a_rejected_message_named(table):
 
 def test_an_outcome_goes_out_even_when_its_audit_row_cannot_be_written(azurite):
     """Never lose the outcome: the failure is logged and counted instead (the audit alert watches the count)."""
-    with TableServiceClient.from_connection_string(azurite.connection_string) as service, capture() as otel:
-        missing = service.get_table_client("nosuchtable" + uuid.uuid4().hex[:8])
+    with capture() as otel:
+        missing = TableRows.from_connection_string(azurite.connection_string, "nosuchtable" + uuid.uuid4().hex[:8])
         audited = CertStatePipeline(
             graph=RecordingGraph(), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
             max_dequeue_count=5, audit=AuditTrail(missing, wait_seconds=10), telemetry=otel.telemetry,
@@ -187,7 +191,7 @@ def test_purge_deletes_the_days_past_the_retention(table):
     audited = pipeline(table)
     for n, age in enumerate([0, 29, 31, 400]):
         audited.handle(body(), Delivery(f"m-{n}", 1, now - timedelta(days=age)))
-    deleted = AuditTrail(table, wait_seconds=10, clock=lambda: now).purge(retention_days=30)
+    deleted = audit_trail(table, clock=lambda: now).purge(retention_days=30)
     assert deleted == 8  # two messages x four rows
     left = history(table, HistoryQuery(since=now - timedelta(days=500), until=now))
     assert sorted(s.message_id for s in left) == ["m-0", "m-1"]
@@ -245,14 +249,15 @@ def test_a_table_service_that_never_answers_holds_the_outcome_no_longer_than_the
 def test_writes_pending_on_a_stalled_table_are_bounded_and_the_next_outcome_does_not_wait():
     with SilentServer() as table_service:
         settings = storage_settings(table_service.endpoint)
-        table = settings.storage.table_service().get_table_client("audit")
-        trail = AuditTrail(table, wait_seconds=0.2, max_pending=1)
+        assert settings.storage.connection_string is not None
+        rows = TableRows.from_connection_string(settings.storage.connection_string, "audit")
+        stalled = AuditTrail(rows, wait_seconds=0.2, max_pending=1)
         result = result_of(pipeline_without_audit(), body(), Delivery("m-1", 1, ENQUEUED))
         with pytest.raises(AuditTimeout):
-            trail.record(result, body(), ENQUEUED)
+            stalled.record(result, body(), ENQUEUED)
         started = time.monotonic()
         with pytest.raises(AuditBacklog):
-            trail.record(result, body(), ENQUEUED)
+            stalled.record(result, body(), ENQUEUED)
         assert time.monotonic() - started < 0.2  # refused at once, not after another wait
 
 
@@ -267,7 +272,8 @@ def test_a_consent_checks_outcome_is_kept_and_found_by_its_tenant(table):
     tenant = "1111bbbb-0000-4000-8000-000000000002"  # served by `directory()`
     audited = CertStatePipeline(
         graph=RecordingGraph(), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
-        max_dequeue_count=5, clock=lambda: ENQUEUED + timedelta(seconds=5), audit=AuditTrail(table, wait_seconds=10),
+        max_dequeue_count=5, clock=lambda: ENQUEUED + timedelta(seconds=5),
+        audit=AuditTrail(lean_rows(table), wait_seconds=10),
         consent=lambda _: ConsentResult(ConsentState.NOT_CONSENTED, "refused", entra_code="AADSTS65001"),
     )  # fmt: skip
     check = json.dumps({"check": "consent", "tenantId": tenant, "correlationId": "check-1"}).encode()
@@ -275,3 +281,73 @@ def test_a_consent_checks_outcome_is_kept_and_found_by_its_tenant(table):
     assert (outcome.status, outcome.consent and outcome.consent.entra_code) == (Status.FAILED, "AADSTS65001")
     (found,) = history(table, HistoryQuery(since=DAY.since, until=DAY.until, tenant_id=tenant))
     assert (found.correlation_id, found.status) == ("check-1", "failed")
+
+
+class GatedRows(TableRows):
+    """The table's rows, each transaction held until `gate` opens, and counted; `refuse`: a correlationId refused."""
+
+    def __init__(self, table: TableClient, refuse: str = "") -> None:
+        super().__init__(table.url, table.table_name, SharedKey(ACCOUNT_NAME, base64.b64decode(ACCOUNT_KEY)))
+        self.gate = threading.Event()
+        self.transactions: list[int] = []
+        self._refuse = refuse
+
+    def upsert(self, rows):
+        self.gate.wait(10)
+        self.transactions.append(len(rows))
+        if self._refuse and any(f'"correlationId":"{self._refuse}"' in row.properties for row in rows):
+            raise TableError(400, "EntityTooLarge")
+        super().upsert(rows)
+
+
+def record_concurrently(audit: AuditTrail, rows: GatedRows, ids: list[str]) -> dict[str, str]:
+    """Record one outcome per id from its own thread while the table is held; what each record call ended in."""
+    ended: dict[str, str] = {}
+
+    def record(message_id: str) -> None:
+        data = body(correlationId=message_id)
+        result = result_of(pipeline_without_audit(), data, Delivery(message_id, 1, ENQUEUED))
+        try:
+            audit.record(result, data, ENQUEUED)
+            ended[message_id] = "kept"
+        except Exception as err:
+            ended[message_id] = type(err).__name__
+
+    threads = [threading.Thread(target=record, args=(m,)) for m in ids]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while len(audit._queue) < len(ids) - 4 and time.monotonic() < deadline:  # four writers hold one each
+        time.sleep(0.01)
+    rows.gate.set()
+    for thread in threads:
+        thread.join()
+    return ended
+
+
+def test_outcomes_waiting_together_are_written_in_one_transaction_per_partition(table):
+    """Group commit: eight outcomes at once take fewer transactions than eight, and every one is kept."""
+    rows = GatedRows(table)
+    ids = [f"m-{n}" for n in range(8)]
+    ended = record_concurrently(AuditTrail(rows, wait_seconds=10), rows, ids)
+    assert ended == dict.fromkeys(ids, "kept")
+    assert len(rows.transactions) < len(ids)
+    assert max(rows.transactions) > 4  # one transaction carried the rows of several outcomes
+    assert sorted(s.message_id for s in history(table, DAY)) == sorted(ids)
+
+
+def test_one_refused_outcome_in_a_shared_transaction_costs_the_others_nothing(table):
+    rows = GatedRows(table, refuse="m-7")
+    ids = [f"m-{n}" for n in range(8)]
+    ended = record_concurrently(AuditTrail(rows, wait_seconds=10), rows, ids)
+    assert ended == {**dict.fromkeys(ids, "kept"), "m-7": "TableError"}
+    assert sorted(s.message_id for s in history(table, DAY)) == sorted(ids[:7])
+
+
+def test_a_row_holding_the_multipart_boundary_is_written_as_it_is(table):
+    rows = lean_rows(table)
+    text = "--batch_certstate_5f0c\r\n--changeset_certstate_5f0c--\r\nHTTP/1.1 204 No Content"
+    rows.upsert([entity({"PartitionKey": "p", "RowKey": "r'1", "text": text, "data": b"\x00\xff", "big": 2**40})])
+    (found,) = rows_of(table)
+    assert (found["RowKey"], found["text"], found["data"]) == ("r'1", text, b"\x00\xff")
+    assert getattr(found["big"], "value", None) == 2**40  # an Edm.Int64 comes back as an EntityProperty

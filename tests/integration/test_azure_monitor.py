@@ -1,8 +1,9 @@
 """The real Azure Monitor distro, set up as deployed, exporting to a loopback ingestion endpoint.
 
 Run in a fresh interpreter (the distro sets process-global providers once): the registered function
-handles three messages; what arrives is one log line per event, one request per message with its
-PATCH as a dependency, and the outcome metric.
+handles three messages, the first refused by Graph; what arrives is one span per message (a request
+carrying Graph's answer, no dependency per HTTP call), the failed message's warning lines once each
+and no INFO line (the span says it), and the outcome metric.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_each_log_line_reaches_application_insights_once(graph: GraphSimulator, identity: IdentityEmulator):
+    graph.configure(script=[{"status": 403}])  # the first message fails: its lines are warnings
     with FakeIngestion() as ingestion:
         env = {
             **os.environ,
@@ -58,17 +60,15 @@ def test_each_log_line_reaches_application_insights_once(graph: GraphSimulator, 
         )
         assert run.returncode == 0, run.stderr[-3000:]
         lines = [json.loads(text) for text in ingestion.messages()]
-        outcomes = sorted(line["correlationId"] for line in lines if line["event"] == "outcome")
-        assert outcomes == ["order-0", "order-1", "order-2"]  # once each
-        assert {line["event"] for line in lines} == {"outcome", "graphResponse"}  # certstate's lines, not the SDKs'
+        exported = sorted((line["event"], line["correlationId"]) for line in lines)
+        # Once each, and only the warnings: a succeeded message is its span alone, the failed one also its lines.
+        assert exported == [("graphResponse", "order-0"), ("outcome", "order-0")]
         requests = [e for e in ingestion.envelopes("Request") if e["data"]["baseData"]["name"] == "certstate.message"]
-        assert len(requests) == 3
-        assert {r["data"]["baseData"]["properties"]["status"] for r in requests} == {"succeeded"}
-        patches = [
-            e for e in ingestion.envelopes("RemoteDependency") if e["data"]["baseData"]["name"].startswith("PATCH")
-        ]
-        assert len(patches) == 3
-        by_operation = {r["tags"]["ai.operation.id"] for r in requests}
-        assert {p["tags"]["ai.operation.id"] for p in patches} == by_operation  # each PATCH in its message's trace
+        properties = sorted((r["data"]["baseData"]["properties"] for r in requests), key=lambda p: p["correlationId"])
+        assert [(p["status"], p["httpStatus"], p["attempts"]) for p in properties] == [
+            ("failed", "403", "1"), ("succeeded", "200", "1"), ("succeeded", "200", "1")
+        ]  # fmt: skip
+        assert all(p["requestId"] for p in properties)
+        assert ingestion.envelopes("RemoteDependency") == []  # one span per message: no second one per HTTP call
         counted = sum(p["value"] for p in ingestion.metrics() if p["name"] == "certstate.outcomes")
         assert counted == 3

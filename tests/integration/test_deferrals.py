@@ -14,12 +14,12 @@ from azure.data.tables import TableClient, TableServiceClient
 
 from devstack.azurite import Azurite, connection_string
 from producer.audit import HistoryQuery, history
-from shared.audit import AuditTrail
 from shared.contract.envelope import DeferralRecord, RecordChanged
 from shared.contract.errors import Deferred
 from shared.deferrals import DeferralRecords, record_keys
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.storage import QueueSender, StorageConnection
+from tests.support.audit import audit_trail
 from tests.support.pipeline_fakes import RecordingGraph, body, directory
 from tests.support.silent import SilentServer
 
@@ -66,7 +66,7 @@ def test_records_live_in_partitions_the_audit_purge_removes_and_history_never_sh
     day = HistoryQuery(since=ENQUEUED - timedelta(days=1), until=ENQUEUED + timedelta(days=41))
     assert history(table, day) == []
     assert record_keys("old", "20261127")[0] == "20261127||deferrals"
-    deleted = AuditTrail(table, wait_seconds=10, clock=lambda: ENQUEUED + timedelta(days=45)).purge(retention_days=30)
+    deleted = audit_trail(table, clock=lambda: ENQUEUED + timedelta(days=45)).purge(retention_days=30)
     assert deleted == 1
     assert records.find("old", "20261127") is None
     assert records.find("new", "20270106") is not None

@@ -1,0 +1,267 @@
+"""Entity-group transactions on one Azure table over urllib3: the audit write, and nothing more.
+
+azure-data-tables spends 10-16 ms of CPU on one four-row transaction (its pipeline of policies, and
+the `email` package parsing the multipart answer; docs/benchmarks.md, section 6), more than the
+whole rest of a message. The same request built here is a few string joins and one HMAC or one
+cached token; the answer is read for its status lines only. The SDK stays for the rare, read-heavy
+work (the daily purge, the CLI's history).
+
+Authentication is either form `AzureWebJobsStorage` takes: a connection string's account key
+(Shared Key, as the SDK signs it; Azurite), or a bearer token of the function's identity for
+`https://storage.azure.com/.default`, kept until five minutes before it expires. Every request is
+bounded like the SDK clients (shared/storage.py): 2 s to connect, 5 s per read, one retry after a
+refused connection or a 5xx (upserts replace, so a retry can never duplicate a row).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote, urlsplit
+
+import urllib3
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+API_VERSION: Final = "2019-02-02"
+STORAGE_SCOPE: Final = "https://storage.azure.com/.default"
+_TIMEOUT: Final = urllib3.Timeout(connect=2.0, read=5.0)
+"""Per try, as `shared.storage.STORAGE_TIMEOUTS`."""
+MAX_OPERATIONS: Final = 100
+"""Operations in one entity-group transaction."""
+MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
+"""Payload of one entity-group transaction."""
+_TOKEN_MARGIN_SECONDS: Final = 300
+_DEV_ACCOUNT: Final = "devstoreaccount1"
+# Azurite's published development key (UseDevelopmentStorage=true), accepted by Azurite only.
+_DEV_KEY: Final = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+_INT32: Final = 2**31
+_BOUNDARY_STEM: Final = "certstate_5f0c"
+_BATCH_BOUNDARY: Final = f"batch_{_BOUNDARY_STEM}"
+_CHANGESET_BOUNDARY: Final = f"changeset_{_BOUNDARY_STEM}"
+
+
+class TableError(RuntimeError):
+    """The table service refused a request (`code` is its error code, e.g. `TableNotFound`)."""
+
+    def __init__(self, status: int, code: str) -> None:
+        super().__init__(f"{status} {code}")
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SharedKey:
+    """An account name and key: requests signed as the SDK signs them (Shared Key, table service)."""
+
+    account: str
+    key: bytes
+
+    def headers(self, method: str, url: str, content_type: str) -> dict[str, str]:
+        """`x-ms-date` and `Authorization` for one request."""
+        date = formatdate(usegmt=True)
+        resource = f"/{self.account}{urlsplit(url).path}"
+        signed = f"{method}\n\n{content_type}\n{date}\n{resource}".encode()
+        signature = base64.b64encode(hmac.new(self.key, signed, hashlib.sha256).digest()).decode()
+        return {"x-ms-date": date, "Authorization": f"SharedKey {self.account}:{signature}"}
+
+
+class BearerToken:
+    """The identity's storage token, asked for again only when it is about to expire."""
+
+    def __init__(self, credential: TokenCredential) -> None:
+        self._credential = credential
+        self._lock = threading.Lock()
+        self._token = ""
+        self._renew_at = 0.0
+
+    def headers(self, method: str, url: str, content_type: str) -> dict[str, str]:
+        """`x-ms-date` and `Authorization` for one request."""
+        with self._lock:
+            if time.time() >= self._renew_at:
+                token = self._credential.get_token(STORAGE_SCOPE)
+                self._token, self._renew_at = token.token, token.expires_on - _TOKEN_MARGIN_SECONDS
+            token_text = self._token
+        return {"x-ms-date": formatdate(usegmt=True), "Authorization": f"Bearer {token_text}"}
+
+
+Signer = SharedKey | BearerToken
+
+
+def parse_connection_string(connection_string: str) -> tuple[str, SharedKey]:
+    """The table endpoint and the account key of a connection string (development storage included)."""
+    parts = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (part.partition("=") for part in connection_string.split(";"))
+        if name.strip()
+    }
+    if parts.get("usedevelopmentstorage", "").lower() == "true":
+        return f"http://127.0.0.1:10002/{_DEV_ACCOUNT}", SharedKey(_DEV_ACCOUNT, base64.b64decode(_DEV_KEY))
+    account, key = parts.get("accountname"), parts.get("accountkey")
+    if not (account and key):
+        msg = "the storage connection string names no account key (a SAS is not supported for the audit table)"
+        raise ValueError(msg)
+    scheme, suffix = parts.get("defaultendpointsprotocol", "https"), parts.get("endpointsuffix", "core.windows.net")
+    endpoint = parts.get("tableendpoint") or f"{scheme}://{account}.table.{suffix}"
+    return endpoint.rstrip("/"), SharedKey(account, base64.b64decode(key))
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """One row, serialised: its keys, and its properties as the table service's JSON object."""
+
+    partition_key: str
+    row_key: str
+    properties: str
+    """A JSON object; `properties_json` makes one, and rows sharing properties can share their text."""
+
+
+def properties_json(properties: Mapping[str, Any]) -> str:
+    """Properties as the JSON object the table service reads (see `edm`)."""
+    return json.dumps(edm(properties), separators=(",", ":"))  # ASCII: a lone surrogate stays an escape
+
+
+def entity(row: Mapping[str, Any]) -> Entity:
+    """A row given as a mapping with its `PartitionKey` and `RowKey`."""
+    properties = {name: value for name, value in row.items() if name not in ("PartitionKey", "RowKey")}
+    return Entity(str(row["PartitionKey"]), str(row["RowKey"]), properties_json(properties))
+
+
+class TableRows:
+    """Upserts (insert or replace) into one table, one entity-group transaction per call."""
+
+    def __init__(self, endpoint: str, table: str, signer: Signer, *, pool_size: int = 4) -> None:
+        self._endpoint = endpoint.rstrip("/")
+        self._table = table
+        self._signer = signer
+        self._pool = urllib3.connection_from_url(self._endpoint, maxsize=pool_size, block=False)
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, table: str, *, pool_size: int = 4) -> TableRows:
+        """Rows of `table` in the account of a connection string."""
+        endpoint, key = parse_connection_string(connection_string)
+        return cls(endpoint, table, key, pool_size=pool_size)
+
+    @property
+    def table(self) -> str:
+        """The table's name."""
+        return self._table
+
+    def upsert(self, entities: Sequence[Entity]) -> None:
+        """Insert or replace every entity, all or nothing (one partition, at most `MAX_OPERATIONS`)."""
+        # Fixed boundaries, unless a row holds one: http.client parses the answer's headers with `email`,
+        # which compiles a pattern for the multipart boundary it names; a fixed one stays in re's cache.
+        fixed = not any(_BOUNDARY_STEM in e.properties or _BOUNDARY_STEM in e.row_key for e in entities)
+        batch = _BATCH_BOUNDARY if fixed else f"batch_{uuid.uuid4()}"
+        changeset = _CHANGESET_BOUNDARY if fixed else f"changeset_{uuid.uuid4()}"
+        head = f"--{changeset}\r\n{_OPERATION_HEAD}PUT {self._endpoint}/{self._table}(PartitionKey='"
+        parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
+        for e in entities:
+            parts += (head, _key(e.partition_key), "',RowKey='", _key(e.row_key), _OPERATION_TAIL, e.properties, "\r\n")
+        parts.append(f"--{changeset}--\r\n--{batch}--\r\n")
+        body = "".join(parts).encode()
+        answer = self._send("POST", "/$batch", body, f"multipart/mixed; boundary={batch}")
+        statuses = _status_lines(answer.data)
+        if answer.status != 202 or not statuses or any(not 200 <= s < 300 for s in statuses):
+            raise TableError(max(statuses, default=answer.status), _error_code(answer.data))
+
+    def create(self) -> None:
+        """Create the table; one that exists already is fine."""
+        body = json.dumps({"TableName": self._table}).encode()
+        answer = self._send("POST", "/Tables", body, "application/json")
+        if answer.status not in (201, 204, 409):
+            raise TableError(answer.status, _error_code(answer.data))
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._pool.close()
+
+    def _send(self, method: str, below: str, body: bytes, content_type: str) -> urllib3.BaseHTTPResponse:
+        url = self._endpoint + below
+        for attempt in (1, 2):
+            headers = {
+                "Content-Type": content_type,
+                "Accept": "application/json;odata=nometadata",
+                "DataServiceVersion": "3.0",
+                "MaxDataServiceVersion": "3.0;NetFx",
+                "x-ms-version": API_VERSION,
+                **self._signer.headers(method, url, content_type),
+            }
+            try:
+                answer = self._pool.urlopen(
+                    method, url, body=body, headers=headers, timeout=_TIMEOUT, retries=False, assert_same_host=False
+                )
+            except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError):
+                if attempt == 2:  # refused or reset, twice; a read timeout is never retried
+                    raise
+                continue
+            if answer.status < 500 or attempt == 2:
+                return answer
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+_OPERATION_HEAD: Final = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+_OPERATION_TAIL: Final = (
+    "') HTTP/1.1\r\nContent-Type: application/json\r\nAccept: application/json;odata=nometadata\r\n"
+    "DataServiceVersion: 3.0\r\n\r\n"
+)
+_ENCODED_KEY: Final = re.compile(r"[A-Za-z0-9._~%|-]*")
+"""What keys made of `shared.contract.audit.key_part`s and `|` hold: two characters to encode, by hand."""
+
+
+def _key(value: str) -> str:
+    """A key inside the entity's URL: quotes doubled (OData), then percent-encoded."""
+    if _ENCODED_KEY.fullmatch(value):
+        return value.replace("%", "%25").replace("|", "%7C")
+    return quote(value.replace("'", "''"), safe="")
+
+
+def edm(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as the table service's JSON: the types JSON cannot say are annotated (`@odata.type`)."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        kind = type(value)
+        if kind is str or kind is bool or value is None or (kind is int and -_INT32 <= value < _INT32):
+            out[name] = value
+        elif isinstance(value, datetime):
+            out[name] = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            out[f"{name}@odata.type"] = "Edm.DateTime"
+        elif isinstance(value, bytes | bytearray):
+            out[name] = base64.b64encode(value).decode()
+            out[f"{name}@odata.type"] = "Edm.Binary"
+        elif isinstance(value, int):
+            out[name] = str(value)
+            out[f"{name}@odata.type"] = "Edm.Int64"
+        elif isinstance(value, float):
+            out[name] = value
+            out[f"{name}@odata.type"] = "Edm.Double"
+        else:
+            out[name] = value
+    return out
+
+
+def _status_lines(body: bytes) -> list[int]:
+    """The status of every operation in a batch answer (`HTTP/1.1 204 No Content` lines)."""
+    return [int(line[9:12]) for line in body.split(b"\n") if line.startswith(b"HTTP/1.1 ") and line[9:12].isdigit()]
+
+
+def _error_code(body: bytes) -> str:
+    """The service's error code in an answer (JSON `odata.error.code`), or `unknown`."""
+    marker = b'"code":"'
+    start = body.find(marker)
+    if start < 0:
+        return "unknown"
+    start += len(marker)
+    return body[start : body.find(b'"', start)].decode("utf-8", "replace") or "unknown"
