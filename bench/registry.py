@@ -31,9 +31,9 @@ from producer.tenants import Registry
 from shared.contract.errors import Deferred
 from shared.contract.tenants import PARTITION, from_entity
 from shared.graph.pacing import WritePacer
+from shared.graph.tenancy import TenantDirectory
 from shared.registry import Served
 from shared.settings import Settings
-from shared.tenancy import TenantDirectory
 from shared.wiring import build_served
 
 APP = "a99a0000-0000-4000-8000-00000000a990"

@@ -49,10 +49,10 @@ from msgraph_beta.generated.models import (  # type: ignore[import-not-found,unu
 from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
+from shared.graph.tenancy import Tenant
 from shared.host_config import QueueOptions
 from shared.pipeline import CertStatePipeline
 from shared.settings import Settings
-from shared.tenancy import Tenant
 from shared.wiring import build_credential, build_tenants
 
 ManagedDeviceCertificateState: Any = managed_device_certificate_state.ManagedDeviceCertificateState

@@ -22,9 +22,9 @@ from shared.audit import entities
 from shared.contract.errors import GraphTrace
 from shared.graph.client import GraphResult
 from shared.graph.pacing import WritePacer
+from shared.graph.tenancy import TenantDirectory
 from shared.pipeline import CertStatePipeline, Delivery, Result
 from shared.registry import Served
-from shared.tenancy import TenantDirectory
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

@@ -53,9 +53,9 @@ from shared.contract.parsing import decode_body, parse_check, parse_message
 from shared.graph.client import GraphResult
 from shared.graph.consent import ConsentResult
 from shared.graph.routes import GraphRequest, build_request
+from shared.graph.tenancy import Tenant
 from shared.logs import log_event, message_context
 from shared.telemetry import Telemetry
-from shared.tenancy import Tenant
 
 logger = logging.getLogger("certstate")
 

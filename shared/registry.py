@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from shared.contract.errors import ErrorCode, TransientError
 from shared.contract.tenants import TenantEntry, from_entity
@@ -31,18 +31,6 @@ logger = logging.getLogger("certstate")
 RETRY_AFTER_FAILURE_SECONDS: Final = 5.0
 """After a failed read, the next one waits this long (or the refresh interval, if shorter): a storage outage
 costs one call per interval, not one per message."""
-
-
-class ServedTenants(Protocol):
-    """The one decision `TenantDirectory` delegates: is this tenant served, active or paused, with which reserve."""
-
-    def lookup(self, tenant_id: str) -> TenantEntry | None:
-        """The tenant's entry, or None if it is not served; raises `TransientError` if that cannot be known now."""
-        ...
-
-    def paused_delay(self) -> float:
-        """Seconds a paused tenant's message waits before it looks again (jittered)."""
-        ...
 
 
 class TenantRegistry:

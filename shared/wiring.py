@@ -2,7 +2,7 @@
 
 Everything costly or stateful (credentials and their token caches, HTTP session and its
 connection pool, write pacers) is created here once and shared by every invocation; the
-per-tenant ones on the first message for their tenant (shared/tenancy.py).
+per-tenant ones on the first message for their tenant (shared/graph/tenancy.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.consent import ReadLimits, check_consent
 from shared.graph.pacing import WritePacer
+from shared.graph.tenancy import ExchangeAssertion, TenantDirectory, authority_for, exchange_scope
 from shared.graph.transport import WatchedAdapter
 from shared.host_config import QueueOptions, queue_options
 from shared.identity import ENTRA_TRANSPORT, IDENTITY_TRANSPORT
@@ -31,7 +32,6 @@ from shared.registry import Served, TenantRegistry
 from shared.settings import CredentialMode, Settings, load_settings
 from shared.storage import STORAGE_OPERATION_SECONDS, QueueSender
 from shared.telemetry import Telemetry, configure_azure_monitor_once
-from shared.tenancy import ExchangeAssertion, TenantDirectory, authority_for, exchange_scope
 
 if TYPE_CHECKING:  # the storage SDKs load on first use: importing the app stays cheap (Flex's 30 s start)
     from azure.data.tables import TableClient

@@ -29,10 +29,10 @@ from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace
 from shared.graph.breaker import CLOSED, CircuitBreaker, Permit
 from shared.graph.retry_policy import SUCCESS_STATUSES, Action, Decision, decide, retry_after_ceiling
 from shared.graph.routes import GraphRequest
+from shared.graph.tenancy import Tenant
 from shared.graph.transport import Answer, exchange
 from shared.logs import log_event
 from shared.telemetry import Telemetry
-from shared.tenancy import Tenant
 
 logger = logging.getLogger("certstate.graph")
 

@@ -25,8 +25,8 @@ import requests
 
 from shared.contract.errors import ErrorCode, GraphRefused, TransientError
 from shared.contract.outcomes import ConsentState
+from shared.graph.tenancy import Tenant
 from shared.logs import log_event
-from shared.tenancy import Tenant
 
 logger = logging.getLogger("certstate")
 

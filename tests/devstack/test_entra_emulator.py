@@ -15,8 +15,8 @@ from devstack.entra_emulator import EXCHANGE_AUDIENCE, MULTITENANT_APP_CLIENT_ID
 from devstack.identity_emulator import SYSTEM_ASSIGNED_CLIENT_ID, IdentityEmulator, TokenClaims, verify_token
 from shared.contract.outcomes import ConsentState
 from shared.graph.consent import ReadLimits, check_consent
+from shared.graph.tenancy import TenantDirectory
 from shared.settings import Settings
-from shared.tenancy import TenantDirectory
 from shared.wiring import build_tenants
 
 KEY = bytes(range(32))

@@ -15,9 +15,9 @@ from shared.contract.errors import ErrorCode, TransientError
 from shared.contract.outcomes import ConsentState
 from shared.graph.consent import READ_PATH, ConsentResult, ReadLimits, check_consent
 from shared.graph.pacing import WritePacer
+from shared.graph.tenancy import Tenant
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.registry import Served
-from shared.tenancy import Tenant
 from tests.support.pipeline_fakes import NOW, SERVED, RecordingGraph, directory
 
 LIMITS = ReadLimits(gate_seconds=1, connect_timeout=1, read_timeout=1)

@@ -11,10 +11,10 @@ import pytest
 from shared.contract.errors import Deferred, ErrorCode, MessageRejected, TransientError
 from shared.contract.tenants import TenantEntry, budget_with_reserve, from_entity, to_entity
 from shared.graph.pacing import WritePacer
+from shared.graph.tenancy import TenantDirectory
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.registry import Served, TenantRegistry
 from shared.settings import Settings
-from shared.tenancy import TenantDirectory
 from shared.wiring import build_served
 from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import NOW, NamedCredential, RecordingGraph, body

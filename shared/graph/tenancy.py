@@ -6,7 +6,7 @@ multi-tenant app registration whose federated identity credential trusts that ma
 ("application trusts a managed identity"): azure-identity's `ClientAssertionCredential`, the
 assertion being a managed-identity token for the cloud's token-exchange audience. No secret or
 certificate exists anywhere. A tenant nobody configured is refused before any token request; which
-tenants are served, and which wait paused, is `ServedTenants`' decision (shared/registry.py).
+tenants are served, and which wait paused, is `ServedTenants`' decision (shared/registry.py implements it).
 
 Per tenant, built on first use and kept for the life of the process: one credential (so one
 Graph token per tenant per lifetime, cached by azure-identity), one token lock (a cold start
@@ -18,14 +18,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
 
 from shared.contract.errors import Deferred, ErrorCode, FieldError, MessageRejected
+from shared.contract.tenants import TenantEntry
 from shared.graph.pacing import WritePacer
-from shared.registry import ServedTenants
 
 _CLOUDS: Final = {
     # Graph host: (Entra ID authority, token-exchange audience); graph-facts.md section 4 and
@@ -101,6 +101,18 @@ class Tenant:
     def label(self) -> str:
         """How logs name the tenant."""
         return self.tenant_id or "home"
+
+
+class ServedTenants(Protocol):
+    """The one decision `TenantDirectory` delegates: is this tenant served, active or paused, with which reserve."""
+
+    def lookup(self, tenant_id: str) -> TenantEntry | None:
+        """The tenant's entry, or None if it is not served; raises `TransientError` if that cannot be known now."""
+        ...
+
+    def paused_delay(self) -> float:
+        """Seconds a paused tenant's message waits before it looks again (jittered)."""
+        ...
 
 
 class TenantDirectory:
