@@ -124,25 +124,24 @@ class Telemetry:
         `tenant_name`: the tenant's registry display name, so the workbook can split by it.
         """
         code = outcome.error.code if outcome.error else None
-        tenant = _tenant(outcome)
+        tenant = outcome.target.tenant_id  # None: the home tenant
         span = trace.get_current_span()
         if span.is_recording():
-            attributes = {
-                "status": outcome.status.value,
-                "code": code,
-                "correlationId": outcome.correlation_id,
-                "tenantId": tenant,
-                "tenantName": tenant_name,
-                "httpStatus": outcome.http_status,
-                "requestId": outcome.graph.request_id if outcome.graph else None,
-                "attempts": outcome.attempts,
-            }
-            span.set_attributes({key: value for key, value in attributes.items() if value is not None})
+            span.set_attributes(
+                _present(
+                    status=outcome.status.value,
+                    code=code,
+                    correlationId=outcome.correlation_id,
+                    tenantId=tenant,
+                    tenantName=tenant_name,
+                    httpStatus=outcome.http_status,
+                    requestId=outcome.graph.request_id if outcome.graph else None,
+                    attempts=outcome.attempts,
+                )
+            )
             if outcome.status is Status.FAILED:
                 span.set_status(StatusCode.ERROR, code)
-        self._outcomes.add(
-            1, _dimensions(status=outcome.status.value, code=code, tenantId=tenant, tenantName=tenant_name)
-        )
+        self._outcomes.add(1, _present(status=outcome.status.value, code=code, tenantId=tenant, tenantName=tenant_name))
 
     def handed_back(self, err: CertStateError | None, correlation_id: str) -> None:
         """A delivery that ends in a retry: counted, and the span says why (not an error: no outcome yet)."""
@@ -205,17 +204,8 @@ _NO_ANSWER: Final = {"statusClass": "none", "httpStatus": "none"}
 
 
 def _present(**values: str | int | None) -> dict[str, str | int]:
+    """Attributes and dimensions: absent values are left out, not sent as a placeholder."""
     return {key: value for key, value in values.items() if value is not None}
-
-
-def _dimensions(**values: str | None) -> dict[str, str]:
-    """Metric dimensions: absent values are left out, not sent as a placeholder."""
-    return {key: value for key, value in values.items() if value is not None}
-
-
-def _tenant(outcome: Outcome) -> str | None:
-    """The outcome's tenant, when it names one (`target.tenantId`; None for the home tenant)."""
-    return outcome.target.tenant_id
 
 
 def configure_azure_monitor_once(connection_string: str | None) -> bool:

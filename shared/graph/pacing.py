@@ -73,12 +73,6 @@ class WritePacer:
         with self._lock:
             self._gate_until = max(self._gate_until, self._clock() + seconds)
 
-    def wait_seconds(self) -> float:
-        """How long until a write could go out (the budget's next slot, or the end of a Retry-After)."""
-        with self._lock:
-            now = self._clock()
-            return self._free_slot(now) - now
-
     def _free_slot(self, now: float) -> float:
         return max(now, self._next_slot, self._gate_until)
 

@@ -162,8 +162,3 @@ class TenantDirectory:
                 credential = self._home_credential if key is None else self._cross_tenant_credential(key)
                 found = self._tenants[key] = Tenant(key, credential, self._pacer(key))
             return found
-
-    def built(self) -> list[Tenant]:
-        """The tenants built so far (for tests, benchmarks and diagnostics)."""
-        with self._lock:
-            return list(self._tenants.values())

@@ -54,9 +54,7 @@ def wired(entra: EntraEmulator) -> Iterator[Callable[..., TenantDirectory]]:
                 GRAPH_BASE_URL=f"{GRAPH}/beta", SERVED_TENANT_IDS=",".join(served),
                 MULTITENANT_APP_CLIENT_ID=MULTITENANT_APP_CLIENT_ID, AZURE_AUTHORITY_HOST=entra.origin,
             )  # fmt: skip
-            tenants = build_tenants(settings, closing.enter_context(ManagedIdentityCredential()))
-            closing.callback(lambda: [t.credential.close() for t in tenants.built()])  # type: ignore[attr-defined]
-            return tenants
+            return build_tenants(settings, closing.enter_context(ManagedIdentityCredential()))
 
         yield build
 

@@ -164,3 +164,44 @@ def test_nothing_imports_the_old_tenancy_module():
     assert not (REPO / "shared" / "tenancy.py").exists()
     offenders = [path for path in _python_files("shared", "function_app.py") if "shared.tenancy" in _imports(path)]
     assert offenders == []
+
+
+DEV_ONLY_ALLOWED = {
+    # The Functions host restarts the worker when app settings change; the local stack and tests change
+    # them in-process, so the composition root lets them forget what it built (its caches are private).
+    "reset_pipeline": "shared/wiring.py",
+}
+
+
+def _names_used(path: Path) -> set[str]:
+    used: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Name):
+            used.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            used.add(node.attr)
+        elif isinstance(node, ast.ImportFrom):
+            used.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            used.add(node.value)  # a name given as text (__all__, getattr)
+    return used
+
+
+def test_the_deployed_package_holds_no_member_only_tests_or_dev_tooling_use():
+    """Every function, class and method `shared/` defines is used by the function app or the product's CLI.
+
+    Decorated members (validators, properties, context managers) and dunders are called by their
+    frameworks, not by name, and are left out of the scan.
+    """
+    product = _python_files("shared", "function_app.py", "producer")
+    used = set().union(*(_names_used(path) for path in product))
+    unused = {
+        node.name: path.relative_to(REPO).as_posix()
+        for path in _python_files("shared")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.ClassDef)
+        and not node.decorator_list
+        and not node.name.startswith("__")
+        and node.name not in used
+    }
+    assert unused == DEV_ONLY_ALLOWED
