@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from azure.data.tables import TableClient, TableServiceClient
 
 from devstack.azurite import Azurite
 
@@ -33,3 +34,12 @@ def queue_names() -> Callable[[str], str]:
         return name
 
     return make
+
+
+@pytest.fixture
+def table(azurite: Azurite) -> Iterator[TableClient]:
+    """A fresh table on Azurite's table service (the audit trail's shape), deleted afterwards."""
+    with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        name = "t" + uuid.uuid4().hex[:12]
+        yield service.create_table(name)
+        service.delete_table(name)

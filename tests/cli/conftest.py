@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
 from devstack.azurite import Azurite
@@ -48,12 +47,9 @@ def queues(azurite: Azurite, queue_names: Callable[[str], str]) -> Iterator[Queu
 
 
 @pytest.fixture
-def audit_table(azurite: Azurite) -> Iterator[TableClient]:
-    """A fresh audit table on Azurite's table service, deleted afterwards."""
-    with TableServiceClient.from_connection_string(azurite.connection_string) as service:
-        name = "audit" + uuid.uuid4().hex[:12]
-        yield service.create_table(name)
-        service.delete_table(name)
+def audit_table(table: TableClient) -> TableClient:
+    """A fresh audit table on Azurite's table service (tests/conftest.py), deleted afterwards."""
+    return table
 
 
 @pytest.fixture(autouse=True)

@@ -10,13 +10,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from devstack.stack import LocalStack
 from producer.cli import main
-from tests.e2e.flows import graph_writes, update_message
+from tests.e2e.flows import collect, graph_writes, update_message
 
 pytestmark = pytest.mark.e2e
 
@@ -51,15 +50,6 @@ def tenants(stack: LocalStack, *argv: str) -> int:
     else:
         where += ["--table", stack.settings["REGISTRY_TABLE_NAME"]]
     return main(["tenants", *argv, *where])
-
-
-def collect(stack: LocalStack, expected: int, timeout: float) -> list[dict[str, Any]]:
-    outcomes: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(outcomes) < expected and time.monotonic() < deadline:
-        outcomes += stack.outcomes()
-        time.sleep(0.2)
-    return outcomes
 
 
 def send(stack: LocalStack, tenant: str, count: int, start: int) -> list[str]:

@@ -9,13 +9,12 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.data.tables import TableClient, TableServiceClient
 
-from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
+from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME
 from producer.audit import HistoryQuery, full_record, history
 from shared.audit import AuditBacklog, AuditTimeout, AuditTrail
 from shared.contract.audit import TEXT_PART_CHARS
@@ -33,14 +32,6 @@ from tests.support.silent import SilentServer
 
 ENQUEUED = datetime(2026, 11, 27, 23, 59, 30, tzinfo=UTC)
 DAY = HistoryQuery(since=ENQUEUED - timedelta(hours=1), until=ENQUEUED + timedelta(hours=1))
-
-
-@pytest.fixture
-def table(azurite: Azurite) -> Iterator[TableClient]:
-    with TableServiceClient.from_connection_string(azurite.connection_string) as service:
-        name = "audit" + uuid.uuid4().hex[:12]
-        yield service.create_table(name)
-        service.delete_table(name)
 
 
 def rows_of(table: TableClient) -> list[dict[str, object]]:

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableServiceClient
 
-from devstack.azurite import Azurite, connection_string
+from devstack.azurite import connection_string
 from producer.audit import HistoryQuery, history
 from shared.contract.envelope import DeferralRecord, RecordChanged
 from shared.contract.errors import Deferred
@@ -24,14 +24,6 @@ from tests.support.pipeline_fakes import RecordingGraph, body, directory
 from tests.support.silent import SilentServer
 
 ENQUEUED = datetime(2026, 11, 27, 23, 59, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def table(azurite: Azurite) -> Iterator[TableClient]:
-    with TableServiceClient.from_connection_string(azurite.connection_string) as service:
-        name = "defer" + uuid.uuid4().hex[:12]
-        yield service.create_table(name)
-        service.delete_table(name)
 
 
 def record(message_id: str = "m-1", **changes: object) -> DeferralRecord:
