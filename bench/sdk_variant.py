@@ -52,7 +52,7 @@ from shared.graph.routes import GraphRequest
 from shared.host_config import QueueOptions
 from shared.pipeline import CertStatePipeline
 from shared.settings import Settings
-from shared.tenancy import Tenant
+from shared.graph.tenancy import Tenant
 from shared.wiring import build_credential, build_tenants
 
 ManagedDeviceCertificateState: Any = managed_device_certificate_state.ManagedDeviceCertificateState

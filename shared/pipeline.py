@@ -42,7 +42,7 @@ from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest, build_request
 from shared.logs import log_event, message_context
 from shared.telemetry import Telemetry
-from shared.tenancy import Tenant
+from shared.graph.tenancy import Tenant
 
 logger = logging.getLogger("certstate")
 

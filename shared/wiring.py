@@ -2,7 +2,7 @@
 
 Everything costly or stateful (credentials and their token caches, HTTP session and its
 connection pool, write pacers) is created here once and shared by every invocation; the
-per-tenant ones on the first message for their tenant (shared/tenancy.py).
+per-tenant ones on the first message for their tenant (shared/graph/tenancy.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from shared.pipeline import CertStatePipeline
 from shared.settings import CredentialMode, Settings, load_settings
 from shared.storage import QueueSender
 from shared.telemetry import Telemetry, configure_azure_monitor_once
-from shared.tenancy import ExchangeAssertion, TenantDirectory, authority_for, exchange_scope
+from shared.graph.tenancy import ExchangeAssertion, TenantDirectory, authority_for, exchange_scope
 
 if TYPE_CHECKING:  # the storage SDKs load on first use: importing the app stays cheap (Flex's 30 s start)
     from shared.audit import AuditTrail

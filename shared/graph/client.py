@@ -32,7 +32,7 @@ from shared.graph.routes import GraphRequest
 from shared.graph.transport import Answer, exchange
 from shared.logs import log_event
 from shared.telemetry import Telemetry
-from shared.tenancy import Tenant
+from shared.graph.tenancy import Tenant
 
 logger = logging.getLogger("certstate.graph")
 

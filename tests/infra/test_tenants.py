@@ -10,7 +10,7 @@ import pytest
 
 from shared.host_config import queue_options
 from shared.settings import Settings
-from shared.tenancy import authority_for, exchange_scope
+from shared.graph.tenancy import authority_for, exchange_scope
 from tests.infra.bicep import REPO, body, condition, parse, render, text, walk
 
 MAIN = "main.bicep"

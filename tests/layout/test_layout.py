@@ -129,3 +129,28 @@ def test_the_checks_above_see_a_violation(tmp_path: Path):
     sample = tmp_path / "sample.py"
     sample.write_text("import producer.cli\nfrom devstack.runner import Runner\ndef f():\n    import bench\n")
     assert {"producer.cli", "devstack.runner", "bench"} <= _imports(sample)
+
+
+@pytest.mark.parametrize(
+    ("layer", "forbidden"),
+    [
+        ("shared/contract", ("shared.graph", "shared.pipeline", "shared.wiring", "shared.deferrals", "shared.audit")),
+        ("shared/graph", ("shared.pipeline", "shared.wiring", "shared.deferrals", "shared.audit", "shared.operations")),
+    ],
+)
+def test_layers_import_only_downwards(layer: str, forbidden: tuple[str, ...]):
+    """contract -> graph -> pipeline -> wiring: a layer never reaches up (what one tenant needs lives in graph)."""
+    offenders = [
+        (path.relative_to(REPO).as_posix(), name)
+        for path in _python_files(layer)
+        for name in _imports(path)
+        if any(name == up or name.startswith(up + ".") for up in forbidden)
+    ]
+    assert offenders == []
+
+
+def test_nothing_imports_the_old_tenancy_module():
+    """The tenant (credential, token gate, pacer) lives in shared/graph; no module outside it remains."""
+    assert not (REPO / "shared" / "tenancy.py").exists()
+    offenders = [path for path in _python_files("shared", "function_app.py") if "shared.tenancy" in _imports(path)]
+    assert offenders == []

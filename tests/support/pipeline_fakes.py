@@ -10,7 +10,7 @@ from shared.contract.errors import GraphTrace
 from shared.graph.client import GraphResult
 from shared.graph.pacing import WritePacer
 from shared.graph.routes import GraphRequest
-from shared.tenancy import Tenant, TenantDirectory
+from shared.graph.tenancy import Tenant, TenantDirectory
 
 NOW = datetime(2026, 11, 27, 14, 3, 11, 402000, tzinfo=UTC)
 SEEDED_MESSAGE: dict[str, Any] = {

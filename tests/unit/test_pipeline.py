@@ -21,7 +21,7 @@ from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
 from shared.logs import log_event
 from shared.pipeline import CertStatePipeline, Delivery, Result
-from shared.tenancy import Tenant, TenantDirectory
+from shared.graph.tenancy import Tenant, TenantDirectory
 from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import HOME_TENANT, NOW, SECRET_VALUE, SERVED, RecordingGraph, body, directory
 
