@@ -49,10 +49,10 @@ from msgraph_beta.generated.models import (  # type: ignore[import-not-found,unu
 from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace, TransientError
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
+from shared.graph.tenancy import Tenant
 from shared.host_config import QueueOptions
 from shared.pipeline import CertStatePipeline
 from shared.settings import Settings
-from shared.graph.tenancy import Tenant
 from shared.wiring import build_credential, build_tenants
 
 ManagedDeviceCertificateState: Any = managed_device_certificate_state.ManagedDeviceCertificateState
@@ -114,7 +114,9 @@ class SdkPatcher:
         # Any item builder will do: with_url replaces its URL template with the type-cast route.
         self._builder = self._client.device_management.device_configurations.by_device_configuration_id("-")
 
-    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:  # the home tenant only
+    def patch(
+        self, request: GraphRequest, tenant: Tenant, booked: float | None = None
+    ) -> GraphResult:  # the home tenant only
         """PATCH one state; the SDK's RetryHandler retries 429/503/504 itself."""
         body = to_model(request.body)
         config: Any = RequestConfiguration()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING
@@ -20,7 +21,8 @@ from azure.core.credentials import TokenCredential
 from shared.contract.limits import POISON_SUFFIX, outcome_budget
 from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
-from shared.graph.pacing import WritePacer
+from shared.graph.pacing import Pacer, WritePacer
+from shared.graph.tenancy import ExchangeAssertion, TenantDirectory, authority_for, exchange_scope
 from shared.graph.transport import WatchedAdapter
 from shared.host_config import QueueOptions, queue_options
 from shared.identity import ENTRA_TRANSPORT, IDENTITY_TRANSPORT
@@ -28,11 +30,11 @@ from shared.pipeline import CertStatePipeline
 from shared.settings import CredentialMode, Settings, load_settings
 from shared.storage import QueueSender
 from shared.telemetry import Telemetry, configure_azure_monitor_once
-from shared.graph.tenancy import ExchangeAssertion, TenantDirectory, authority_for, exchange_scope
 
 if TYPE_CHECKING:  # the storage SDKs load on first use: importing the app stays cheap (Flex's 30 s start)
     from shared.audit import AuditTrail
     from shared.deferrals import DeferralRecords
+    from shared.graph.budget import BudgetStore
     from shared.operations import Operations
 
 
@@ -51,10 +53,52 @@ def build_credential(settings: Settings) -> TokenCredential:
     return ManagedIdentityCredential(client_id=settings.MANAGED_IDENTITY_CLIENT_ID, **IDENTITY_TRANSPORT)
 
 
+def build_budget_store(settings: Settings) -> BudgetStore | None:
+    """The shared write budgets' table, when the function has its storage account; else None.
+
+    Nothing is called on storage here: the table client is built on the first write slot. With a
+    connection string (Azurite) the first row creates the table; deployed, infra creates it and the
+    identity may only read and write rows of that one table.
+    """
+    storage, name = settings.storage, settings.GRAPH_PACING_TABLE_NAME
+    if not (name and storage.configured and storage.has_tables):
+        return None
+    from shared.graph.budget import TableBudgetStore  # noqa: PLC0415 - cold start
+
+    quiet_storage_logs()
+    return TableBudgetStore(
+        lambda: storage.table_service().get_table_client(name), create_missing=bool(storage.connection_string)
+    )
+
+
+def build_pacer(
+    settings: Settings,
+    store: BudgetStore | None,
+    instance: str,
+    on_wait: Callable[[str, float], None],
+) -> Callable[[str | None], Pacer]:
+    """Each tenant's pacer: its share of the deployment's budget from the store, or the split without one."""
+    from shared.graph.budget import SharedPacer  # noqa: PLC0415 - cold start
+    from shared.settings import HOME  # noqa: PLC0415
+
+    window = settings.GRAPH_WRITE_WINDOW_SECONDS
+
+    def pacer(tenant_id: str | None) -> Pacer:
+        split = settings.split_budget(tenant_id)
+        if store is None:
+            return WritePacer(split, window, on_wait=on_wait)
+        budget = settings.write_budget(tenant_id)
+        return SharedPacer(tenant_id or settings.HOME_TENANT_ID or HOME, store, budget, window, instance=instance,
+                           fallback_budget=split, on_wait=on_wait)  # fmt: skip
+
+    return pacer
+
+
 def build_tenants(
     settings: Settings,
     home_credential: TokenCredential,
     on_wait: Callable[[str, float], None] = lambda reason, seconds: None,
+    store: BudgetStore | None = None,
 ) -> TenantDirectory:
     """The served tenants: home through `home_credential`, the others through the multi-tenant app.
 
@@ -78,9 +122,7 @@ def build_tenants(
         home_tenant_id=settings.HOME_TENANT_ID,
         served=settings.SERVED_TENANT_IDS,
         cross_tenant_credential=cross_tenant_credential,
-        pacer=lambda tenant_id: WritePacer(
-            settings.write_budget(tenant_id), settings.GRAPH_WRITE_WINDOW_SECONDS, on_wait=on_wait
-        ),
+        pacer=build_pacer(settings, store, uuid.uuid4().hex[:16], on_wait),
     )
 
 
@@ -180,7 +222,9 @@ def build_pipeline(
     input_queue = QueueSender(settings.storage, settings.INPUT_QUEUE_NAME)
     return CertStatePipeline(
         graph=client,
-        tenants=build_tenants(settings, credential or build_credential(settings), telemetry.waited),
+        tenants=build_tenants(
+            settings, credential or build_credential(settings), telemetry.waited, build_budget_store(settings)
+        ),
         graph_base_url=settings.GRAPH_BASE_URL,
         max_dequeue_count=options.max_dequeue_count,
         requeue=input_queue.send if deferrals else None,

@@ -9,7 +9,8 @@ certificate exists anywhere. A tenant nobody configured is refused before any to
 
 Per tenant, built on first use and kept for the life of the process: one credential (so one
 Graph token per tenant per lifetime, cached by azure-identity), one token lock (a cold start
-asks Entra ID once per tenant) and one `WritePacer` (its own budget and Retry-After gate).
+asks Entra ID once per tenant) and one pacer: its share of the tenant's write budget and Retry-After
+gate, drawn from a schedule every instance shares (shared/graph/budget.py), or a local split of it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 from azure.core.credentials import TokenCredential
 
 from shared.contract.errors import ErrorCode, FieldError, MessageRejected
-from shared.graph.pacing import WritePacer
+from shared.graph.pacing import Pacer
 
 _CLOUDS: Final = {
     # Graph host: (Entra ID authority, token-exchange audience); graph-facts.md section 4 and
@@ -92,7 +93,7 @@ class Tenant:
 
     tenant_id: str | None
     credential: TokenCredential
-    pacer: WritePacer
+    pacer: Pacer
     tokens: TokenGate = field(default_factory=TokenGate, compare=False)
 
     @property
@@ -111,7 +112,7 @@ class TenantDirectory:
         home_tenant_id: str | None,
         served: Iterable[str],
         cross_tenant_credential: Callable[[str], TokenCredential],
-        pacer: Callable[[str | None], WritePacer],
+        pacer: Callable[[str | None], Pacer],
     ) -> None:
         self._home_credential = home_credential
         self._home_tenant_id = home_tenant_id

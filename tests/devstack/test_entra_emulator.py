@@ -13,8 +13,8 @@ from azure.identity import ClientAssertionCredential, ManagedIdentityCredential
 
 from devstack.entra_emulator import EXCHANGE_AUDIENCE, MULTITENANT_APP_CLIENT_ID, EntraEmulator
 from devstack.identity_emulator import SYSTEM_ASSIGNED_CLIENT_ID, IdentityEmulator, TokenClaims, verify_token
-from shared.settings import Settings
 from shared.graph.tenancy import TenantDirectory
+from shared.settings import Settings
 from shared.wiring import build_tenants
 
 KEY = bytes(range(32))

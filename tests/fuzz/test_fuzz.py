@@ -29,8 +29,8 @@ from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace
 from shared.contract.limits import QUEUE_MESSAGE_BYTES, outcome_budget
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
-from shared.pipeline import CertStatePipeline, Delivery, Result
 from shared.graph.tenancy import Tenant
+from shared.pipeline import CertStatePipeline, Delivery, Result
 from tests.fuzz.strategies import VALID, queue_bodies, spoiled_document, with_huge_number
 from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import directory
@@ -73,7 +73,7 @@ class OneAnswer:
         self.answer = answer
         self.requests: list[GraphRequest] = []
 
-    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:
+    def patch(self, request: GraphRequest, tenant: Tenant, booked: float | None = None) -> GraphResult:
         self.requests.append(request)
         if isinstance(self.answer, Exception):
             raise self.answer

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from shared.graph.tenancy import authority_for, exchange_scope
 from shared.host_config import queue_options
 from shared.settings import Settings
-from shared.graph.tenancy import authority_for, exchange_scope
 from tests.infra.bicep import REPO, body, condition, parse, render, text, walk
 
 MAIN = "main.bicep"

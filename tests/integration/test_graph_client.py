@@ -27,8 +27,8 @@ from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
 from shared.graph.client import MAX_ANSWER_BYTES, RETRY_AFTER, WRITE_BUDGET, ClientLimits, GraphClient, GraphResult
 from shared.graph.pacing import WritePacer
 from shared.graph.routes import GraphRequest
-from shared.settings import Settings
 from shared.graph.tenancy import Tenant
+from shared.settings import Settings
 from shared.wiring import build_credential, build_session
 
 IOS = "/deviceManagement/deviceConfigurations/b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11/microsoft.graph.iosScepCertificateProfile/managedDeviceCertificateStates/d99bc884-c884-d99b-84c8-9bd984c89bd9"  # noqa: E501

@@ -19,9 +19,9 @@ from shared.contract.limits import QUEUE_MESSAGE_BYTES
 from shared.contract.outcomes import Outcome, Status, fit
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
+from shared.graph.tenancy import Tenant, TenantDirectory
 from shared.logs import log_event
 from shared.pipeline import CertStatePipeline, Delivery, Result
-from shared.graph.tenancy import Tenant, TenantDirectory
 from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import HOME_TENANT, NOW, SECRET_VALUE, SERVED, RecordingGraph, body, directory
 
@@ -205,7 +205,7 @@ def test_info_logs_carry_ids_but_no_update_values(caplog: pytest.LogCaptureFixtu
 
 def test_graph_attempt_logs_carry_the_correlation_id(caplog: pytest.LogCaptureFixture):
     class LoggingGraph(RecordingGraph):
-        def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:
+        def patch(self, request: GraphRequest, tenant: Tenant, booked: float | None = None) -> GraphResult:
             log_event(logging.getLogger("certstate.graph"), logging.INFO, "graphResponse", httpStatus=200)
             return super().patch(request, tenant)
 
