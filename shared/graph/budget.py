@@ -411,18 +411,30 @@ class SharedPacer:
             row = self._read()
 
     def _book(self) -> list[float]:
-        """Claim one slot at least `DEFERRAL_LEAD_SECONDS` out, for a deferred copy."""
+        """Claim a slot at least `DEFERRAL_LEAD_SECONDS` out for a deferred copy, and the ones before it here.
+
+        The slots between the first free one and the copy's go to this process's waiting callers (a
+        copy is deferred when enough of them wait), so the booking leaves no hole in the schedule.
+        """
         row = self._row if self._row is not None else self._read()
         for _ in range(CLAIM_ATTEMPTS):
             now = self._wall()
-            start = max(now + DEFERRAL_LEAD_SECONDS, row.next_slot, row.gate_until, self._gate)
-            end = start + self._interval
+            start = max(now, row.next_slot, row.gate_until, self._gate)
+            ahead = max(0, math.ceil((now + DEFERRAL_LEAD_SECONDS - start) / self._interval))
+            slot = start + ahead * self._interval
+            end = slot + self._interval
             others = self._others(row, now)
             new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
                             max(row.shared_until, end + self._window) if others else row.shared_until)  # fmt: skip
             if self._write(new, row):
                 self.counts["bookings"] += 1
-                return [start]
+                with self._lock:
+                    self._shared = self._shared or others or row.shared_until > now
+                    self._slots.extend(start + i * self._interval for i in range(ahead))
+                    ordered = sorted(self._slots)
+                    self._slots.clear()
+                    self._slots.extend(ordered)
+                return [slot]
             row = self._read()
         return []
 
