@@ -36,8 +36,13 @@ Reproduced, from ``host.json`` ``extensions.queues`` as :mod:`shared.host_config
   so a queue output annotated ``func.Out[dict]`` is refused), with the worker's messages
   (:mod:`devstack.worker_checks`).
 
+* the Python worker's sync thread pool: a sync function runs on one of ``PYTHON_THREADPOOL_THREAD_COUNT``
+  threads, else ``min(32, os.cpu_count() + 4)`` (azure-functions-python-worker 4.34,
+  ``dispatcher._get_sync_tp_max_workers``); invocations the host has started beyond that wait for a thread,
+  holding their messages' locks, as in the worker.
+
 Differences from the real host (on purpose or out of reach): no gRPC worker process (functions run in this
-process, one daemon thread per message, seeing this process's ``os.environ``); functions with other triggers
+process, on the pool above, seeing this process's ``os.environ``); functions with other triggers
 are skipped, and queue-triggered ones with any binding besides queue outputs are refused (no extension
 bundle); no dynamic concurrency, scale controller, ``functionTimeout``, ``@app.retry`` or drain mode; several
 runners on one queue compete only through message visibility, as host instances do; identity-based
@@ -59,6 +64,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import importlib
@@ -99,10 +105,13 @@ __all__ = [
     "RunnerStats",
     "development_storage_connection_string",
     "poison_queue_name",
+    "sync_thread_count",
 ]
 
 log = logging.getLogger("devstack.runner")
 
+THREAD_COUNT_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+"""The app setting that sizes the Python worker's pool for sync functions."""
 HOST_LOCK_SECONDS = 600
 """The host holds a message it is processing invisible for 10 minutes and renews that while it runs."""
 AZURITE_QUEUE_PORT_VARIABLE = "AZURITE_QUEUE_PORT"
@@ -456,10 +465,7 @@ class _Listener:
             self.in_flight += 1
             self.counters["max_in_flight"] = max(self.counters["max_in_flight"], self.in_flight)
             self.leases[message.id] = lease
-        thread = threading.Thread(
-            target=self._handle, args=(lease,), name=f"runner-{self.spec.name}-{message.id[:8]}", daemon=True
-        )
-        thread.start()
+        self.runner.pool.submit(self._handle, lease)
 
     # -- one message ---------------------------------------------------------------------------------------
 
@@ -683,6 +689,8 @@ class Runner:
         specs = _discover(app, self._settings)
         if not specs:
             raise RunnerError("the app registers no queue-triggered function")
+        self.thread_count = sync_thread_count(self._settings, processor_count)
+        self.pool = concurrent.futures.ThreadPoolExecutor(self.thread_count, thread_name_prefix="runner-worker")
         self._listeners = [_Listener(self, spec) for spec in specs]
         self._renewer = threading.Thread(target=self._renew_loop, name="runner-renew", daemon=True)
         self._started = False
@@ -761,6 +769,7 @@ class Runner:
                 if listener.in_flight or listener.thread.is_alive():
                     drained = False
         self._closed = True
+        self.pool.shutdown(wait=False)
         if self._renewer.is_alive():
             self._renewer.join(5.0)
         if drained:
@@ -844,6 +853,20 @@ class Runner:
             time.sleep(0.05)
 
 
+def sync_thread_count(settings: Mapping[str, str], processor_count: int | None = None) -> int:
+    """The worker's threads for sync functions: the app setting, else ``min(32, cpu_count + 4)``."""
+    raw = settings.get(THREAD_COUNT_SETTING, "").strip()
+    if raw:
+        try:
+            count = int(raw)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise RunnerError(f"{THREAD_COUNT_SETTING} must be a whole number of at least 1, not {raw!r}")
+        return count
+    return min(32, (processor_count or os.cpu_count() or 1) + 4)
+
+
 # -- CLI -------------------------------------------------------------------------------------------------------
 
 
@@ -925,7 +948,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     runner.start()
     functions = ", ".join(f"{name} <- {queue}" for name, queue in runner.functions.items())
-    print(f"Runner up: {functions} ({_describe_options(runner.options)}); Ctrl-C stops it.", flush=True)
+    threads = f"{runner.thread_count} worker threads"
+    print(f"Runner up: {functions} ({_describe_options(runner.options)}, {threads}); Ctrl-C stops it.", flush=True)
     while not stop_requested.wait(0.5):
         pass
     return 0 if runner.stop(args.stop_timeout) else 1

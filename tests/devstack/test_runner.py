@@ -35,6 +35,7 @@ from devstack.runner import (
     RunnerError,
     development_storage_connection_string,
     poison_queue_name,
+    sync_thread_count,
 )
 
 CONN = "TestQueueConn"
@@ -562,3 +563,28 @@ def test_cli_runs_an_app_until_sigint(stack: Stack, tmp_path: Path) -> None:
     assert stdout.startswith("Runner up: handle <- ")
     assert "batchSize 8, newBatchThreshold 4, maxPollingInterval 0.2 s, visibilityTimeout 0 s" in stdout
     assert "QueueOptions(" not in stdout
+
+
+def test_the_worker_s_thread_pool_bounds_what_runs_at_once(stack: Stack) -> None:
+    """The host may start 24 invocations, but a sync function runs on PYTHON_THREADPOOL_THREAD_COUNT threads."""
+    stack.send(*["sleep:0.3"] * 8)
+    settings = {**stack.settings, "PYTHON_THREADPOOL_THREAD_COUNT": "2"}
+    runner = Runner(make_app(stack.recorder), settings=settings, host_json=host(batchSize=8, newBatchThreshold=4))
+    with runner:
+        stats = runner.run_until_idle(timeout=30)
+    assert stats.succeeded == 8
+    assert stats.max_in_flight > 2  # the host started more: they waited for a thread, holding their messages
+    assert stack.recorder.max_active == 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "cpus", "threads"),
+    [({}, 1, 5), ({}, 2, 6), ({}, 64, 32), ({"PYTHON_THREADPOOL_THREAD_COUNT": "24"}, 1, 24)],
+)
+def test_the_thread_count_is_the_worker_s(settings: dict[str, str], cpus: int, threads: int) -> None:
+    assert sync_thread_count(settings, cpus) == threads
+
+
+def test_a_bad_thread_count_is_refused() -> None:
+    with pytest.raises(RunnerError, match="PYTHON_THREADPOOL_THREAD_COUNT"):
+        sync_thread_count({"PYTHON_THREADPOOL_THREAD_COUNT": "0"})
