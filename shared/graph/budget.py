@@ -43,11 +43,13 @@ time a gate takes to reach the row and a late slot's tolerance, within the simul
 ALONE_REACH_SECONDS: Final = 2.0
 """How far one claim reaches while no other instance writes to the tenant (10 slots at 5 writes/s)."""
 DEFERRAL_LEAD_SECONDS: Final = 2.0
-"""A deferred copy's slot lies at least this far out: queue visibility is whole seconds, plus a poll."""
+"""A deferred copy's slot lies at least this far out: it comes back a second early, invisible for a second."""
+FAILURES_TO_FALL_BACK: Final = 2
+"""Consecutive failed (or slow) store calls before the local split takes over: one stall is waited out."""
 FALLBACK_SECONDS: Final = 10.0
 """How long the local split is used after the store failed, before the store is tried again."""
-SLOW_SECONDS: Final = 1.0
-"""A store call slower than this counts as a failure: a pacer waiting that long per block wastes slots."""
+SLOW_SECONDS: Final = 2.0
+"""A store call slower than this counts as a failure, as its timeout would: the slots it waited for are gone."""
 READ_TIMEOUT_SECONDS: Final = 2.0
 """Per store call (with the storage clients' 2 s connect bound, shared/storage.py), never retried by the SDK."""
 CLAIM_ATTEMPTS: Final = 4
@@ -62,6 +64,7 @@ class BudgetRow:
     gate_until: float = _NEVER
     last_by: str = ""
     shared_until: float = _NEVER
+    return_at: float = _NEVER
     etag: str | None = None
 
 
@@ -105,6 +108,7 @@ class TableBudgetStore:
             gate_until=float(entity.get("gateUntil", _NEVER)),
             last_by=str(entity.get("lastBy", "")),
             shared_until=float(entity.get("sharedUntil", _NEVER)),
+            return_at=float(entity.get("returnAt", _NEVER)),
             etag=entity.metadata.get("etag"),
         )
 
@@ -125,6 +129,7 @@ class TableBudgetStore:
             "gateUntil": _finite(row.gate_until),
             "lastBy": row.last_by,
             "sharedUntil": _finite(row.shared_until),
+            "returnAt": _finite(row.return_at),
         }
         client = self._client()
         try:
@@ -194,6 +199,8 @@ class SharedPacer:
         self._gate = _NEVER  # the Retry-After this process knows of
         self._fallback_until = _NEVER  # monotonic
         self._waiting = 0
+        self._failures = 0  # consecutive failed store calls (guarded by `_store`)
+        self._latency = 0.0  # seconds a store call takes, averaged (guarded by `_store`)
         self.counts: Counter[str] = Counter()  # store calls and what came of them (benchmarks, diagnostics)
 
     @property
@@ -203,8 +210,12 @@ class SharedPacer:
 
     @property
     def late_seconds(self) -> float:
-        """How late a slot may still be used: later, it could bunch with the next holder's."""
-        return self._interval / 4
+        """How late a slot may still be used.
+
+        Less than an interval, so no window gains more than one late write; half of one, so the other
+        half absorbs the spread of the network's latency.
+        """
+        return self._interval / 2
 
     def acquire(self, deadline: float, max_waiting: int | None = None) -> bool:
         """Wait for a write slot; False (and nothing claimed) if none can come by `deadline` (monotonic)."""
@@ -261,32 +272,27 @@ class SharedPacer:
         return "wait"
 
     def use_booked(self, slot: float, deadline: float) -> bool:
-        """Use the slot booked for a deferred copy (by any instance) if it is still good; False: go the usual way.
+        """A deferred copy at (or after) its booked time: a slot of the shared schedule, past the waiters' cap.
 
-        A booked slot always needs a recent look at the row: whoever booked it may not be the one using it,
-        and a Retry-After may have come since.
+        The booking placed the copy on the tenant's return timeline, one slot after the previous copy of
+        any instance, so the copies come back at the rate the schedule frees slots; whichever instance
+        picks one up claims its slot here. A copy that comes back late takes the next free slot, and
+        none is left empty for it meanwhile.
         """
         if self._in_fallback():
             return False
-        now = self._wall()
-        if slot < now - self.late_seconds or slot > now + (deadline - self._mono()):
-            self.counts["bookedMissed"] += 1
-            return False
-        pause = slot - HORIZON_SECONDS / 2 - now
-        if pause > 0:
-            self._on_wait("pacer", pause)
-            self._sleep(pause)
-        if not self._call(self._look):
-            return False
-        with self._lock:
-            if max(self._gate, (self._row or BudgetRow()).gate_until) > slot:
-                self.counts["bookedMissed"] += 1
+        early = slot - self._wall() - self.late_seconds
+        if early > 0:  # it came back before its time (visibility is in whole seconds): wait for its turn
+            if early > min(deadline - self._mono(), DEFERRAL_LEAD_SECONDS):
+                self.counts["bookedEarly"] += 1
                 return False
-        pause = slot - self._wall()
-        if pause > 0:
-            self._sleep(pause)
-        self.counts["bookedUsed"] += 1
-        return True
+            self._on_wait("pacer", early)
+            self._sleep(early)
+        if self.acquire(deadline):
+            self.counts["bookedUsed"] += 1
+            return True
+        self.counts["bookedMissed"] += 1
+        return False
 
     def hold(self, seconds: float) -> None:
         """Keep the tenant's writes back for `seconds` here at once, and on every instance through the row."""
@@ -332,11 +338,23 @@ class SharedPacer:
             try:
                 operation()
             except Exception as err:  # unreachable, refused, timed out: the local split takes over
-                self._fall_back(type(err).__name__)
+                self._failed(type(err).__name__)
                 return False
-            if self._mono() - started > SLOW_SECONDS:
-                self._fall_back("slow")
+            took = self._mono() - started
+            self._latency += (min(took, SLOW_SECONDS) - self._latency) / 8  # a moving average of store calls
+            if took > SLOW_SECONDS:
+                self._failed("slow")
+            else:
+                self._failures = 0
             return True
+
+    def _failed(self, reason: str) -> None:
+        """Count a failed store call; the second in a row starts the local split (store lock held)."""
+        self._failures += 1
+        self.counts["storeFailures"] += 1
+        if self._failures >= FAILURES_TO_FALL_BACK:
+            self._failures = 0
+            self._fall_back(reason)
 
     def _fall_back(self, reason: str) -> None:
         with self._lock:
@@ -392,7 +410,8 @@ class SharedPacer:
         row = self._row if self._row is not None else self._read()
         for _ in range(CLAIM_ATTEMPTS):
             now = self._wall()
-            start = max(now, row.next_slot, row.gate_until, self._gate)
+            # Not before the write can have come back: a slot already gone by then could not be used.
+            start = max(now + 2 * self._latency, row.next_slot, row.gate_until, self._gate)
             if start > until:
                 return
             others = self._others(row, now)
@@ -411,30 +430,22 @@ class SharedPacer:
             row = self._read()
 
     def _book(self) -> list[float]:
-        """Claim a slot at least `DEFERRAL_LEAD_SECONDS` out for a deferred copy, and the ones before it here.
+        """Book a copy's turn on the tenant's return timeline: one slot after the last copy of any instance.
 
-        The slots between the first free one and the copy's go to this process's waiting callers (a
-        copy is deferred when enough of them wait), so the booking leaves no hole in the schedule.
+        At least `DEFERRAL_LEAD_SECONDS` out, past the slots already claimed and the callers waiting here,
+        and past a Retry-After; nothing of the schedule itself is taken, so a late copy wastes no slot.
         """
         row = self._row if self._row is not None else self._read()
         for _ in range(CLAIM_ATTEMPTS):
             now = self._wall()
-            start = max(now, row.next_slot, row.gate_until, self._gate)
-            ahead = max(0, math.ceil((now + DEFERRAL_LEAD_SECONDS - start) / self._interval))
-            slot = start + ahead * self._interval
-            end = slot + self._interval
-            others = self._others(row, now)
-            new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
-                            max(row.shared_until, end + self._window) if others else row.shared_until)  # fmt: skip
-            if self._write(new, row):
+            with self._lock:  # callers waiting here beyond the slots they hold need slots after `nextSlot`
+                waiting = max(0, self._waiting - len(self._slots))
+            first = max(row.next_slot, now) + waiting * self._interval
+            at = max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, row.gate_until, self._gate)
+            if self._write(replace(row, return_at=at + self._interval, gate_until=max(row.gate_until, self._gate)),
+                           row):  # fmt: skip
                 self.counts["bookings"] += 1
-                with self._lock:
-                    self._shared = self._shared or others or row.shared_until > now
-                    self._slots.extend(start + i * self._interval for i in range(ahead))
-                    ordered = sorted(self._slots)
-                    self._slots.clear()
-                    self._slots.extend(ordered)
-                return [slot]
+                return [at]
             row = self._read()
         return []
 

@@ -276,9 +276,11 @@ class GraphClient:
         (5xx, timeouts) ran out of its wait, which the host's retry counts as before.
         """
         wait = self._limits.slot_wait_seconds
-        short = deadline if wait is None else min(deadline, self._clock() + wait)
-        if booked is not None and tenant.pacer.use_booked(booked, short):
+        # A copy back at its turn waits for the next slot as long as its invocation may: deferring it again
+        # would put it behind every copy booked since, and leave slots empty until it returned.
+        if booked is not None and tenant.pacer.use_booked(booked, deadline):
             return True
+        short = deadline if wait is None else min(deadline, self._clock() + wait)
         if wait is None:
             acquired = tenant.pacer.acquire(deadline)
         else:
@@ -298,10 +300,8 @@ class GraphClient:
         # be picked up late, so it comes up to a second early and waits out the rest here, within the
         # short wait, rather than miss its slot.
         reason = RETRY_AFTER if retry_after else WRITE_BUDGET
-        return Deferred(
-            max(0.0, delay - self._limits.return_early_seconds), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings),
-            slot,
-        )  # fmt: skip
+        early = self._limits.return_early_seconds
+        return Deferred(max(0.0, delay - early), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings), slot)
 
     def _capped(self, decision: Decision, status: int | None, trace: GraphTrace) -> str:
         """Log a Retry-After beyond the ceiling (an event for the telemetry) and word it for the outcome."""
