@@ -9,6 +9,7 @@ param inputQueueName string
 param poisonQueueName string
 param resultQueueName string
 param auditTableName string
+param pacingTableName string
 param appInsightsName string
 
 @description('Object id of the function app\'s user-assigned identity.')
@@ -119,6 +120,11 @@ resource auditTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
   name: auditTableName
 }
 
+resource pacingTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: tableService
+  name: pacingTableName
+}
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
@@ -161,6 +167,18 @@ resource functionAuditWriter 'Microsoft.Authorization/roleAssignments@2022-04-01
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
     description: 'certstate function: audit trail rows'
+  }
+}
+
+// The shared write budgets: read and conditionally replace one row per tenant of this one table.
+resource functionPacingWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(pacingTable.id, functionPrincipalId, storageTableDataContributor)
+  scope: pacingTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'certstate function: shared write budget rows'
   }
 }
 
