@@ -89,7 +89,8 @@ def build_pacer(
             return WritePacer(split, window, on_wait=on_wait)
         budget = settings.write_budget(tenant_id)
         return SharedPacer(tenant_id or settings.HOME_TENANT_ID or HOME, store, budget, window, instance=instance,
-                           fallback_budget=split, on_wait=on_wait)  # fmt: skip
+                           fallback_budget=split, instances=settings.GRAPH_PACING_MAX_INSTANCES,
+                           on_wait=on_wait)  # fmt: skip
 
     return pacer
 

@@ -65,6 +65,7 @@ class BudgetRow:
     last_by: str = ""
     shared_until: float = _NEVER
     return_at: float = _NEVER
+    lean_until: float = _NEVER
     etag: str | None = None
 
 
@@ -109,6 +110,7 @@ class TableBudgetStore:
             last_by=str(entity.get("lastBy", "")),
             shared_until=float(entity.get("sharedUntil", _NEVER)),
             return_at=float(entity.get("returnAt", _NEVER)),
+            lean_until=float(entity.get("leanUntil", _NEVER)),
             etag=entity.metadata.get("etag"),
         )
 
@@ -130,6 +132,7 @@ class TableBudgetStore:
             "lastBy": row.last_by,
             "sharedUntil": _finite(row.shared_until),
             "returnAt": _finite(row.return_at),
+            "leanUntil": _finite(row.lean_until),
         }
         client = self._client()
         try:
@@ -178,6 +181,7 @@ class SharedPacer:
         *,
         instance: str,
         fallback_budget: int,
+        instances: int = 1,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -186,6 +190,10 @@ class SharedPacer:
         self._key = key
         self._store_api = store
         self._interval = window_seconds / budget
+        # While other instances may still pace at their split (`leanUntil`), the schedule leaves them room.
+        self._lean_interval = window_seconds / max(1, budget - (instances - 1) * (fallback_budget + 1))
+        self._instances = instances
+        self._recovering = False  # back from the split: the next claim tells the others to leave room
         self._window = window_seconds
         self._instance = instance
         self._wall, self._mono, self._sleep, self._on_wait = wall, mono, sleep, on_wait
@@ -352,16 +360,27 @@ class SharedPacer:
         """Count a failed store call; the second in a row starts the local split (store lock held)."""
         self._failures += 1
         self.counts["storeFailures"] += 1
+        with self._lock:  # others may have lost the table for longer and fallen back: leave them room after
+            self._recovering = self._instances > 1
         if self._failures >= FAILURES_TO_FALL_BACK:
             self._failures = 0
             self._fall_back(reason)
 
     def _fall_back(self, reason: str) -> None:
+        """Pace at the split for a while; first let the blocks other instances hold run out.
+
+        Coming back, the first claim sets `leanUntil`: instances still on their split may write for up
+        to `FALLBACK_SECONDS` more (and those writes stay in Graph's window for one more window), so until
+        then the schedule gives out only what the split of the others leaves.
+        """
         with self._lock:
             self._fallback_until = self._mono() + FALLBACK_SECONDS
             self._slots.clear()
             self._row = None
+            self._recovering = self._instances > 1
             gate = self._gate - self._wall()
+        if self._instances > 1:
+            gate = max(gate, ALONE_REACH_SECONDS)
         if gate > 0:
             self._fallback.hold(gate)
         self.counts["fallbacks"] += 1
@@ -416,16 +435,20 @@ class SharedPacer:
                 return
             others = self._others(row, now)
             shared = others or row.shared_until > now
+            lean = max(row.lean_until, now + FALLBACK_SECONDS + self._window if self._recovering else _NEVER)
+            step = self._lean_interval if lean > now else self._interval
             reach = HORIZON_SECONDS if shared else ALONE_REACH_SECONDS
-            count = max(1, min(demand, int(reach / self._interval))) if shared else max(1, int(reach / self._interval))
-            end = start + count * self._interval
+            count = max(1, min(demand, int(reach / step))) if shared else max(1, int(reach / step))
+            end = start + count * step
             new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
-                            max(row.shared_until, end + self._window) if others else row.shared_until)  # fmt: skip
+                            max(row.shared_until, end + self._window) if others else row.shared_until,
+                            row.return_at, lean)  # fmt: skip
             if self._write(new, row):
                 self.counts["claims"] += 1
                 with self._lock:
+                    self._recovering = False
                     self._shared = shared
-                    self._slots.extend(start + i * self._interval for i in range(count))
+                    self._slots.extend(start + i * step for i in range(count))
                 return
             row = self._read()
 

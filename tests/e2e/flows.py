@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -44,6 +45,16 @@ def run(stack: LocalStack, expected: int, timeout: float = 60) -> list[dict[str,
     runner.run_until_idle(idle_for=0.5, timeout=timeout)
     outcomes = stack.outcomes()
     assert len(outcomes) == expected, Counter(o["status"] for o in outcomes)
+    return outcomes
+
+
+def collect(stack: LocalStack, expected: int, timeout: float) -> list[dict[str, Any]]:
+    """Outcomes as they arrive (deferred copies keep the runner busy, so it is never idle meanwhile)."""
+    outcomes: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(outcomes) < expected and time.monotonic() < deadline:
+        outcomes += stack.outcomes()
+        time.sleep(0.2)
     return outcomes
 
 

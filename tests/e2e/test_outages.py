@@ -17,23 +17,13 @@ from typing import Any
 import pytest
 
 from devstack.stack import LocalStack
-from tests.e2e.flows import NO_BREAKER, graph_writes, update_message
+from tests.e2e.flows import NO_BREAKER, collect, graph_writes, update_message
 
 pytestmark = pytest.mark.e2e
 
 OUTAGE_S = 15.0
 MESSAGES = 10
 BREAKER = {"BREAKER_FAILURE_THRESHOLD": "3"}
-
-
-def collect(stack: LocalStack, expected: int, timeout: float) -> list[dict[str, Any]]:
-    """Outcomes as they arrive (deferred copies keep the runner busy, so it is never idle meanwhile)."""
-    outcomes: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(outcomes) < expected and time.monotonic() < deadline:
-        outcomes += stack.outcomes()
-        time.sleep(0.2)
-    return outcomes
 
 
 def ride_out(stack: LocalStack, start: Callable[[], None], end: Callable[[], None]) -> tuple[list[dict[str, Any]], int]:

@@ -182,3 +182,24 @@ def test_no_slot_before_the_deadline_claims_nothing():
     a.hold(30.0)
     assert not b.acquire(deadline=clock.now + 1.0)
     assert store.rows["tenant"].next_slot <= clock.now  # nobody's slots were spent on a refusal
+
+
+def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_theirs():
+    clock = Clock()
+    store = MemoryStore(clock)
+    a, b = (SharedPacer("tenant", store, BUDGET, WINDOW, instance=name, fallback_budget=11, instances=4,
+                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep) for name in "ab")  # fmt: skip
+    assert a.acquire(deadline=clock.now + 60)
+    store.failing = True
+    for _ in range(12):  # its block runs out, then two failed calls: a paces at its split
+        assert a.acquire(deadline=clock.now + 60)
+    assert a.stats()["fallbacks"] == 1
+    store.failing = False
+    clock.now += FALLBACK_SECONDS
+    sent = []
+    for pacer in itertools.islice(itertools.cycle((a, b)), 20):
+        assert pacer.acquire(deadline=clock.now + 60)
+        sent.append(clock.now)
+    room = BUDGET - 3 * (11 + 1)  # three others may still write 12 per window each on their split
+    assert max_in_window(sent) <= room + 1
+    assert store.rows["tenant"].lean_until > clock.now - 1
