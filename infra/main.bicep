@@ -57,7 +57,7 @@ param graphWriteReserve int = 0
 
 @minValue(1)
 @maxValue(1000)
-@description('Flex maximumInstanceCount (per function group; this app has one). Size it from what one instance processes, see docs/deploy.md ("Pacing" and "Capacity"); pacing no longer limits it.')
+@description('Flex maximumInstanceCount (per function group; this app has one). Size it from what one instance processes, see docs/deploy.md ("Pacing" and "Capacity"); pacing does not limit it.')
 param maximumInstanceCount int = 2
 
 @allowed([
