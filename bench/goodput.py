@@ -117,6 +117,8 @@ def app_env(
         "CREDENTIAL_MODE": "managedIdentity",
         "GRAPH_WRITE_BUDGET": str(budget),
         "GRAPH_WRITE_WINDOW_SECONDS": str(window_s),
+        # Each process at its own static budget, as these drains measure (the shared one: bench/scaleout.py).
+        "GRAPH_PACING_TABLE_NAME": "",
         **identity.env(),
     }
 

@@ -114,7 +114,9 @@ class SdkPatcher:
         # Any item builder will do: with_url replaces its URL template with the type-cast route.
         self._builder = self._client.device_management.device_configurations.by_device_configuration_id("-")
 
-    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:  # the home tenant only
+    def patch(
+        self, request: GraphRequest, tenant: Tenant, booked: float | None = None
+    ) -> GraphResult:  # the home tenant only
         """PATCH one state; the SDK's RetryHandler retries 429/503/504 itself."""
         body = to_model(request.body)
         config: Any = RequestConfiguration()

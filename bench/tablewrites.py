@@ -39,7 +39,7 @@ LEAN_ONE_ROW = "`shared/tables.py`: the outcome row alone (leaner rows)"
 class _Answered:
     """Graph's part, answered at once: the measurement is of the rows, not of the PATCH."""
 
-    def patch(self, request: Any, tenant: Any) -> GraphResult:  # noqa: ANN401 - the pipeline's types
+    def patch(self, request: Any, tenant: Any, booked: float | None = None) -> GraphResult:  # noqa: ANN401
         trace = GraphTrace(str(uuid.uuid4()), str(uuid.uuid4()), "Mon, 07 Dec 2026 07:00:00 GMT")
         return GraphResult(status=204, trace=trace, attempts=1)
 

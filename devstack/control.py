@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -42,6 +43,7 @@ from typing import Any, Final
 from devstack.azurite import AzuriteNotInstalledError, connection_string, default_binary, port_answers, service_command
 from devstack.azurite import queue_service_command as azurite_command
 from devstack.graph_simulator import CONCURRENT_CLIENT_GRACE_S
+from devstack.stack import deployed_settings
 from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, queue_name_problem
 
 REPO: Final = Path(__file__).resolve().parent.parent
@@ -132,7 +134,8 @@ class BackgroundStack:
     def parts(self, state: Mapping[str, Any] | None = None) -> list[Part]:
         """The recorded parts, in start order."""
         recorded = (state if state is not None else self.load()) or {}
-        return [Part(**recorded["parts"][name]) for name in PARTS if name in recorded.get("parts", {})]
+        names = recorded.get("parts", {})
+        return [Part(**names[name]) for name in _part_names(names) if name in names]
 
     def _save(self, state: dict[str, Any]) -> None:
         temporary = self.state_file.with_suffix(".tmp")
@@ -141,12 +144,18 @@ class BackgroundStack:
 
     # -- up ----------------------------------------------------------------------------------------------
 
-    def up(self, *, azurite_port: int, with_runner: bool, input_queue: str, result_queue: str) -> dict[str, Any]:
-        """Start every part in the background and record it; on any failure stop what was started."""
+    def up(
+        self, *, azurite_port: int, with_runner: bool, input_queue: str, result_queue: str, instances: int = 1
+    ) -> dict[str, Any]:
+        """Start every part in the background and record it; on any failure stop what was started.
+
+        `instances` runner processes share the queue, each with the app settings infra deploys for
+        that many Flex instances (`devstack.stack.deployed_settings`).
+        """
         self.logs.mkdir(parents=True, exist_ok=True)
         state: dict[str, Any] = {"parts": {}, "settings": {}, "wroteLocalSettings": None}
         try:
-            self._start_all(state, azurite_port, with_runner, input_queue, result_queue)
+            self._start_all(state, azurite_port, with_runner, input_queue, result_queue, instances=instances)
         except BaseException:
             self._stop_parts(self.parts(state))
             self._clear_pid_files()
@@ -154,7 +163,14 @@ class BackgroundStack:
         return state
 
     def _start_all(
-        self, state: dict[str, Any], azurite_port: int, with_runner: bool, input_queue: str, result_queue: str
+        self,
+        state: dict[str, Any],
+        azurite_port: int,
+        with_runner: bool,
+        input_queue: str,
+        result_queue: str,
+        *,
+        instances: int = 1,
     ) -> None:
         key = secrets.token_bytes(32).hex()
         port = azurite_port or _free_port()
@@ -192,8 +208,7 @@ class BackgroundStack:
             "CREDENTIAL_MODE": "managedIdentity",
             "IDENTITY_ENDPOINT": identity["IDENTITY_ENDPOINT"],
             "IDENTITY_HEADER": identity["IDENTITY_HEADER"],
-            "GRAPH_WRITE_BUDGET": "99",  # the simulator's 100 writes per 20 s, minus one (infra's rule)
-            "GRAPH_WRITE_WINDOW_SECONDS": "20",
+            **deployed_settings(instances),  # the simulator's 100 writes per 20 s, paced as infra deploys it
         }
         state["settings"] = settings
         state["wroteLocalSettings"] = self._write_settings(settings)
@@ -202,9 +217,13 @@ class BackgroundStack:
             argv = self._python(
                 "devstack.runner", "--app", "function_app", "--settings", str(self.root / "local.settings.json")
             )
-            self._start(state, "runner", argv, f"queue {input_queue}", env=settings)
-            self._wait(state, "runner", lambda: "Runner up" in self._log_text("runner"))
+            for name in _runner_names(instances):
+                self._start(state, name, argv, f"queue {input_queue}", env=settings)
+                self._wait(state, name, functools.partial(self._says_up, name))
         self._save(state)
+
+    def _says_up(self, name: str) -> bool:
+        return "Runner up" in self._log_text(name)
 
     @staticmethod
     def _python(module: str, *args: str) -> list[str]:
@@ -301,15 +320,26 @@ class BackgroundStack:
                 continue  # that pid is someone else's now: ours ended long ago
             if part.alive():
                 _signal_group(part.pid, signal.SIGTERM)
-                deadline = time.monotonic() + STOP_TIMEOUT_S.get(part.name, 10.0)
+                deadline = time.monotonic() + STOP_TIMEOUT_S.get(part.name.partition("-")[0], 10.0)
                 while part.alive() and time.monotonic() < deadline:
                     time.sleep(0.1)
             # The leader if it would not go, or what it left behind: a pid is never reused while its group lives.
             _signal_group(part.pid, signal.SIGKILL)
 
     def _clear_pid_files(self) -> None:
-        for name in PARTS:
+        for name in _part_names({path.stem: None for path in self.root.glob("runner-*.pid")}):
             (self.root / f"{name}.pid").unlink(missing_ok=True)
+
+
+def _runner_names(instances: int) -> list[str]:
+    """`runner`, then `runner-2` ... `runner-N`: one part per instance."""
+    return ["runner", *(f"runner-{i}" for i in range(2, instances + 1))]
+
+
+def _part_names(recorded: Mapping[str, Any]) -> list[str]:
+    """Every part name in start order: the fixed parts, then any further runners that were recorded."""
+    extra = sorted((n for n in recorded if n.startswith("runner-")), key=lambda n: int(n.rpartition("-")[2]))
+    return [*PARTS, *extra]
 
 
 def _remove_if_same(copy: Path, original: Path) -> None:
@@ -402,6 +432,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Azurite's queue port (default 10001, where the CLI looks by default; 0: a free one)",
     )
     up.add_argument("--no-runner", action="store_true", help="no local runner: you run `func start` yourself")
+    up.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="runner processes on the queue, each with the app settings infra deploys for that many instances",
+    )
     up.add_argument("--input-queue", default=DEFAULT_INPUT_QUEUE, help=f"default {DEFAULT_INPUT_QUEUE}")
     up.add_argument("--result-queue", default=DEFAULT_RESULT_QUEUE, help=f"default {DEFAULT_RESULT_QUEUE}")
     down = commands.add_parser("down", help="stop what `up` started, and nothing else")
@@ -443,6 +479,7 @@ def _up(stack: BackgroundStack, args: argparse.Namespace) -> int:
             with_runner=not args.no_runner,
             input_queue=args.input_queue,
             result_queue=args.result_queue,
+            instances=max(1, args.instances),
         )
     except (StackError, AzuriteNotInstalledError) as error:
         print(f"devstack up: {error}", file=sys.stderr)

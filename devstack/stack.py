@@ -45,6 +45,26 @@ MULTITENANT_QUEUE_SETTINGS = {
 """What infra/main.bicep sets when other tenants are served: twice host.json's queue concurrency."""
 
 
+def deployed_settings(
+    instances: int, *, write_limit: int = 100, window_s: float = 20.0, reserve: int = 0, multitenant: bool = False
+) -> dict[str, str]:
+    """The pacing and concurrency app settings infra/main.bicep deploys for `instances` Flex instances.
+
+    One runner process per instance with these settings reproduces the deployment's pacing: a
+    budget per tenant for all instances together (the limit less the reserve, less one write that
+    absorbs send jitter and clock skew), the split each instance falls back to without the table
+    (GRAPH_PACING_MAX_INSTANCES), and one worker thread per invocation the host may start.
+    """
+    threads = 16 + 8 if multitenant else 8 + 4
+    return {
+        "GRAPH_WRITE_BUDGET": str(max(1, write_limit - reserve - 1)),
+        "GRAPH_WRITE_WINDOW_SECONDS": f"{window_s:g}",
+        "GRAPH_PACING_MAX_INSTANCES": str(instances),
+        "PYTHON_THREADPOOL_THREAD_COUNT": str(threads),
+        **(MULTITENANT_QUEUE_SETTINGS if multitenant else {}),
+    }
+
+
 class LocalStack:
     """Start everything on loopback; `with LocalStack() as stack: stack.send(...); stack.runner...`."""
 
@@ -56,8 +76,14 @@ class LocalStack:
         settings: Mapping[str, str] | None = None,
         azurite: Azurite | None = None,
         tenants: Mapping[str, int | None] | None = None,
+        instances: int = 1,
     ) -> None:
-        """`tenants`: tenant id -> its Graph write limit (None: `write_limit`), served besides the home tenant."""
+        """`tenants`: tenant id -> its Graph write limit (None: `write_limit`), served besides the home tenant.
+
+        `instances`: the Flex instances whose app settings the stack uses (`deployed_settings`); start
+        that many runner processes with `spawn_runner` to run the deployment's pacing.
+        """
+        self._instances = instances
         self._tenants = dict(tenants or {})
         self._write_limit = write_limit
         self._write_window_s = write_window_s
@@ -100,7 +126,6 @@ class LocalStack:
                 "HOME_TENANT_ID": self.identity.tenant_id,
                 "SERVED_TENANT_IDS": ",".join(self._tenants),
                 "MULTITENANT_APP_CLIENT_ID": self.entra.app_client_id,
-                **MULTITENANT_QUEUE_SETTINGS,
                 **self.entra.env(),
             }
         run = uuid.uuid4().hex[:8]
@@ -109,10 +134,15 @@ class LocalStack:
             "INPUT_QUEUE_NAME": f"cs{run}-updates",
             "RESULT_QUEUE_NAME": f"cs{run}-results",
             "AUDIT_TABLE_NAME": f"audit{run}",  # one per stack: tests sharing Azurite read only their own
+            "GRAPH_PACING_TABLE_NAME": f"pacing{run}",  # and their own tenants' schedules
             "GRAPH_BASE_URL": self.graph.base_url,
             "CREDENTIAL_MODE": "managedIdentity",
-            "GRAPH_WRITE_BUDGET": str(max(1, self._write_limit - 1)),  # infra's rule for one instance
-            "GRAPH_WRITE_WINDOW_SECONDS": str(self._write_window_s),
+            **deployed_settings(
+                self._instances,
+                write_limit=self._write_limit,
+                window_s=self._write_window_s,
+                multitenant=bool(self._tenants),
+            ),
             **self.identity.env(),
             **tenant_settings,
             **self._overrides,

@@ -57,7 +57,7 @@ param graphWriteReserve int = 0
 
 @minValue(1)
 @maxValue(1000)
-@description('Flex maximumInstanceCount (per function group; this app has one). Capped at half the available write limit, see docs/deploy.md.')
+@description('Flex maximumInstanceCount (per function group; this app has one). Size it from what one instance processes, see docs/deploy.md ("Pacing" and "Capacity"); pacing does not limit it.')
 param maximumInstanceCount int = 2
 
 @allowed([
@@ -228,18 +228,24 @@ var graphBaseUrls = {
   china: 'https://microsoftgraph.chinacloudapi.cn/beta'
 }
 
-// Pacing (docs/deploy.md, "Pacing"). Each Flex instance runs one Python worker process, and each
-// process spaces at most GRAPH_WRITE_BUDGET writes evenly over GRAPH_WRITE_WINDOW_SECONDS. Unsynchronised,
-// such a process can still land budget + 1 writes in one window of Graph's, so the bound that needs no
-// coordination between instances is instances x (budget + 1) <= available. Capping the instances at half
-// the available limit keeps the budget >= 1. Parentheses are explicit: Bicep evaluates * and / left to right.
+// Pacing (docs/deploy.md, "Pacing"; docs/design.md, "Pacing across instances"). GRAPH_WRITE_BUDGET is a
+// tenant's writes per window for the whole deployment: every instance draws its slots from one schedule per
+// tenant in the pacing table, so the instances together never pass it. One write of the available limit is
+// kept back for send jitter and clock skew between instances. Without the table (it fails, or is slow) an
+// instance falls back to floor((budget + 1) / GRAPH_PACING_MAX_INSTANCES) - 1, which maximumInstanceCount
+// unsynchronised instances cannot push past the limit either; pacing does not limit the instance count.
 var availableWriteLimit = max(2, graphWriteLimit - graphWriteReserve)
-var effectiveMaximumInstanceCount = min(maximumInstanceCount, availableWriteLimit / 2)
-var graphWriteBudget = (availableWriteLimit / effectiveMaximumInstanceCount) - 1
-// The same rule per tenant with that tenant's reserve (at least 1 write per window and instance).
+var effectiveMaximumInstanceCount = maximumInstanceCount
+var graphWriteBudget = availableWriteLimit - 1
+// The same rule per tenant with that tenant's reserve (at least 1 write per window).
 var graphTenantWriteBudgetItems = [
-  for r in items(graphTenantWriteReserves): '${r.key}=${max(1, (max(2, graphWriteLimit - r.value) / effectiveMaximumInstanceCount) - 1)}'
+  for r in items(graphTenantWriteReserves): '${r.key}=${max(2, graphWriteLimit - r.value) - 1}'
 ]
+// The Python worker runs a sync function on PYTHON_THREADPOOL_THREAD_COUNT threads (default min(32,
+// cores + 4): five on a one-core instance). Every invocation the host starts may wait for its tenant's write
+// slot, so each gets its own thread: batchSize + newBatchThreshold.
+var workerThreadCount = queueBatchSize + queueNewBatchThreshold
+var pacingTableName = 'certstatepacing'
 var graphTenantWriteBudgets = join(graphTenantWriteBudgetItems, ',')
 
 // Multi-tenant serving (docs/tenants.md): the app registration is made here in the public cloud, or given.
@@ -314,6 +320,7 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     auditTableName: auditTableName
     registryTableName: registryTableName
+    pacingTableName: pacingTableName
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     skuName: storageSkuName
     publicNetworkAccess: publicNetworkAccess
@@ -329,6 +336,7 @@ module rbac 'modules/rbac.bicep' = {
     resultQueueName: storage.outputs.resultQueueName
     auditTableName: storage.outputs.auditTableName
     registryTableName: storage.outputs.registryTableName
+    pacingTableName: storage.outputs.pacingTableName
     appInsightsName: monitoring.outputs.appInsightsName
     functionPrincipalId: identity.properties.principalId
     operatorPrincipalId: operatorPrincipalId
@@ -408,6 +416,8 @@ module functionApp 'modules/functionapp.bicep' = {
     authorityHost: environment().authentication.loginEndpoint
     queueBatchSize: queueBatchSize
     queueNewBatchThreshold: queueNewBatchThreshold
+    workerThreadCount: workerThreadCount
+    pacingTableName: storage.outputs.pacingTableName
   }
   // The identity must hold its storage roles, and a private account its endpoints, before the
   // host first starts and before the first deployment package is read.

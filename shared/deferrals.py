@@ -47,6 +47,7 @@ def to_entity(record: DeferralRecord) -> dict[str, Any]:
         "writtenBy": record.written_by,
         "writerFailedDeliveries": record.writer_failed_deliveries,
         "claimedBy": record.claimed_by,
+        **({"slot": record.slot} if record.slot is not None else {}),
     }
 
 
@@ -63,6 +64,7 @@ def from_entity(entity: dict[str, Any], etag: str | None) -> DeferralRecord:
         writer_failed_deliveries=int(entity["writerFailedDeliveries"]),
         claimed_by=str(entity.get("claimedBy") or ""),
         etag=etag,
+        slot=float(entity["slot"]) if isinstance(entity.get("slot"), int | float) else None,
     )
 
 

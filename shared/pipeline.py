@@ -83,7 +83,7 @@ class Result:
 class GraphPatcher(Protocol):
     """The part of `GraphClient` the pipeline needs (tests may pass a loopback-backed one)."""
 
-    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult: ...  # noqa: D102
+    def patch(self, request: GraphRequest, tenant: Tenant, booked: float | None = None) -> GraphResult: ...  # noqa: D102
 
 
 class TenantLookup(Protocol):
@@ -270,8 +270,10 @@ class CertStatePipeline:
         if message.dry_run:
             return report.build(Status.VALIDATED, now, graph_request=request.as_dict())
         tenant_field = {"tenantId": message.tenant_id} if message.tenant_id else {}
+        # A held copy's booked write slot comes from its record, never from the envelope.
+        booked = {"booked": report.held.slot} if report.held is not None and report.held.slot is not None else {}
         with message_context(correlationId=report.correlation_id, **tenant_field):
-            result = self._graph.patch(request, tenant)
+            result = self._graph.patch(request, tenant, **booked)
         return report.build(
             Status.SUCCEEDED,
             self._clock(),
@@ -422,6 +424,7 @@ class CertStatePipeline:
             failed_deliveries=report.delivery.dequeue_count - 1,
             written_by=own,
             writer_failed_deliveries=held.failed_deliveries if held else 0,
+            slot=deferral.slot,
         )
         carried = _each_once(report.carried_warnings, deferral.warnings)
         envelope = Envelope(record.message_id, record.deferral, record.token, record.day,

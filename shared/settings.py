@@ -105,7 +105,8 @@ class Settings(BaseSettings):
     GRAPH_READ_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=300)] = 30.0
     GRAPH_MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=20)] = 4
     GRAPH_MAX_WAIT_SECONDS: Annotated[float, Field(ge=0, le=540)] = 60.0
-    GRAPH_WRITE_BUDGET: WriteBudget = 49
+    GRAPH_WRITE_BUDGET: WriteBudget = 99
+    """A tenant's writes per window for the whole deployment, every instance together (docs/tenants.md)."""
     GRAPH_WRITE_WINDOW_SECONDS: Annotated[float, Field(gt=0, le=3600)] = 20.0
     BREAKER_FAILURE_THRESHOLD: Annotated[int, Field(ge=1, le=1000)] = 5
     BREAKER_COOLDOWN_SECONDS: Annotated[float, Field(gt=0, le=600)] = 15.0
@@ -120,6 +121,10 @@ class Settings(BaseSettings):
         dict[Annotated[str, AfterValidator(_budget_key)], WriteBudget], NoDecode, BeforeValidator(_budget_pairs)
     ] = Field(default_factory=dict)
     """Per-tenant overrides of GRAPH_WRITE_BUDGET: `<tenant GUID or home>=<writes>,...` (docs/tenants.md)."""
+    GRAPH_PACING_TABLE_NAME: Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{2,62})?$")] = "certstatepacing"
+    """The table of the shared write budgets (one row per tenant); empty: each instance paces alone at its split."""
+    GRAPH_PACING_MAX_INSTANCES: Annotated[int, Field(ge=1, le=1000)] = 1
+    """The most instances that may run at once (infra's maximumInstanceCount): the split used without the table."""
     GRAPH_SLOT_WAIT_SECONDS: Annotated[float, Field(ge=0, le=60)] = 2.0
     """How long an invocation waits for its tenant's next write slot before deferring the message, when
     SERVED_TENANT_IDS is set; serving one tenant, it waits up to GRAPH_MAX_WAIT_SECONDS (docs/tenants.md)."""
@@ -224,6 +229,15 @@ class Settings(BaseSettings):
         if tenant_id is None or tenant_id == self.HOME_TENANT_ID:
             return overrides.get(HOME, overrides.get(self.HOME_TENANT_ID or HOME, self.GRAPH_WRITE_BUDGET))
         return overrides.get(tenant_id, self.GRAPH_WRITE_BUDGET)
+
+    def split_of(self, budget: int) -> int:
+        """One instance's share of a tenant's `budget` when it cannot coordinate (no table, or it fails).
+
+        `floor((budget + 1) / N) - 1`: an unsynchronised, evenly spaced pacer may land one write more
+        than its budget in a window, so N instances together stay within budget + 1, the tenant's limit
+        less its reserve.
+        """
+        return max(1, (budget + 1) // self.GRAPH_PACING_MAX_INSTANCES - 1)
 
 
 def _is_loopback(host: str) -> bool:

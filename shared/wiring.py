@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from shared.contract.tenants import PARTITION, budget_with_reserve
 from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.consent import ReadLimits, check_consent
-from shared.graph.pacing import WritePacer
+from shared.graph.pacing import Pacer, WritePacer
 from shared.graph.tenancy import ExchangeAssertion, TenantDirectory, authority_for, exchange_scope
 from shared.graph.transport import WatchedAdapter
 from shared.host_config import QueueOptions, queue_options
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # the storage SDKs load on first use: importing the app stays
 
     from shared.audit import AuditTrail
     from shared.deferrals import DeferralRecords
+    from shared.graph.budget import BudgetStore
     from shared.operations import Operations
 
 
@@ -56,11 +58,59 @@ def build_credential(settings: Settings) -> TokenCredential:
     return ManagedIdentityCredential(client_id=settings.MANAGED_IDENTITY_CLIENT_ID, **IDENTITY_TRANSPORT)
 
 
+def build_budget_store(settings: Settings) -> BudgetStore | None:
+    """The shared write budgets' table, when the function has its storage account; else None.
+
+    Nothing is called on storage here: the table client is built on the first write slot. With a
+    connection string (Azurite) the first row creates the table; deployed, infra creates it and the
+    identity may only read and write rows of that one table.
+    """
+    storage, name = settings.storage, settings.GRAPH_PACING_TABLE_NAME
+    if not (name and storage.configured and storage.has_tables):
+        return None
+    from shared.graph.budget import TableBudgetStore  # noqa: PLC0415 - cold start
+
+    quiet_storage_logs()
+    return TableBudgetStore(
+        lambda: storage.table_service().get_table_client(name), create_missing=bool(storage.connection_string)
+    )
+
+
+def build_pacer(
+    settings: Settings,
+    served: Served,
+    store: BudgetStore | None,
+    instance: str,
+    on_wait: Callable[[str, float], None],
+) -> Callable[[str | None], Pacer]:
+    """Each tenant's pacer: its share of the deployment's budget from the store, or the split without one."""
+    from shared.graph.budget import SharedPacer  # noqa: PLC0415 - cold start
+    from shared.settings import HOME  # noqa: PLC0415
+
+    window = settings.GRAPH_WRITE_WINDOW_SECONDS
+
+    def pacer(tenant_id: str | None) -> Pacer:
+        """The tenant's budget, scaled to its registry reserve (read when the tenant is first built)."""
+        entry = served.lookup(tenant_id) if tenant_id is not None else None
+        budget = settings.write_budget(tenant_id)
+        if entry is not None and entry.write_reserve:
+            budget = budget_with_reserve(budget, entry.write_reserve)
+        split = settings.split_of(budget)
+        if store is None:
+            return WritePacer(split, window, on_wait=on_wait)
+        return SharedPacer(tenant_id or settings.HOME_TENANT_ID or HOME, store, budget, window, instance=instance,
+                           fallback_budget=split, instances=settings.GRAPH_PACING_MAX_INSTANCES,
+                           on_wait=on_wait)  # fmt: skip
+
+    return pacer
+
+
 def build_tenants(
     settings: Settings,
     home_credential: TokenCredential,
     on_wait: Callable[[str, float], None] = lambda reason, seconds: None,
     served: Served | None = None,
+    store: BudgetStore | None = None,
 ) -> TenantDirectory:
     """The served tenants: home through `home_credential`, the others through the multi-tenant app.
 
@@ -80,21 +130,12 @@ def build_tenants(
         )
 
     served = served or build_served(settings)
-
-    def pacer(tenant_id: str | None) -> WritePacer:
-        """The tenant's budget, scaled to its registry reserve (read when the tenant is first built)."""
-        entry = served.lookup(tenant_id) if tenant_id is not None else None
-        budget = settings.write_budget(tenant_id)
-        if entry is not None and entry.write_reserve:
-            budget = budget_with_reserve(budget, entry.write_reserve)
-        return WritePacer(budget, settings.GRAPH_WRITE_WINDOW_SECONDS, on_wait=on_wait)
-
     return TenantDirectory(
         home_credential=home_credential,
         home_tenant_id=settings.HOME_TENANT_ID,
         served=served,
         cross_tenant_credential=cross_tenant_credential,
-        pacer=pacer,
+        pacer=build_pacer(settings, served, store, uuid.uuid4().hex[:16], on_wait),
     )
 
 
@@ -240,7 +281,13 @@ def build_pipeline(
     )
     return CertStatePipeline(
         graph=client,
-        tenants=build_tenants(settings, credential or build_credential(settings), telemetry.waited, served),
+        tenants=build_tenants(
+            settings,
+            credential or build_credential(settings),
+            telemetry.waited,
+            served,
+            build_budget_store(settings),
+        ),
         consent=lambda tenant: check_consent(
             tenant,
             session=session,

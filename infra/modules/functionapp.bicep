@@ -86,6 +86,12 @@ param queueBatchSize int
 @description('host.json extensions.queues.newBatchThreshold, as an app setting.')
 param queueNewBatchThreshold int
 
+@description('PYTHON_THREADPOOL_THREAD_COUNT: one worker thread per invocation the host may start.')
+param workerThreadCount int
+
+@description('GRAPH_PACING_TABLE_NAME: the table of the tenants\' shared write schedules.')
+param pacingTableName string
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -266,6 +272,19 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'GRAPH_TENANT_WRITE_BUDGETS'
           value: graphTenantWriteBudgets
+        }
+        // Pacing across instances (docs/design.md): the shared schedules, and the split without them.
+        {
+          name: 'GRAPH_PACING_TABLE_NAME'
+          value: pacingTableName
+        }
+        {
+          name: 'GRAPH_PACING_MAX_INSTANCES'
+          value: string(maximumInstanceCount)
+        }
+        {
+          name: 'PYTHON_THREADPOOL_THREAD_COUNT'
+          value: string(workerThreadCount)
         }
         // Tenants (docs/tenants.md): customer tenants get tokens from the multi-tenant app, secretless.
         {

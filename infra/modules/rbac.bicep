@@ -10,6 +10,7 @@ param poisonQueueName string
 param resultQueueName string
 param auditTableName string
 param registryTableName string
+param pacingTableName string
 param appInsightsName string
 
 @description('Object id of the function app\'s user-assigned identity.')
@@ -125,6 +126,11 @@ resource registryTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2
   name: registryTableName
 }
 
+resource pacingTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: tableService
+  name: pacingTableName
+}
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
@@ -167,6 +173,18 @@ resource functionAuditWriter 'Microsoft.Authorization/roleAssignments@2022-04-01
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
     description: 'certstate function: audit trail rows'
+  }
+}
+
+// The shared write budgets: read and conditionally replace one row per tenant of this one table.
+resource functionPacingWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(pacingTable.id, functionPrincipalId, storageTableDataContributor)
+  scope: pacingTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'certstate function: shared write budget rows'
   }
 }
 

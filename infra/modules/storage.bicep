@@ -9,6 +9,7 @@ param resultQueueName string
 param deploymentContainerName string
 param auditTableName string
 param registryTableName string
+param pacingTableName string
 param logAnalyticsWorkspaceId string
 
 @allowed([
@@ -174,6 +175,13 @@ resource registryTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2
   name: registryTableName
 }
 
+// Each tenant's write schedule, shared by every instance (docs/design.md, "Pacing across instances"):
+// one row per tenant, read and conditionally replaced by the function; created here, as the audit table.
+resource pacingTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: pacingTableName
+}
+
 // Storage logs for the queue service: who put, read and deleted messages (Entra principal ids).
 resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'queue-to-log-analytics'
@@ -194,3 +202,4 @@ output poisonQueueName string = poisonQueue.name
 output resultQueueName string = resultQueue.name
 output auditTableName string = auditTable.name
 output registryTableName string = registryTable.name
+output pacingTableName string = pacingTable.name

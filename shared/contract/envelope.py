@@ -63,6 +63,7 @@ class DeferralRecord:
     writer_failed_deliveries: int
     claimed_by: str = ""
     etag: str | None = None
+    slot: float | None = None  # the write slot booked for this deferral's copy: trusted only from the record
 
     @property
     def day(self) -> str:

@@ -107,6 +107,7 @@ class Deferred(Exception):
     reason: str
     cause: ErrorCode = ErrorCode.GRAPH_UNAVAILABLE
     warnings: tuple[str, ...] = ()
+    slot: float | None = None  # the write slot booked for the copy (wall-clock seconds), kept in its record
 
     def __str__(self) -> str:
         return f"deferred {self.delay_seconds:.1f} s: {self.reason}"

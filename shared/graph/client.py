@@ -120,15 +120,18 @@ class GraphClient:
         self._refused_tenants: set[str | None] = set()  # whose cached token Graph answered 401
         self._refused_lock = threading.Lock()
 
-    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:
-        """PATCH until success, a permanent refusal, a deferral, or the invocation's budget runs out."""
+    def patch(self, request: GraphRequest, tenant: Tenant, booked: float | None = None) -> GraphResult:
+        """PATCH until success, a permanent refusal, a deferral, or the invocation's budget runs out.
+
+        `booked`: the slot of the tenant's shared schedule held for this deferred copy (from its record).
+        """
         held = _Held()
         try:
-            return self._patch(request, tenant, held)
+            return self._patch(request, tenant, held, booked)
         finally:
             self._breaker.release(held.permit)  # a probe that ended without a verdict lets the next one go
 
-    def _patch(self, request: GraphRequest, tenant: Tenant, held: _Held) -> GraphResult:
+    def _patch(self, request: GraphRequest, tenant: Tenant, held: _Held, booked: float | None) -> GraphResult:
         deadline = self._clock() + self._limits.max_wait_seconds
         claims: str | None = None
         token_refreshed = False
@@ -143,8 +146,9 @@ class GraphClient:
                 raise
             # The slot last, right before the send: a slot held while waiting for the token lock would go
             # out after a 429 that arrived meanwhile, inside its Retry-After.
-            if not self._slot(tenant, deadline, last, warnings):
+            if not self._slot(tenant, deadline, last, warnings, booked):
                 break  # this delivery failed (5xx, timeouts) and its wait is up: the host's retry counts it
+            booked = None  # a booked slot serves one send
             # Again after the wait for the slot: the breaker may have opened meanwhile, and then only its
             # probe may write.
             self._admit(held, warnings)
@@ -257,7 +261,14 @@ class GraphClient:
             else:
                 self._refused_tenants.discard(tenant.tenant_id)
 
-    def _slot(self, tenant: Tenant, deadline: float, last: TransientError | None, warnings: dict[str, None]) -> bool:
+    def _slot(
+        self,
+        tenant: Tenant,
+        deadline: float,
+        last: TransientError | None,
+        warnings: dict[str, None],
+        booked: float | None = None,
+    ) -> bool:
         """Take the tenant's next write slot if it comes within the short wait, else defer the message.
 
         Deferring keeps this invocation slot free for other tenants' messages, and spends no delivery:
@@ -265,12 +276,17 @@ class GraphClient:
         (5xx, timeouts) ran out of its wait, which the host's retry counts as before.
         """
         wait = self._limits.slot_wait_seconds
+        # A copy back at its turn waits for the next slot as long as its invocation may: deferring it again
+        # would put it behind every copy booked since, and leave slots empty until it returned.
+        if booked is not None and tenant.pacer.use_booked(booked, deadline):
+            return True
+        short = deadline if wait is None else min(deadline, self._clock() + wait)
         if wait is None:
             acquired = tenant.pacer.acquire(deadline)
         else:
             # Enough waiters to cover the slots of the next second (the jitter of returning copies), no more.
             enough = math.ceil(_RETURN_EARLY_SECONDS / tenant.pacer.interval) + 1
-            acquired = tenant.pacer.acquire(min(deadline, self._clock() + wait), enough)
+            acquired = tenant.pacer.acquire(short, enough)
         if acquired:
             return True
         if last is not None and last.code is not ErrorCode.GRAPH_THROTTLED:
@@ -279,14 +295,13 @@ class GraphClient:
 
     def _throttled(self, tenant: Tenant, warnings: dict[str, None]) -> Deferred:
         """Come back at the tenant's booked slot: throttling is the tenant's state, not the message's fault."""
-        delay, retry_after = tenant.pacer.deferral()
+        delay, retry_after, slot = tenant.pacer.deferral()
         # Back before the booked slot: queue visibility is in whole seconds (rounded up) and a copy may
         # be picked up late, so it comes up to a second early and waits out the rest here, within the
         # short wait, rather than miss its slot.
         reason = RETRY_AFTER if retry_after else WRITE_BUDGET
-        return Deferred(
-            max(0.0, delay - self._limits.return_early_seconds), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings)
-        )
+        early = self._limits.return_early_seconds
+        return Deferred(max(0.0, delay - early), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings), slot)
 
     def _capped(self, decision: Decision, status: int | None, trace: GraphTrace) -> str:
         """Log a Retry-After beyond the ceiling (an event for the telemetry) and word it for the outcome."""

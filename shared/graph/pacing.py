@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 
 class WritePacer:
@@ -68,6 +68,10 @@ class WritePacer:
                 with self._lock:
                     self._waiting -= 1
 
+    def use_booked(self, slot: float, deadline: float) -> bool:
+        """A process-local pacer books no shared slots: a copy takes the usual way."""
+        return False
+
     def hold(self, seconds: float) -> None:
         """Keep every write of the process back for `seconds` (a Retry-After)."""
         with self._lock:
@@ -97,7 +101,27 @@ class WritePacer:
 
 
 class Deferral(NamedTuple):
-    """How long a message waits outside the process, and whether a Retry-After is why."""
+    """How long a message waits outside the process, whether a Retry-After is why, and its booked slot.
+
+    `slot` (wall-clock seconds) is a slot of the tenant's shared schedule held for the copy
+    (shared/graph/budget.py); None when the slot is only this process's to keep.
+    """
 
     delay_seconds: float
     retry_after: bool
+    slot: float | None = None
+
+
+class Pacer(Protocol):
+    """A tenant's write pacing as the Graph client uses it: `WritePacer`, or `budget.SharedPacer`."""
+
+    @property
+    def interval(self) -> float: ...  # noqa: D102
+
+    def acquire(self, deadline: float, max_waiting: int | None = None) -> bool: ...  # noqa: D102
+
+    def use_booked(self, slot: float, deadline: float) -> bool: ...  # noqa: D102
+
+    def hold(self, seconds: float) -> None: ...  # noqa: D102
+
+    def deferral(self) -> Deferral: ...  # noqa: D102

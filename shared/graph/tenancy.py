@@ -10,7 +10,8 @@ tenants are served, and which wait paused, is `ServedTenants`' decision (shared/
 
 Per tenant, built on first use and kept for the life of the process: one credential (so one
 Graph token per tenant per lifetime, cached by azure-identity), one token lock (a cold start
-asks Entra ID once per tenant) and one `WritePacer` (its own budget and Retry-After gate).
+asks Entra ID once per tenant) and one pacer: its share of the tenant's write budget and Retry-After
+gate, drawn from a schedule every instance shares (shared/graph/budget.py), or a local split of it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from azure.core.credentials import TokenCredential
 
 from shared.contract.errors import Deferred, ErrorCode, FieldError, MessageRejected
 from shared.contract.tenants import TenantEntry
-from shared.graph.pacing import WritePacer
+from shared.graph.pacing import Pacer
 
 _CLOUDS: Final = {
     # Graph host: (Entra ID authority, token-exchange audience); graph-facts.md section 4 and
@@ -94,7 +95,7 @@ class Tenant:
 
     tenant_id: str | None
     credential: TokenCredential
-    pacer: WritePacer
+    pacer: Pacer
     tokens: TokenGate = field(default_factory=TokenGate, compare=False)
 
     @property
@@ -125,7 +126,7 @@ class TenantDirectory:
         home_tenant_id: str | None,
         served: ServedTenants,
         cross_tenant_credential: Callable[[str], TokenCredential],
-        pacer: Callable[[str | None], WritePacer],
+        pacer: Callable[[str | None], Pacer],
     ) -> None:
         self._home_credential = home_credential
         self._home_tenant_id = home_tenant_id

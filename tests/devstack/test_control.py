@@ -84,3 +84,23 @@ def test_status_of_nothing_is_not_up(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert capsys.readouterr().out.startswith("not up")
     assert main(["--state-dir", str(tmp_path / "none"), "down"]) == 0
     assert capsys.readouterr().out == "nothing was running\n"
+
+
+def test_up_with_several_instances_records_one_runner_part_each(tmp_path: Path):
+    """`up --instances 3` starts runner, runner-2 and runner-3; down and status see every one of them."""
+    from devstack.control import _part_names, _runner_names
+
+    assert _runner_names(3) == ["runner", "runner-2", "runner-3"]
+    recorded = dict.fromkeys(("azurite", "runner", "runner-10", "runner-2"))
+    assert _part_names(recorded)[-2:] == ["runner-2", "runner-10"]
+
+
+def test_the_stack_s_settings_for_n_instances_are_the_template_s():
+    """One budget for the deployment, the split for N without the table, a thread per invocation the host starts."""
+    from devstack.stack import deployed_settings
+
+    four = deployed_settings(4, write_limit=100, window_s=20.0, reserve=10, multitenant=True)
+    assert four["GRAPH_WRITE_BUDGET"] == "89"
+    assert four["GRAPH_PACING_MAX_INSTANCES"] == "4"
+    assert four["PYTHON_THREADPOOL_THREAD_COUNT"] == "24"
+    assert deployed_settings(1)["PYTHON_THREADPOOL_THREAD_COUNT"] == "12"

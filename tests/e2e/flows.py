@@ -48,10 +48,6 @@ def run(stack: LocalStack, expected: int, timeout: float = 60) -> list[dict[str,
     return outcomes
 
 
-def graph_writes(stack: LocalStack) -> list[dict[str, Any]]:
-    return [r for r in stack.graph.requests() if r["method"] == "PATCH"]
-
-
 def collect(stack: LocalStack, expected: int, timeout: float) -> list[dict[str, Any]]:
     """Outcomes as they arrive (deferred copies keep the runner busy, so it is never idle meanwhile)."""
     outcomes: list[dict[str, Any]] = []
@@ -60,3 +56,7 @@ def collect(stack: LocalStack, expected: int, timeout: float) -> list[dict[str, 
         outcomes += stack.outcomes()
         time.sleep(0.2)
     return outcomes
+
+
+def graph_writes(stack: LocalStack) -> list[dict[str, Any]]:
+    return [r for r in stack.graph.requests() if r["method"] == "PATCH"]

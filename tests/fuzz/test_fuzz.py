@@ -73,7 +73,7 @@ class OneAnswer:
         self.answer = answer
         self.requests: list[GraphRequest] = []
 
-    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:
+    def patch(self, request: GraphRequest, tenant: Tenant, booked: float | None = None) -> GraphResult:
         self.requests.append(request)
         if isinstance(self.answer, Exception):
             raise self.answer

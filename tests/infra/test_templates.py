@@ -463,6 +463,7 @@ def test_function_identity_roles_are_exactly_these() -> None:
         (MONITORING_METRICS_PUBLISHER, "functionPrincipalId", "ServicePrincipal", APP_INSIGHTS, "appInsightsName"),
         (STORAGE_TABLE_DATA_CONTRIBUTOR, "functionPrincipalId", "ServicePrincipal", TABLE, "auditTableName"),
         (STORAGE_TABLE_DATA_READER, "functionPrincipalId", "ServicePrincipal", TABLE, "registryTableName"),
+        (STORAGE_TABLE_DATA_CONTRIBUTOR, "functionPrincipalId", "ServicePrincipal", TABLE, "pacingTableName"),
     }
     assert render(body(_module("rbac"))["params"]["functionPrincipalId"]) == "identity.properties.principalId"
 
@@ -536,7 +537,8 @@ def test_operator_roles_are_queue_scoped_and_optional() -> None:
 
 
 def test_rbac_module_has_no_other_assignment() -> None:
-    assert len(_role_assignments(RBAC)) == 6  # blobs, telemetry, the audit table's and the registry's two each
+    # blobs, telemetry, the audit table's and the registry's two each, the pacing table
+    assert len(_role_assignments(RBAC)) == 7
     looped = [s for s, r in resources_of_type(parse(RBAC), ROLE_ASSIGNMENT).items() if "loop_type" in r["config"]]
     assert looped == ["queueRoles"]
 
@@ -670,15 +672,16 @@ def test_pacing_defaults() -> None:
     assert _param_default(MAIN, "graphWriteLimit") == 100
     assert _param_default(MAIN, "graphWriteReserve") == 0
     assert _param_default(MAIN, "maximumInstanceCount") == 2
-    assert _pacing(template, 100, 2) == (2, 49)
+    assert _pacing(template, 100, 2) == (2, 99)  # one budget for the deployment, whatever the instance count
     assert _pacing(template, 100, 1) == (1, 99)
     # The code's own default is the deployed default.
-    assert Settings.model_fields["GRAPH_WRITE_BUDGET"].default == 49
+    assert Settings.model_fields["GRAPH_WRITE_BUDGET"].default == 99
 
 
 @pytest.mark.parametrize("reserve", [0, 1, 10])
 @pytest.mark.parametrize("limit", [2, 3, 10, 19, 20, 21, 99, 100, 101, 150, 1000, 10_000])
-def test_unsynchronised_instances_never_exceed_the_available_limit(limit: int, reserve: int) -> None:
+def test_pacing_never_limits_the_instances_and_their_split_never_exceeds_the_limit(limit: int, reserve: int) -> None:
+    """The budget is the deployment's; without the table each instance paces at its split (`Settings.split_of`)."""
     template = parse(MAIN)
     params = template["parameters"]
     low, high = (
@@ -692,14 +695,23 @@ def test_unsynchronised_instances_never_exceed_the_available_limit(limit: int, r
     available = max(2, limit - reserve)
     for instances in range(low, high + 1):
         effective, budget = _pacing(template, limit, instances, reserve)
-        assert 1 <= effective <= instances
-        assert budget >= 1
-        # An evenly spaced pacer can land budget + 1 writes in one of Graph's windows.
-        assert effective * (budget + 1) <= available, (limit, reserve, instances, effective, budget)
-        # The documented formula (docs/deploy.md): budget = floor(available / instances) - 1.
-        if instances <= available // 2:
-            assert (effective, budget) == (instances, available // instances - 1)
+        assert effective == instances  # sized from capacity (docs/deploy.md), never cut by pacing
+        assert budget == available - 1 >= 1  # one write kept back for send jitter and clock skew
         assert budget <= _upper_bound("GRAPH_WRITE_BUDGET")  # the app accepts it
+        split = Settings(GRAPH_WRITE_BUDGET=budget, GRAPH_PACING_MAX_INSTANCES=instances).split_of(budget)
+        if available >= 2 * instances:  # room for one write per window and instance
+            # An evenly spaced pacer can land split + 1 writes in one of Graph's windows.
+            assert instances * (split + 1) <= available, (limit, reserve, instances, split)
+
+
+def test_the_template_sets_the_pacing_table_the_instance_count_and_the_worker_s_threads() -> None:
+    settings = _app_settings()
+    assert settings["GRAPH_PACING_TABLE_NAME"] == "pacingTableName"
+    assert render(settings["GRAPH_PACING_MAX_INSTANCES"]) == "string(maximumInstanceCount)"
+    assert render(settings["PYTHON_THREADPOOL_THREAD_COUNT"]) == "string(workerThreadCount)"
+    assert "var workerThreadCount = queueBatchSize + queueNewBatchThreshold" in text(MAIN)
+    passed = body(_module("functionApp"))["params"]
+    assert render(passed["pacingTableName"]) == "storage.outputs.pacingTableName"
 
 
 # --- Logic App --------------------------------------------------------------------------------

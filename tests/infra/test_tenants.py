@@ -109,18 +109,17 @@ def test_the_function_accepts_what_the_template_deploys() -> None:
 
 @pytest.mark.parametrize(("limit", "instances", "reserve"), [(100, 2, 50), (100, 1, 0), (100, 2, 99), (20, 3, 5)])
 def test_a_tenants_reserve_gives_it_the_budget_rule_of_the_home_tenant(limit: int, instances: int, reserve: int):
-    assert (
-        "for r in items(graphTenantWriteReserves): "
-        "'${r.key}=${max(1, (max(2, graphWriteLimit - r.value) / effectiveMaximumInstanceCount) - 1)}'"
-    ) in text(MAIN)
+    assert "for r in items(graphTenantWriteReserves): '${r.key}=${max(2, graphWriteLimit - r.value) - 1}'" in text(MAIN)
     assert "var graphTenantWriteBudgets = join(graphTenantWriteBudgetItems, ',')" in text(MAIN)
     tenant = "1111bbbb-0000-4000-8000-000000000002"
-    budget = max(1, max(2, limit - reserve) // instances - 1)  # the lambda, in Python
+    budget = max(2, limit - reserve) - 1  # the lambda, in Python: the deployment's, every instance together
     settings = Settings(SERVED_TENANT_IDS=tenant, MULTITENANT_APP_CLIENT_ID="a99a0000-0000-4000-8000-00000000a990",
-                        GRAPH_TENANT_WRITE_BUDGETS=f"{tenant}={budget},home={budget}")  # fmt: skip
+                        GRAPH_TENANT_WRITE_BUDGETS=f"{tenant}={budget},home={budget}",
+                        GRAPH_PACING_MAX_INSTANCES=instances)  # fmt: skip
     assert settings.write_budget(tenant) == settings.write_budget(None) == budget
-    if limit - reserve >= 2 * instances:  # room for the rule: unsynchronised instances stay inside the tenant's share
-        assert instances * (budget + 1) <= limit - reserve
+    split = settings.split_of(settings.write_budget(tenant))
+    if limit - reserve >= 2 * instances:  # room for the split: unsynchronised instances stay inside the tenant's share
+        assert instances * (split + 1) <= limit - reserve
 
 
 def test_serving_other_tenants_doubles_the_hosts_queue_concurrency() -> None:

@@ -35,7 +35,7 @@ class RecordingGraph:
         self.requests: list[GraphRequest] = []
         self.tenants: list[Tenant] = []
 
-    def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:
+    def patch(self, request: GraphRequest, tenant: Tenant, booked: float | None = None) -> GraphResult:
         self.requests.append(request)
         self.tenants.append(tenant)
         answer = self.answers.pop(0) if self.answers else ok()

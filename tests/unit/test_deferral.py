@@ -555,3 +555,30 @@ def test_deferral_records_are_kept_only_in_an_audit_table_and_built_without_a_re
         assert retried.value.code is ErrorCode.DEFERRAL_UNAVAILABLE
     else:
         assert code(reported(built.handle(text, Delivery("copy", 1)))) == "unknownDeferral"
+
+
+class BookedGraph(RecordingGraph):
+    """Records the booked turn each PATCH is given."""
+
+    def __init__(self, *answers: Any) -> None:
+        super().__init__(*answers)
+        self.booked: list[float | None] = []
+
+    def patch(self, request: Any, tenant: Any, booked: float | None = None) -> Any:
+        self.booked.append(booked)
+        return super().patch(request, tenant, booked)
+
+
+def test_a_copy_s_booked_turn_comes_from_its_record_and_reaches_the_graph_client_wherever_it_lands():
+    queue, now, store = Queue(), Now(), MemoryDeferrals()
+    throttled = Deferred(3.0, "writeBudget", ErrorCode.GRAPH_THROTTLED, (), 1_700_000_004.5)
+    assert pipeline(RecordingGraph(throttled), queue, now, store).handle(body(), Delivery("original-id", 1)) is None
+    assert store.only().slot == 1_700_000_004.5  # kept in the record, the only thing a copy is trusted by
+    assert "1700000004" not in queue.sent[-1][0]  # and not in the envelope anyone could write
+    graph = BookedGraph()
+    outcome = reported(pipeline(graph, queue, now, store).handle(queue.copy(), Delivery("copy-id", 1)))
+    assert outcome.status is Status.SUCCEEDED
+    assert graph.booked == [1_700_000_004.5]
+    fresh = BookedGraph()
+    reported(pipeline(fresh, queue, now, store).handle(body(), Delivery("another", 1)))
+    assert fresh.booked == [None]  # an original has no turn

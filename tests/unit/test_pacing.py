@@ -101,7 +101,7 @@ def test_deferred_messages_are_booked_one_slot_apart_after_the_gate():
     held = pacer.deferral()
     assert (held.delay_seconds, held.retry_after) == (30.0, True)
     t.now += 31  # bookings in the past are no one's: the next deferral starts from the free slot again
-    assert pacer.deferral() == (0.0, False)
+    assert pacer.deferral() == (0.0, False, None)
 
 
 def test_a_deferral_is_booked_after_the_slots_callers_are_waiting_for():

@@ -205,7 +205,7 @@ def test_info_logs_carry_ids_but_no_update_values(caplog: pytest.LogCaptureFixtu
 
 def test_graph_attempt_logs_carry_the_correlation_id(caplog: pytest.LogCaptureFixture):
     class LoggingGraph(RecordingGraph):
-        def patch(self, request: GraphRequest, tenant: Tenant) -> GraphResult:
+        def patch(self, request: GraphRequest, tenant: Tenant, booked: float | None = None) -> GraphResult:
             log_event(logging.getLogger("certstate.graph"), logging.INFO, "graphResponse", httpStatus=200)
             return super().patch(request, tenant)
 

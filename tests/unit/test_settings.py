@@ -124,3 +124,17 @@ def test_write_budgets_follow_the_rule_unless_a_tenant_overrides_it(monkeypatch:
 def test_the_authority_host_is_an_https_origin(authority: str | None, expected: str | None):
     host = Settings(AZURE_AUTHORITY_HOST=authority).AZURE_AUTHORITY_HOST
     assert host == expected
+
+
+@pytest.mark.parametrize(
+    ("budget", "instances", "split"), [(99, 1, 99), (99, 2, 49), (99, 4, 24), (9, 4, 1), (1, 8, 1)]
+)
+def test_the_split_without_the_pacing_table_never_lets_the_instances_pass_the_limit(
+    budget: int, instances: int, split: int
+):
+    """GRAPH_WRITE_BUDGET is the deployment's; an instance that cannot coordinate paces at its share of it."""
+    settings = Settings(GRAPH_WRITE_BUDGET=budget, GRAPH_PACING_MAX_INSTANCES=instances)
+    assert settings.split_of(settings.write_budget(None)) == split
+    if budget + 1 >= 2 * instances:
+        assert instances * (split + 1) <= budget + 1  # the limit less the reserve
+    assert Settings().GRAPH_PACING_TABLE_NAME == "certstatepacing"

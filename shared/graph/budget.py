@@ -1,0 +1,478 @@
+"""A tenant's write budget shared by every instance of the deployment (docs/design.md, "Pacing across instances").
+
+One row per tenant in an Azure Table of the function's own storage account holds a virtual schedule
+(GCRA-like): `nextSlot`, the first write slot nobody holds yet, in absolute UTC seconds, one slot every
+`window / budget` seconds; and `gateUntil`, the end of the last Retry-After any instance was given. An
+instance with demand claims a block of consecutive slots with one conditional update (If-Match on the
+ETag of its last write, so an uncontended claim costs no read; a lost race is a 412, then one read and
+another try). Slots are disjoint on one timeline, so the writes of all instances together never exceed
+the budget in any window. A 429 is merged into `gateUntil`, and while another instance writes to the
+tenant (`sharedUntil`), a slot is used only within `HORIZON_SECONDS` of the last look at the row, so a
+Retry-After learned anywhere holds every instance within Graph's in-flight grace.
+
+When the store is slow or unreachable the pacer falls back, for `FALLBACK_SECONDS` at a time, to a
+local pacer at `fallback_budget` (the budget split over the deployment's maximum instance count), which
+no number of instances can push past the limit; that is logged and counted, and no write waits on the
+store longer than one bounded call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from shared.graph.pacing import Deferral, WritePacer
+from shared.logs import log_event
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+logger = logging.getLogger("certstate.pacing")
+
+HORIZON_SECONDS: Final = 0.25
+"""While others write to the tenant, how far past the last look at the row a slot may lie: with the
+time a gate takes to reach the row and a late slot's tolerance, within the simulator's 0.5 s grace."""
+ALONE_REACH_SECONDS: Final = 2.0
+"""How far one claim reaches while no other instance writes to the tenant (10 slots at 5 writes/s)."""
+DEFERRAL_LEAD_SECONDS: Final = 2.0
+"""A deferred copy's slot lies at least this far out: it comes back a second early, invisible for a second."""
+FAILURES_TO_FALL_BACK: Final = 2
+"""Consecutive failed (or slow) store calls before the local split takes over: one stall is waited out."""
+FALLBACK_SECONDS: Final = 10.0
+"""How long the local split is used after the store failed, before the store is tried again."""
+SLOW_SECONDS: Final = 2.0
+"""A store call slower than this counts as a failure, as its timeout would: the slots it waited for are gone."""
+READ_TIMEOUT_SECONDS: Final = 2.0
+"""Per store call (with the storage clients' 2 s connect bound, shared/storage.py), never retried by the SDK."""
+CLAIM_ATTEMPTS: Final = 4
+_NEVER: Final = float("-inf")
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """A tenant's shared schedule as the store holds it; `etag` None: no row yet."""
+
+    next_slot: float = _NEVER
+    gate_until: float = _NEVER
+    last_by: str = ""
+    shared_until: float = _NEVER
+    return_at: float = _NEVER
+    lean_until: float = _NEVER
+    etag: str | None = None
+
+
+class Contended(Exception):
+    """Another instance changed the row since this one read or wrote it (412), or created it first."""
+
+
+class BudgetStore(Protocol):
+    """Where the rows live (`TableBudgetStore`); every write is conditional."""
+
+    def read(self, key: str) -> BudgetRow: ...  # noqa: D102
+
+    def write(self, key: str, row: BudgetRow, etag: str | None) -> str: ...  # noqa: D102
+
+
+class TableBudgetStore:
+    """Rows in one table: PartitionKey the tenant (`home` or its GUID), RowKey `budget`.
+
+    Each call is one request bounded in time with no SDK retry: a conditional write retried after a
+    timeout whose first attempt took effect would meet its own ETag and read as another instance's.
+    `create_missing` (Azurite): the first insert creates the table; deployed, infra creates it.
+    """
+
+    def __init__(self, table: Callable[[], TableClient], *, create_missing: bool = False) -> None:
+        self._factory = table
+        self._table: TableClient | None = None
+        self._lock = threading.Lock()
+        self._create_missing = create_missing
+        self._bounds: dict[str, Any] = {"retry_total": 0, "read_timeout": READ_TIMEOUT_SECONDS}
+
+    def read(self, key: str) -> BudgetRow:
+        """The tenant's row, or an empty one (no ETag) when there is none yet."""
+        from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - cold start
+
+        try:
+            entity = self._client().get_entity(key, "budget", **self._bounds)
+        except ResourceNotFoundError:
+            return BudgetRow()
+        return BudgetRow(
+            next_slot=float(entity.get("nextSlot", _NEVER)),
+            gate_until=float(entity.get("gateUntil", _NEVER)),
+            last_by=str(entity.get("lastBy", "")),
+            shared_until=float(entity.get("sharedUntil", _NEVER)),
+            return_at=float(entity.get("returnAt", _NEVER)),
+            lean_until=float(entity.get("leanUntil", _NEVER)),
+            etag=entity.metadata.get("etag"),
+        )
+
+    def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
+        """Store `row` if the stored one still has `etag` (None: if there is none); the new ETag."""
+        from azure.core import MatchConditions  # noqa: PLC0415 - cold start
+        from azure.core.exceptions import (  # noqa: PLC0415
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+        from azure.data.tables import UpdateMode  # noqa: PLC0415
+
+        entity = {
+            "PartitionKey": key,
+            "RowKey": "budget",
+            "nextSlot": _finite(row.next_slot),
+            "gateUntil": _finite(row.gate_until),
+            "lastBy": row.last_by,
+            "sharedUntil": _finite(row.shared_until),
+            "returnAt": _finite(row.return_at),
+            "leanUntil": _finite(row.lean_until),
+        }
+        client = self._client()
+        try:
+            if etag is None:
+                written = client.create_entity(entity, **self._bounds)
+            else:
+                written = client.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified,
+                    **self._bounds,
+                )  # fmt: skip
+        except (ResourceExistsError, ResourceModifiedError) as err:
+            raise Contended(type(err).__name__) from None
+        except ResourceNotFoundError:
+            if etag is not None or not self._create_missing:
+                raise
+            with contextlib.suppress(ResourceExistsError):
+                client.create_table(**self._bounds)
+            written = client.create_entity(entity, **self._bounds)
+        return str(written.get("etag") or "")
+
+    def _client(self) -> TableClient:
+        with self._lock:
+            if self._table is None:
+                self._table = self._factory()
+            return self._table
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+class SharedPacer:
+    """The `Pacer` of one tenant in one process, drawing its slots from the tenant's shared schedule.
+
+    Thread-safe: one store call at a time per tenant and process (`_store`); the callers waiting for a
+    slot share what it brings. Times in the schedule are wall-clock seconds (`wall`); deadlines given
+    by callers are on their monotonic clock (`mono`), as for `WritePacer`.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        store: BudgetStore,
+        budget: int,
+        window_seconds: float,
+        *,
+        instance: str,
+        fallback_budget: int,
+        instances: int = 1,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        on_wait: Callable[[str, float], None] = lambda reason, seconds: None,
+    ) -> None:
+        self._key = key
+        self._store_api = store
+        self._interval = window_seconds / budget
+        # While other instances may still pace at their split (`leanUntil`), the schedule leaves them room.
+        self._lean_interval = window_seconds / max(1, budget - (instances - 1) * (fallback_budget + 1))
+        self._instances = instances
+        self._recovering = False  # back from the split: the next claim tells the others to leave room
+        self._window = window_seconds
+        self._instance = instance
+        self._wall, self._mono, self._sleep, self._on_wait = wall, mono, sleep, on_wait
+        self._fallback = WritePacer(fallback_budget, window_seconds, clock=mono, sleep=sleep, on_wait=on_wait)
+        self._lock = threading.Lock()  # the fields below
+        self._store = threading.Lock()  # one store call at a time
+        self._row: BudgetRow | None = None  # as last read or written (with its ETag)
+        self._slots: deque[float] = deque()  # claimed, not yet used, ascending
+        self._looked = _NEVER  # wall time the row was last read or written
+        self._shared = False  # another instance writes to the tenant: look before each slot past the horizon
+        self._gate = _NEVER  # the Retry-After this process knows of
+        self._fallback_until = _NEVER  # monotonic
+        self._waiting = 0
+        self._failures = 0  # consecutive failed store calls (guarded by `_store`)
+        self._latency = 0.0  # seconds a store call takes, averaged (guarded by `_store`)
+        self.counts: Counter[str] = Counter()  # store calls and what came of them (benchmarks, diagnostics)
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two slots of the shared schedule."""
+        return self._interval
+
+    @property
+    def late_seconds(self) -> float:
+        """How late a slot may still be used.
+
+        Less than an interval, so no window gains more than one late write; half of one, so the other
+        half absorbs the spread of the network's latency.
+        """
+        return self._interval / 2
+
+    def acquire(self, deadline: float, max_waiting: int | None = None) -> bool:
+        """Wait for a write slot; False (and nothing claimed) if none can come by `deadline` (monotonic)."""
+        waiting = False
+        try:
+            while True:
+                if self._in_fallback():
+                    return self._fallback.acquire(deadline, max_waiting)
+                now = self._wall()
+                until = now + (deadline - self._mono())
+                with self._lock:
+                    self._purge(now)
+                    slot = self._slots[0] if self._slots else None
+                    step = self._step(slot, now, until)
+                    if step == "take":
+                        self._slots.popleft()
+                        self.counts["slots"] += 1
+                        return True
+                    if step == "none":
+                        return False
+                    if step == "wait" and not waiting:
+                        if max_waiting is not None and self._waiting >= max_waiting:
+                            return False
+                        waiting = True
+                        self._waiting += 1
+                    demand = self._waiting + (0 if waiting else 1)
+                if step == "wait":
+                    assert slot is not None
+                    pause = min(slot - now, max(0.0, slot - HORIZON_SECONDS / 2 - now)) if self._shared else slot - now
+                    self._on_wait("pacer", pause)
+                    self._sleep(max(pause, 0.001))
+                elif step == "look":
+                    self._call(self._look)
+                else:
+                    self._call(functools.partial(self._claim, until, demand))
+        finally:
+            if waiting:
+                with self._lock:
+                    self._waiting -= 1
+
+    def _step(self, slot: float | None, now: float, until: float) -> str:
+        """What a caller does next (lock held): take the slot, wait for it, look at the row, claim, or give up."""
+        if slot is None:
+            row = self._row or BudgetRow()
+            start = max(now, row.next_slot, row.gate_until, self._gate)
+            return "none" if start > until and self._row is not None else "claim"
+        if slot > until:
+            return "none"
+        fresh = not self._shared or slot <= self._looked + HORIZON_SECONDS
+        if slot <= now:
+            return "take" if fresh else "look"
+        if not fresh and slot - now <= HORIZON_SECONDS / 2:
+            return "look"
+        return "wait"
+
+    def use_booked(self, slot: float, deadline: float) -> bool:
+        """A deferred copy at (or after) its booked time: a slot of the shared schedule, past the waiters' cap.
+
+        The booking placed the copy on the tenant's return timeline, one slot after the previous copy of
+        any instance, so the copies come back at the rate the schedule frees slots; whichever instance
+        picks one up claims its slot here. A copy that comes back late takes the next free slot, and
+        none is left empty for it meanwhile.
+        """
+        if self._in_fallback():
+            return False
+        early = slot - self._wall() - self.late_seconds
+        if early > 0:  # it came back before its time (visibility is in whole seconds): wait for its turn
+            if early > min(deadline - self._mono(), DEFERRAL_LEAD_SECONDS):
+                self.counts["bookedEarly"] += 1
+                return False
+            self._on_wait("pacer", early)
+            self._sleep(early)
+        if self.acquire(deadline):
+            self.counts["bookedUsed"] += 1
+            return True
+        self.counts["bookedMissed"] += 1
+        return False
+
+    def hold(self, seconds: float) -> None:
+        """Keep the tenant's writes back for `seconds` here at once, and on every instance through the row."""
+        until = self._wall() + seconds
+        self._fallback.hold(seconds)
+        with self._lock:
+            self._gate = max(self._gate, until)
+            self._purge(self._wall())
+        if not self._in_fallback():
+            self._call(lambda: self._merge_gate(until))
+
+    def deferral(self) -> Deferral:
+        """Book a slot of the shared schedule for a deferred copy; whichever instance picks it up may use it."""
+        if not self._in_fallback():
+            booked: list[float] = []
+            if self._call(lambda: booked.extend(self._book())) and booked:
+                now = self._wall()
+                with self._lock:
+                    gated = max(self._gate, (self._row or BudgetRow()).gate_until) > now
+                return Deferral(delay_seconds=booked[0] - now, retry_after=gated, slot=booked[0])
+        return self._fallback.deferral()
+
+    # -- the store -----------------------------------------------------------------------------------------
+
+    def _call(self, operation: Callable[[], None]) -> bool:
+        """Run a store operation (one at a time); on failure or slowness fall back to the local split."""
+        with self._store:
+            started = self._mono()
+            try:
+                operation()
+            except Exception as err:  # unreachable, refused, timed out: the local split takes over
+                self._failed(type(err).__name__)
+                return False
+            took = self._mono() - started
+            self._latency += (min(took, SLOW_SECONDS) - self._latency) / 8  # a moving average of store calls
+            if took > SLOW_SECONDS:
+                self._failed("slow")
+            else:
+                self._failures = 0
+            return True
+
+    def _failed(self, reason: str) -> None:
+        """Count a failed store call; the second in a row starts the local split (store lock held)."""
+        self._failures += 1
+        self.counts["storeFailures"] += 1
+        with self._lock:  # others may have lost the table for longer and fallen back: leave them room after
+            self._recovering = self._instances > 1
+        if self._failures >= FAILURES_TO_FALL_BACK:
+            self._failures = 0
+            self._fall_back(reason)
+
+    def _fall_back(self, reason: str) -> None:
+        """Pace at the split for a while; first let the blocks other instances hold run out.
+
+        Coming back, the first claim sets `leanUntil`: instances still on their split may write for up
+        to `FALLBACK_SECONDS` more (and those writes stay in Graph's window for one more window), so until
+        then the schedule gives out only what the split of the others leaves.
+        """
+        with self._lock:
+            self._fallback_until = self._mono() + FALLBACK_SECONDS
+            self._slots.clear()
+            self._row = None
+            self._recovering = self._instances > 1
+            gate = self._gate - self._wall()
+        if self._instances > 1:
+            gate = max(gate, ALONE_REACH_SECONDS)
+        if gate > 0:
+            self._fallback.hold(gate)
+        self.counts["fallbacks"] += 1
+        log_event(logger, logging.WARNING, "pacingFallback", tenantId=self._key, reason=reason,
+                  seconds=FALLBACK_SECONDS)  # fmt: skip
+
+    def _in_fallback(self) -> bool:
+        return self._mono() < self._fallback_until
+
+    def _read(self) -> BudgetRow:
+        started = self._wall()
+        row = self._store_api.read(self._key)
+        self.counts["reads"] += 1
+        with self._lock:
+            self._row, self._looked = row, started
+            self._shared = row.shared_until > started or self._others(row, started)
+            self._purge(started)
+        return row
+
+    def _look(self) -> None:
+        self._read()
+
+    def _others(self, row: BudgetRow, now: float) -> bool:
+        """Whether another instance held slots of the tenant within the last window."""
+        return row.last_by not in ("", self._instance) and row.next_slot > now - self._window
+
+    def _write(self, row: BudgetRow, base: BudgetRow) -> bool:
+        """One conditional write of `row` over `base`; False when another instance wrote first."""
+        started = self._wall()
+        try:
+            etag = self._store_api.write(self._key, row, base.etag)
+        except Contended:
+            self.counts["conflicts"] += 1
+            return False
+        finally:
+            self.counts["writes"] += 1
+        with self._lock:
+            self._row, self._looked = replace(row, etag=etag), started
+        return True
+
+    def _claim(self, until: float, demand: int) -> None:
+        """Claim a block of slots for the callers waiting here (at most what the reach allows)."""
+        with self._lock:
+            if self._slots:
+                return  # another caller's claim brought slots meanwhile
+        row = self._row if self._row is not None else self._read()
+        for _ in range(CLAIM_ATTEMPTS):
+            now = self._wall()
+            # Not before the write can have come back: a slot already gone by then could not be used.
+            start = max(now + 2 * self._latency, row.next_slot, row.gate_until, self._gate)
+            if start > until:
+                return
+            others = self._others(row, now)
+            shared = others or row.shared_until > now
+            lean = max(row.lean_until, now + FALLBACK_SECONDS + self._window if self._recovering else _NEVER)
+            step = self._lean_interval if lean > now else self._interval
+            reach = HORIZON_SECONDS if shared else ALONE_REACH_SECONDS
+            count = max(1, min(demand, int(reach / step))) if shared else max(1, int(reach / step))
+            end = start + count * step
+            new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
+                            max(row.shared_until, end + self._window) if others else row.shared_until,
+                            row.return_at, lean)  # fmt: skip
+            if self._write(new, row):
+                self.counts["claims"] += 1
+                with self._lock:
+                    self._recovering = False
+                    self._shared = shared
+                    self._slots.extend(start + i * step for i in range(count))
+                return
+            row = self._read()
+
+    def _book(self) -> list[float]:
+        """Book a copy's turn on the tenant's return timeline: one slot after the last copy of any instance.
+
+        At least `DEFERRAL_LEAD_SECONDS` out, past the slots already claimed and the callers waiting here,
+        and past a Retry-After; nothing of the schedule itself is taken, so a late copy wastes no slot.
+        """
+        row = self._row if self._row is not None else self._read()
+        for _ in range(CLAIM_ATTEMPTS):
+            now = self._wall()
+            with self._lock:  # callers waiting here beyond the slots they hold need slots after `nextSlot`
+                waiting = max(0, self._waiting - len(self._slots))
+            first = max(row.next_slot, now) + waiting * self._interval
+            at = max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, row.gate_until, self._gate)
+            if self._write(replace(row, return_at=at + self._interval, gate_until=max(row.gate_until, self._gate)),
+                           row):  # fmt: skip
+                self.counts["bookings"] += 1
+                return [at]
+            row = self._read()
+        return []
+
+    def _merge_gate(self, until: float) -> None:
+        """Max-merge a Retry-After into the row's gate."""
+        row = self._row if self._row is not None else self._read()
+        for _ in range(CLAIM_ATTEMPTS):
+            if row.gate_until >= until:
+                return
+            if self._write(replace(row, gate_until=until), row):
+                self.counts["gates"] += 1
+                return
+            row = self._read()
+
+    def _purge(self, now: float) -> None:
+        """Drop slots gone by, and those under a Retry-After (lock held)."""
+        gate = max(self._gate, (self._row or BudgetRow()).gate_until)
+        slots = self._slots
+        while slots and (slots[0] < now - self.late_seconds or slots[0] < gate):
+            slots.popleft()
+            self.counts["slotsLost"] += 1

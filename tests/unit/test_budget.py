@@ -1,0 +1,205 @@
+"""A tenant's write budget shared by several instances through one conditionally written row."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import replace
+
+import pytest
+
+from shared.graph.budget import (
+    ALONE_REACH_SECONDS,
+    FALLBACK_SECONDS,
+    BudgetRow,
+    Contended,
+    SharedPacer,
+)
+
+WINDOW, BUDGET = 10.0, 49
+
+
+class Clock:
+    """One clock for every instance (wall and monotonic move together); sleeping advances it."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def wall(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+
+
+class MemoryStore:
+    """The table's contract: conditional writes on an ETag, a 412 (Contended) on a lost race."""
+
+    def __init__(self, clock: Clock, *, latency: float = 0.0) -> None:
+        self.rows: dict[str, BudgetRow] = {}
+        self.etags = itertools.count(1)
+        self.calls: list[str] = []
+        self.failing = False
+        self.clock = clock
+        self.latency = latency
+
+    def read(self, key: str) -> BudgetRow:
+        self._call("read")
+        return self.rows.get(key, BudgetRow())
+
+    def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
+        self._call("write")
+        current = self.rows.get(key)
+        if (current.etag if current else None) != etag:
+            raise Contended("412")
+        new = str(next(self.etags))
+        self.rows[key] = replace(row, etag=new)
+        return new
+
+    def _call(self, kind: str) -> None:
+        self.calls.append(kind)
+        self.clock.now += self.latency
+        if self.failing:
+            raise ConnectionError("table service down")
+
+
+def pacers(n: int, clock: Clock, store: MemoryStore, *, budget: int = BUDGET) -> list[SharedPacer]:
+    return [
+        SharedPacer(
+            "tenant",
+            store,
+            budget,
+            WINDOW,
+            instance=f"i{i}",
+            fallback_budget=max(1, (budget + 1) // n - 1),
+            wall=clock.wall,
+            mono=clock.wall,
+            sleep=clock.sleep,
+        )
+        for i in range(n)
+    ]
+
+
+def max_in_window(times: list[float], window: float = WINDOW) -> int:
+    times = sorted(times)
+    return max(sum(1 for t in times[i:] if t < start + window) for i, start in enumerate(times))
+
+
+@pytest.mark.parametrize("instances", [1, 2, 4, 8])
+def test_instances_together_write_the_whole_budget_and_never_more(instances: int):
+    clock = Clock()
+    store = MemoryStore(clock)
+    group = pacers(instances, clock, store)
+    sent: list[float] = []
+    for pacer in itertools.islice(itertools.cycle(group), 400):  # every instance has demand all the time
+        assert pacer.acquire(deadline=clock.now + 60)
+        sent.append(clock.now)
+    assert max_in_window(sent) <= BUDGET + 1  # slots spaced window/budget: a closed window may touch one more
+    rate = (len(sent) - 1) / (sent[-1] - sent[0])
+    assert rate == pytest.approx(BUDGET / WINDOW, rel=0.02)  # the full budget, not N x floor(budget / N)
+
+
+def test_an_uncontended_claim_is_one_conditional_write_for_a_block_of_slots():
+    clock = Clock()
+    store = MemoryStore(clock)
+    (alone,) = pacers(1, clock, store)
+    for _ in range(100):
+        assert alone.acquire(deadline=clock.now + 60)
+    assert store.calls.count("read") == 1  # the first look only: the ETag of its own write is kept
+    per_block = int(ALONE_REACH_SECONDS / (WINDOW / BUDGET))  # two seconds of slots while nobody else writes
+    assert store.calls.count("write") == math.ceil(100 / per_block)
+
+
+def test_a_retry_after_one_instance_learns_holds_the_others_within_the_horizon():
+    clock = Clock()
+    store = MemoryStore(clock)
+    a, b = pacers(2, clock, store)
+    for pacer in (a, b, a, b):
+        assert pacer.acquire(deadline=clock.now + 60)
+    told = clock.now
+    a.hold(5.0)  # a 429 with Retry-After: 5 reached instance a
+    assert b.acquire(deadline=clock.now + 60)
+    assert clock.now >= told + 5.0 - 1e-9  # b looked at the row before its slot, and waited out the gate
+
+
+def test_copies_deferred_anywhere_return_one_slot_apart_and_any_instance_writes_them():
+    clock = Clock()
+    store = MemoryStore(clock)
+    a, b = pacers(2, clock, store)
+    turns = [pacer.deferral() for pacer in (a, b, a, b)]  # both instances defer their tenant's backlog
+    slots = [turn.slot or 0.0 for turn in turns]
+    assert all(turn.slot is not None for turn in turns)
+    assert turns[0].delay_seconds >= 2.0
+    assert [round(y - x, 6) for x, y in itertools.pairwise(slots)] == [round(a.interval, 6)] * 3  # one timeline
+    sent = []
+    for slot, pacer in zip(slots, (b, a, b, a), strict=True):  # each copy is picked up by the other instance
+        clock.now = max(clock.now, slot - 0.8)  # back about a second early
+        assert pacer.use_booked(slot, deadline=clock.now + 2.0)
+        sent.append(clock.now)
+        assert clock.now >= slot - a.late_seconds  # not before its turn
+    assert all(y - x >= a.interval - 1e-6 for x, y in itertools.pairwise(sent))
+    late = a.deferral()
+    assert late.slot is not None
+    clock.now = late.slot + 5  # a copy picked up late still writes: its turn held no slot that went empty
+    assert b.use_booked(late.slot, deadline=clock.now + 2.0)
+    assert clock.now - (late.slot + 5) < a.interval
+
+
+def test_the_table_down_falls_back_to_the_split_and_comes_back():
+    clock = Clock()
+    store = MemoryStore(clock)
+    group = pacers(4, clock, store)
+    store.failing = True
+    sent = []
+    for pacer in itertools.islice(itertools.cycle(group), 60):
+        assert pacer.acquire(deadline=clock.now + 60)
+        sent.append(clock.now)
+    assert all(p.counts["fallbacks"] >= 1 for p in group)
+    assert max_in_window(sent) <= BUDGET + 1  # four instances at floor(50 / 4) - 1 = 11 each cannot pass it
+    store.failing = False
+    clock.now += FALLBACK_SECONDS
+    group[0].acquire(deadline=clock.now + 60)
+    assert store.rows  # the schedule is in use again
+
+
+def test_a_slow_table_counts_as_down():
+    clock = Clock()
+    store = MemoryStore(clock, latency=2.5)
+    (pacer,) = pacers(1, clock, store)
+    assert pacer.acquire(deadline=clock.now + 60)
+    assert pacer.acquire(deadline=clock.now + 60)
+    assert pacer.counts["fallbacks"] == 1  # after two slow calls in a row
+    calls = len(store.calls)
+    for _ in range(5):
+        assert pacer.acquire(deadline=clock.now + 60)
+    assert len(store.calls) == calls  # the local split meanwhile: no write waits on the slow table
+
+
+def test_no_slot_before_the_deadline_claims_nothing():
+    clock = Clock()
+    store = MemoryStore(clock)
+    a, b = pacers(2, clock, store)
+    a.hold(30.0)
+    assert not b.acquire(deadline=clock.now + 1.0)
+    assert store.rows["tenant"].next_slot <= clock.now  # nobody's slots were spent on a refusal
+
+
+def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_theirs():
+    clock = Clock()
+    store = MemoryStore(clock)
+    a, b = (SharedPacer("tenant", store, BUDGET, WINDOW, instance=name, fallback_budget=11, instances=4,
+                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep) for name in "ab")  # fmt: skip
+    assert a.acquire(deadline=clock.now + 60)
+    store.failing = True
+    for _ in range(12):  # its block runs out, then two failed calls: a paces at its split
+        assert a.acquire(deadline=clock.now + 60)
+    assert a.counts["fallbacks"] == 1
+    store.failing = False
+    clock.now += FALLBACK_SECONDS
+    sent = []
+    for pacer in itertools.islice(itertools.cycle((a, b)), 20):
+        assert pacer.acquire(deadline=clock.now + 60)
+        sent.append(clock.now)
+    room = BUDGET - 3 * (11 + 1)  # three others may still write 12 per window each on their split
+    assert max_in_window(sent) <= room + 1
+    assert store.rows["tenant"].lean_until > clock.now - 1
