@@ -4,11 +4,12 @@
 text, already cut to fit the result queue, or raises `TransientError` so the host hands the
 message back to the queue. On the message's last delivery a transient failure becomes a
 `failed` outcome instead, so no message is poisoned without one, and no delivery ever yields two.
-A `Deferred` message (an open breaker, a tenant without a write slot soon) goes back on the queue
-as a delayed copy that keeps its identity (`shared.contract.envelope`), and this delivery writes
-nothing: `handle` returns None. The deferral is first written to the deferral record
-(`DeferralStore`), then the copy is sent; a copy is accepted only when it matches the record, and
-claims it, so of a copy and a redelivery of its carrier exactly one goes on (docs/design.md).
+A message that asks for a deferral (`DeferralRequested`: an open breaker, a tenant without a write
+slot soon) goes back on the queue as a delayed copy that keeps its identity
+(`shared.contract.envelope`), and this delivery writes nothing: `handle` returns None. The deferral
+is first written to the deferral record (`DeferralStore`), then the copy is sent; a copy is accepted
+only when it matches the record, and claims it, so of a copy and a redelivery of its carrier exactly
+one goes on (docs/design.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from shared.contract.audit import day_key
 from shared.contract.envelope import ENVELOPE_KEY, DeferralRecord, Envelope, RecordChanged, unwrap, wrap
 from shared.contract.errors import (
     CertStateError,
-    Deferred,
+    DeferralRequested,
     ErrorCode,
     GraphRefused,
     MessageExpired,
@@ -200,7 +201,7 @@ class CertStatePipeline:
             try:
                 try:
                     outcome = self._process(report, unreadable)
-                except Deferred as deferral:  # what goes wrong while deferring is handled as below
+                except DeferralRequested as deferral:  # what goes wrong while deferring is handled as below
                     outcome = self._defer(deferral, report)
                 except _Superseded:
                     outcome = self._superseded(report)
@@ -399,7 +400,7 @@ class CertStatePipeline:
         refused = report.refuse(ErrorCode.DUPLICATE_DEFERRAL, "the copy this delivery sent holds the deferral")
         return report.error(refused, self._clock())
 
-    def _defer(self, deferral: Deferred, report: OutcomeBuilder) -> Outcome | None:
+    def _defer(self, deferral: DeferralRequested, report: OutcomeBuilder) -> Outcome | None:
         """Record the deferral, then put the message back with a delay (or report it, if it waited enough).
 
         The record comes first: a copy is only ever accepted against it. The copy is sent once; if
@@ -452,7 +453,7 @@ class CertStatePipeline:
         return None
 
     def _waited_enough(
-        self, deferral: Deferred, report: OutcomeBuilder, now: datetime, since: datetime
+        self, deferral: DeferralRequested, report: OutcomeBuilder, now: datetime, since: datetime
     ) -> Outcome | None:
         """The outcome of a message that would expire, or exceed DEFERRAL_MAX_SECONDS, before it came back."""
         comes_back = now + timedelta(seconds=deferral.delay_seconds)

@@ -3,7 +3,7 @@
 `PermanentError`: retrying cannot help, so the message gets its outcome and completes.
 `TransientError`: the same message may succeed later, so it goes back to the queue (the
 host redelivers it after `visibilityTimeout`) until its last delivery, which reports it.
-`Deferred`: the message should wait without spending a delivery (an open breaker, a tenant
+`DeferralRequested`: the message should wait without spending a delivery (an open breaker, a tenant
 with no write slot soon): the pipeline puts it back on the queue with that delay.
 """
 
@@ -96,7 +96,7 @@ class TransientError(CertStateError):
 
 
 @dataclass
-class Deferred(Exception):
+class DeferralRequested(Exception):
     """Not an error of the message: it should come back after `delay_seconds` (`reason` says why).
 
     `cause` is what the message would be reported with if it waits too long (the outage's code);

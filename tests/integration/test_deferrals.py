@@ -15,7 +15,7 @@ from azure.data.tables import TableServiceClient
 from devstack.azurite import connection_string
 from producer.audit import HistoryQuery, history
 from shared.contract.envelope import DeferralRecord, RecordChanged
-from shared.contract.errors import Deferred
+from shared.contract.errors import DeferralRequested
 from shared.deferrals import DeferralRecords, record_keys
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.storage import QueueSender, StorageConnection
@@ -80,7 +80,10 @@ def test_a_copy_round_trips_through_the_real_table(table):
                                  max_dequeue_count=5, requeue=lambda text, _delay: copies.append(text),
                                  deferrals=records, clock=lambda: ENQUEUED + timedelta(seconds=5))  # fmt: skip
 
-    assert handler(RecordingGraph(Deferred(5, "breakerOpen"))).handle(body(), Delivery("m-9", 1, ENQUEUED)) is None
+    assert (
+        handler(RecordingGraph(DeferralRequested(5, "breakerOpen"))).handle(body(), Delivery("m-9", 1, ENQUEUED))
+        is None
+    )
     graph = RecordingGraph()
     result = handler(graph).handle(copies[0].encode(), Delivery("copy-9", 1))
     again = handler(graph).handle(copies[0].encode(), Delivery("copy-9b", 1))
