@@ -15,9 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.contract.errors import DeferralRequested, ErrorCode
+from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode
 
-BREAKER_OPEN = "breakerOpen"
 _JITTER = 0.2
 """Up to this fraction of the base cool-down is added to a deferral, so copies do not return as one burst."""
 
@@ -123,4 +122,4 @@ class CircuitBreaker:
         # The jitter is a fraction of at most the base cool-down: with a doubled cool-down of minutes, a
         # fraction of the whole would spread the backlog over tens of seconds after a successful probe.
         jitter = self._rng.uniform(0, _JITTER) * min(seconds, self._base_cooldown)
-        return DeferralRequested(seconds + jitter, BREAKER_OPEN, self._cause)
+        return DeferralRequested(seconds + jitter, DeferralReason.BREAKER_OPEN, self._cause)

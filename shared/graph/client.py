@@ -25,7 +25,14 @@ from typing import Any, Final
 import requests
 
 from shared.contract.echo import bounded, shown
-from shared.contract.errors import DeferralRequested, ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.errors import (
+    DeferralReason,
+    DeferralRequested,
+    ErrorCode,
+    GraphRefused,
+    GraphTrace,
+    TransientError,
+)
 from shared.graph.breaker import CLOSED, CircuitBreaker, Permit
 from shared.graph.retry_policy import SUCCESS_STATUSES, Action, Decision, decide, retry_after_ceiling
 from shared.graph.routes import GraphRequest
@@ -36,10 +43,6 @@ from shared.telemetry import Telemetry
 
 logger = logging.getLogger("certstate.graph")
 
-WRITE_BUDGET = "writeBudget"
-"""Deferral reason: the tenant's write budget has no slot soon."""
-RETRY_AFTER = "retryAfter"
-"""Deferral reason: a Retry-After holds the tenant's writes for longer than the short wait."""
 _RETURN_EARLY_SECONDS = 1.0
 """How long before its booked slot a deferred message is due back: the queue's visibility granularity."""
 _FORCE_REFRESH_CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"%d"}}}'
@@ -299,7 +302,7 @@ class GraphClient:
         # Back before the booked slot: queue visibility is in whole seconds (rounded up) and a copy may
         # be picked up late, so it comes up to a second early and waits out the rest here, within the
         # short wait, rather than miss its slot.
-        reason = RETRY_AFTER if retry_after else WRITE_BUDGET
+        reason = DeferralReason.RETRY_AFTER if retry_after else DeferralReason.WRITE_BUDGET
         early = self._limits.return_early_seconds
         return DeferralRequested(max(0.0, delay - early), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings), slot)
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
 
-from shared.contract.errors import DeferralRequested, ErrorCode, FieldError, MessageRejected
+from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode, FieldError, MessageRejected
 from shared.contract.tenants import TenantEntry
 from shared.graph.pacing import Pacer
 
@@ -153,7 +153,9 @@ class TenantDirectory:
                     details=[FieldError("tenantId", "not in the tenant registry, SERVED_TENANT_IDS or HOME_TENANT_ID")],
                 )
             if entry.paused and not paused_ok:
-                raise DeferralRequested(self._served.paused_delay(), "tenantPaused", ErrorCode.TENANT_PAUSED)
+                raise DeferralRequested(
+                    self._served.paused_delay(), DeferralReason.TENANT_PAUSED, ErrorCode.TENANT_PAUSED
+                )
         found = self._tenants.get(key)
         if found is not None:
             return found

@@ -25,7 +25,14 @@ from hypothesis import strategies as st
 
 from devstack.azurite import Azurite
 from producer.schemas import SCHEMA_DIR
-from shared.contract.errors import DeferralRequested, ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.errors import (
+    DeferralReason,
+    DeferralRequested,
+    ErrorCode,
+    GraphRefused,
+    GraphTrace,
+    TransientError,
+)
 from shared.contract.limits import QUEUE_MESSAGE_BYTES, outcome_budget
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
@@ -63,7 +70,7 @@ def graph_answers() -> st.SearchStrategy[GraphResult | Exception]:
                   trace=trace, attempts=st.just(1)),
         st.builds(TransientError, code=st.just(ErrorCode.GRAPH_THROTTLED), message=text, http_status=st.just(429),
                   trace=trace, attempts=st.integers(0, 4), warnings=st.sampled_from([(), (CAPPED,)])),
-        st.builds(DeferralRequested, delay_seconds=st.floats(1, 600), reason=st.just("breakerOpen")),
+        st.builds(DeferralRequested, delay_seconds=st.floats(1, 600), reason=st.just(DeferralReason.BREAKER_OPEN)),
         st.just(ZeroDivisionError("a bug")),
     )  # fmt: skip
 

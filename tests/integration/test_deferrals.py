@@ -15,7 +15,7 @@ from azure.data.tables import TableServiceClient
 from devstack.azurite import connection_string
 from producer.audit import HistoryQuery, history
 from shared.contract.envelope import DeferralRecord, RecordChanged
-from shared.contract.errors import DeferralRequested
+from shared.contract.errors import DeferralReason, DeferralRequested
 from shared.deferrals import DeferralRecords, record_keys
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.storage import QueueSender, StorageConnection
@@ -81,7 +81,9 @@ def test_a_copy_round_trips_through_the_real_table(table):
                                  deferrals=records, clock=lambda: ENQUEUED + timedelta(seconds=5))  # fmt: skip
 
     assert (
-        handler(RecordingGraph(DeferralRequested(5, "breakerOpen"))).handle(body(), Delivery("m-9", 1, ENQUEUED))
+        handler(RecordingGraph(DeferralRequested(5, DeferralReason.BREAKER_OPEN))).handle(
+            body(), Delivery("m-9", 1, ENQUEUED)
+        )
         is None
     )
     graph = RecordingGraph()

@@ -21,10 +21,10 @@ from azure.core.credentials import AccessToken, TokenCredential
 
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
-from shared.contract.errors import DeferralRequested, ErrorCode, GraphRefused, TransientError
+from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode, GraphRefused, TransientError
 from shared.graph import transport
-from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
-from shared.graph.client import MAX_ANSWER_BYTES, RETRY_AFTER, WRITE_BUDGET, ClientLimits, GraphClient, GraphResult
+from shared.graph.breaker import CircuitBreaker
+from shared.graph.client import MAX_ANSWER_BYTES, ClientLimits, GraphClient, GraphResult
 from shared.graph.pacing import WritePacer
 from shared.graph.routes import GraphRequest
 from shared.graph.tenancy import Tenant
@@ -207,7 +207,7 @@ def test_a_retry_after_beyond_the_wait_limit_defers_the_message_until_it_ends(gr
     started = time.monotonic()
     with pytest.raises(DeferralRequested) as caught:
         patch(graph, client(graph, credential, max_wait=5, slot_wait=2))
-    assert (caught.value.reason, caught.value.cause) == (RETRY_AFTER, ErrorCode.GRAPH_THROTTLED)
+    assert (caught.value.reason, caught.value.cause) == (DeferralReason.RETRY_AFTER, ErrorCode.GRAPH_THROTTLED)
     assert 28 < caught.value.delay_seconds <= 30  # back when the Retry-After ends, not a delivery spent
     assert time.monotonic() - started < 2
     assert len(writes(graph)) == 1
@@ -219,7 +219,7 @@ def test_consecutive_outage_failures_open_the_breaker_and_hold_every_request(gra
     c = client(graph, credential, max_attempts=5, max_wait=10, breaker=breaker)
     with pytest.raises(DeferralRequested) as caught:
         patch(graph, c)  # attempts 1-3 fail, the fourth is held back
-    assert (caught.value.reason, caught.value.cause) == (BREAKER_OPEN, ErrorCode.GRAPH_UNAVAILABLE)
+    assert (caught.value.reason, caught.value.cause) == (DeferralReason.BREAKER_OPEN, ErrorCode.GRAPH_UNAVAILABLE)
     assert len(writes(graph)) == 3
     with pytest.raises(DeferralRequested):
         patch(graph, client(graph, credential, breaker=breaker))  # another invocation of the process
@@ -253,7 +253,7 @@ def test_no_write_slot_within_the_short_wait_defers_without_sending(graph, crede
     for _ in range(3):
         with pytest.raises(DeferralRequested) as caught:
             patch(graph, c)
-        assert caught.value.reason == WRITE_BUDGET
+        assert caught.value.reason == DeferralReason.WRITE_BUDGET
         deferred.append(caught.value.delay_seconds)
     assert len(writes(graph)) == 1
     assert 9 < deferred[0] <= 10  # the tenant's next slot ...
@@ -445,7 +445,7 @@ def test_a_retry_after_beyond_the_ceiling_holds_the_process_for_the_ceiling_only
     started = clock.now()
     with pytest.raises(DeferralRequested) as caught:  # 10 s of budget: the message comes back when the gate opens
         patch(graph, client(graph, credential, max_wait=10, pacer=pacer, clock=clock))
-    assert caught.value.reason == RETRY_AFTER
+    assert caught.value.reason == DeferralReason.RETRY_AFTER
     assert caught.value.delay_seconds == pytest.approx(29)  # due back a second early, to wait out the rest
     assert caught.value.warnings == (  # carried by the deferred copy to its outcome
         f"Graph's Retry-After '{retry_after}' was capped at 30 s: writes resumed before it ran out",
