@@ -34,10 +34,11 @@ from shared.contract.errors import (
     TransientError,
 )
 from shared.contract.limits import QUEUE_MESSAGE_BYTES, outcome_budget
+from shared.contract.outcomes import Result
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
 from shared.graph.tenancy import Tenant
-from shared.pipeline import CertStatePipeline, Delivery, Result
+from shared.pipeline import CertStatePipeline, Delivery
 from tests.fuzz.strategies import VALID, queue_bodies, spoiled_document, with_huge_number
 from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import directory

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from shared.contract.envelope import ENVELOPE_KEY, DeferralRecord, Envelope, deferral_token, unwrap, wrap
 from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode, MessageRejected, TransientError
-from shared.contract.outcomes import Outcome, Status
+from shared.contract.outcomes import Outcome, Result, Status
 from shared.graph.breaker import CircuitBreaker
 from shared.host_config import queue_options
-from shared.pipeline import CertStatePipeline, Delivery, Result
+from shared.pipeline import CertStatePipeline, Delivery
 from shared.settings import Settings
 from shared.wiring import build_deferrals, build_pipeline
 from tests.support.deferral_fakes import MemoryDeferrals

@@ -23,12 +23,12 @@ from shared.contract.errors import (
     TransientError,
 )
 from shared.contract.limits import QUEUE_MESSAGE_BYTES
-from shared.contract.outcomes import Outcome, Status, fit
+from shared.contract.outcomes import Outcome, Result, Status, fit
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
 from shared.graph.tenancy import Tenant, TenantDirectory
 from shared.logs import log_event
-from shared.pipeline import CertStatePipeline, Delivery, Result
+from shared.pipeline import CertStatePipeline, Delivery
 from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import HOME_TENANT, NOW, SECRET_VALUE, SERVED, RecordingGraph, body, directory
 
