@@ -170,7 +170,7 @@ def build_served(settings: Settings) -> Served:
 def build_session(pool_size: int, base_url: str) -> requests.Session:
     """One keep-alive pool sized to the host's concurrency; retries are ours, not urllib3's.
 
-    The adapter's connections report their sockets to the Graph exchange in progress, which bounds
+    The adapter's connections report their sockets to the Graph PATCH in progress, which bounds
     the whole answer in time (`shared.graph.transport`).
 
     The environment (proxy variables, CA bundle) is read here once for Graph's origin: with

@@ -37,7 +37,7 @@ from shared.graph.breaker import CLOSED, CircuitBreaker, Permit
 from shared.graph.retry_policy import SUCCESS_STATUSES, Action, Decision, decide, retry_after_ceiling
 from shared.graph.routes import GraphRequest
 from shared.graph.tenancy import Tenant
-from shared.graph.transport import Answer, exchange
+from shared.graph.transport import Answer, patch_within
 from shared.logs import log_event
 from shared.telemetry import Telemetry
 
@@ -374,7 +374,7 @@ class GraphClient:
         limits = self._limits
         sent = self._clock()
         try:
-            answer = exchange(
+            answer = patch_within(
                 self._session,
                 request.url,
                 body=request.body,
