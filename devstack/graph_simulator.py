@@ -1,85 +1,13 @@
 """Stand-in for Microsoft Graph beta's managedDeviceCertificateState routes, throttling and errors.
 
 A real HTTP server on 127.0.0.1 that answers PATCH and GET on the route forms of docs/routes.md from an
-in-memory store, with Graph's error bodies and headers, Intune's per-app write limit (a sliding window,
-answered 429 with an accurate Retry-After) and injectable faults.
+in-memory store (default: graph_seed.json), with Graph's error bodies and headers, Intune's per-app write
+limit (a sliding window per app and tenant, answered 429 with an accurate Retry-After) and injectable
+faults on writes. Routing follows the navigation graph (`shared.contract.navigation`); the token's `tid`
+chooses the tenant. docs/devstack.md ("The Graph simulator") describes the routing, the default store's
+ids, every way the simulator differs from Graph on purpose, and its admin endpoints.
 
-Routing follows the navigation graph (`shared.contract.navigation`, the snapshot of the team's
-graph-navigation.json): `.../{id}/microsoft.graph.{owner}/{navigation}/microsoft.graph.{profile}/...` is
-served for exactly its 93 (owner, navigation, profile) triples, a cast to an owner matching the owner's
-subtypes too. Known types and navigations in any other combination (a cast the navigation's type does
-not allow, a navigation the owner lacks) answer what Graph answers for a route it has no handler for: 400,
-code `No method match route template`, "No OData route exists that match template ...". A segment no type
-or navigation fits answers 400 "Resource not found for the segment ...". The seed page's owner-less
-`{id}/identityCertificate/...` is served from the configuration's own reference (the live service may
-refuse it: the metadata has no such navigation on deviceConfiguration).
-
-Default store (`graph_seed.json`): one certificate profile per type of graph-schema.json
-`navigationParents`, each with three states, and configurations of every owner type that reference them,
-so that every route of docs/routes.md resolves. The seed page's seven PATCH routes resolve with these ids
-(the iOS ones are docs/contract.md's example message's):
-
-- iosScepCertificateProfile: config b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11, state d99bc884-c884-d99b-84c8-9bd984c89bd9
-- macOSScepCertificateProfile: config c0ffee00-0000-4000-8000-000000000019, state 57a7e000-0019-4000-8000-000000000001
-- androidScepCertificateProfile: config c0ffee00-0000-4000-8000-000000000009, state 57a7e000-0009-4000-8000-000000000001
-- windows81SCEPCertificateProfile: config c0ffee00-0000-4000-8000-000000000022,
-  state 57a7e000-0022-4000-8000-000000000001
-- androidWorkProfileScepCertificateProfile: config c0ffee00-0000-4000-8000-000000000011,
-  state 57a7e000-0011-4000-8000-000000000001
-- `identityCertificate/` androidForWorkScepCertificateProfile: config 0a0e0000-0000-4000-8000-000000000001
-  (an androidForWorkVpnConfiguration), state 57a7e000-0006-4000-8000-000000000001
-- `microsoft.graph.windowsPhone81VpnConfiguration/identityCertificate/` windowsPhone81SCEPCertificateProfile:
-  config 0a0e0000-0000-4000-8000-000000000002, state 57a7e000-0024-4000-8000-000000000001
-
-The profile of type number n (1-based, navigationParents order) is `c0ffee00-0000-4000-8000-0000000000nn`
-with states `57a7e000-00nn-4000-8000-00000000000k`, k = 1..3 (the iOS SCEP profile keeps the contract's ids
-above). `0a0e0000-0000-4000-8000-000000000003` is an androidForWorkGmailEasConfiguration whose identity
-certificate is the androidForWorkPkcsCertificateProfile (n = 5). The owner type number m (1-based, in
-alphabetical order of the 30 owner types; the two abstract ones have no instances) has configurations
-`0a0e0000-00mm-4000-8000-00000000000k`, k = 1, 2, ...: the k-th one's `<navigation>Id` names the k-th
-profile type that navigation allows (in docs/routes.md's order, wrapping round), so for each of an owner's
-triples one of its configurations reaches it. Loading a store checks every `<navigation>Id` against the
-navigation graph.
-
-How it differs from Graph, on purpose:
-- Tokens are devstack tokens (`identity_emulator.verify_token`), for the audience `http://127.0.0.1:PORT`.
-- Tenants: the token's `tid` chooses the tenant. A tenant given to `add_tenant` has its own store (a copy
-  of the seed, or its own) and may have its own write limit; every other `tid` shares the default store, as
-  a single-tenant Graph would. A route naming a configuration that only another added tenant holds is
-  answered 403 and counted in `crossTenant` (Graph would say 404; the count makes a wrong token visible).
-  Requests log their `tenantId`, and `stats()["byTenant"]` counts per tenant.
-- Only the per-app write limit (default 100 writes per 20 s, per app per tenant) is enforced, not the
-  all-apps per-tenant or any-request limits. Writes are POST/PUT/PATCH/DELETE answered 2xx or 4xx other than 429.
-- After a 429/503 with Retry-After, every request from that app to that tenant that arrives too early is
-  answered 429 with the time left and counted in `earlyRetries` (Dev Proxy's RetryAfterPlugin does the same);
-  Graph itself would just serve or throttle it. A concurrent client always has requests in flight that it
-  sent before the 429 reached it; `in_flight_grace_s` (default 0: a sequential client is held to the
-  letter) counts those arriving within that long of the 429 in `inFlight` instead, so `earlyRetries`
-  measures the client's pacing, not the scheduler's.
-- Validation of the PATCH body is modest (names, JSON types, nullability, enum members, DateTimeOffset
-  shape); the function under test validates fully, and this module keeps its own copy of the schema so
-  that a mistake there is not mirrored here. The legacy `serverUrl` and `enhancedKeyUsage` of the seed
-  page are accepted and stored as nullable strings, so the contract's pass-through of them can be tested
-  end to end; the live service may reject them.
-- Casts and ids match case-sensitively, so a client that alters the contract's paths is caught.
-- A GET of a state is served for inspection; collections, `$select`, `Prefer: return=minimal`, `$batch`
-  and other methods are not emulated (other methods answer 405).
-- Faults (random errors, dropped connections, the script) hit writes only, so GET stays dependable for
-  tests; a dropped write is not applied. Injected latency delays every Graph answer, after the store
-  changed, as a slow network would. A script step can also answer a 2xx Graph does not document for
-  this PATCH (202, 204: empty body, nothing applied), pad the body to a size (`bodyBytes`) or send it
-  one byte every `trickleSeconds`, for clients that must bound the whole answer, or redirect (a 3xx with
-  a `location`, by default the path under `/redirected`), for clients that must not follow one.
-- A revoked token (`revoke_all_tokens`) gets a plain 401, not a CAE claims challenge.
-
-Out of process: `python -m devstack.graph_simulator --signing-key-hex K [--port P] [--write-limit N]
-[--write-window S] [--retry-after-form F] [--in-flight-grace S] [--seed-file F]` prints
-`GRAPH_BASE_URL=...`. Admin endpoints (no auth, never faulted or logged): `GET /_admin/stats`,
-`GET /_admin/requests`, `GET /_admin/store`, `POST /_admin/reset` (counters, log and throttling state),
-`POST /_admin/faults` (camelCase `SimulatorConfig` fields: writeLimit, writeWindowSeconds, retryAfterForm,
-errorRate, errorStatuses, errorRetryAfter, latencyMs, dropRate, script, inFlightGraceSeconds, and
-rngSeed), `POST /_admin/seed` (a seed document; no body: graph_seed.json)
-and `POST /_admin/revoke-tokens` (optional `{"issuedBefore": epoch seconds}`).
+Out of process: `python -m devstack.graph_simulator --signing-key-hex K [...]` prints `GRAPH_BASE_URL=...`.
 """
 
 from __future__ import annotations
