@@ -228,7 +228,7 @@ PHASES = (
     ("… requests: environment (proxies, netrc)", "requests/sessions.py", "merge_environment_settings"),
     ("… requests: prepare_request", "requests/sessions.py", "prepare_request"),
     ("… requests: Session.send (urllib3, http.client, socket)", "requests/sessions.py", "send"),
-    ("build the outcome", "shared/pipeline.py", "build"),
+    ("build the outcome", "shared/outcome_builder.py", "build"),
     ("outcome to JSON", "shared/contract/outcomes.py", "to_json"),
     ("log events", "shared/logs.py", "log_event"),
 )

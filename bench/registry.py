@@ -28,7 +28,7 @@ from azure.data.tables import TableServiceClient
 
 from devstack.azurite import Azurite
 from producer.tenants import Registry
-from shared.contract.errors import Deferred
+from shared.contract.errors import DeferralRequested
 from shared.contract.tenants import PARTITION, from_entity
 from shared.graph.pacing import WritePacer
 from shared.graph.tenancy import TenantDirectory
@@ -103,7 +103,7 @@ def measure(connection_string: str, count: int, refresh: float) -> dict[str, Any
         while True:
             try:
                 watched.tenant(ids[1])
-            except Deferred:
+            except DeferralRequested:
                 break
             time.sleep(0.01)
         applied_s = time.perf_counter() - changed

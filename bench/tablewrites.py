@@ -20,10 +20,11 @@ from bench.messages import bodies
 from devstack.azurite import Azurite
 from shared.audit import entities
 from shared.contract.errors import GraphTrace
+from shared.contract.outcomes import Result
 from shared.graph.client import GraphResult
 from shared.graph.pacing import WritePacer
 from shared.graph.tenancy import TenantDirectory
-from shared.pipeline import CertStatePipeline, Delivery, Result
+from shared.pipeline import CertStatePipeline, Delivery
 from shared.registry import Served
 
 if TYPE_CHECKING:

@@ -1,7 +1,8 @@
 """`python -m devstack up|down|status`: the whole local stack in the background, for as long as you want it.
 
 `up` starts Azurite's queue service, the managed-identity emulator and the Graph simulator (sharing a
-fresh signing key) and the local runner over `function_app.py`, each as its own background process in
+fresh signing key) and the local runner over `function_app.py`, as `devstack.stack.StackSpec` describes
+them (the parts and app settings the demo and the tests use too), each as its own background process in
 its own process group, logging to a file; it creates the two queues, writes the settings the CLI and
 `func start` need, prints where each part listens and logs, and returns. Everything stays up until
 `down`, which stops exactly the processes `up` recorded (pid files, checked against each process's
@@ -42,8 +43,7 @@ from typing import Any, Final
 
 from devstack.azurite import AzuriteNotInstalledError, connection_string, default_binary, port_answers, service_command
 from devstack.azurite import queue_service_command as azurite_command
-from devstack.graph_simulator import CONCURRENT_CLIENT_GRACE_S
-from devstack.stack import deployed_settings
+from devstack.stack import StackSpec, create_queues, runner_command
 from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, queue_name_problem
 
 REPO: Final = Path(__file__).resolve().parent.parent
@@ -150,7 +150,7 @@ class BackgroundStack:
         """Start every part in the background and record it; on any failure stop what was started.
 
         `instances` runner processes share the queue, each with the app settings infra deploys for
-        that many Flex instances (`devstack.stack.deployed_settings`).
+        that many Flex instances (`devstack.stack.StackSpec`).
         """
         self.logs.mkdir(parents=True, exist_ok=True)
         state: dict[str, Any] = {"parts": {}, "settings": {}, "wroteLocalSettings": None}
@@ -193,30 +193,24 @@ class BackgroundStack:
         self._wait(state, "tables", lambda: port_answers(table_port))
         self._start(state, "identity", self._python("devstack.identity_emulator", "--signing-key-hex", key), "")
         identity = self._wait_for_lines(state, "identity", ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"))
-        grace = str(CONCURRENT_CLIENT_GRACE_S)
-        graph_command = self._python("devstack.graph_simulator", "--signing-key-hex", key, "--in-flight-grace", grace)
+        spec = StackSpec(instances=instances)  # Graph's 100 writes per 20 s, paced as infra deploys it
+        graph_command = self._python("devstack.graph_simulator", "--signing-key-hex", key, *spec.simulator_args())
         self._start(state, "graph", graph_command, "")
         graph = self._wait_for_lines(state, "graph", ("GRAPH_BASE_URL",))
         state["parts"]["identity"]["listens"] = identity["IDENTITY_ENDPOINT"]
         state["parts"]["graph"]["listens"] = graph["GRAPH_BASE_URL"]
-        settings = {
-            **_sample_values(),
-            "AzureWebJobsStorage": queues,
-            "INPUT_QUEUE_NAME": input_queue,
-            "RESULT_QUEUE_NAME": result_queue,
-            "GRAPH_BASE_URL": graph["GRAPH_BASE_URL"],
-            "CREDENTIAL_MODE": "managedIdentity",
-            "IDENTITY_ENDPOINT": identity["IDENTITY_ENDPOINT"],
-            "IDENTITY_HEADER": identity["IDENTITY_HEADER"],
-            **deployed_settings(instances),  # the simulator's 100 writes per 20 s, paced as infra deploys it
-        }
+        settings = spec.app_settings(
+            storage=queues,
+            input_queue=input_queue,
+            result_queue=result_queue,
+            graph_base_url=graph["GRAPH_BASE_URL"],
+            identity=identity,
+        )
         state["settings"] = settings
         state["wroteLocalSettings"] = self._write_settings(settings)
-        _create_queues(queues, input_queue, result_queue)
+        create_queues(queues, input_queue, result_queue)
         if with_runner:
-            argv = self._python(
-                "devstack.runner", "--app", "function_app", "--settings", str(self.root / "local.settings.json")
-            )
+            argv = runner_command("--settings", str(self.root / "local.settings.json"))
             for name in _runner_names(instances):
                 self._start(state, name, argv, f"queue {input_queue}", env=settings)
                 self._wait(state, name, functools.partial(self._says_up, name))
@@ -362,22 +356,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _sample_values() -> dict[str, str]:
-    """local.settings.sample.json's Values: the settings a newcomer is shown, filled in below."""
-    sample = json.loads((REPO / "local.settings.sample.json").read_text(encoding="utf-8"))
-    return {str(k): str(v) for k, v in (sample.get("Values") or {}).items()}
-
-
-def _create_queues(connection: str, *names: str) -> None:
-    from azure.core.exceptions import ResourceExistsError  # noqa: PLC0415 - dev dependency, loaded on use
-    from azure.storage.queue import QueueServiceClient  # noqa: PLC0415
-
-    with QueueServiceClient.from_connection_string(connection) as service:
-        for name in names:
-            with contextlib.suppress(ResourceExistsError):
-                service.create_queue(name)
 
 
 # -- command line ----------------------------------------------------------------------------------------

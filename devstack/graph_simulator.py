@@ -1,85 +1,13 @@
 """Stand-in for Microsoft Graph beta's managedDeviceCertificateState routes, throttling and errors.
 
 A real HTTP server on 127.0.0.1 that answers PATCH and GET on the route forms of docs/routes.md from an
-in-memory store, with Graph's error bodies and headers, Intune's per-app write limit (a sliding window,
-answered 429 with an accurate Retry-After) and injectable faults.
+in-memory store (default: graph_seed.json), with Graph's error bodies and headers, Intune's per-app write
+limit (a sliding window per app and tenant, answered 429 with an accurate Retry-After) and injectable
+faults on writes. Routing follows the navigation graph (`shared.contract.navigation`); the token's `tid`
+chooses the tenant. docs/devstack.md ("The Graph simulator") describes the routing, the default store's
+ids, every way the simulator differs from Graph on purpose, and its admin endpoints.
 
-Routing follows the navigation graph (`shared.contract.navigation`, the snapshot of the team's
-graph-navigation.json): `.../{id}/microsoft.graph.{owner}/{navigation}/microsoft.graph.{profile}/...` is
-served for exactly its 93 (owner, navigation, profile) triples, a cast to an owner matching the owner's
-subtypes too. Known types and navigations in any other combination (a cast the navigation's type does
-not allow, a navigation the owner lacks) answer what Graph answers for a route it has no handler for: 400,
-code `No method match route template`, "No OData route exists that match template ...". A segment no type
-or navigation fits answers 400 "Resource not found for the segment ...". The seed page's owner-less
-`{id}/identityCertificate/...` is served from the configuration's own reference (the live service may
-refuse it: the metadata has no such navigation on deviceConfiguration).
-
-Default store (`graph_seed.json`): one certificate profile per type of graph-schema.json
-`navigationParents`, each with three states, and configurations of every owner type that reference them,
-so that every route of docs/routes.md resolves. The seed page's seven PATCH routes resolve with these ids
-(the iOS ones are docs/contract.md's example message's):
-
-- iosScepCertificateProfile: config b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11, state d99bc884-c884-d99b-84c8-9bd984c89bd9
-- macOSScepCertificateProfile: config c0ffee00-0000-4000-8000-000000000019, state 57a7e000-0019-4000-8000-000000000001
-- androidScepCertificateProfile: config c0ffee00-0000-4000-8000-000000000009, state 57a7e000-0009-4000-8000-000000000001
-- windows81SCEPCertificateProfile: config c0ffee00-0000-4000-8000-000000000022,
-  state 57a7e000-0022-4000-8000-000000000001
-- androidWorkProfileScepCertificateProfile: config c0ffee00-0000-4000-8000-000000000011,
-  state 57a7e000-0011-4000-8000-000000000001
-- `identityCertificate/` androidForWorkScepCertificateProfile: config 0a0e0000-0000-4000-8000-000000000001
-  (an androidForWorkVpnConfiguration), state 57a7e000-0006-4000-8000-000000000001
-- `microsoft.graph.windowsPhone81VpnConfiguration/identityCertificate/` windowsPhone81SCEPCertificateProfile:
-  config 0a0e0000-0000-4000-8000-000000000002, state 57a7e000-0024-4000-8000-000000000001
-
-The profile of type number n (1-based, navigationParents order) is `c0ffee00-0000-4000-8000-0000000000nn`
-with states `57a7e000-00nn-4000-8000-00000000000k`, k = 1..3 (the iOS SCEP profile keeps the contract's ids
-above). `0a0e0000-0000-4000-8000-000000000003` is an androidForWorkGmailEasConfiguration whose identity
-certificate is the androidForWorkPkcsCertificateProfile (n = 5). The owner type number m (1-based, in
-alphabetical order of the 30 owner types; the two abstract ones have no instances) has configurations
-`0a0e0000-00mm-4000-8000-00000000000k`, k = 1, 2, ...: the k-th one's `<navigation>Id` names the k-th
-profile type that navigation allows (in docs/routes.md's order, wrapping round), so for each of an owner's
-triples one of its configurations reaches it. Loading a store checks every `<navigation>Id` against the
-navigation graph.
-
-How it differs from Graph, on purpose:
-- Tokens are devstack tokens (`identity_emulator.verify_token`), for the audience `http://127.0.0.1:PORT`.
-- Tenants: the token's `tid` chooses the tenant. A tenant given to `add_tenant` has its own store (a copy
-  of the seed, or its own) and may have its own write limit; every other `tid` shares the default store, as
-  a single-tenant Graph would. A route naming a configuration that only another added tenant holds is
-  answered 403 and counted in `crossTenant` (Graph would say 404; the count makes a wrong token visible).
-  Requests log their `tenantId`, and `stats()["byTenant"]` counts per tenant.
-- Only the per-app write limit (default 100 writes per 20 s, per app per tenant) is enforced, not the
-  all-apps per-tenant or any-request limits. Writes are POST/PUT/PATCH/DELETE answered 2xx or 4xx other than 429.
-- After a 429/503 with Retry-After, every request from that app to that tenant that arrives too early is
-  answered 429 with the time left and counted in `earlyRetries` (Dev Proxy's RetryAfterPlugin does the same);
-  Graph itself would just serve or throttle it. A concurrent client always has requests in flight that it
-  sent before the 429 reached it; `in_flight_grace_s` (default 0: a sequential client is held to the
-  letter) counts those arriving within that long of the 429 in `inFlight` instead, so `earlyRetries`
-  measures the client's pacing, not the scheduler's.
-- Validation of the PATCH body is modest (names, JSON types, nullability, enum members, DateTimeOffset
-  shape); the function under test validates fully, and this module keeps its own copy of the schema so
-  that a mistake there is not mirrored here. The legacy `serverUrl` and `enhancedKeyUsage` of the seed
-  page are accepted and stored as nullable strings, so the contract's pass-through of them can be tested
-  end to end; the live service may reject them.
-- Casts and ids match case-sensitively, so a client that alters the contract's paths is caught.
-- A GET of a state is served for inspection; collections, `$select`, `Prefer: return=minimal`, `$batch`
-  and other methods are not emulated (other methods answer 405).
-- Faults (random errors, dropped connections, the script) hit writes only, so GET stays dependable for
-  tests; a dropped write is not applied. Injected latency delays every Graph answer, after the store
-  changed, as a slow network would. A script step can also answer a 2xx Graph does not document for
-  this PATCH (202, 204: empty body, nothing applied), pad the body to a size (`bodyBytes`) or send it
-  one byte every `trickleSeconds`, for clients that must bound the whole answer, or redirect (a 3xx with
-  a `location`, by default the path under `/redirected`), for clients that must not follow one.
-- A revoked token (`revoke_all_tokens`) gets a plain 401, not a CAE claims challenge.
-
-Out of process: `python -m devstack.graph_simulator --signing-key-hex K [--port P] [--write-limit N]
-[--write-window S] [--retry-after-form F] [--in-flight-grace S] [--seed-file F]` prints
-`GRAPH_BASE_URL=...`. Admin endpoints (no auth, never faulted or logged): `GET /_admin/stats`,
-`GET /_admin/requests`, `GET /_admin/store`, `POST /_admin/reset` (counters, log and throttling state),
-`POST /_admin/faults` (camelCase `SimulatorConfig` fields: writeLimit, writeWindowSeconds, retryAfterForm,
-errorRate, errorStatuses, errorRetryAfter, latencyMs, dropRate, script, inFlightGraceSeconds, and
-rngSeed), `POST /_admin/seed` (a seed document; no body: graph_seed.json)
-and `POST /_admin/revoke-tokens` (optional `{"issuedBefore": epoch seconds}`).
+Out of process: `python -m devstack.graph_simulator --signing-key-hex K [...]` prints `GRAPH_BASE_URL=...`.
 """
 
 from __future__ import annotations
@@ -587,7 +515,7 @@ def _default_seed() -> JsonObject:
 
 
 @dataclass
-class _Exchange:
+class _Arrival:
     """The per-request identifiers and clock readings every answer and log record carries."""
 
     request_id: str
@@ -661,8 +589,8 @@ _ROLE_MISSING = (
 )
 
 
-def _error(exchange: _Exchange, status: int, message: str, code: str | None = None) -> _Answer:
-    inner = exchange.inner_error()
+def _error(arrival: _Arrival, status: int, message: str, code: str | None = None) -> _Answer:
+    inner = arrival.inner_error()
     if status == 429:
         inner = {"code": "429", **inner, "message": "Please retry after", "status": "429"}
     code = code or _ERROR_CODES.get(status, "UnknownError")
@@ -888,7 +816,7 @@ class GraphSimulator(LoopbackService):
         return app
 
     async def _graph(self, request: web.Request) -> web.StreamResponse:
-        exchange = _Exchange(
+        arrival = _Arrival(
             request_id=str(uuid.uuid4()),
             client_request_id=request.headers.get("client-request-id") or str(uuid.uuid4()),
             arrived_mono=time.monotonic(),
@@ -897,8 +825,8 @@ class GraphSimulator(LoopbackService):
         raw_body = await request.read()
         with self._lock:
             claims = self._authenticate(request)
-            answer = self._decide(request, exchange, raw_body, claims)
-            self._record(request, exchange, raw_body, claims, answer)
+            answer = self._decide(request, arrival, raw_body, claims)
+            self._record(request, arrival, raw_body, claims, answer)
             latency_s = self._config.latency_ms / 1000
         if latency_s:
             await asyncio.sleep(latency_s)
@@ -908,7 +836,7 @@ class GraphSimulator(LoopbackService):
             return web.Response()  # never sent: the connection is gone
         content_type = _SUCCESS_CONTENT_TYPE if answer.status < 300 else "application/json"
         body = b"" if answer.body is None else json.dumps(answer.body).encode()
-        headers = {**exchange.headers(content_type), **answer.headers}
+        headers = {**arrival.headers(content_type), **answer.headers}
         if answer.trickle_s is None and answer.body_bytes is None:
             return web.Response(status=answer.status, body=body, headers=headers)
         return await _shaped(request, answer, body, headers)
@@ -922,41 +850,39 @@ class GraphSimulator(LoopbackService):
             return None
         return claims
 
-    def _decide(
-        self, request: web.Request, exchange: _Exchange, raw_body: bytes, claims: TokenClaims | None
-    ) -> _Answer:
+    def _decide(self, request: web.Request, arrival: _Arrival, raw_body: bytes, claims: TokenClaims | None) -> _Answer:
         """Choose the answer (lock held): auth, early retry, faults, write limit, then the resource itself."""
         if claims is None:
             empty = not request.headers.get("Authorization", "").partition(" ")[2].strip()
             message = "Access token is empty." if empty else "Access token validation failure."
-            answer = _error(exchange, 401, message)
+            answer = _error(arrival, 401, message)
             answer.headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
             return answer
         app = (claims.tid, claims.appid)
         deadline = self._retry_deadlines.get(app)
-        if deadline is not None and exchange.arrived_mono < deadline.until:
-            left = deadline.until - exchange.arrived_mono
-            answer = self._throttled(exchange, left, deadline.form)
-            in_flight = exchange.arrived_mono - deadline.issued < self._config.in_flight_grace_s
+        if deadline is not None and arrival.arrived_mono < deadline.until:
+            left = deadline.until - arrival.arrived_mono
+            answer = self._throttled(arrival, left, deadline.form)
+            in_flight = arrival.arrived_mono - deadline.issued < self._config.in_flight_grace_s
             answer.note, answer.early_by_s = "inFlight" if in_flight else "early", left
             return answer
         is_write = request.method in WRITE_METHODS
         step = self._script.popleft() if is_write and self._script else None
         answer = (
-            (self._injected_fault(exchange, step, request.rel_url.raw_path) if is_write else None)
-            or self._within_limit(app, exchange, is_write)
-            or self._list_configurations(request, exchange, claims.tid)
-            or self._serve(request, exchange, raw_body, claims.tid)
+            (self._injected_fault(arrival, step, request.rel_url.raw_path) if is_write else None)
+            or self._within_limit(app, arrival, is_write)
+            or self._list_configurations(request, arrival, claims.tid)
+            or self._serve(request, arrival, raw_body, claims.tid)
         )
         if step is not None:
             answer.trickle_s, answer.body_bytes = step.trickle_s, step.body_bytes
         if answer.status in (429, 503) and "Retry-After" in answer.headers:
-            parsed = _parse_retry_after(answer.headers["Retry-After"], exchange.arrived_mono, exchange.arrived_wall)
+            parsed = _parse_retry_after(answer.headers["Retry-After"], arrival.arrived_mono, arrival.arrived_wall)
             if parsed is not None and answer.note != "throttled":
-                self._retry_deadlines[app] = _RetryDeadline(*parsed, issued=exchange.arrived_mono)
+                self._retry_deadlines[app] = _RetryDeadline(*parsed, issued=arrival.arrived_mono)
         if is_write and answer.status is not None and _counted_status(answer.status):
-            window = self._window(app, exchange.arrived_mono)
-            window.append(exchange.arrived_mono)
+            window = self._window(app, arrival.arrived_mono)
+            window.append(arrival.arrived_mono)
             self._peak_window_writes = max(self._peak_window_writes, len(window))
             tenant = self._tenant_counters.setdefault(claims.tid, Counter())
             tenant["peakWindowWrites"] = max(tenant["peakWindowWrites"], len(window))
@@ -970,59 +896,59 @@ class GraphSimulator(LoopbackService):
             window.popleft()
         return window
 
-    def _throttled(self, exchange: _Exchange, delay_s: float, form: RetryAfterForm) -> _Answer:
-        answer = _error(exchange, 429, "Please retry again later.")
-        value = _format_retry_after(delay_s, form, exchange.arrived_wall)
+    def _throttled(self, arrival: _Arrival, delay_s: float, form: RetryAfterForm) -> _Answer:
+        answer = _error(arrival, 429, "Please retry again later.")
+        value = _format_retry_after(delay_s, form, arrival.arrived_wall)
         if value is not None:
             answer.headers["Retry-After"] = value
         return answer
 
-    def _injected_fault(self, exchange: _Exchange, step: ScriptStep | None, path: str) -> _Answer | None:
+    def _injected_fault(self, arrival: _Arrival, step: ScriptStep | None, path: str) -> _Answer | None:
         """The script step taken for this write, else a random drop or error, else None (behave normally)."""
         if step is not None:
-            return _scripted(exchange, step, path)
+            return _scripted(arrival, step, path)
         config = self._config
         if config.drop_rate and self._rng.random() < config.drop_rate:
             return _Answer(None, note="random")
         if config.error_rate and self._rng.random() < config.error_rate:
             status = self._rng.choice(config.error_statuses)
-            answer = _error(exchange, status, "Injected by the devstack Graph simulator.")
+            answer = _error(arrival, status, "Injected by the devstack Graph simulator.")
             if status in (429, 503) and config.error_retry_after_s is not None:
-                value = _format_retry_after(config.error_retry_after_s, config.retry_after_form, exchange.arrived_wall)
+                value = _format_retry_after(config.error_retry_after_s, config.retry_after_form, arrival.arrived_wall)
                 if value is not None:
                     answer.headers["Retry-After"] = value
             answer.note = "random"
             return answer
         return None
 
-    def _within_limit(self, app: Lane, exchange: _Exchange, is_write: bool) -> _Answer | None:
+    def _within_limit(self, app: Lane, arrival: _Arrival, is_write: bool) -> _Answer | None:
         """A 429 if this write would exceed the app's sliding-window limit in its tenant, else None."""
         if not is_write:
             return None
         config = self._config
-        window = self._window(app, exchange.arrived_mono)
+        window = self._window(app, arrival.arrived_mono)
         if len(window) < self._tenant_write_limits.get(app[0], config.write_limit):
             return None
         frees_at = window[0] + config.write_window_s
-        answer = self._throttled(exchange, frees_at - exchange.arrived_mono, config.retry_after_form)
+        answer = self._throttled(arrival, frees_at - arrival.arrived_mono, config.retry_after_form)
         answer.note = "throttled"
         if config.retry_after_form != "none":
-            self._retry_deadlines[app] = _RetryDeadline(frees_at, config.retry_after_form, exchange.arrived_mono)
+            self._retry_deadlines[app] = _RetryDeadline(frees_at, config.retry_after_form, arrival.arrived_mono)
         return answer
 
-    def _serve(self, request: web.Request, exchange: _Exchange, raw_body: bytes, tenant_id: str) -> _Answer:
+    def _serve(self, request: web.Request, arrival: _Arrival, raw_body: bytes, tenant_id: str) -> _Answer:
         """Answer from the token's tenant's store: resolve the route, then GET or validate and merge a PATCH."""
         try:
             route = _parse_route(request.rel_url.raw_path, request.method)
         except _RouteError as exc:
-            return _error(exchange, 400, str(exc), code=exc.code)
+            return _error(arrival, 400, str(exc), code=exc.code)
         if request.method not in ("GET", "PATCH"):
-            return _error(exchange, 405, f"The HTTP method '{request.method}' is not supported on this resource.")
+            return _error(arrival, 405, f"The HTTP method '{request.method}' is not supported on this resource.")
         store = self._tenant_stores.get(tenant_id, self._store)
         try:
             state = self._resolve(store, route)
         except _NotFoundError as exc:
-            return self._not_found(exchange, tenant_id, route.config_id, str(exc))
+            return self._not_found(arrival, tenant_id, route.config_id, str(exc))
         if request.method == "PATCH":
             try:
                 body = json.loads(raw_body)
@@ -1030,7 +956,7 @@ class GraphSimulator(LoopbackService):
                 body = None
             if not isinstance(body, dict):
                 return _error(
-                    exchange,
+                    arrival,
                     400,
                     "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is "
                     "of valid JSON format (a JSON object).",
@@ -1038,30 +964,30 @@ class GraphSimulator(LoopbackService):
             include_unknown = _INCLUDE_UNKNOWN in request.headers.get("Prefer", "").lower()
             problem = _invalid_update(body, route.state_id, include_unknown)
             if problem:
-                return _error(exchange, 400, problem)
+                return _error(arrival, 400, problem)
             state.update((k, v) for k, v in body.items() if k != "@odata.type")
         entity_set = f"deviceManagement/deviceConfigurations('{route.config_id}')/{route.casts}"
         context = f"{self.base_url}/$metadata#{entity_set}/$entity"
         return _Answer(200, {"@odata.context": context, "@odata.type": ENTITY_ODATA_TYPE, **copy.deepcopy(state)})
 
-    def _list_configurations(self, request: web.Request, exchange: _Exchange, tenant_id: str) -> _Answer | None:
+    def _list_configurations(self, request: web.Request, arrival: _Arrival, tenant_id: str) -> _Answer | None:
         """`GET deviceConfigurations` ($top; ids only), what a consent check reads; 403 without the role; else None."""
         if request.method != "GET" or request.rel_url.path != _CONFIGURATIONS:
             return None
         if tenant_id in self._roles_missing:
-            return _error(exchange, 403, _ROLE_MISSING, code="Forbidden")
+            return _error(arrival, 403, _ROLE_MISSING, code="Forbidden")
         store = self._tenant_stores.get(tenant_id, self._store)
         top = request.query.get("$top", "")
         ids = sorted(store)[: int(top)] if top.isdigit() else sorted(store)
         context = f"{self.base_url}/$metadata#deviceManagement/deviceConfigurations(id)"
         return _Answer(200, {"@odata.context": context, "value": [{"id": config_id} for config_id in ids]})
 
-    def _not_found(self, exchange: _Exchange, tenant_id: str, config_id: str, message: str) -> _Answer:
+    def _not_found(self, arrival: _Arrival, tenant_id: str, config_id: str, message: str) -> _Answer:
         """404, or 403 `crossTenant` when another added tenant holds the configuration (lock held)."""
         owner = next((t for t, store in self._tenant_stores.items() if t != tenant_id and config_id in store), None)
         if owner is None:
-            return _error(exchange, 404, message)
-        answer = _error(exchange, 403, f"The token's tenant {tenant_id} does not own this object ({owner} does).")
+            return _error(arrival, 404, message)
+        answer = _error(arrival, 403, f"The token's tenant {tenant_id} does not own this object ({owner} does).")
         answer.note = "crossTenant"
         return answer
 
@@ -1092,7 +1018,7 @@ class GraphSimulator(LoopbackService):
     def _record(
         self,
         request: web.Request,
-        exchange: _Exchange,
+        arrival: _Arrival,
         raw_body: bytes,
         claims: TokenClaims | None,
         answer: _Answer,
@@ -1119,14 +1045,14 @@ class GraphSimulator(LoopbackService):
             body = raw_body.decode("utf-8", "replace")
         self._log.append(
             {
-                "monotonic": exchange.arrived_mono,
-                "wallTime": exchange.arrived_wall,
+                "monotonic": arrival.arrived_mono,
+                "wallTime": arrival.arrived_wall,
                 "method": request.method,
                 "path": request.rel_url.raw_path,
                 "query": request.rel_url.raw_query_string,
                 "headers": {k: v for k, v in request.headers.items() if k.lower() not in _SECRET_HEADERS},
-                "clientRequestId": exchange.client_request_id,
-                "requestId": exchange.request_id,
+                "clientRequestId": arrival.client_request_id,
+                "requestId": arrival.request_id,
                 "appId": claims.appid if claims else None,
                 "tenantId": claims.tid if claims else None,
                 "body": body,
@@ -1175,7 +1101,7 @@ class GraphSimulator(LoopbackService):
         return await _admin_call(request, revoke)
 
 
-def _scripted(exchange: _Exchange, step: ScriptStep, path: str) -> _Answer | None:
+def _scripted(arrival: _Arrival, step: ScriptStep, path: str) -> _Answer | None:
     if step.drop:
         return _Answer(None, note="script")
     if step.status == 200:
@@ -1184,7 +1110,7 @@ def _scripted(exchange: _Exchange, step: ScriptStep, path: str) -> _Answer | Non
         return _Answer(step.status, note="script")
     if step.status < 400:
         return _Answer(step.status, headers={"Location": step.location or REDIRECT_PREFIX + path}, note="script")
-    answer = _error(exchange, step.status, "Injected by the devstack Graph simulator's script.")
+    answer = _error(arrival, step.status, "Injected by the devstack Graph simulator's script.")
     if step.retry_after is not None:
         answer.headers["Retry-After"] = step.retry_after
     answer.note = "script"

@@ -1,57 +1,15 @@
 """A local stand-in for ``func start``: drives a Python v2 app's queue-triggered functions from Azurite.
 
-Azure Functions Core Tools (the host) cannot be installed here, yet the function's retry, poison and
-encoding behaviour is decided by the host's Storage Queues extension, not by our code. This runner reads the
-queue triggers and queue outputs that a ``function_app.py`` registers (``app.get_functions()``), polls the
-trigger queues with ``azure-storage-queue`` and calls the Python functions the way the host's
-``QueueListener``/``QueueProcessor`` (extension 5.x) do, so the app's queue contract can be exercised end to
-end on a laptop or in CI.
-
-Reproduced, from ``host.json`` ``extensions.queues`` as :mod:`devstack.host_config` reads it (the app
-reads three of them with :mod:`shared.host_config`) (defaults in brackets):
-
-* ``batchSize`` [16] messages received per poll, each with the host's 10-minute lock, which is renewed
-  (``update_message``) when a function runs past half of it; the next batch is fetched once no more than
-  ``newBatchThreshold`` [``batchSize // 2 * os.cpu_count()``, as the host computes it; Consumption counts 1
-  CPU] are in flight, so at most ``batchSize + newBatchThreshold`` invocations run at once per function;
-* empty polls back off exponentially (with jitter) from 100 ms up to ``maxPollingInterval`` [1 min] and
-  reset on a hit; a function's output to a queue that another function here listens on wakes that listener;
-* ``messageEncoding`` [base64]: with ``base64`` the stored text must be base64 of UTF-8 text, otherwise the
-  message goes straight to ``<queue>-poison`` (logged "Message decoding has failed! ...") and the function is
-  not called; outputs are base64-encoded. With ``none`` the text is passed and written as is;
-* success: every output binding that was set is written (the queue is created if missing; a list means
-  several messages), then the trigger message is deleted. Outputs are never written for a failed invocation;
-* failure: if ``dequeue_count >= maxDequeueCount`` [5] the original stored text is copied to
-  ``<queue>-poison`` (created if missing) and the message deleted; otherwise it is released with
-  ``visibilityTimeout`` [0]. A message arriving with ``dequeue_count > maxDequeueCount`` goes to poison before
-  any code runs. No poison queue exists for names ending in ``-poison`` or longer than 56 characters: failed
-  messages there stay invisible until the lock expires, as in the host;
-* ``%NAME%`` queue names resolve from the app settings; names are lower-cased and validated; the binding's
-  ``connection`` names the setting (or ``AzureWebJobs<name>``) that holds a connection string, where
-  ``UseDevelopmentStorage=true`` means Azurite's account on 127.0.0.1 with the queue port 10001, as under
-  Core Tools (``AZURITE_QUEUE_PORT`` overrides the port); functions disabled with
-  ``AzureWebJobs.<name>.Disabled`` are skipped;
-* indexing: each function is checked as the Python worker checks it when the host loads the app (every
-  parameter bound, ``func.Out`` only on outputs, annotations the binding's azure-functions converter accepts,
-  so a queue output annotated ``func.Out[dict]`` is refused), with the worker's messages
-  (:mod:`devstack.worker_checks`).
-
-* the Python worker's sync thread pool: a sync function runs on one of ``PYTHON_THREADPOOL_THREAD_COUNT``
-  threads, else ``min(32, os.cpu_count() + 4)`` (azure-functions-python-worker 4.34,
-  ``dispatcher._get_sync_tp_max_workers``); invocations the host has started beyond that wait for a thread,
-  holding their messages' locks, as in the worker.
-
-Differences from the real host (on purpose or out of reach): no gRPC worker process (functions run in this
-process, on the pool above, seeing this process's ``os.environ``); functions with other triggers
-are skipped, and queue-triggered ones with any binding besides queue outputs are refused (no extension
-bundle); no dynamic concurrency, scale controller, ``functionTimeout``, ``@app.retry`` or drain mode; several
-runners on one queue compete only through message visibility, as host instances do; identity-based
-connections (``<conn>__queueServiceUri``) and ``DevelopmentStorageProxyUri`` are not supported; no
-``context`` parameter; an output that cannot be written fails the invocation (so does the host's, but what
-was already written of several outputs may differ); a ``func.QueueMessage`` written to an output becomes its
-body text (the host's JSON handling is not reproduced); base64 that decodes to non-UTF-8 bytes is poisoned,
-which may be stricter than the host; on :meth:`Runner.stop`, messages fetched but not started are released
-at once instead of being run. Logs reuse the host's wording for searching, not its format or categories.
+The function's retry, poison and encoding behaviour is the host's Storage Queues extension's, and the
+host cannot be installed here. This runner reads the queue triggers and outputs a ``function_app.py``
+registers (``app.get_functions()``), polls the trigger queues with ``azure-storage-queue`` and calls the
+functions the way the host's ``QueueListener``/``QueueProcessor`` (extension 5.x) do, from ``host.json``
+``extensions.queues`` as :mod:`devstack.host_config` reads it: batches and their threshold, the 10-minute
+lock and its renewal, polling back-off, ``messageEncoding``, ``visibilityTimeout``, ``maxDequeueCount``
+then ``<queue>-poison`` (the contract's queue-name rule, :mod:`shared.contract.limits`); outputs written
+only when an invocation succeeds; ``%NAME%`` queue names and connections; the Python worker's indexing
+checks (:mod:`devstack.worker_checks`) and its sync thread pool. docs/devstack.md ("The runner") lists
+what is reproduced, with the host's defaults, and every difference from the real host.
 
 CLI: ``python -m devstack.runner --app function_app [--host-json host.json]`` (app settings from the
 environment, filled in from ``local.settings.json`` ``Values``); Ctrl-C or SIGTERM stops it gracefully.
@@ -94,6 +52,7 @@ from azure.storage.queue import QueueClient, QueueMessage, QueueServiceClient, S
 from devstack.azurite import connection_string as azurite_connection_string
 from devstack.host_config import MIN_POLLING_INTERVAL, HostConfigError, HostQueueOptions
 from devstack.worker_checks import FunctionLoadError, check_function
+from shared.contract.limits import POISON_SUFFIX, queue_name_problem
 
 __all__ = [
     "AZURITE_QUEUE_PORT_VARIABLE",
@@ -117,8 +76,6 @@ HOST_LOCK_SECONDS = 600
 AZURITE_QUEUE_PORT_VARIABLE = "AZURITE_QUEUE_PORT"
 """Where ``UseDevelopmentStorage=true`` finds Azurite's queue port when it is not the default."""
 DEFAULT_AZURITE_QUEUE_PORT = 10001
-POISON_SUFFIX = "-poison"
-_QUEUE_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SETTING_REF = re.compile(r"%([^%]+)%")
 _GONE = {StorageErrorCode.POP_RECEIPT_MISMATCH, StorageErrorCode.MESSAGE_NOT_FOUND, StorageErrorCode.QUEUE_NOT_FOUND}
 
@@ -170,11 +127,8 @@ def _resolve_queue_name(raw: str, settings: Mapping[str, str], where: str) -> st
         return settings[key]
 
     name = _SETTING_REF.sub(replace, raw).lower()
-    if not _QUEUE_NAME.fullmatch(name):
-        raise RunnerError(
-            f"{where}: invalid queue name {name!r} (3-63 lowercase letters, digits and single hyphens, "
-            "starting and ending with a letter or digit)"
-        )
+    if problem := queue_name_problem(name):
+        raise RunnerError(f"{where}: invalid queue name: {problem}")
     return name
 
 
@@ -220,7 +174,7 @@ def _resolve_connection(setting_name: str | None, settings: Mapping[str, str], w
 def poison_queue_name(queue_name: str) -> str | None:
     """Return the host's poison queue for ``queue_name``, or ``None`` where the host has none."""
     candidate = queue_name + POISON_SUFFIX
-    if queue_name.endswith(POISON_SUFFIX) or not _QUEUE_NAME.fullmatch(candidate):
+    if queue_name.endswith(POISON_SUFFIX) or queue_name_problem(candidate):
         return None
     return candidate
 

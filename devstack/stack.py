@@ -1,9 +1,12 @@
-"""The whole local pipeline on real parts, for the run command and the end-to-end tests.
+"""The whole local pipeline on real parts: one description (`StackSpec`), and the stack in this process.
 
 Azurite, the managed-identity emulator, the Graph simulator and the local runner driving
-`function_app.py`: `devstack.demo` and tests/e2e use this one wiring, so both exercise the same thing.
-With `tenants`, the Entra ID emulator (HTTPS, a generated CA) joins them, the Graph simulator gets a
-store per tenant, and the function serves those tenants through the multi-tenant app, as deployed.
+`function_app.py`. `StackSpec` says what they are and how they are set up (Graph's write limit, the
+function's app settings on those parts); `LocalStack` starts them in this process for the run command
+(`devstack.demo`) and the tests, and `python -m devstack up` (devstack/control.py) starts the same
+parts, described by the same spec, in the background. With `tenants`, the Entra ID emulator (HTTPS, a
+generated CA) joins them, the Graph simulator gets a store per tenant, and the function serves those
+tenants through the multi-tenant app, as deployed (docs/devstack.md).
 
 The function reads its app settings from the environment (as under `func start`), so the stack
 exports them to `os.environ` while it runs and restores the previous values afterwards. The runner
@@ -23,18 +26,19 @@ import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from devstack.azurite import Azurite
 from devstack.entra_emulator import EntraEmulator
 from devstack.graph_simulator import CONCURRENT_CLIENT_GRACE_S, GraphSimulator
 from devstack.identity_emulator import SYSTEM_ASSIGNED_CLIENT_ID, IdentityEmulator
-from devstack.runner import Runner
+from devstack.runner import Runner, poison_queue_name
 from shared.wiring import reset_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,6 +69,92 @@ def deployed_settings(
     }
 
 
+def sample_values() -> dict[str, str]:
+    """local.settings.sample.json's Values: the settings a newcomer is shown, the base of every stack's."""
+    sample = json.loads((REPO / "local.settings.sample.json").read_text(encoding="utf-8"))
+    return {str(k): str(v) for k, v in (sample.get("Values") or {}).items()}
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """What the local stack is, however it runs: Graph's limits, the instances, the tenants, the overrides.
+
+    The simulator enforces `write_limit` per `write_window_s` (Intune's 100 per 20 s by default), and
+    the function is paced for it as infra deploys it (`deployed_settings`): both come from here, so
+    they cannot disagree. `tenants`: tenant id -> its Graph write limit (None: `write_limit`), served
+    besides the home tenant. `overrides`: app settings that win over everything else.
+    """
+
+    write_limit: int = 100
+    write_window_s: float = 20.0
+    instances: int = 1
+    tenants: Mapping[str, int | None] = field(default_factory=dict)
+    overrides: Mapping[str, str] = field(default_factory=dict)
+
+    def simulator_args(self) -> list[str]:
+        """The Graph simulator's options on the command line (`python -m devstack.graph_simulator`)."""
+        return [
+            "--write-limit", str(self.write_limit),
+            "--write-window", f"{self.write_window_s:g}",
+            "--in-flight-grace", str(CONCURRENT_CLIENT_GRACE_S),
+        ]  # fmt: skip
+
+    def simulator(self, signing_key: bytes) -> GraphSimulator:
+        """The Graph simulator in this process, with the same options."""
+        return GraphSimulator(
+            signing_key,
+            write_limit=self.write_limit,
+            write_window_s=self.write_window_s,
+            in_flight_grace_s=CONCURRENT_CLIENT_GRACE_S,
+        )
+
+    def app_settings(
+        self,
+        *,
+        storage: str,
+        input_queue: str,
+        result_queue: str,
+        graph_base_url: str,
+        identity: Mapping[str, str],
+        more: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The function's app settings on these parts: the sample's, then the parts', then the overrides.
+
+        `identity`: the managed-identity emulator's variables; `more`: what only one way of running
+        adds (fresh table names, the served tenants' settings).
+        """
+        return {
+            **sample_values(),
+            "AzureWebJobsStorage": storage,
+            "INPUT_QUEUE_NAME": input_queue,
+            "RESULT_QUEUE_NAME": result_queue,
+            "GRAPH_BASE_URL": graph_base_url,
+            "CREDENTIAL_MODE": "managedIdentity",
+            **deployed_settings(
+                self.instances,
+                write_limit=self.write_limit,
+                window_s=self.write_window_s,
+                multitenant=bool(self.tenants),
+            ),
+            **identity,
+            **(more or {}),
+            **self.overrides,
+        }
+
+
+def runner_command(*args: str) -> list[str]:
+    """`python -m devstack.runner --app function_app ...`: one host instance as its own process."""
+    return [sys.executable, "-m", "devstack.runner", "--app", "function_app", *args]
+
+
+def create_queues(connection: str, *names: str) -> None:
+    """Create the queues the function reads and writes (an existing one is left as it is)."""
+    with QueueServiceClient.from_connection_string(connection) as service:
+        for name in names:
+            with suppress(ResourceExistsError):
+                service.create_queue(name)
+
+
 class LocalStack:
     """Start everything on loopback; `with LocalStack() as stack: stack.send(...); stack.runner...`."""
 
@@ -78,16 +168,12 @@ class LocalStack:
         tenants: Mapping[str, int | None] | None = None,
         instances: int = 1,
     ) -> None:
-        """`tenants`: tenant id -> its Graph write limit (None: `write_limit`), served besides the home tenant.
+        """The parts `StackSpec` describes (`settings` are its overrides), on `azurite` if given.
 
         `instances`: the Flex instances whose app settings the stack uses (`deployed_settings`); start
         that many runner processes with `spawn_runner` to run the deployment's pacing.
         """
-        self._instances = instances
-        self._tenants = dict(tenants or {})
-        self._write_limit = write_limit
-        self._write_window_s = write_window_s
-        self._overrides = dict(settings or {})
+        self.spec = StackSpec(write_limit, write_window_s, instances, dict(tenants or {}), dict(settings or {}))
         self._shared_azurite = azurite
         self._exit = ExitStack()
         self._saved_env: dict[str, str | None] = {}
@@ -106,54 +192,41 @@ class LocalStack:
         key = secrets.token_bytes(32)
         self.azurite = self._shared_azurite or self._exit.enter_context(Azurite())
         self.identity = self._exit.enter_context(IdentityEmulator(signing_key=key))
-        self.graph = self._exit.enter_context(
-            GraphSimulator(
-                key,
-                write_limit=self._write_limit,
-                write_window_s=self._write_window_s,
-                in_flight_grace_s=CONCURRENT_CLIENT_GRACE_S,
-            )
-        )
+        self.graph = self._exit.enter_context(self.spec.simulator(key))
         self.entra: EntraEmulator | None = None
-        tenant_settings: dict[str, str] = {}
-        if self._tenants:
+        run = uuid.uuid4().hex[:8]
+        more = {
+            "AUDIT_TABLE_NAME": f"audit{run}",  # one per stack: tests sharing Azurite read only their own
+            "GRAPH_PACING_TABLE_NAME": f"pacing{run}",  # and their own tenants' schedules
+        }
+        if tenants := self.spec.tenants:
             self.entra = self._exit.enter_context(
-                EntraEmulator(key, trusted_identity=SYSTEM_ASSIGNED_CLIENT_ID, consented_tenants=self._tenants)
+                EntraEmulator(key, trusted_identity=SYSTEM_ASSIGNED_CLIENT_ID, consented_tenants=tenants)
             )
-            for tenant_id, limit in self._tenants.items():
+            for tenant_id, limit in tenants.items():
                 self.graph.add_tenant(tenant_id, write_limit=limit)
-            tenant_settings = {
+            more |= {
                 "HOME_TENANT_ID": self.identity.tenant_id,
-                "SERVED_TENANT_IDS": ",".join(self._tenants),
+                "SERVED_TENANT_IDS": ",".join(tenants),
                 "MULTITENANT_APP_CLIENT_ID": self.entra.app_client_id,
                 **self.entra.env(),
             }
-        run = uuid.uuid4().hex[:8]
-        self.settings: dict[str, str] = {
-            "AzureWebJobsStorage": self.azurite.connection_string,
-            "INPUT_QUEUE_NAME": f"cs{run}-updates",
-            "RESULT_QUEUE_NAME": f"cs{run}-results",
-            "AUDIT_TABLE_NAME": f"audit{run}",  # one per stack: tests sharing Azurite read only their own
-            "GRAPH_PACING_TABLE_NAME": f"pacing{run}",  # and their own tenants' schedules
-            "GRAPH_BASE_URL": self.graph.base_url,
-            "CREDENTIAL_MODE": "managedIdentity",
-            **deployed_settings(
-                self._instances,
-                write_limit=self._write_limit,
-                window_s=self._write_window_s,
-                multitenant=bool(self._tenants),
-            ),
-            **self.identity.env(),
-            **tenant_settings,
-            **self._overrides,
-        }
+        self.settings: dict[str, str] = self.spec.app_settings(
+            storage=self.azurite.connection_string,
+            input_queue=f"cs{run}-updates",
+            result_queue=f"cs{run}-results",
+            graph_base_url=self.graph.base_url,
+            identity=self.identity.env(),
+            more=more,
+        )
         self._export(self.settings)
+        names = self.settings["INPUT_QUEUE_NAME"], self.settings["RESULT_QUEUE_NAME"]
+        poison = poison_queue_name(names[0])
+        assert poison is not None, "a queue name a stack is given is short enough to have a poison queue"
+        create_queues(self.azurite.connection_string, *names)  # the settings may name it differently
         service = QueueServiceClient.from_connection_string(self.azurite.connection_string)
-        self.input_queue = service.get_queue_client(self.settings["INPUT_QUEUE_NAME"])
-        self.result_queue = service.get_queue_client(self.settings["RESULT_QUEUE_NAME"])
-        self.poison_queue = service.get_queue_client(self.settings["INPUT_QUEUE_NAME"] + "-poison")
-        for queue in (self.input_queue, self.result_queue):
-            queue.create_queue()
+        self.input_queue, self.result_queue = (service.get_queue_client(name) for name in names)
+        self.poison_queue = service.get_queue_client(poison)
 
     def _export(self, settings: Mapping[str, str]) -> None:
         """Put the app settings where the function reads them, and forget what was cached before."""
@@ -189,7 +262,7 @@ class LocalStack:
     def spawn_runner(self, *runner_args: str) -> subprocess.Popen[bytes]:
         """Run `python -m devstack.runner --app function_app` as its own process (one host instance)."""
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "devstack.runner", "--app", "function_app", *runner_args],
+            runner_command(*runner_args),
             cwd=REPO,
             env={**os.environ, **self.settings},
             stdout=subprocess.DEVNULL,

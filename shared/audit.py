@@ -39,9 +39,8 @@ from shared.contract.audit import (
     split_bytes,
     split_text,
 )
-from shared.contract.outcomes import Outcome, Status
+from shared.contract.outcomes import Outcome, Result, Status
 from shared.logs import log_event
-from shared.pipeline import Result
 from shared.tables import MAX_BATCH_BYTES, MAX_OPERATIONS, Entity, TableError, TableRows, properties_json
 
 if TYPE_CHECKING:  # the SDK writes no row here: the purge builds its client when it first runs

@@ -68,7 +68,7 @@ def from_entity(entity: dict[str, Any], etag: str | None) -> DeferralRecord:
     )
 
 
-class DeferralRecords:
+class DeferralTable:
     """Reads and conditionally writes deferral records; the table client is built on first use.
 
     Each call is one request (the client's timeouts, shared/storage.py, and no retry): a conditional

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the storage SDKs load on first use: importing the app stays
     from azure.data.tables import TableClient
 
     from shared.audit import AuditTrail
-    from shared.deferrals import DeferralRecords
+    from shared.deferrals import DeferralTable
     from shared.graph.budget import BudgetStore
     from shared.operations import Operations
 
@@ -170,7 +170,7 @@ def build_served(settings: Settings) -> Served:
 def build_session(pool_size: int, base_url: str) -> requests.Session:
     """One keep-alive pool sized to the host's concurrency; retries are ours, not urllib3's.
 
-    The adapter's connections report their sockets to the Graph exchange in progress, which bounds
+    The adapter's connections report their sockets to the Graph PATCH in progress, which bounds
     the whole answer in time (`shared.graph.transport`).
 
     The environment (proxy variables, CA bundle) is read here once for Graph's origin: with
@@ -220,7 +220,7 @@ def build_audit(settings: Settings) -> AuditTrail | None:
     )  # fmt: skip
 
 
-def build_deferrals(settings: Settings) -> DeferralRecords | None:
+def build_deferrals(settings: Settings) -> DeferralTable | None:
     """The deferral records, kept in the audit table; None without one, and then nothing is deferred.
 
     Nothing is called on storage here: the table client is built on the first deferral.
@@ -228,10 +228,10 @@ def build_deferrals(settings: Settings) -> DeferralRecords | None:
     storage, name = settings.storage, settings.AUDIT_TABLE_NAME
     if not (name and storage.configured and storage.has_tables):
         return None
-    from shared.deferrals import DeferralRecords  # noqa: PLC0415 - cold start
+    from shared.deferrals import DeferralTable  # noqa: PLC0415 - cold start
 
     quiet_storage_logs()
-    return DeferralRecords(
+    return DeferralTable(
         lambda: storage.table_service().get_table_client(name), create_missing=bool(storage.connection_string)
     )
 

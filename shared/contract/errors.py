@@ -3,7 +3,7 @@
 `PermanentError`: retrying cannot help, so the message gets its outcome and completes.
 `TransientError`: the same message may succeed later, so it goes back to the queue (the
 host redelivers it after `visibilityTimeout`) until its last delivery, which reports it.
-`Deferred`: the message should wait without spending a delivery (an open breaker, a tenant
+`DeferralRequested`: the message should wait without spending a delivery (an open breaker, a tenant
 with no write slot soon): the pipeline puts it back on the queue with that delay.
 """
 
@@ -95,8 +95,17 @@ class TransientError(CertStateError):
     """Graph or the identity endpoint may answer later: hand the message back to the queue."""
 
 
+class DeferralReason(StrEnum):
+    """Why a message asked to wait (the `reason` of its `deferred` log line, and of a `failed` outcome's message)."""
+
+    BREAKER_OPEN = "breakerOpen"  # Graph or the token path is failing: the circuit breaker holds requests
+    WRITE_BUDGET = "writeBudget"  # the tenant's write budget has no slot soon
+    RETRY_AFTER = "retryAfter"  # a Retry-After holds the tenant's writes for longer than the short wait
+    TENANT_PAUSED = "tenantPaused"  # the registry pauses the tenant
+
+
 @dataclass
-class Deferred(Exception):
+class DeferralRequested(Exception):
     """Not an error of the message: it should come back after `delay_seconds` (`reason` says why).
 
     `cause` is what the message would be reported with if it waits too long (the outage's code);
@@ -104,7 +113,7 @@ class Deferred(Exception):
     """
 
     delay_seconds: float
-    reason: str
+    reason: DeferralReason
     cause: ErrorCode = ErrorCode.GRAPH_UNAVAILABLE
     warnings: tuple[str, ...] = ()
     slot: float | None = None  # the write slot booked for the copy (wall-clock seconds), kept in its record

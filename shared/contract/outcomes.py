@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
 from pydantic.alias_generators import to_camel
@@ -189,7 +189,14 @@ def _printable_tree(value: Any) -> Any:  # noqa: ANN401 - any JSON value
     return value
 
 
-def fit(outcome: Outcome, budget: int) -> tuple[Outcome, str]:
+class Result(NamedTuple):
+    """What one delivery ends with: the outcome, and its JSON text that fits the result queue."""
+
+    outcome: Outcome
+    text: str
+
+
+def fit(outcome: Outcome, budget: int) -> Result:
     """The outcome and its JSON text, cut until the text takes at most `budget` UTF-8 bytes.
 
     Serialized once when it fits (the usual case); otherwise the cuts of `_CUTS` apply in order, each
@@ -199,10 +206,10 @@ def fit(outcome: Outcome, budget: int) -> tuple[Outcome, str]:
     for cut in _CUTS:
         excess = _size(text) - budget
         if excess <= 0:
-            return outcome, text
+            return Result(outcome, text)
         outcome = cut(outcome, excess)
         text = outcome.to_json()
-    return outcome, text
+    return Result(outcome, text)
 
 
 def _size(text: str) -> int:

@@ -3,7 +3,7 @@
 Without it, every invocation of an outage retries on its own, and each failed delivery spends one of
 the message's `maxDequeueCount` deliveries: a backlog fails within minutes, while hammering the service.
 With it, after `threshold` consecutive failures no request leaves the process until the cool-down ends;
-then one caller probes. Everyone else is told to come back later (`Deferred`), which the pipeline turns
+then one caller probes. Everyone else is told to come back later (`DeferralRequested`), which the pipeline turns
 into a delayed copy of the message, not a failed delivery. Failed probes double the cool-down up to a cap.
 """
 
@@ -15,9 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.contract.errors import Deferred, ErrorCode
+from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode
 
-BREAKER_OPEN = "breakerOpen"
 _JITTER = 0.2
 """Up to this fraction of the base cool-down is added to a deferral, so copies do not return as one burst."""
 
@@ -64,7 +63,7 @@ class CircuitBreaker:
         self._cause = ErrorCode.GRAPH_UNAVAILABLE
 
     def admit(self, permit: Permit | None = None) -> Permit:
-        """Return a permit if a request may go out now; raise `Deferred` while the breaker is open.
+        """Return a permit if a request may go out now; raise `DeferralRequested` while the breaker is open.
 
         Called before a request is prepared and again right before it is sent (with the permit it got):
         an invocation that waited for its write slot meanwhile must not send after the breaker opened,
@@ -119,8 +118,8 @@ class CircuitBreaker:
         with self._lock:
             return self._open_until is not None
 
-    def _deferral(self, seconds: float) -> Deferred:
+    def _deferral(self, seconds: float) -> DeferralRequested:
         # The jitter is a fraction of at most the base cool-down: with a doubled cool-down of minutes, a
         # fraction of the whole would spread the backlog over tens of seconds after a successful probe.
         jitter = self._rng.uniform(0, _JITTER) * min(seconds, self._base_cooldown)
-        return Deferred(seconds + jitter, BREAKER_OPEN, self._cause)
+        return DeferralRequested(seconds + jitter, DeferralReason.BREAKER_OPEN, self._cause)

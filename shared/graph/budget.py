@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from shared.graph.pacing import Deferral, WritePacer
+from shared.graph.pacing import NextSlot, WritePacer
 from shared.logs import log_event
 
 if TYPE_CHECKING:
@@ -312,7 +312,7 @@ class SharedPacer:
         if not self._in_fallback():
             self._call(lambda: self._merge_gate(until))
 
-    def deferral(self) -> Deferral:
+    def deferral(self) -> NextSlot:
         """Book a slot of the shared schedule for a deferred copy; whichever instance picks it up may use it."""
         if not self._in_fallback():
             booked: list[float] = []
@@ -320,7 +320,7 @@ class SharedPacer:
                 now = self._wall()
                 with self._lock:
                     gated = max(self._gate, (self._row or BudgetRow()).gate_until) > now
-                return Deferral(delay_seconds=booked[0] - now, retry_after=gated, slot=booked[0])
+                return NextSlot(delay_seconds=booked[0] - now, retry_after=gated, slot=booked[0])
         return self._fallback.deferral()
 
     # -- the store -----------------------------------------------------------------------------------------

@@ -25,21 +25,24 @@ from typing import Any, Final
 import requests
 
 from shared.contract.echo import bounded, shown
-from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.errors import (
+    DeferralReason,
+    DeferralRequested,
+    ErrorCode,
+    GraphRefused,
+    GraphTrace,
+    TransientError,
+)
 from shared.graph.breaker import CLOSED, CircuitBreaker, Permit
 from shared.graph.retry_policy import SUCCESS_STATUSES, Action, Decision, decide, retry_after_ceiling
 from shared.graph.routes import GraphRequest
 from shared.graph.tenancy import Tenant
-from shared.graph.transport import Answer, exchange
+from shared.graph.transport import Answer, patch_within
 from shared.logs import log_event
 from shared.telemetry import Telemetry
 
 logger = logging.getLogger("certstate.graph")
 
-WRITE_BUDGET = "writeBudget"
-"""Deferral reason: the tenant's write budget has no slot soon."""
-RETRY_AFTER = "retryAfter"
-"""Deferral reason: a Retry-After holds the tenant's writes for longer than the short wait."""
 _RETURN_EARLY_SECONDS = 1.0
 """How long before its booked slot a deferred message is due back: the queue's visibility granularity."""
 _FORCE_REFRESH_CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"%d"}}}'
@@ -223,7 +226,7 @@ class GraphClient:
 
     def _out_of_attempts(
         self, last: TransientError | None, tenant: Tenant, warnings: dict[str, None]
-    ) -> TransientError | Deferred:
+    ) -> TransientError | DeferralRequested:
         """Still throttled after every attempt: wait, spending nothing; any other failure spends the delivery."""
         if last is not None and last.code is ErrorCode.GRAPH_THROTTLED and last.http_status == 429:
             return self._throttled(tenant, warnings)
@@ -233,8 +236,8 @@ class GraphClient:
         """Ask the breaker (with the permit this call holds); a deferral carries the warnings gathered so far."""
         try:
             held.permit = self._breaker.admit(held.permit)
-        except Deferred as deferral:
-            raise Deferred(deferral.delay_seconds, deferral.reason, deferral.cause, tuple(warnings)) from None
+        except DeferralRequested as deferral:
+            raise DeferralRequested(deferral.delay_seconds, deferral.reason, deferral.cause, tuple(warnings)) from None
 
     def _tell_breaker(self, status: int | None, tenant: Tenant) -> None:
         """An outage's answer counts as a failure; any other answer closes the breaker, except a 401.
@@ -293,15 +296,15 @@ class GraphClient:
             return False
         raise self._throttled(tenant, warnings)
 
-    def _throttled(self, tenant: Tenant, warnings: dict[str, None]) -> Deferred:
+    def _throttled(self, tenant: Tenant, warnings: dict[str, None]) -> DeferralRequested:
         """Come back at the tenant's booked slot: throttling is the tenant's state, not the message's fault."""
         delay, retry_after, slot = tenant.pacer.deferral()
         # Back before the booked slot: queue visibility is in whole seconds (rounded up) and a copy may
         # be picked up late, so it comes up to a second early and waits out the rest here, within the
         # short wait, rather than miss its slot.
-        reason = RETRY_AFTER if retry_after else WRITE_BUDGET
+        reason = DeferralReason.RETRY_AFTER if retry_after else DeferralReason.WRITE_BUDGET
         early = self._limits.return_early_seconds
-        return Deferred(max(0.0, delay - early), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings), slot)
+        return DeferralRequested(max(0.0, delay - early), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings), slot)
 
     def _capped(self, decision: Decision, status: int | None, trace: GraphTrace) -> str:
         """Log a Retry-After beyond the ceiling (an event for the telemetry) and word it for the outcome."""
@@ -371,7 +374,7 @@ class GraphClient:
         limits = self._limits
         sent = self._clock()
         try:
-            answer = exchange(
+            answer = patch_within(
                 self._session,
                 request.url,
                 body=request.body,

@@ -85,7 +85,7 @@ class WritePacer:
         """Seconds between two write slots."""
         return self._interval
 
-    def deferral(self) -> Deferral:
+    def deferral(self) -> NextSlot:
         """When a message that found no slot soon should come back, booking that time for it.
 
         Deferred messages are spread one slot apart from the first slot no caller is waiting for,
@@ -97,10 +97,10 @@ class WritePacer:
             slot = self._free_slot(now) + self._waiting * self._interval
             at = max(slot, self._return_at)
             self._return_at = at + self._interval
-            return Deferral(delay_seconds=at - now, retry_after=self._gate_until > now)
+            return NextSlot(delay_seconds=at - now, retry_after=self._gate_until > now)
 
 
-class Deferral(NamedTuple):
+class NextSlot(NamedTuple):
     """How long a message waits outside the process, whether a Retry-After is why, and its booked slot.
 
     `slot` (wall-clock seconds) is a slot of the tenant's shared schedule held for the copy
@@ -124,4 +124,4 @@ class Pacer(Protocol):
 
     def hold(self, seconds: float) -> None: ...  # noqa: D102
 
-    def deferral(self) -> Deferral: ...  # noqa: D102
+    def deferral(self) -> NextSlot: ...  # noqa: D102

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
 
-from shared.contract.errors import Deferred, ErrorCode, FieldError, MessageRejected
+from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode, FieldError, MessageRejected
 from shared.contract.tenants import TenantEntry
 from shared.graph.pacing import Pacer
 
@@ -140,7 +140,7 @@ class TenantDirectory:
         """The tenant a message names (None or HOME_TENANT_ID: home); `tenantNotAllowed` if it is not served.
 
         Asked on every message, so a tenant removed or paused since it was built is refused or waits
-        (`Deferred`, `tenantPaused`) from the next refresh of the registry on; `paused_ok` lets a consent
+        (`DeferralRequested`, `tenantPaused`) from the next refresh of the registry on; `paused_ok` lets a consent
         check through.
         """
         key = None if tenant_id is None or tenant_id == self._home_tenant_id else tenant_id
@@ -153,7 +153,9 @@ class TenantDirectory:
                     details=[FieldError("tenantId", "not in the tenant registry, SERVED_TENANT_IDS or HOME_TENANT_ID")],
                 )
             if entry.paused and not paused_ok:
-                raise Deferred(self._served.paused_delay(), "tenantPaused", ErrorCode.TENANT_PAUSED)
+                raise DeferralRequested(
+                    self._served.paused_delay(), DeferralReason.TENANT_PAUSED, ErrorCode.TENANT_PAUSED
+                )
         found = self._tenants.get(key)
         if found is not None:
             return found

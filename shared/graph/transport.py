@@ -1,7 +1,7 @@
-"""One HTTP exchange with Graph, bounded as a whole: a deadline for the entire answer, a cap on its body.
+"""One PATCH to Graph, bounded as a whole (`patch_within`): a deadline for the entire answer, a cap on its body.
 
 requests' read timeout applies to each socket read, so an answer that trickles in a byte at a time
-never trips it. Here each connection hands its socket to the current exchange's `_Watch` when it
+never trips it. Here each connection hands its socket to the current PATCH's `_Watch` when it
 starts reading the answer, and one process-wide reaper thread shuts that socket down if the deadline
 passes first: the read in progress fails at once, wherever it was (status line, headers or body).
 The body is streamed and reading stops past `max_body_bytes`.
@@ -52,10 +52,10 @@ class Answer:
 
 
 class AnswerTimeoutError(requests.exceptions.Timeout):
-    """No status line and headers within the exchange's deadline."""
+    """No status line and headers within the PATCH's deadline."""
 
 
-def exchange(
+def patch_within(
     session: requests.Session,
     url: str,
     *,
@@ -148,7 +148,7 @@ def _read_body(response: requests.Response, max_bytes: int, watch: _Watch) -> tu
 
 
 class _Watch:
-    """One exchange's deadline and the sockets it reads from."""
+    """One PATCH's deadline and the sockets it reads from."""
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
@@ -270,7 +270,7 @@ class _Answered(requests.Response):
 
 
 class WatchedAdapter(HTTPAdapter):
-    """An `HTTPAdapter` whose connections report their socket to the exchange in progress."""
+    """An `HTTPAdapter` whose connections report their socket to the PATCH in progress."""
 
     def build_response(self, req: requests.PreparedRequest, resp: BaseHTTPResponse) -> requests.Response:
         """The response requests builds, as one that is never a redirect to follow (no state is added)."""

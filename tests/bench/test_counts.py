@@ -39,7 +39,7 @@ class Stack:
             GRAPH_WRITE_WINDOW_SECONDS=window_s,
         )
         pipeline = build_pipeline(settings, queue_options(app_settings={}))
-        pipeline._requeue = requeue  # the input queue, in memory
+        pipeline._deferral._requeue = requeue  # the input queue, in memory
         return pipeline
 
 

@@ -12,7 +12,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from producer.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_STORAGE
-from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace
+from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode, GraphRefused, GraphTrace
 from shared.contract.limits import outcome_budget
 from shared.contract.outcomes import Status
 from shared.pipeline import CertStatePipeline, Delivery
@@ -152,7 +152,7 @@ def refused_and_audited(table: TableClient, body: bytes, message_id: str, *, def
     """
     refused = GraphRefused(code=ErrorCode.GRAPH_NOT_FOUND, message="gone", http_status=404, trace=GraphTrace("r", "c"))
     copies: list[str] = []
-    graph = RecordingGraph(*([Deferred(5, "breakerOpen")] if deferred else []), refused)
+    graph = RecordingGraph(*([DeferralRequested(5, DeferralReason.BREAKER_OPEN)] if deferred else []), refused)
     function = CertStatePipeline(
         graph=graph, tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
         max_dequeue_count=5, audit=audit_trail(table), clock=lambda: datetime.now(UTC),

@@ -37,6 +37,7 @@ from devstack.runner import (
     poison_queue_name,
     sync_thread_count,
 )
+from shared.contract.limits import POISON_SUFFIX, TRIGGER_QUEUE_NAME_MAX, queue_name_problem
 
 CONN = "TestQueueConn"
 
@@ -364,6 +365,16 @@ def test_poison_queue_naming() -> None:
     assert poison_queue_name("jobs-poison") is None
     assert poison_queue_name("a" * 56) == "a" * 56 + "-poison"
     assert poison_queue_name("a" * 57) is None
+    # the contract's rule (shared/contract/limits.py), which the producer and the CLI check names with
+    assert poison_queue_name("a" * TRIGGER_QUEUE_NAME_MAX) == "a" * TRIGGER_QUEUE_NAME_MAX + POISON_SUFFIX
+    assert poison_queue_name("a" * (TRIGGER_QUEUE_NAME_MAX + 1)) is None
+
+
+def test_a_queue_name_is_checked_by_the_contract_rule() -> None:
+    """The runner refuses a trigger queue name the way the CLI does: one rule, one wording."""
+    with pytest.raises(RunnerError) as refused:
+        Runner(make_app(Recorder()), settings={CONN: FAKE_CONN, "IN_QUEUE": "jobs--in", "OUT_QUEUE": "out"})
+    assert str(queue_name_problem("jobs--in")) in str(refused.value)
 
 
 # -- against Azurite -------------------------------------------------------------------------------------------

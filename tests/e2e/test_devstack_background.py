@@ -14,6 +14,8 @@ import pytest
 
 from devstack.azurite import REPO_ROOT, port_answers
 from devstack.control import Part
+from devstack.stack import StackSpec
+from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE
 
 pytestmark = pytest.mark.e2e
 CLEAN_ENV = ("CERTSTATE_CONNECTION_STRING", "AzureWebJobsStorage", "INPUT_QUEUE_NAME", "RESULT_QUEUE_NAME")
@@ -73,6 +75,14 @@ def test_up_send_results_down_from_a_clean_copy(tmp_path: Path):
         func_settings = json.loads((tree / "local.settings.json").read_text())["Values"]
         assert func_settings["GRAPH_BASE_URL"] == state["parts"]["graph"]["listens"]
         assert func_settings["FUNCTIONS_WORKER_RUNTIME"] == "python"  # from local.settings.sample.json
+        described = StackSpec().app_settings(  # the one description the demo and the tests start from too
+            storage=func_settings["AzureWebJobsStorage"],
+            input_queue=DEFAULT_INPUT_QUEUE,
+            result_queue=DEFAULT_RESULT_QUEUE,
+            graph_base_url=state["parts"]["graph"]["listens"],
+            identity={name: func_settings[name] for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")},
+        )
+        assert func_settings == described
 
         exports = (tree / ".devstack" / "cli.env").read_text().splitlines()
         cli_env = dict(env)

@@ -25,12 +25,20 @@ from hypothesis import strategies as st
 
 from devstack.azurite import Azurite
 from producer.schemas import SCHEMA_DIR
-from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.errors import (
+    DeferralReason,
+    DeferralRequested,
+    ErrorCode,
+    GraphRefused,
+    GraphTrace,
+    TransientError,
+)
 from shared.contract.limits import QUEUE_MESSAGE_BYTES, outcome_budget
+from shared.contract.outcomes import Result
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
 from shared.graph.tenancy import Tenant
-from shared.pipeline import CertStatePipeline, Delivery, Result
+from shared.pipeline import CertStatePipeline, Delivery
 from tests.fuzz.strategies import VALID, queue_bodies, spoiled_document, with_huge_number
 from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import directory
@@ -63,7 +71,7 @@ def graph_answers() -> st.SearchStrategy[GraphResult | Exception]:
                   trace=trace, attempts=st.just(1)),
         st.builds(TransientError, code=st.just(ErrorCode.GRAPH_THROTTLED), message=text, http_status=st.just(429),
                   trace=trace, attempts=st.integers(0, 4), warnings=st.sampled_from([(), (CAPPED,)])),
-        st.builds(Deferred, delay_seconds=st.floats(1, 600), reason=st.just("breakerOpen")),
+        st.builds(DeferralRequested, delay_seconds=st.floats(1, 600), reason=st.just(DeferralReason.BREAKER_OPEN)),
         st.just(ZeroDivisionError("a bug")),
     )  # fmt: skip
 
@@ -96,7 +104,7 @@ def deliver(raw: bytes, answer: GraphResult | Exception, dequeue_count: int, enc
         assert graph.requests, "only a Graph (or bug) failure may be retried, never the message itself"
         return None
     if result is None:  # deferred: one delayed copy on the input queue, and no outcome
-        assert isinstance(answer, Deferred)
+        assert isinstance(answer, DeferralRequested)
         assert len(copies) == 1
         assert len(copies[0].encode("utf-8")) <= QUEUE_MESSAGE_BYTES
         return None

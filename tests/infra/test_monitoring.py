@@ -22,7 +22,7 @@ from azure.storage.queue import QueueServiceClient
 from devstack.azurite import Azurite
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
-from shared.contract.errors import Deferred, ErrorCode
+from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode
 from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.pacing import WritePacer
@@ -99,7 +99,7 @@ def emitted() -> dict[str, frozenset[str]]:
         pipeline.handle(b"not json", Delivery("m-bad", 1))
         stranger = "dddddddd-0000-4000-8000-00000000000d"  # a tenant the deployment does not serve
         pipeline.handle(json.dumps({**MESSAGE, "tenantId": stranger}).encode(), Delivery("m-tenant", 1))
-        held = Deferred(delay_seconds=5, reason="breakerOpen", cause=ErrorCode.GRAPH_UNAVAILABLE)
+        held = DeferralRequested(delay_seconds=5, reason=DeferralReason.BREAKER_OPEN, cause=ErrorCode.GRAPH_UNAVAILABLE)
         deferring = CertStatePipeline(graph=RecordingGraph(held), tenants=directory(), graph_base_url=graph.base_url,
                                       max_dequeue_count=5, requeue=lambda text, delay: None,
                                       deferrals=MemoryDeferrals(), telemetry=telemetry)  # fmt: skip

@@ -19,9 +19,9 @@ from producer.audit import HistoryQuery, full_record, history
 from shared.audit import AuditBacklog, AuditTimeout, AuditTrail
 from shared.contract.audit import TEXT_PART_CHARS
 from shared.contract.errors import ErrorCode, GraphRefused, GraphTrace
-from shared.contract.outcomes import ConsentState, Outcome, Status
+from shared.contract.outcomes import ConsentState, Outcome, Result, Status
 from shared.graph.consent import ConsentResult
-from shared.pipeline import CertStatePipeline, Delivery, Result
+from shared.pipeline import CertStatePipeline, Delivery
 from shared.settings import Settings
 from shared.tables import SharedKey, TableError, TableRows, entity
 from shared.wiring import build_audit

@@ -15,8 +15,8 @@ from azure.data.tables import TableServiceClient
 from devstack.azurite import connection_string
 from producer.audit import HistoryQuery, history
 from shared.contract.envelope import DeferralRecord, RecordChanged
-from shared.contract.errors import Deferred
-from shared.deferrals import DeferralRecords, record_keys
+from shared.contract.errors import DeferralReason, DeferralRequested
+from shared.deferrals import DeferralTable, record_keys
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.storage import QueueSender, StorageConnection
 from tests.support.audit import audit_trail
@@ -36,7 +36,7 @@ def record(message_id: str = "m-1", **changes: object) -> DeferralRecord:
 
 
 def test_a_record_is_inserted_once_and_changed_only_by_whoever_read_its_latest_version(table):
-    records = DeferralRecords(lambda: table)
+    records = DeferralTable(lambda: table)
     assert records.find("m-1", "20261127") is None
     first = records.save(record(), None)
     assert first.etag
@@ -52,7 +52,7 @@ def test_a_record_is_inserted_once_and_changed_only_by_whoever_read_its_latest_v
 
 
 def test_records_live_in_partitions_the_audit_purge_removes_and_history_never_shows(table):
-    records = DeferralRecords(lambda: table)
+    records = DeferralTable(lambda: table)
     records.save(record("old"), None)
     records.save(record("new", enqueued_at=ENQUEUED + timedelta(days=40)), None)
     day = HistoryQuery(since=ENQUEUED - timedelta(days=1), until=ENQUEUED + timedelta(days=41))
@@ -66,21 +66,26 @@ def test_records_live_in_partitions_the_audit_purge_removes_and_history_never_sh
 
 def test_without_the_table_nothing_is_found_and_nothing_can_be_deferred(azurite):
     with TableServiceClient.from_connection_string(azurite.connection_string) as service:
-        records = DeferralRecords(lambda: service.get_table_client("nosuchtable" + uuid.uuid4().hex[:8]))
+        records = DeferralTable(lambda: service.get_table_client("nosuchtable" + uuid.uuid4().hex[:8]))
         assert records.find("m-1", "20261127") is None
         with pytest.raises(ResourceNotFoundError):
             records.save(record(), None)
 
 
 def test_a_copy_round_trips_through_the_real_table(table):
-    records, copies = DeferralRecords(lambda: table), list[str]()
+    records, copies = DeferralTable(lambda: table), list[str]()
 
     def handler(graph: RecordingGraph) -> CertStatePipeline:
         return CertStatePipeline(graph=graph, tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
                                  max_dequeue_count=5, requeue=lambda text, _delay: copies.append(text),
                                  deferrals=records, clock=lambda: ENQUEUED + timedelta(seconds=5))  # fmt: skip
 
-    assert handler(RecordingGraph(Deferred(5, "breakerOpen"))).handle(body(), Delivery("m-9", 1, ENQUEUED)) is None
+    assert (
+        handler(RecordingGraph(DeferralRequested(5, DeferralReason.BREAKER_OPEN))).handle(
+            body(), Delivery("m-9", 1, ENQUEUED)
+        )
+        is None
+    )
     graph = RecordingGraph()
     result = handler(graph).handle(copies[0].encode(), Delivery("copy-9", 1))
     again = handler(graph).handle(copies[0].encode(), Delivery("copy-9b", 1))
@@ -112,7 +117,7 @@ def test_a_copy_whose_send_times_out_is_sent_once_and_the_sender_says_so_in_time
 
 def test_a_table_that_never_answers_fails_the_record_call_in_time(silent):
     service = StorageConnection(connection_string(silent.port, silent.port)).table_service()
-    records = DeferralRecords(lambda: service.get_table_client("audit"))
+    records = DeferralTable(lambda: service.get_table_client("audit"))
     started = time.monotonic()
     with pytest.raises(AzureError):
         records.save(record(), None)

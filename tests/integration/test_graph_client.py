@@ -21,10 +21,10 @@ from azure.core.credentials import AccessToken, TokenCredential
 
 from devstack.graph_simulator import GraphSimulator
 from devstack.identity_emulator import IdentityEmulator
-from shared.contract.errors import Deferred, ErrorCode, GraphRefused, TransientError
+from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode, GraphRefused, TransientError
 from shared.graph import transport
-from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
-from shared.graph.client import MAX_ANSWER_BYTES, RETRY_AFTER, WRITE_BUDGET, ClientLimits, GraphClient, GraphResult
+from shared.graph.breaker import CircuitBreaker
+from shared.graph.client import MAX_ANSWER_BYTES, ClientLimits, GraphClient, GraphResult
 from shared.graph.pacing import WritePacer
 from shared.graph.routes import GraphRequest
 from shared.graph.tenancy import Tenant
@@ -205,9 +205,9 @@ def test_one_token_serves_many_requests(graph, identity: IdentityEmulator, crede
 def test_a_retry_after_beyond_the_wait_limit_defers_the_message_until_it_ends(graph, credential):
     graph.configure(script=[{"status": 429, "retryAfter": "30"}])
     started = time.monotonic()
-    with pytest.raises(Deferred) as caught:
+    with pytest.raises(DeferralRequested) as caught:
         patch(graph, client(graph, credential, max_wait=5, slot_wait=2))
-    assert (caught.value.reason, caught.value.cause) == (RETRY_AFTER, ErrorCode.GRAPH_THROTTLED)
+    assert (caught.value.reason, caught.value.cause) == (DeferralReason.RETRY_AFTER, ErrorCode.GRAPH_THROTTLED)
     assert 28 < caught.value.delay_seconds <= 30  # back when the Retry-After ends, not a delivery spent
     assert time.monotonic() - started < 2
     assert len(writes(graph)) == 1
@@ -217,11 +217,11 @@ def test_consecutive_outage_failures_open_the_breaker_and_hold_every_request(gra
     graph.configure(error_rate=1.0, error_statuses=[502])
     breaker = CircuitBreaker(threshold=3, cooldown_seconds=30, max_cooldown_seconds=60, probe_timeout_seconds=10)
     c = client(graph, credential, max_attempts=5, max_wait=10, breaker=breaker)
-    with pytest.raises(Deferred) as caught:
+    with pytest.raises(DeferralRequested) as caught:
         patch(graph, c)  # attempts 1-3 fail, the fourth is held back
-    assert (caught.value.reason, caught.value.cause) == (BREAKER_OPEN, ErrorCode.GRAPH_UNAVAILABLE)
+    assert (caught.value.reason, caught.value.cause) == (DeferralReason.BREAKER_OPEN, ErrorCode.GRAPH_UNAVAILABLE)
     assert len(writes(graph)) == 3
-    with pytest.raises(Deferred):
+    with pytest.raises(DeferralRequested):
         patch(graph, client(graph, credential, breaker=breaker))  # another invocation of the process
     assert len(writes(graph)) == 3  # nothing more went out
 
@@ -233,7 +233,7 @@ def test_serving_one_tenant_a_backlog_waits_for_its_slots_instead_of_leaving_the
     def one(_: int) -> str:
         try:
             patch(graph, c)
-        except Deferred:
+        except DeferralRequested:
             return "deferred"
         return "written"
 
@@ -251,9 +251,9 @@ def test_no_write_slot_within_the_short_wait_defers_without_sending(graph, crede
     patch(graph, c)
     deferred = []
     for _ in range(3):
-        with pytest.raises(Deferred) as caught:
+        with pytest.raises(DeferralRequested) as caught:
             patch(graph, c)
-        assert caught.value.reason == WRITE_BUDGET
+        assert caught.value.reason == DeferralReason.WRITE_BUDGET
         deferred.append(caught.value.delay_seconds)
     assert len(writes(graph)) == 1
     assert 9 < deferred[0] <= 10  # the tenant's next slot ...
@@ -328,7 +328,10 @@ def test_the_last_attempt_logs_giving_up_not_a_retry(graph, credential, caplog: 
 
 def test_a_wait_past_the_deadline_logs_giving_up(graph, credential, caplog: pytest.LogCaptureFixture):
     graph.configure(script=[{"status": 429, "retryAfter": "30"}])
-    with caplog.at_level("INFO", logger="certstate.graph"), pytest.raises(Deferred):  # back after the Retry-After
+    with (
+        caplog.at_level("INFO", logger="certstate.graph"),
+        pytest.raises(DeferralRequested),
+    ):  # back after the Retry-After
         patch(graph, client(graph, credential, max_wait=5))
     assert _actions(caplog) == [{"attempt": 1, "action": "giveUp"}]
 
@@ -440,9 +443,9 @@ def test_a_retry_after_beyond_the_ceiling_holds_the_process_for_the_ceiling_only
     pacer = WritePacer(1000, 1.0, clock=clock.now, sleep=clock.sleep)
     graph.configure(script=[{"status": 429, "retryAfter": retry_after}])
     started = clock.now()
-    with pytest.raises(Deferred) as caught:  # 10 s of budget: the message comes back when the gate opens
+    with pytest.raises(DeferralRequested) as caught:  # 10 s of budget: the message comes back when the gate opens
         patch(graph, client(graph, credential, max_wait=10, pacer=pacer, clock=clock))
-    assert caught.value.reason == RETRY_AFTER
+    assert caught.value.reason == DeferralReason.RETRY_AFTER
     assert caught.value.delay_seconds == pytest.approx(29)  # due back a second early, to wait out the rest
     assert caught.value.warnings == (  # carried by the deferred copy to its outcome
         f"Graph's Retry-After '{retry_after}' was capped at 30 s: writes resumed before it ran out",
@@ -523,7 +526,7 @@ def outcomes(c: TenantClient, graph: GraphSimulator, n: int) -> Counter[str]:
     def one(_: int) -> str:
         try:
             patch(graph, c)
-        except (Deferred, TransientError) as err:
+        except (DeferralRequested, TransientError) as err:
             return type(err).__name__
         return "written"
 
@@ -538,10 +541,10 @@ def test_after_the_breaker_opens_no_write_leaves_but_its_probe(graph, credential
                              clock=clock)  # fmt: skip
     # A slot every 0.5 s: six invocations pass the breaker at once, then wait for their slots in turn.
     c = client(graph, credential, max_attempts=1, slot_wait=None, pacer=WritePacer(2, 1.0), breaker=breaker)
-    assert outcomes(c, graph, 6) == {"TransientError": 3, "Deferred": 3}
+    assert outcomes(c, graph, 6) == {"TransientError": 3, "DeferralRequested": 3}
     assert len(writes(graph)) == 3  # the three that opened it; those waiting for a slot did not send after
     clock.t += 30  # the cool-down is over: one of the next invocations probes, and its PATCH goes out
-    assert outcomes(c, graph, 3) == {"TransientError": 1, "Deferred": 2}
+    assert outcomes(c, graph, 3) == {"TransientError": 1, "DeferralRequested": 2}
     assert len(writes(graph)) == 4
 
 
@@ -558,10 +561,10 @@ def test_a_revoked_token_whose_refresh_fails_opens_the_breaker_and_is_not_sent_a
     for _ in range(5):
         try:
             patch(graph, c)
-        except (Deferred, TransientError) as err:
+        except (DeferralRequested, TransientError) as err:
             ended.append(type(err).__name__)
     # Each failed refresh counts (a 401 resets nothing): the third opens the breaker, and the rest wait.
-    assert ended == ["TransientError", "TransientError", "Deferred", "Deferred", "Deferred"]
+    assert ended == ["TransientError", "TransientError", "DeferralRequested", "DeferralRequested", "DeferralRequested"]
     assert [w["status"] for w in writes(graph)] == [200, 401]  # the revoked token went out once, not per message
     identity.set_failing(False)
     time.sleep(5.5)  # MSAL answers a request the endpoint failed from its own cache for 5 s

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from shared.contract.errors import Deferred, ErrorCode
+from shared.contract.errors import DeferralRequested, ErrorCode
 from shared.graph.breaker import CLOSED, CircuitBreaker, Permit
 
 
@@ -34,7 +34,7 @@ def probing(clock: Clock) -> tuple[CircuitBreaker, Permit]:
 
 
 def deferral(breaker: CircuitBreaker, *args: object) -> float:
-    with pytest.raises(Deferred) as held:
+    with pytest.raises(DeferralRequested) as held:
         breaker.admit(*args)  # type: ignore[arg-type]
     return held.value.delay_seconds
 

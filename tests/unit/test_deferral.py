@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.contract.envelope import ENVELOPE_KEY, DeferralRecord, Envelope, deferral_token, unwrap, wrap
-from shared.contract.errors import Deferred, ErrorCode, MessageRejected, TransientError
-from shared.contract.outcomes import Outcome, Status
-from shared.graph.breaker import BREAKER_OPEN, CircuitBreaker
+from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode, MessageRejected, TransientError
+from shared.contract.outcomes import Outcome, Result, Status
+from shared.graph.breaker import CircuitBreaker
 from shared.host_config import queue_options
-from shared.pipeline import CertStatePipeline, Delivery, Result
+from shared.pipeline import CertStatePipeline, Delivery
 from shared.settings import Settings
 from shared.wiring import build_deferrals, build_pipeline
 from tests.support.deferral_fakes import MemoryDeferrals
@@ -58,9 +58,9 @@ def test_the_breaker_opens_after_consecutive_failures_only():
     b.failed(ErrorCode.GRAPH_UNAVAILABLE)
     b.admit()
     b.failed(ErrorCode.CREDENTIAL_UNAVAILABLE)
-    with pytest.raises(Deferred) as held:
+    with pytest.raises(DeferralRequested) as held:
         b.admit()
-    assert held.value.reason == BREAKER_OPEN
+    assert held.value.reason == DeferralReason.BREAKER_OPEN
     assert held.value.cause is ErrorCode.CREDENTIAL_UNAVAILABLE
     assert 10 <= held.value.delay_seconds <= 12  # the cool-down, plus up to a fifth of jitter
 
@@ -71,7 +71,7 @@ def test_after_the_cooldown_exactly_one_caller_probes():
     b.failed(ErrorCode.GRAPH_UNAVAILABLE)
     clock.now += 10
     b.admit()  # the probe
-    with pytest.raises(Deferred) as others:
+    with pytest.raises(DeferralRequested) as others:
         b.admit()
     assert 10 <= others.value.delay_seconds <= 12  # come back a cool-down later, when the probe has answered
     b.succeeded()
@@ -90,7 +90,7 @@ def test_failed_probes_double_the_cooldown_up_to_the_cap():
             try:
                 b.admit()
                 break
-            except Deferred:
+            except DeferralRequested:
                 clock.now += 1
         cooldowns.append(clock.now - opened)
         b.failed(ErrorCode.GRAPH_UNAVAILABLE)
@@ -231,8 +231,8 @@ def pipeline(graph: RecordingGraph, queue: Queue, now: Now, store: MemoryDeferra
     )
 
 
-def outage(delay: float = 30.0) -> Deferred:
-    return Deferred(delay, BREAKER_OPEN, ErrorCode.GRAPH_UNAVAILABLE)
+def outage(delay: float = 30.0) -> DeferralRequested:
+    return DeferralRequested(delay, DeferralReason.BREAKER_OPEN, ErrorCode.GRAPH_UNAVAILABLE)
 
 
 def reported(result: Result | None) -> Outcome:
@@ -571,7 +571,7 @@ class BookedGraph(RecordingGraph):
 
 def test_a_copy_s_booked_turn_comes_from_its_record_and_reaches_the_graph_client_wherever_it_lands():
     queue, now, store = Queue(), Now(), MemoryDeferrals()
-    throttled = Deferred(3.0, "writeBudget", ErrorCode.GRAPH_THROTTLED, (), 1_700_000_004.5)
+    throttled = DeferralRequested(3.0, DeferralReason.WRITE_BUDGET, ErrorCode.GRAPH_THROTTLED, (), 1_700_000_004.5)
     assert pipeline(RecordingGraph(throttled), queue, now, store).handle(body(), Delivery("original-id", 1)) is None
     assert store.only().slot == 1_700_000_004.5  # kept in the record, the only thing a copy is trusted by
     assert "1700000004" not in queue.sent[-1][0]  # and not in the envelope anyone could write

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.contract.echo import bounded
-from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace
+from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode, GraphRefused, GraphTrace
 from shared.contract.limits import QUEUE_MESSAGE_BYTES, outcome_budget
 from shared.contract.outcomes import ErrorDetail, Outcome, OutcomeError, Status, Target, fit
 from shared.pipeline import CertStatePipeline, Delivery
@@ -185,7 +185,9 @@ def test_graph_s_text_is_escaped_but_the_request_replay_sends_is_kept_exactly():
 
 def test_warnings_a_deferred_copy_carries_are_escaped_and_a_forged_envelopes_are_never_echoed():
     copies: list[str] = []
-    deferring = RecordingGraph(Deferred(5, "retryAfter", ErrorCode.GRAPH_THROTTLED, (f"w{ESC_SEQUENCE}",)))
+    deferring = RecordingGraph(
+        DeferralRequested(5, DeferralReason.RETRY_AFTER, ErrorCode.GRAPH_THROTTLED, (f"w{ESC_SEQUENCE}",))
+    )
     function = CertStatePipeline(graph=deferring, tenants=directory(), max_dequeue_count=5, clock=lambda: NOW,
                                  graph_base_url="https://graph.microsoft.com/beta", deferrals=MemoryDeferrals(),
                                  requeue=lambda text, _delay: copies.append(text))  # fmt: skip

@@ -14,14 +14,21 @@ from hypothesis import strategies as st
 
 from shared import pipeline as pipeline_module
 from shared.contract.envelope import Envelope, unwrap
-from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.errors import (
+    DeferralReason,
+    DeferralRequested,
+    ErrorCode,
+    GraphRefused,
+    GraphTrace,
+    TransientError,
+)
 from shared.contract.limits import QUEUE_MESSAGE_BYTES
-from shared.contract.outcomes import Outcome, Status, fit
+from shared.contract.outcomes import Outcome, Result, Status, fit
 from shared.graph.client import GraphResult
 from shared.graph.routes import GraphRequest
 from shared.graph.tenancy import Tenant, TenantDirectory
 from shared.logs import log_event
-from shared.pipeline import CertStatePipeline, Delivery, Result
+from shared.pipeline import CertStatePipeline, Delivery
 from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import HOME_TENANT, NOW, SECRET_VALUE, SERVED, RecordingGraph, body, directory
 
@@ -427,7 +434,7 @@ def test_a_capped_retry_after_met_before_a_deferral_reaches_the_outcome_of_the_c
                                  max_dequeue_count=5, requeue=lambda text, _delay: copies.append(text),
                                  deferrals=records, clock=lambda: NOW)  # fmt: skip
 
-    assert with_records(RecordingGraph(Deferred(60, "writeBudget", warnings=(capped,)))).handle(
+    assert with_records(RecordingGraph(DeferralRequested(60, DeferralReason.WRITE_BUDGET, warnings=(capped,)))).handle(
         body(), Delivery("m-22", 1)) is None  # fmt: skip
     (copy,) = copies
     assert unwrap(json.loads(copy))[1] == Envelope("m-22", 1, records.only().token, "20261127", (capped,))
@@ -493,7 +500,8 @@ def test_a_tenants_deferral_goes_back_on_the_queue_with_its_tenant_and_writes_no
     caplog.set_level(logging.INFO)
     requeued: list[tuple[str, int]] = []
     pipeline = CertStatePipeline(
-        graph=RecordingGraph(Deferred(3.5, "writeBudget", ErrorCode.GRAPH_THROTTLED)), tenants=directory(),
+        graph=RecordingGraph(DeferralRequested(3.5, DeferralReason.WRITE_BUDGET, ErrorCode.GRAPH_THROTTLED)),
+        tenants=directory(),
         graph_base_url="https://graph.microsoft.com/beta", max_dequeue_count=5,
         requeue=lambda text, delay: requeued.append((text, delay)), deferrals=MemoryDeferrals(), clock=lambda: NOW,
     )  # fmt: skip

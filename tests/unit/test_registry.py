@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.contract.errors import Deferred, ErrorCode, MessageRejected, TransientError
+from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode, MessageRejected, TransientError
 from shared.contract.tenants import TenantEntry, budget_with_reserve, from_entity, to_entity
 from shared.graph.pacing import WritePacer
 from shared.graph.tenancy import TenantDirectory
@@ -84,10 +84,10 @@ def test_a_removed_tenant_is_refused_and_a_paused_one_waits_without_a_credential
         tenants.tenant(A)  # built before, removed now: refused all the same
     assert rejected.value.code is ErrorCode.TENANT_NOT_ALLOWED
     assert "not in the tenant registry" in rejected.value.details[0].message
-    with pytest.raises(Deferred) as waiting:
+    with pytest.raises(DeferralRequested) as waiting:
         tenants.tenant(B)
     assert (waiting.value.cause, waiting.value.reason, waiting.value.delay_seconds) == (
-        ErrorCode.TENANT_PAUSED, "tenantPaused", 15.0,
+        ErrorCode.TENANT_PAUSED, DeferralReason.TENANT_PAUSED, 15.0,
     )  # fmt: skip
     assert tenants.tenant(B, paused_ok=True).tenant_id == B  # a consent check goes through
     assert built == [A, B]

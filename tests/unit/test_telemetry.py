@@ -9,7 +9,14 @@ from __future__ import annotations
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from shared.contract.errors import Deferred, ErrorCode, GraphRefused, GraphTrace, TransientError
+from shared.contract.errors import (
+    DeferralReason,
+    DeferralRequested,
+    ErrorCode,
+    GraphRefused,
+    GraphTrace,
+    TransientError,
+)
 from shared.graph.pacing import WritePacer
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.telemetry import BREAKER_OPEN, DEFERRALS, MESSAGE_SPAN, OUTCOMES, REDELIVERIES, WAITS, Telemetry
@@ -118,7 +125,7 @@ def test_a_bug_is_handed_back_as_internal_error(otel):
 
 def test_a_deferral_is_counted_by_the_code_it_would_fail_with(otel):
     requeued: list[tuple[str, int]] = []
-    held = Deferred(delay_seconds=12, reason="breakerOpen", cause=ErrorCode.GRAPH_UNAVAILABLE)
+    held = DeferralRequested(delay_seconds=12, reason=DeferralReason.BREAKER_OPEN, cause=ErrorCode.GRAPH_UNAVAILABLE)
     deferring = CertStatePipeline(
         graph=RecordingGraph(held), tenants=directory(), graph_base_url="https://graph.microsoft.com/beta",
         max_dequeue_count=5,
