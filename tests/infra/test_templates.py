@@ -693,12 +693,13 @@ def test_pacing_never_limits_the_instances_and_their_split_never_exceeds_the_lim
         decorator(params["graphWriteLimit"], "min_value") <= limit <= decorator(params["graphWriteLimit"], "max_value")
     )
     available = max(2, limit - reserve)
+    settings = Settings()
     for instances in range(low, high + 1):
         effective, budget = _pacing(template, limit, instances, reserve)
         assert effective == instances  # sized from capacity (docs/deploy.md), never cut by pacing
         assert budget == available - 1 >= 1  # one write kept back for send jitter and clock skew
         assert budget <= _upper_bound("GRAPH_WRITE_BUDGET")  # the app accepts it
-        split = Settings(GRAPH_WRITE_BUDGET=budget, GRAPH_PACING_MAX_INSTANCES=instances).split_of(budget)
+        split = settings.model_copy(update={"GRAPH_PACING_MAX_INSTANCES": instances}).split_of(budget)
         if available >= 2 * instances:  # room for one write per window and instance
             # An evenly spaced pacer can land split + 1 writes in one of Graph's windows.
             assert instances * (split + 1) <= available, (limit, reserve, instances, split)
