@@ -13,4 +13,5 @@ echo "==> mypy (strict)"
 echo "==> checkov (infra)"
 bash scripts/checkov.sh
 echo "==> pytest"
-.venv/bin/pytest "$@"
+# Two workers, whole files each (a file's tests share its fixtures and services); PYTEST_WORKERS=0 runs in one process.
+.venv/bin/pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
