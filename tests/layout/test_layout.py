@@ -23,7 +23,6 @@ RUNTIME_IMPORTS = {
     "opentelemetry": "azure-monitor-opentelemetry",  # the OpenTelemetry API and SDK come with the distro
     "pydantic": "pydantic",
     "pydantic_core": "pydantic",
-    "pydantic_settings": "pydantic-settings",
     "requests": "requests",
     "urllib3": "urllib3",  # pinned itself: shared/graph/transport.py watches its connections (URLLIB3_TESTED)
 }
