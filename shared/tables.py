@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import re
+import select
 import socket
 import ssl
 import threading
@@ -30,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import quote, urlsplit
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ def entity(row: Mapping[str, Any]) -> Entity:
 
 
 class TableRows:
-    """Upserts (insert or replace) into one table, one entity-group transaction per call."""
+    """Rows of one table: upserts in one entity-group transaction per call; one row read or written on a condition."""
 
     def __init__(self, endpoint: str, table: str, signer: Signer, *, pool_size: int = 4) -> None:
         self._endpoint = endpoint.rstrip("/")
@@ -163,8 +164,7 @@ class TableRows:
 
     def upsert(self, entities: Sequence[Entity]) -> None:
         """Insert or replace every entity, all or nothing (one partition, at most `MAX_OPERATIONS`)."""
-        # Fixed boundaries, unless a row holds one: http.client parses the answer's headers with `email`,
-        # which compiles a pattern for the multipart boundary it names; a fixed one stays in re's cache.
+        # Fixed boundaries (nothing to draw per request), unless a row holds one.
         fixed = not any(_BOUNDARY_STEM in e.properties or _BOUNDARY_STEM in e.row_key for e in entities)
         batch = _BATCH_BOUNDARY if fixed else f"batch_{uuid.uuid4()}"
         changeset = _CHANGESET_BOUNDARY if fixed else f"changeset_{uuid.uuid4()}"
@@ -174,46 +174,98 @@ class TableRows:
             parts += (head, _key(e.partition_key), "',RowKey='", _key(e.row_key), _OPERATION_TAIL, e.properties, "\r\n")
         parts.append(f"--{changeset}--\r\n--{batch}--\r\n")
         body = "".join(parts).encode()
-        status, answer = self._send("POST", "/$batch", body, f"multipart/mixed; boundary={batch}")
-        statuses = _status_lines(answer)
-        if status != 202 or not statuses or any(not 200 <= s < 300 for s in statuses):
-            raise TableError(max(statuses, default=status), _error_code(answer))
+        answer = self._send("POST", "/$batch", body, f"multipart/mixed; boundary={batch}")
+        statuses = _status_lines(answer.body)
+        if answer.status != 202 or not statuses or any(not 200 <= s < 300 for s in statuses):
+            raise TableError(max(statuses, default=answer.status), _error_code(answer.body))
 
     def create(self) -> None:
         """Create the table; one that exists already is fine."""
         body = json.dumps({"TableName": self._table}).encode()
-        status, answer = self._send("POST", "/Tables", body, "application/json")
-        if status not in (201, 204, 409):
-            raise TableError(status, _error_code(answer))
+        answer = self._send("POST", "/Tables", body, "application/json")
+        if answer.status not in (201, 204, 409):
+            raise TableError(answer.status, _error_code(answer.body))
+
+    def get(self, partition_key: str, row_key: str) -> tuple[dict[str, Any], str] | None:
+        """One row's properties (without type annotations) and its ETag; None when there is no such row or table.
+
+        Like `insert` and `replace`, sent once (no retry), as conditional work on one row must be.
+        """
+        answer = self._send("GET", self._entity_path(partition_key, row_key), b"", "", retry=False)
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            raise TableError(answer.status, _error_code(answer.body))
+        row: dict[str, Any] = json.loads(answer.body)
+        return row, answer.headers.get("etag", "")
+
+    def insert(self, row: Entity) -> str:
+        """Insert a row that must not exist yet; its ETag (`TableError` 409 when it exists, 404 without the table)."""
+        keys = json.dumps({"PartitionKey": row.partition_key, "RowKey": row.row_key}, separators=(",", ":"))
+        body = keys[:-1] + ("}" if row.properties == "{}" else "," + row.properties[1:])
+        extra = {"Prefer": "return-no-content"}
+        answer = self._send("POST", f"/{self._table}", body.encode(), "application/json", extra, retry=False)
+        if answer.status not in (201, 204):
+            raise TableError(answer.status, _error_code(answer.body))
+        return answer.headers.get("etag", "")
+
+    def replace(self, row: Entity, etag: str) -> str:
+        """Replace a row if it still has `etag`; its new ETag (`TableError` 412 when it changed, 404 when gone)."""
+        path = self._entity_path(row.partition_key, row.row_key)
+        answer = self._send("PUT", path, row.properties.encode(), "application/json", {"If-Match": etag}, retry=False)
+        if answer.status != 204:
+            raise TableError(answer.status, _error_code(answer.body))
+        return answer.headers.get("etag", "")
+
+    def _entity_path(self, partition_key: str, row_key: str) -> str:
+        return f"/{self._table}(PartitionKey='{_key(partition_key)}',RowKey='{_key(row_key)}')"
 
     def close(self) -> None:
         """Close the connections."""
         self._pool.close()
 
-    def _send(self, method: str, below: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+    def _send(
+        self,
+        method: str,
+        below: str,
+        body: bytes,
+        content_type: str,
+        extra: Mapping[str, str] | None = None,
+        *,
+        retry: bool = True,
+    ) -> _Answer:
+        """One request; `retry`: once more after a refused or dropped connection or a 5xx (idempotent requests)."""
         url = self._endpoint + below
         target = self._pool.path + below
         for attempt in (1, 2):
             headers = {
                 "Host": self._pool.host_header,
-                "Content-Type": content_type,
                 "Content-Length": str(len(body)),
                 "Accept": "application/json;odata=nometadata",
                 "DataServiceVersion": "3.0",
                 "MaxDataServiceVersion": "3.0;NetFx",
                 "x-ms-version": API_VERSION,
+                **({"Content-Type": content_type} if content_type else {}),
+                **(extra or {}),
                 **self._signer.headers(method, url, content_type),
             }
             head = "".join([f"{method} {target} HTTP/1.1\r\n", *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"])
             try:
-                status, answer = self._pool.exchange(head.encode() + body)
+                answer = self._pool.exchange(head.encode() + body)
             except ConnectionError:
-                if attempt == 2:  # refused or dropped, twice; a read timeout (TimeoutError) is never retried
+                if attempt == 2 or not retry:  # refused or dropped; a read timeout (TimeoutError) is never retried
                     raise
                 continue
-            if status < 500 or attempt == 2:
-                return status, answer
+            if answer.status < 500 or attempt == 2 or not retry:
+                return answer
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Answer(NamedTuple):
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    """Lower-cased names."""
 
 
 class _Pool:
@@ -232,23 +284,28 @@ class _Pool:
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
 
-    def exchange(self, request: bytes) -> tuple[int, bytes]:
-        """Send one request and read its answer: (status, body). A connection that served it is kept."""
+    def exchange(self, request: bytes) -> _Answer:
+        """Send one request and read its answer; a connection that served it is kept, one the service dropped is not."""
+        connection = None
         with self._lock:
-            connection = self._idle.pop() if self._idle else None
+            while self._idle and connection is None:
+                connection = self._idle.pop()
+                if connection.dropped():
+                    connection.close()
+                    connection = None
         if connection is None:
             connection = _Connection(self._address, self._tls)
         try:
-            status, body, keep = connection.exchange(request)
+            answer, keep = connection.exchange(request)
         except BaseException:
             connection.close()
             raise
         with self._lock:
             if keep and len(self._idle) < self._size:
                 self._idle.append(connection)
-                return status, body
+                return answer
         connection.close()
-        return status, body
+        return answer
 
     def close(self) -> None:
         with self._lock:
@@ -278,8 +335,12 @@ class _Connection:
         self._buffer = b""
         weakref.finalize(self, sock.close)  # a client dropped without `close` leaves no socket open
 
-    def exchange(self, request: bytes) -> tuple[int, bytes, bool]:
-        """(status, body, whether the connection may serve another request)."""
+    def dropped(self) -> bool:
+        """Whether the idle connection has something to read: the service closed it (or sent what nobody asked)."""
+        return bool(select.select([self._sock], [], [], 0)[0])
+
+    def exchange(self, request: bytes) -> tuple[_Answer, bool]:
+        """The answer, and whether the connection may serve another request."""
         self._buffer = b""
         self._sock.sendall(request)
         end = self._fill_until(b"\r\n\r\n")
@@ -299,7 +360,7 @@ class _Connection:
             body = self._exactly(int(headers["content-length"]))
         else:
             body, keep = self._until_closed(), False
-        return status, body, keep
+        return _Answer(status, body, headers), keep
 
     def _fill_until(self, marker: bytes) -> int:
         while (found := self._buffer.find(marker)) < 0:
