@@ -528,7 +528,22 @@ def telemetry_blocks(telemetry: dict[str, Any]) -> Blocks:
         ],
         "telemetry-targets": [source, "", *table(["target (issue 19)", "measured", ""], targets)],
         "table-writes": [source, "", *table_writes(telemetry["tableWrites"])],
+        "pacing-claims": [source, "", *pacing_claims(telemetry["pacingClaims"])],
     }
+
+
+def pacing_claims(claims: dict[str, Any]) -> list[str]:
+    """CPU of one claim on the pacing table each way, and what a message carries of it at a tenant's full rate."""
+    per = claims["writesPerClaim"]
+    rows = [
+        [label, f"**{ms(w['cpuMedianMs'], 3)}**", ms(w["cpuMedianMs"] / per, 3)] for label, w in claims["ways"].items()
+    ]
+    head = [
+        "way of claiming write slots",
+        "CPU per claim (median)",
+        f"per message at a tenant's full rate ({claims['budget']}/{claims['windowSeconds']:g} s: {per} writes a claim)",
+    ]
+    return table(head, rows)
 
 
 def table_writes(ways: dict[str, Any]) -> list[str]:

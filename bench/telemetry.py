@@ -5,9 +5,10 @@ and the cost-per-message measurement of section 2 (bench/cost.py: `CertStatePipe
 memory, a fresh worker process per round, variants interleaved) and the cold start of section 4, for
 certstate as deployed with telemetry off (no connection string), on (the Azure Monitor distro as
 `shared.telemetry` sets it up, exporting to `devstack.appinsights.FakeIngestion` on loopback), and on
-with the audit trail (the rows of each outcome in one entity-group transaction to an Azurite table); every
-ratio is to the lean route of the same round; and the package
-size with the added runtime dependencies. CPU is the whole
+with the audit trail (the rows of each outcome in one entity-group transaction to an Azurite table) and
+the shared pacing table (shared/graph/budget.py), as deployed with a storage account; every ratio is to
+the lean route of the same round; what one claim on the pacing table costs; and the package size with
+the added runtime dependencies. CPU is the whole
 worker process's `time.process_time()` around each message, so the exporters' background threads
 (serialising and posting batches) are in it, spread over the messages they export.
 """
@@ -78,9 +79,65 @@ def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
         pooled[label]["exportedBytesPerMessage"] = statistics.median(exported_bytes[label])
     package = cost.package_size("certstate", with_zip=True)
     writes = tablewrites.run(writes=max(20, messages // 20), rounds=min(rounds, 4))
+    claims = pacing_claims(writes=max(20, messages // 20), rounds=min(rounds, 4))
     return {
-        "cost": pooled, "cold": cold, "package": package, "tableWrites": writes, "messages": messages, "rounds": rounds
+        "cost": pooled, "cold": cold, "package": package, "tableWrites": writes, "pacingClaims": claims,
+        "messages": messages, "rounds": rounds,
     }  # fmt: skip
+
+
+PACING_SDK = "`TableBudgetStore` (azure-data-tables, deployed): `update_entity` on the ETag"
+PACING_LEAN = "`shared/tables.py`: `replace` on the ETag"
+
+
+def pacing_claims(*, writes: int, rounds: int) -> dict[str, Any]:
+    """CPU of one claim's conditional write of a tenant's schedule row, each way, and claims per write at full rate.
+
+    The cost benchmark's pacer never waits, so a claim there covers two seconds of a dense schedule: hundreds
+    of messages. Serving a tenant at its budget, a claim covers `ALONE_REACH_SECONDS` of slots: what a
+    message carries of the store is one claim's CPU over that many writes.
+    """
+    from azure.data.tables import TableServiceClient  # noqa: PLC0415
+
+    from shared.graph.budget import ALONE_REACH_SECONDS, BudgetRow, TableBudgetStore  # noqa: PLC0415
+    from shared.settings import Settings  # noqa: PLC0415
+    from shared.tables import TableRows, entity  # noqa: PLC0415
+
+    defaults = Settings.model_fields
+    budget, window = defaults["GRAPH_WRITE_BUDGET"].default, defaults["GRAPH_WRITE_WINDOW_SECONDS"].default
+    per_claim = max(1, int(ALONE_REACH_SECONDS / (window / budget)))
+    samples: dict[str, list[float]] = {PACING_SDK: [], PACING_LEAN: []}
+    with Azurite() as azurite, TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        name = "pacing" + uuid.uuid4().hex[:12]
+        store = TableBudgetStore(lambda: service.get_table_client(name), create_missing=True)
+        lean = TableRows.from_connection_string(azurite.connection_string, name)
+        tag = {"sdk": store.write("home", BudgetRow(next_slot=0.0, last_by="bench"), None)}
+
+        def sdk(i: int) -> None:
+            tag["sdk"] = store.write("home", BudgetRow(next_slot=float(i), last_by="bench"), tag["sdk"])
+
+        def via_tables(i: int) -> None:
+            row = {"PartitionKey": "home", "RowKey": "budget", "nextSlot": float(i), "gateUntil": 0.0,
+                   "lastBy": "bench", "sharedUntil": 0.0, "returnAt": 0.0, "leanUntil": 0.0}  # fmt: skip
+            tag["sdk"] = lean.replace(entity(row), tag["sdk"])
+
+        ways = {PACING_SDK: sdk, PACING_LEAN: via_tables}
+        for write in ways.values():  # connections open, modules loaded
+            for i in range(20):
+                write(i)
+        for _ in range(rounds):
+            for label, write in ways.items():
+                for i in range(writes):
+                    started = time.process_time()
+                    write(i)
+                    samples[label].append((time.process_time() - started) * 1000)
+        lean.close()
+    return {
+        "writesPerClaim": per_claim,
+        "budget": budget,
+        "windowSeconds": window,
+        "ways": {label: {"cpuMedianMs": statistics.median(values)} for label, values in samples.items()},
+    }
 
 
 def _paired(results: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float:
