@@ -443,7 +443,10 @@ def edm(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _status_lines(body: bytes) -> list[int]:
     """The status of every operation in a batch answer (`HTTP/1.1 204 No Content` lines)."""
-    return [int(line[9:12]) for line in body.split(b"\n") if line.startswith(b"HTTP/1.1 ") and line[9:12].isdigit()]
+    return [int(status) for status in _STATUS_LINE.findall(body)]
+
+
+_STATUS_LINE: Final = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 
 
 def _error_code(body: bytes) -> str:
