@@ -227,7 +227,7 @@ def configure_azure_monitor_once(connection_string: str | None) -> bool:
             from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415 - only when used
 
             # The distro's own default is 5 traces a second, which would drop message spans at the write
-            # limit; keep all unless OTEL_TRACES_SAMPLER(_ARG) says otherwise (infra's traceSamplingPercent).
+            # limit; keep all unless OTEL_TRACES_SAMPLER(_ARG) says otherwise (infra's traceSamplingPercent, 10 %).
             sampling = {} if "OTEL_TRACES_SAMPLER" in os.environ else {"sampling_ratio": 1.0}
             ours = logging.getLogger(SCOPE)
             before = set(ours.handlers)
