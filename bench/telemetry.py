@@ -3,8 +3,8 @@
 The lean route (bench/worker.py: pydantic, the same PATCH over one `requests.Session`, its outcome JSON)
 and the cost-per-message measurement of section 2 (bench/cost.py: `CertStatePipeline.handle` on bodies in
 memory, a fresh worker process per round, variants interleaved) and the cold start of section 4, for
-certstate as deployed with telemetry off (no connection string), on (the Azure Monitor distro as
-`shared.telemetry` sets it up, exporting to `devstack.appinsights.FakeIngestion` on loopback, spans sampled
+certstate as deployed with telemetry off (no connection string), on (the Azure Monitor exporters as
+`shared.telemetry` sets them up, exporting to `devstack.appinsights.FakeIngestion` on loopback, spans sampled
 at infra/main.bicep's default `traceSamplingPercent` as the template deploys it), and on with the audit
 trail (the rows of each outcome in one entity-group transaction to an Azurite table, sampled so and with
 every span kept) and the shared pacing table (shared/graph/budget.py), as deployed with a storage

@@ -171,7 +171,7 @@ def test_the_pictures_are_committed_and_shown():
         assert f"](images/{name}.png)" in docs, name
 
 
-def test_the_worker_exports_with_the_distro_and_tells_the_host_so():
+def test_the_worker_exports_itself_and_tells_the_host_so():
     """One copy of each log line: OpenTelemetry mode in the host, the worker's own export announced to it."""
     host = json.loads((REPO / "host.json").read_text(encoding="utf-8"))
     assert host["telemetryMode"] == "OpenTelemetry"

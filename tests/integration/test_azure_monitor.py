@@ -1,6 +1,6 @@
-"""The real Azure Monitor distro, set up as deployed, exporting to a loopback ingestion endpoint.
+"""The real Azure Monitor exporters, set up as deployed, exporting to a loopback ingestion endpoint.
 
-Run in a fresh interpreter (the distro sets process-global providers once): the registered function
+Run in a fresh interpreter (the providers are process-global, set once): the registered function
 handles three messages, the first refused by Graph; what arrives is one span per message (a request
 carrying Graph's answer, no dependency per HTTP call), the failed message's warning lines once each
 and no INFO line (the span says it), and the outcome metric; with every span sampled out, the same
@@ -73,7 +73,9 @@ def _counted_outcomes(ingestion: FakeIngestion) -> float:
 
 def test_each_log_line_reaches_application_insights_once(graph: GraphSimulator, identity: IdentityEmulator):
     with FakeIngestion() as ingestion:
-        _run(graph, identity, ingestion)
+        _run(graph, identity, ingestion, WEBSITE_SITE_NAME="func-certstate-test")
+        # Every item names the function app as its cloud role, as Application Insights' map and filters show it.
+        assert {e["tags"].get("ai.cloud.role") for e in ingestion.envelopes()} == {"func-certstate-test"}
         # Once each, and only the warnings: a succeeded message is its span alone, the failed one also its lines.
         assert _exported_lines(ingestion) == [("graphResponse", "order-0"), ("outcome", "order-0")]
         requests = [e for e in ingestion.envelopes("Request") if e["data"]["baseData"]["name"] == "certstate.message"]
