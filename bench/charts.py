@@ -1,7 +1,7 @@
 """`python -m bench.charts`: the workbook's main charts, drawn from a real local run, for docs/operations.md.
 
 The whole local stack (Azurite, the runner driving `function_app`, the Graph simulator, the identity
-emulator) runs with the Azure Monitor distro exporting to `devstack.appinsights.FakeIngestion`;
+emulator) runs with the Azure Monitor exporters exporting to `devstack.appinsights.FakeIngestion`;
 the charts are drawn from the metric points it received, grouped as the workbook's KQL groups
 `customMetrics` (docs/operations.md). Time is scaled down like the benchmarks: Graph's window is
 5 s instead of 20 s, and the charts bin by 5 s instead of 5 minutes. The run, about two minutes:
@@ -74,7 +74,7 @@ def message(n: int, *, valid: bool = True) -> dict[str, Any]:
 
 
 def run(seconds: float = 105.0) -> list[dict[str, Any]]:
-    """Drive the stack through the three phases; the metric points the distro exported."""
+    """Drive the stack through the three phases; the metric points the exporters sent."""
     with FakeIngestion() as ingestion:
         settings = {**ingestion.env(), "OTEL_METRIC_EXPORT_INTERVAL": "2000"}
         with LocalStack(write_limit=LIMIT, write_window_s=WINDOW, settings=settings) as stack:

@@ -445,6 +445,7 @@ def telemetry_blocks(telemetry: dict[str, Any]) -> Blocks:
             f"**{ms(v['cpuMedianMs'], 3)}**",
             ms(v["cpuBestRunMedianMs"], 3),
             ms(v["cpuP90Ms"], 3),
+            ms(v["cpuMeanMs"], 3),
             ms(v["wallMedianMs"], 3),
             f"{v['cpuRatioToReference']:.2f}×",
             "–" if v.get("cpuRatioToBare") is None else f"{v['cpuRatioToBare']:.2f}×",
@@ -498,6 +499,7 @@ def telemetry_blocks(telemetry: dict[str, Any]) -> Blocks:
                     "CPU median",
                     "best round's median",
                     "CPU p90",
+                    "CPU mean (exporter batches in)",
                     "wall median",
                     "CPU vs lean (paired)",
                     "CPU vs bare (paired)",
@@ -528,7 +530,22 @@ def telemetry_blocks(telemetry: dict[str, Any]) -> Blocks:
         ],
         "telemetry-targets": [source, "", *table(["target (issue 19)", "measured", ""], targets)],
         "table-writes": [source, "", *table_writes(telemetry["tableWrites"])],
+        "pacing-claims": [source, "", *pacing_claims(telemetry["pacingClaims"])],
     }
+
+
+def pacing_claims(claims: dict[str, Any]) -> list[str]:
+    """CPU of one claim on the pacing table each way, and what a message carries of it at a tenant's full rate."""
+    per = claims["writesPerClaim"]
+    rows = [
+        [label, f"**{ms(w['cpuMedianMs'], 3)}**", ms(w["cpuMedianMs"] / per, 3)] for label, w in claims["ways"].items()
+    ]
+    head = [
+        "way of claiming write slots",
+        "CPU per claim (median)",
+        f"per message at a tenant's full rate ({claims['budget']}/{claims['windowSeconds']:g} s: {per} writes a claim)",
+    ]
+    return table(head, rows)
 
 
 def table_writes(ways: dict[str, Any]) -> list[str]:

@@ -1,8 +1,8 @@
-"""A stand-in for Application Insights' ingestion endpoint on loopback: what the distro would send.
+"""A stand-in for Application Insights' ingestion endpoint on loopback: what the exporters would send.
 
 The Azure Monitor exporters POST batches of telemetry envelopes (JSON, possibly gzip) to
 ``<IngestionEndpoint>/v2.1/track``; this server keeps them and answers as the service does, so the
-real distro, configured by ``shared.telemetry.configure_azure_monitor_once``, can run end to end
+real exporters, configured by ``shared.telemetry.configure_azure_monitor_once``, can run end to end
 without leaving the machine: the one-copy-of-each-log-line test, the pictures in docs/operations.md
 (``python -m bench.charts``) and the telemetry-on benchmark read what arrived here.
 
@@ -75,7 +75,7 @@ class FakeIngestion:
         return f"InstrumentationKey={INSTRUMENTATION_KEY};IngestionEndpoint=http://{host!s}:{port}/"
 
     def env(self) -> dict[str, str]:
-        """App settings that point the distro here and keep the exporter from phoning anywhere else."""
+        """App settings that point the exporters here and keep the exporter from phoning anywhere else."""
         return {
             "APPLICATIONINSIGHTS_CONNECTION_STRING": self.connection_string,
             "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",

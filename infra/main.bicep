@@ -180,8 +180,8 @@ param backlogMinutes int = 30
 
 @minValue(0)
 @maxValue(100)
-@description('Percentage of message traces (spans) kept (OTEL_TRACES_SAMPLER_ARG). Outcome metrics, log lines and the audit trail are never sampled.')
-param traceSamplingPercent int = 100
+@description('Percentage of message traces (spans) kept (OTEL_TRACES_SAMPLER_ARG); 100 keeps every span. Outcome metrics, warning and error lines and the audit trail are never sampled, and the workbook and alerts read metrics only (docs/operations.md, "Sampling").')
+param traceSamplingPercent int = 10
 
 @allowed([
   'Standard_LRS'

@@ -15,14 +15,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Final
-
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from typing import TYPE_CHECKING, Any, Final
 
 from shared.contract.audit import SEPARATOR, key_part
 from shared.contract.envelope import DeferralRecord, RecordChanged
+
+if TYPE_CHECKING:  # the storage SDK loads with the first deferral, not when the pipeline is built
+    from azure.data.tables import TableClient
 
 PARTITION_SUFFIX: Final = SEPARATOR + SEPARATOR + "deferrals"
 
@@ -85,6 +84,8 @@ class DeferralTable:
 
     def find(self, message_id: str, day: str) -> DeferralRecord | None:
         """The record of `message_id` on `day`, or None (never written, purged, or no such table)."""
+        from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - on first use
+
         partition, row = record_keys(message_id, day)
         try:
             entity = self._client().get_entity(partition, row, **self._bounds)
@@ -97,6 +98,10 @@ class DeferralTable:
 
         Raises `RecordChanged` when another delivery wrote the row first (or it is gone).
         """
+        from azure.core import MatchConditions  # noqa: PLC0415 - on first use
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError  # noqa: PLC0415
+        from azure.data.tables import UpdateMode  # noqa: PLC0415
+
         entity = to_entity(record)
         try:
             if replacing is None:

@@ -1,19 +1,22 @@
 """The one place app settings are read.
 
 `Settings` is built once per process (`load_settings`) from the environment, which
-is where the Functions host puts app settings and `local.settings.json` values.
+is where the Functions host puts app settings and `local.settings.json` values. It is a plain
+pydantic model that reads the variables named by its fields (exactly, case and all); arguments
+given to it override them. pydantic-settings would do the same at about a tenth of the app's import
+time, most of it for sources (dotenv, secrets, cloud vaults, a CLI) the function never reads.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from enum import StrEnum
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from shared.contract.audit import DEFAULT_AUDIT_TABLE
 from shared.contract.limits import DEFAULT_INPUT_QUEUE, DEFAULT_RESULT_QUEUE, TRIGGER_QUEUE_NAME_MAX, queue_name_problem
@@ -91,10 +94,10 @@ TenantGuid = Annotated[str, AfterValidator(canonical_guid)]
 WriteBudget = Annotated[int, Field(ge=1, le=10_000)]
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """App settings the code reads; names match the Functions app settings exactly."""
 
-    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     GRAPH_BASE_URL: str = "https://graph.microsoft.com/beta"
     INPUT_QUEUE_NAME: TriggerQueueName = DEFAULT_INPUT_QUEUE
@@ -118,7 +121,7 @@ class Settings(BaseSettings):
     AUDIT_WAIT_SECONDS: Annotated[float, Field(gt=0, le=30)] = 3.0
     """How long an outcome waits for its audit row; past it the outcome goes out without it (docs/operations.md)."""
     GRAPH_TENANT_WRITE_BUDGETS: Annotated[
-        dict[Annotated[str, AfterValidator(_budget_key)], WriteBudget], NoDecode, BeforeValidator(_budget_pairs)
+        dict[Annotated[str, AfterValidator(_budget_key)], WriteBudget], BeforeValidator(_budget_pairs)
     ] = Field(default_factory=dict)
     """Per-tenant overrides of GRAPH_WRITE_BUDGET: `<tenant GUID or home>=<writes>,...` (docs/tenants.md)."""
     GRAPH_PACING_TABLE_NAME: Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{2,62})?$")] = "certstatepacing"
@@ -129,7 +132,7 @@ class Settings(BaseSettings):
     """How long an invocation waits for its tenant's next write slot before deferring the message, when
     SERVED_TENANT_IDS is set; serving one tenant, it waits up to GRAPH_MAX_WAIT_SECONDS (docs/tenants.md)."""
     HOME_TENANT_ID: Annotated[TenantGuid | None, BeforeValidator(_blank_none)] = None
-    SERVED_TENANT_IDS: Annotated[tuple[TenantGuid, ...], NoDecode, BeforeValidator(_items)] = ()
+    SERVED_TENANT_IDS: Annotated[tuple[TenantGuid, ...], BeforeValidator(_items)] = ()
     MULTITENANT_APP_CLIENT_ID: Annotated[TenantGuid | None, BeforeValidator(_blank_none)] = None
     AZURE_AUTHORITY_HOST: Unset = None
     REGISTRY_TABLE_NAME: Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{2,62})?$")] = DEFAULT_REGISTRY_TABLE
@@ -143,6 +146,16 @@ class Settings(BaseSettings):
     storage_queue_service_uri: Unset = Field(default=None, validation_alias="AzureWebJobsStorage__queueServiceUri")
     storage_table_service_uri: Unset = Field(default=None, validation_alias="AzureWebJobsStorage__tableServiceUri")
     storage_client_id: Unset = Field(default=None, validation_alias="AzureWebJobsStorage__clientId")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment(cls, given: Any) -> Any:  # noqa: ANN401 - whatever pydantic was given
+        """The app settings in the environment, under what was given explicitly (tests, tools)."""
+        if not isinstance(given, dict):
+            return given
+        names = (field.validation_alias or name for name, field in cls.model_fields.items())
+        found = {name: os.environ[name] for name in names if isinstance(name, str) and name in os.environ}
+        return {**found, **given}
 
     @field_validator("GRAPH_BASE_URL")
     @classmethod

@@ -1,16 +1,18 @@
-"""Entity-group transactions on one Azure table over urllib3: the audit write, and nothing more.
+"""Entity-group transactions on one Azure table, on sockets of their own: the audit write, and nothing more.
 
-azure-data-tables spends 10-16 ms of CPU on one four-row transaction (its pipeline of policies, and
+azure-data-tables spends 6-16 ms of CPU on one four-row transaction (its pipeline of policies, and
 the `email` package parsing the multipart answer; docs/benchmarks.md, section 6), more than the
 whole rest of a message. The same request built here is a few string joins and one HMAC or one
-cached token; the answer is read for its status lines only. The SDK stays for the rare, read-heavy
-work (the daily purge, the CLI's history).
+cached token, written whole on a kept-alive HTTP/1.1 connection; the answer is read by its length and
+for its status lines only. urllib3 and `http.client` would cost three times as much per exchange
+(`http.client` parses every answer's headers with the `email` package). The SDK stays for the rare,
+read-heavy work (the daily purge, the CLI's history).
 
 Authentication is either form `AzureWebJobsStorage` takes: a connection string's account key
 (Shared Key, as the SDK signs it; Azurite), or a bearer token of the function's identity for
 `https://storage.azure.com/.default`, kept until five minutes before it expires. Every request is
 bounded like the SDK clients (shared/storage.py): 2 s to connect, 5 s per read, one retry after a
-refused connection or a 5xx (upserts replace, so a retry can never duplicate a row).
+refused or dropped connection or a 5xx (upserts replace, so a retry can never duplicate a row).
 """
 
 from __future__ import annotations
@@ -20,25 +22,28 @@ import hashlib
 import hmac
 import json
 import re
+import select
+import socket
+import ssl
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import quote, urlsplit
-
-import urllib3
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 API_VERSION: Final = "2019-02-02"
 STORAGE_SCOPE: Final = "https://storage.azure.com/.default"
-_TIMEOUT: Final = urllib3.Timeout(connect=2.0, read=5.0)
-"""Per try, as `shared.storage.STORAGE_TIMEOUTS`."""
+CONNECT_SECONDS: Final = 2.0
+READ_SECONDS: Final = 5.0
+"""Per try, as `shared.storage.STORAGE_TIMEOUTS`: to connect, and for each read of the answer."""
 MAX_OPERATIONS: Final = 100
 """Operations in one entity-group transaction."""
 MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
@@ -146,7 +151,7 @@ class TableRows:
         self._endpoint = endpoint.rstrip("/")
         self._table = table
         self._signer = signer
-        self._pool = urllib3.connection_from_url(self._endpoint, maxsize=pool_size, block=False)
+        self._pool = _Pool(self._endpoint, pool_size)
 
     @classmethod
     def from_connection_string(cls, connection_string: str, table: str, *, pool_size: int = 4) -> TableRows:
@@ -161,8 +166,7 @@ class TableRows:
 
     def upsert(self, entities: Sequence[Entity]) -> None:
         """Insert or replace every entity, all or nothing (one partition, at most `MAX_OPERATIONS`)."""
-        # Fixed boundaries, unless a row holds one: http.client parses the answer's headers with `email`,
-        # which compiles a pattern for the multipart boundary it names; a fixed one stays in re's cache.
+        # Fixed boundaries (nothing to draw per request), unless a row holds one.
         fixed = not any(_BOUNDARY_STEM in e.properties or _BOUNDARY_STEM in e.row_key for e in entities)
         batch = _BATCH_BOUNDARY if fixed else f"batch_{uuid.uuid4()}"
         changeset = _CHANGESET_BOUNDARY if fixed else f"changeset_{uuid.uuid4()}"
@@ -173,43 +177,204 @@ class TableRows:
         parts.append(f"--{changeset}--\r\n--{batch}--\r\n")
         body = "".join(parts).encode()
         answer = self._send("POST", "/$batch", body, f"multipart/mixed; boundary={batch}")
-        statuses = _status_lines(answer.data)
+        statuses = _status_lines(answer.body)
         if answer.status != 202 or not statuses or any(not 200 <= s < 300 for s in statuses):
-            raise TableError(max(statuses, default=answer.status), _error_code(answer.data))
+            raise TableError(max(statuses, default=answer.status), _error_code(answer.body))
 
     def create(self) -> None:
         """Create the table; one that exists already is fine."""
         body = json.dumps({"TableName": self._table}).encode()
         answer = self._send("POST", "/Tables", body, "application/json")
         if answer.status not in (201, 204, 409):
-            raise TableError(answer.status, _error_code(answer.data))
+            raise TableError(answer.status, _error_code(answer.body))
 
     def close(self) -> None:
         """Close the connections."""
         self._pool.close()
 
-    def _send(self, method: str, below: str, body: bytes, content_type: str) -> urllib3.BaseHTTPResponse:
+    def _send(
+        self,
+        method: str,
+        below: str,
+        body: bytes,
+        content_type: str,
+        extra: Mapping[str, str] | None = None,
+        *,
+        retry: bool = True,
+    ) -> _Answer:
+        """One request; `retry`: once more after a refused or dropped connection or a 5xx.
+
+        `extra` headers and `retry=False` serve a write on a condition (`If-Match`), which must be sent once:
+        bench/telemetry.py measures the pacing table's claim that way.
+        """
         url = self._endpoint + below
+        target = self._pool.path + below
         for attempt in (1, 2):
             headers = {
-                "Content-Type": content_type,
+                "Host": self._pool.host_header,
+                "Content-Length": str(len(body)),
                 "Accept": "application/json;odata=nometadata",
                 "DataServiceVersion": "3.0",
                 "MaxDataServiceVersion": "3.0;NetFx",
                 "x-ms-version": API_VERSION,
+                **({"Content-Type": content_type} if content_type else {}),
+                **(extra or {}),
                 **self._signer.headers(method, url, content_type),
             }
+            head = "".join([f"{method} {target} HTTP/1.1\r\n", *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"])
             try:
-                answer = self._pool.urlopen(
-                    method, url, body=body, headers=headers, timeout=_TIMEOUT, retries=False, assert_same_host=False
-                )
-            except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError):
-                if attempt == 2:  # refused or reset, twice; a read timeout is never retried
+                answer = self._pool.exchange(head.encode() + body)
+            except ConnectionError:
+                if attempt == 2 or not retry:  # refused or dropped; a read timeout (TimeoutError) is never retried
                     raise
                 continue
-            if answer.status < 500 or attempt == 2:
+            if answer.status < 500 or attempt == 2 or not retry:
                 return answer
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Answer(NamedTuple):
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    """Lower-cased names."""
+
+
+class _Pool:
+    """Kept-alive connections to one origin, at most `size` of them idle; a busy pool opens another."""
+
+    def __init__(self, endpoint: str, size: int) -> None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            msg = f"not an http(s) endpoint: {endpoint}"
+            raise ValueError(msg)
+        self.path = parts.path.rstrip("/")
+        self.host_header = parts.netloc.rpartition("@")[2]
+        self._address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self._size = size
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+
+    def exchange(self, request: bytes) -> _Answer:
+        """Send one request and read its answer; a connection that served it is kept, one the service dropped is not."""
+        connection = None
+        with self._lock:
+            while self._idle and connection is None:
+                connection = self._idle.pop()
+                if connection.dropped():
+                    connection.close()
+                    connection = None
+        if connection is None:
+            connection = _Connection(self._address, self._tls)
+        try:
+            answer, keep = connection.exchange(request)
+        except BaseException:
+            connection.close()
+            raise
+        with self._lock:
+            if keep and len(self._idle) < self._size:
+                self._idle.append(connection)
+                return answer
+        connection.close()
+        return answer
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
+class _Closed(ConnectionError):
+    """The service closed the connection before the answer was whole (an idle connection it dropped)."""
+
+
+class _Connection:
+    """One HTTP/1.1 connection: a request written whole, its answer read by Content-Length or chunks."""
+
+    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None) -> None:
+        sock = socket.create_connection(address, timeout=CONNECT_SECONDS)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=address[0])
+            sock.settimeout(READ_SECONDS)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._buffer = b""
+        weakref.finalize(self, sock.close)  # a client dropped without `close` leaves no socket open
+
+    def dropped(self) -> bool:
+        """Whether the idle connection has something to read: the service closed it (or sent what nobody asked)."""
+        if hasattr(select, "poll"):  # no descriptor limit, unlike select()
+            readable = select.poll()
+            readable.register(self._sock, select.POLLIN)
+            return bool(readable.poll(0))
+        return bool(select.select([self._sock], [], [], 0)[0])
+
+    def exchange(self, request: bytes) -> tuple[_Answer, bool]:
+        """The answer, and whether the connection may serve another request."""
+        self._buffer = b""
+        self._sock.sendall(request)
+        end = self._fill_until(b"\r\n\r\n")
+        head, self._buffer = self._buffer[:end].decode("latin-1"), self._buffer[end + 4 :]
+        status_line, *lines = head.split("\r\n")
+        version, _, rest = status_line.partition(" ")
+        if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+            raise _Closed(f"not an HTTP answer: {status_line[:40]!r}")
+        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+        keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+        status = int(rest[:3])
+        if status in (204, 304) or status < 200:  # never a body
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._chunks()
+        elif "content-length" in headers:
+            body = self._exactly(int(headers["content-length"]))
+        else:
+            body, keep = self._until_closed(), False
+        return _Answer(status, body, headers), keep
+
+    def _fill_until(self, marker: bytes) -> int:
+        while (found := self._buffer.find(marker)) < 0:
+            self._read()
+        return found
+
+    def _read(self) -> None:
+        data = self._sock.recv(65536)
+        if not data:
+            msg = "the connection was closed before the answer was whole"
+            raise _Closed(msg)
+        self._buffer += data
+
+    def _exactly(self, count: int) -> bytes:
+        while len(self._buffer) < count:
+            self._read()
+        body, self._buffer = self._buffer[:count], self._buffer[count:]
+        return body
+
+    def _chunks(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            end = self._fill_until(b"\r\n")
+            size = int(self._buffer[:end].split(b";")[0], 16)
+            self._buffer = self._buffer[end + 2 :]
+            if size == 0:
+                self._fill_until(b"\r\n")  # no trailers are sent; the empty line ends the answer
+                return b"".join(parts)
+            parts.append(self._exactly(size))
+            self._exactly(2)
+
+    def _until_closed(self) -> bytes:
+        while data := self._sock.recv(65536):
+            self._buffer += data
+        return self._buffer
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 _OPERATION_HEAD: Final = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
@@ -254,7 +419,10 @@ def edm(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _status_lines(body: bytes) -> list[int]:
     """The status of every operation in a batch answer (`HTTP/1.1 204 No Content` lines)."""
-    return [int(line[9:12]) for line in body.split(b"\n") if line.startswith(b"HTTP/1.1 ") and line[9:12].isdigit()]
+    return [int(status) for status in _STATUS_LINE.findall(body)]
+
+
+_STATUS_LINE: Final = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 
 
 def _error_code(body: bytes) -> str:

@@ -1,10 +1,10 @@
 """OpenTelemetry: one span per message, and the metrics the workbook and the alerts read.
 
-`Telemetry` records through whichever providers it is given: the global ones in production (the
-Azure Monitor distro sets them up in `configure_azure_monitor_once`), the SDK's in-memory ones in
-tests. With neither, the OpenTelemetry API's no-op providers make every call nearly free, so the
+`Telemetry` records through whichever providers it is given: the global ones in production
+(`configure_azure_monitor_once` sets them up with Azure Monitor's exporters), the SDK's in-memory ones
+in tests. With neither, the OpenTelemetry API's no-op providers make every call nearly free, so the
 tests and the local stack run without Application Insights. The global providers are looked up
-through the API's proxies, so a `Telemetry` built before the distro is configured still records.
+through the API's proxies, so a `Telemetry` built before the exporters are set up still records.
 
 Names are camelCase like the outcome and the structured logs (shared/logs.py), so one vocabulary
 serves spans, metric dimensions and log fields; docs/operations.md queries them, and a test checks
@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
@@ -26,8 +26,12 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from shared.contract.errors import CertStateError
 from shared.contract.outcomes import Outcome, Status
 
+if TYPE_CHECKING:  # the SDK loads with the first message (`_export_to`)
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace.sampling import Sampler
+
 SCOPE: Final = "certstate"
-"""The instrumentation scope, and the logger whose records the distro exports (see `configure_azure_monitor_once`)."""
+"""The instrumentation scope, and the logger whose records are exported (see `configure_azure_monitor_once`)."""
 
 MESSAGE_SPAN: Final = "certstate.message"
 OUTCOMES: Final = "certstate.outcomes"
@@ -46,13 +50,10 @@ RETRY: Final = "retry"
 DEFERRED: Final = "deferred"
 """The span's `status` when a delayed copy went back on the queue (no outcome yet)."""
 
-# Every instrumentation the distro would switch on: the message span is the one span per message. The
-# Graph PATCH is on it (httpStatus, requestId, attempts) and in the graph metrics; each retried attempt
-# is a `graphResponse` line. A dependency span per PATCH (`requests`) and per audit write (`azure_sdk`)
-# said the same again at about a third of the telemetry's CPU per message (docs/benchmarks.md, section 6).
-_UNUSED_INSTRUMENTATIONS: Final = (
-    "azure_sdk", "django", "fastapi", "flask", "httpx", "httpx2", "psycopg2", "requests", "urllib", "urllib3",
-)  # fmt: skip
+# No instrumentation library: the message span is the one span per message. The Graph PATCH is on it
+# (httpStatus, requestId, attempts) and in the graph metrics; each retried attempt is a `graphResponse`
+# line. A dependency span per PATCH (`requests`) and per audit write (`azure_sdk`) said the same again at
+# about a third of the telemetry's CPU per message (docs/benchmarks.md, section 6).
 
 EXPORTED_LOG_LEVEL: Final = logging.WARNING
 """The lowest level exported. An INFO line says what the message span says (an `outcome` that is not
@@ -209,43 +210,135 @@ def _present(**values: str | int | None) -> dict[str, str | int]:
 
 
 def configure_azure_monitor_once(connection_string: str | None) -> bool:
-    """Set up the Azure Monitor distro once per process, if a connection string is set; whether it is.
+    """Export to Application Insights once per process, if a connection string is set; whether it is.
 
-    The distro exports spans, metrics and the `certstate` logger's records; with the app setting
-    `PYTHON_ENABLE_OPENTELEMETRY=true` the Python worker tells the host it does so, and the host stops
-    relaying the worker's log lines itself: each line reaches Application Insights once
-    (docs/operations.md, "One copy of each log line"). Entra authentication comes from
-    APPLICATIONINSIGHTS_AUTHENTICATION_STRING and span sampling from OTEL_TRACES_SAMPLER(_ARG),
-    both read by the distro; log records are never sampled with their trace. Lines below
-    `EXPORTED_LOG_LEVEL` are not exported: the message span already carries them.
+    The providers of the OpenTelemetry SDK with azure-monitor-opentelemetry-exporter's exporters, set up
+    here rather than by the Azure Monitor distro: the distro adds nothing certstate uses (its
+    instrumentations are all off, live metrics and performance counters too) and costs its import, the
+    look-up of every installed instrumentation's entry point and memory on the first message
+    (docs/benchmarks.md, section 6). Spans, metrics and the `certstate` logger's records are exported; with
+    the app setting `PYTHON_ENABLE_OPENTELEMETRY=true` the Python worker tells the host it does so, and the
+    host stops relaying the worker's log lines itself: each line reaches Application Insights once
+    (docs/operations.md, "One copy of each log line"). Entra authentication: the exporters read
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING. Spans are sampled as OTEL_TRACES_SAMPLER(_ARG) say
+    (`_sampler`); log records never are. Lines below `EXPORTED_LOG_LEVEL` are not exported: the message
+    span already carries them.
     """
-    global _configured  # noqa: PLW0603 - the distro sets process-global providers, once
+    global _configured  # noqa: PLW0603 - the providers are process-global, set once
     if not connection_string:
         return False
     with _configure_lock:
         if not _configured:
-            from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415 - only when used
-
-            # The distro's own default is 5 traces a second, which would drop message spans at the write
-            # limit; keep all unless OTEL_TRACES_SAMPLER(_ARG) says otherwise (infra's traceSamplingPercent).
-            sampling = {} if "OTEL_TRACES_SAMPLER" in os.environ else {"sampling_ratio": 1.0}
-            ours = logging.getLogger(SCOPE)
-            before = set(ours.handlers)
-            configure_azure_monitor(
-                connection_string=connection_string,
-                **sampling,
-                logger_name=SCOPE,
-                enable_live_metrics=False,
-                enable_performance_counters=False,
-                enable_trace_based_sampling_for_logs=False,
-                instrumentation_options={name: {"enabled": False} for name in _UNUSED_INSTRUMENTATIONS},
-                views=_views(),
-            )
-            ours.setLevel(logging.INFO)  # INFO lines still reach the host's log stream through the root logger
-            for exporting in set(ours.handlers) - before:
-                exporting.setLevel(EXPORTED_LOG_LEVEL)
+            _export_to(connection_string)
             _configured = True
     return True
+
+
+def _export_to(connection_string: str) -> None:
+    """Set the global tracer, meter and logger providers, each with its Azure Monitor exporter."""
+    # Only when used: the SDK and the exporter load with the first message, not at import.
+    from azure.monitor.opentelemetry.exporter import (  # noqa: PLC0415
+        AzureMonitorLogExporter,
+        AzureMonitorMetricExporter,
+        AzureMonitorTraceExporter,
+    )
+    from opentelemetry.sdk._logs import LoggerProvider  # noqa: PLC0415
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor  # noqa: PLC0415
+    from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
+
+    resource = _resource()
+    tracer_provider = TracerProvider(sampler=_sampler(), resource=resource)
+    tracer_provider.add_span_processor(
+        BatchSpanProcessor(AzureMonitorTraceExporter(connection_string=connection_string))
+    )
+    trace.set_tracer_provider(tracer_provider)
+    reader = PeriodicExportingMetricReader(AzureMonitorMetricExporter(connection_string=connection_string))
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader], resource=resource, views=_views()))
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(
+        BatchLogRecordProcessor(AzureMonitorLogExporter(connection_string=connection_string))
+    )
+    _logs.set_logger_provider(logger_provider)
+    ours = logging.getLogger(SCOPE)
+    ours.setLevel(logging.INFO)  # INFO lines still reach the host's log stream through the root logger
+    ours.addHandler(_ExportingHandler(logger_provider.get_logger(SCOPE)))
+
+
+FIXED_PERCENTAGE: Final = "microsoft.fixed_percentage"
+"""The OTEL_TRACES_SAMPLER value infra sets: Application Insights' sampler, the share in OTEL_TRACES_SAMPLER_ARG."""
+
+
+def _sampler() -> Sampler | None:
+    """Application Insights' fixed-percentage sampler, which records the rate so `itemCount` counts the rest.
+
+    Without OTEL_TRACES_SAMPLER every span is kept; an OpenTelemetry sampler name other than
+    `FIXED_PERCENTAGE` is left to the SDK (None), which reads it itself. A share that is not a number
+    from 0 to 1 keeps every span: a typo loses no trace.
+    """
+    from azure.monitor.opentelemetry.exporter import ApplicationInsightsSampler  # noqa: PLC0415
+
+    name = os.environ.get("OTEL_TRACES_SAMPLER")
+    if name is not None and name != FIXED_PERCENTAGE:
+        return None
+    try:
+        ratio = float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1")) if name else 1.0
+    except ValueError:
+        ratio = 1.0
+    return ApplicationInsightsSampler(sampling_ratio=ratio if 0.0 <= ratio <= 1.0 else 1.0)
+
+
+def _resource() -> Resource:
+    """The resource of every item: the function app's name as the cloud role (`cloud_RoleName`).
+
+    WEBSITE_SITE_NAME is the app's name on Azure Functions; OTEL_SERVICE_NAME and
+    OTEL_RESOURCE_ATTRIBUTES, read by the SDK, take precedence.
+    """
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource  # noqa: PLC0415
+
+    site = os.environ.get("WEBSITE_SITE_NAME")
+    named = (
+        site
+        and "OTEL_SERVICE_NAME" not in os.environ
+        and SERVICE_NAME not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    )
+    return Resource.create({SERVICE_NAME: site, "cloud.provider": "azure"} if named else {})
+
+
+_SEVERITY: Final = {
+    logging.DEBUG: _logs.SeverityNumber.DEBUG,
+    logging.INFO: _logs.SeverityNumber.INFO,
+    logging.WARNING: _logs.SeverityNumber.WARN,
+    logging.ERROR: _logs.SeverityNumber.ERROR,
+    logging.CRITICAL: _logs.SeverityNumber.FATAL,
+}
+
+
+class _ExportingHandler(logging.Handler):
+    """Hands the `certstate` logger's records from `EXPORTED_LOG_LEVEL` up to the OpenTelemetry logger.
+
+    The record's line (shared/logs.py's JSON) is the body, in the context of the span that is current, so
+    `operation_Id` joins it to its message; an exception logged with its traceback goes with it.
+    """
+
+    def __init__(self, logger: _logs.Logger) -> None:
+        super().__init__(EXPORTED_LOG_LEVEL)
+        self._logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from opentelemetry import context  # noqa: PLC0415 - loaded with the API already
+
+        exception = record.exc_info[1] if record.exc_info else None
+        self._logger.emit(
+            timestamp=int(record.created * 1e9),
+            context=context.get_current(),
+            severity_number=_SEVERITY.get(record.levelno, _logs.SeverityNumber.UNSPECIFIED),
+            severity_text="WARN" if record.levelname == "WARNING" else record.levelname,
+            body=record.getMessage(),
+            exception=exception,
+        )
 
 
 def _views() -> list[Any]:

@@ -330,7 +330,7 @@ def reset_pipeline() -> None:
 
 @cache
 def telemetry() -> Telemetry:
-    """The process's instruments, after the Azure Monitor distro is set up (if it is configured)."""
+    """The process's instruments, after the Azure Monitor exporters are set up (if they are configured)."""
     configure_azure_monitor_once(load_settings().APPLICATIONINSIGHTS_CONNECTION_STRING)
     return Telemetry()
 

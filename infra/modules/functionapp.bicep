@@ -176,13 +176,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${identityClientId};Authorization=AAD'
         }
-        // The worker exports with the Azure Monitor distro (shared/telemetry.py) and tells the host so,
+        // The worker exports with the Azure Monitor exporters (shared/telemetry.py) and tells the host so,
         // which then stops relaying the worker's log lines: one copy of each (docs/operations.md).
         {
           name: 'PYTHON_ENABLE_OPENTELEMETRY'
           value: 'true'
         }
-        // Spans are sampled at a fixed rate the distro reads; metrics and log lines never are.
+        // Spans are sampled at a fixed rate shared/telemetry.py reads; metrics and log lines never are.
         {
           name: 'OTEL_TRACES_SAMPLER'
           value: 'microsoft.fixed_percentage'

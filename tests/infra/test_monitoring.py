@@ -171,7 +171,7 @@ def test_the_pictures_are_committed_and_shown():
         assert f"](images/{name}.png)" in docs, name
 
 
-def test_the_worker_exports_with_the_distro_and_tells_the_host_so():
+def test_the_worker_exports_itself_and_tells_the_host_so():
     """One copy of each log line: OpenTelemetry mode in the host, the worker's own export announced to it."""
     host = json.loads((REPO / "host.json").read_text(encoding="utf-8"))
     assert host["telemetryMode"] == "OpenTelemetry"
@@ -184,3 +184,14 @@ def test_the_worker_exports_with_the_distro_and_tells_the_host_so():
     main = text("main.bicep")
     ratio = "'${traceSamplingPercent / 100}.${padLeft(string(traceSamplingPercent % 100), 2, '0')}'"
     assert f"var traceSamplingRatio = {ratio}" in main  # 100 -> 1.00, 25 -> 0.25, 5 -> 0.05
+
+
+def test_spans_are_sampled_as_deployed_and_no_chart_or_alert_reads_them():
+    """The deployed default keeps a share of the message spans: every chart and alert reads unsampled metrics."""
+    default = re.search(r"^param traceSamplingPercent int = (\d+)$", text("main.bicep"), re.M)
+    assert default is not None
+    assert 0 < int(default.group(1)) < 100  # 100 (traceSamplingPercent=100) keeps every span
+    sampled_tables = ("requests", "traces", "dependencies", "exceptions", "itemCount")
+    for name, query in ALL_QUERIES.items():
+        assert query.lstrip().startswith("customMetrics"), name
+        assert not any(re.search(rf"\b{table}\b", query) for table in sampled_tables), name

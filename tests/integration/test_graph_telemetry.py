@@ -1,5 +1,5 @@
-"""The Graph PATCH in telemetry: on the message span (the one span per message; the distro's `requests`
-instrumentation is off), a `graphResponse` line per retried attempt, and the response, latency and wait
+"""The Graph PATCH in telemetry: on the message span (the one span per message; no `requests`
+instrumentation), a `graphResponse` line per retried attempt, and the response, latency and wait
 metrics, over loopback against the simulator."""
 
 from __future__ import annotations

@@ -19,11 +19,10 @@ RUNTIME_IMPORTS = {
     "azure.identity": "azure-identity",
     "azure.core": "azure-identity",  # azure-core comes with azure-identity and is what it raises
     "azure.storage.queue": "azure-storage-queue",
-    "azure.monitor.opentelemetry": "azure-monitor-opentelemetry",
-    "opentelemetry": "azure-monitor-opentelemetry",  # the OpenTelemetry API and SDK come with the distro
+    "azure.monitor.opentelemetry.exporter": "azure-monitor-opentelemetry-exporter",
+    "opentelemetry": "azure-monitor-opentelemetry-exporter",  # the OpenTelemetry API and SDK come with it
     "pydantic": "pydantic",
     "pydantic_core": "pydantic",
-    "pydantic_settings": "pydantic-settings",
     "requests": "requests",
     "urllib3": "urllib3",  # pinned itself: shared/graph/transport.py watches its connections (URLLIB3_TESTED)
 }

@@ -545,7 +545,7 @@ def test_deferral_records_are_kept_only_in_an_audit_table_and_built_without_a_re
     app_settings: dict[str, str], kept: bool
 ):
 
-    settings = Settings(**app_settings)  # type: ignore[arg-type]
+    settings = Settings(**app_settings)
     assert (build_deferrals(settings) is not None) is kept
     built = build_pipeline(settings, queue_options(app_settings={}), credential=NamedCredential("home"))
     text = forged()

@@ -20,6 +20,7 @@ from shared.contract.errors import (
 from shared.graph.pacing import WritePacer
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.telemetry import BREAKER_OPEN, DEFERRALS, MESSAGE_SPAN, OUTCOMES, REDELIVERIES, WAITS, Telemetry
+from shared.telemetry import _sampler as sampler_of_the_app_settings
 from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.otel import Captured, capture
 from tests.support.pipeline_fakes import NOW, SECRET_VALUE, RecordingGraph, body, directory
@@ -199,3 +200,30 @@ def test_the_breaker_state_is_a_gauge_of_the_latest_breaker(otel):
     assert [p.value for p in otel.metrics()[BREAKER_OPEN]] == [1]
     otel.telemetry.watch_breaker(lambda: states["second"])  # a rebuilt pipeline: one gauge, its breaker
     assert [p.value for p in otel.metrics()[BREAKER_OPEN]] == [0]
+
+
+@pytest.mark.parametrize(
+    ("sampler", "argument", "kept"),
+    [
+        (None, None, "ApplicationInsightsSampler1.0"),  # no app setting (a local run): every span
+        ("microsoft.fixed_percentage", "0.10", "ApplicationInsightsSampler0.1"),  # the template's default
+        ("microsoft.fixed_percentage", "ten", "ApplicationInsightsSampler1.0"),  # a typo loses no span
+        ("microsoft.fixed_percentage", "1.5", "ApplicationInsightsSampler1.0"),
+    ],
+)
+def test_spans_are_sampled_as_the_app_settings_say_and_a_bad_share_keeps_every_span(
+    monkeypatch: pytest.MonkeyPatch, sampler: str | None, argument: str | None, kept: str
+) -> None:
+    for name, value in (("OTEL_TRACES_SAMPLER", sampler), ("OTEL_TRACES_SAMPLER_ARG", argument)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    found = sampler_of_the_app_settings()
+    assert found is not None
+    assert found.get_description() == kept
+
+
+def test_an_opentelemetry_sampler_name_is_left_to_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    assert sampler_of_the_app_settings() is None
