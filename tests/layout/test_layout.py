@@ -20,7 +20,8 @@ RUNTIME_IMPORTS = {
     "azure.core": "azure-identity",  # azure-core comes with azure-identity and is what it raises
     "azure.storage.queue": "azure-storage-queue",
     "azure.monitor.opentelemetry.exporter": "azure-monitor-opentelemetry-exporter",
-    "opentelemetry": "azure-monitor-opentelemetry-exporter",  # the OpenTelemetry API and SDK come with it
+    "opentelemetry": "opentelemetry-api",
+    "opentelemetry.sdk": "opentelemetry-sdk",
     "pydantic": "pydantic",
     "pydantic_core": "pydantic",
     "requests": "requests",
