@@ -206,6 +206,7 @@ def summarise(  # noqa: PLR0917 - one drain's evidence
             "peakWindowWrites": counts.get("peakWindowWrites", 0),
             "gapSeconds": sum(b - a - interval for a, b in itertools.pairwise(times) if b - a > 2 * interval),
             "firstWrite": times[0] - first_any if times else None,
+            "timeline": [round(w - first_any, 3) for w in times],
         }
     outcome_ids = Counter(o["messageId"] for o in outcomes)
     pacing: Counter[str] = Counter()

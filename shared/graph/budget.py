@@ -24,6 +24,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,15 +34,21 @@ from shared.graph.pacing import Deferral, WritePacer
 from shared.logs import log_event
 
 if TYPE_CHECKING:
-    from azure.data.tables import TableClient
+    from azure.data.tables import TableClient, TableEntity
 
 logger = logging.getLogger("certstate.pacing")
 
 HORIZON_SECONDS: Final = 0.25
-"""While others write to the tenant, how far past the last look at the row a slot may lie: with the
-time a gate takes to reach the row and a late slot's tolerance, within the simulator's 0.5 s grace."""
+"""While others write to the tenant, how far past the last look at its gate a slot may lie: with the
+time a gate takes to reach the store and a late slot's tolerance, within the simulator's 0.5 s grace."""
 ALONE_REACH_SECONDS: Final = 2.0
 """How far one claim reaches while no other instance writes to the tenant (10 slots at 5 writes/s)."""
+SHARED_REACH_SECONDS: Final = 1.0
+"""How far one claim reaches while others write to the tenant: the callers waiting here, about a second."""
+PARTITION: Final = "budget"
+"""The one partition of every tenant's row: one query returns all those in use."""
+ACTIVE_SECONDS: Final = 1.0
+"""A look returns the rows claimed from within this long (their fresh ETags spare the next claim a read)."""
 DEFERRAL_LEAD_SECONDS: Final = 2.0
 """A deferred copy's slot lies at least this far out: it comes back a second early, invisible for a second."""
 FAILURES_TO_FALL_BACK: Final = 2
@@ -80,13 +87,16 @@ class BudgetStore(Protocol):
 
     def write(self, key: str, row: BudgetRow, etag: str | None) -> str: ...  # noqa: D102
 
+    def read_active(self, now: float) -> dict[str, BudgetRow]: ...  # noqa: D102
+
 
 class TableBudgetStore:
-    """Rows in one table: PartitionKey the tenant (`home` or its GUID), RowKey `budget`.
+    """Rows in one table and one partition (`PARTITION`), RowKey the tenant (`home` or its GUID).
 
-    Each call is one request bounded in time with no SDK retry: a conditional write retried after a
-    timeout whose first attempt took effect would meet its own ETag and read as another instance's.
-    `create_missing` (Azurite): the first insert creates the table; deployed, infra creates it.
+    One partition, so that one query returns every row in use (`read_active`). Each call is one request
+    bounded in time with no SDK retry: a conditional write retried after a timeout whose first attempt
+    took effect would meet its own ETag and read as another instance's. `create_missing` (Azurite): the
+    first insert creates the table; deployed, infra creates it.
     """
 
     def __init__(self, table: Callable[[], TableClient], *, create_missing: bool = False) -> None:
@@ -101,18 +111,27 @@ class TableBudgetStore:
         from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - cold start
 
         try:
-            entity = self._client().get_entity(key, "budget", **self._bounds)
+            return _row(self._client().get_entity(PARTITION, key, **self._bounds))
         except ResourceNotFoundError:
             return BudgetRow()
-        return BudgetRow(
-            next_slot=float(entity.get("nextSlot", _NEVER)),
-            gate_until=float(entity.get("gateUntil", _NEVER)),
-            last_by=str(entity.get("lastBy", "")),
-            shared_until=float(entity.get("sharedUntil", _NEVER)),
-            return_at=float(entity.get("returnAt", _NEVER)),
-            lean_until=float(entity.get("leanUntil", _NEVER)),
-            etag=entity.metadata.get("etag"),
-        )
+
+    def read_active(self, now: float) -> dict[str, BudgetRow]:
+        """Every row with a Retry-After in force or slots claimed lately, by tenant: one query (one page).
+
+        A row it leaves out has no gate in force. Past a page (1,000 busy tenants), see docs/design.md.
+        """
+        from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - cold start
+
+        entities = self._client().query_entities(
+            "PartitionKey eq @p and ( gateUntil gt @now or nextSlot gt @recent )",
+            parameters={"p": PARTITION, "now": now, "recent": now - ACTIVE_SECONDS},
+            results_per_page=1000, **self._bounds,
+        )  # fmt: skip
+        try:
+            page = list(next(entities.by_page()))
+        except (ResourceNotFoundError, StopIteration):
+            return {}
+        return {str(entity["RowKey"]): _row(entity) for entity in page}
 
     def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
         """Store `row` if the stored one still has `etag` (None: if there is none); the new ETag."""
@@ -125,8 +144,8 @@ class TableBudgetStore:
         from azure.data.tables import UpdateMode  # noqa: PLC0415
 
         entity = {
-            "PartitionKey": key,
-            "RowKey": "budget",
+            "PartitionKey": PARTITION,
+            "RowKey": key,
             "nextSlot": _finite(row.next_slot),
             "gateUntil": _finite(row.gate_until),
             "lastBy": row.last_by,
@@ -164,6 +183,62 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else 0.0
 
 
+def _row(entity: TableEntity) -> BudgetRow:
+    return BudgetRow(
+        next_slot=float(entity.get("nextSlot", _NEVER)),
+        gate_until=float(entity.get("gateUntil", _NEVER)),
+        last_by=str(entity.get("lastBy", "")),
+        shared_until=float(entity.get("sharedUntil", _NEVER)),
+        return_at=float(entity.get("returnAt", _NEVER)),
+        lean_until=float(entity.get("leanUntil", _NEVER)),
+        etag=entity.metadata.get("etag"),
+    )
+
+
+class Lookout:
+    """The rows in use as this process last read them: one look serves every tenant the process writes to.
+
+    A tenant written by several instances needs a look at its gate within `HORIZON_SECONDS` before each
+    slot; one query of the partition gives that for every tenant at once, so looks cost at most one
+    store call per horizon per process however many tenants it serves, and the rows' ETags they bring
+    spare the claims that follow a read of their own.
+    """
+
+    def __init__(self, store: BudgetStore, wall: Callable[[], float]) -> None:
+        self._store, self._wall = store, wall
+        self._lock = threading.Lock()  # one look at a time; those who waited use its answer
+        self.looked = _NEVER  # wall time the last look started
+        self.rows: dict[str, BudgetRow] = {}
+
+    def gate(self, key: str) -> float:
+        """The end of the tenant's gate as last seen (-inf: none)."""
+        row = self.rows.get(key)
+        return row.gate_until if row is not None else _NEVER
+
+    def look(self, since: float) -> bool:
+        """Read the rows in use unless a look started at or after `since` (wall); whether this call read."""
+        with self._lock:
+            if self.looked >= since:
+                return False
+            started = self._wall()
+            self.rows = self._store.read_active(started)
+            self.looked = started
+            return True
+
+
+_lookouts: weakref.WeakKeyDictionary[Any, Lookout] = weakref.WeakKeyDictionary()
+_lookouts_lock = threading.Lock()
+
+
+def lookout_of(store: BudgetStore, wall: Callable[[], float] = time.time) -> Lookout:
+    """The process's lookout on `store`: every tenant's pacer on one store shares its looks."""
+    with _lookouts_lock:
+        lookout = _lookouts.get(store)
+        if lookout is None:
+            lookout = _lookouts[store] = Lookout(store, wall)
+        return lookout
+
+
 class SharedPacer:
     """The `Pacer` of one tenant in one process, drawing its slots from the tenant's shared schedule.
 
@@ -186,9 +261,11 @@ class SharedPacer:
         mono: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         on_wait: Callable[[str, float], None] = lambda reason, seconds: None,
+        lookout: Lookout | None = None,
     ) -> None:
         self._key = key
         self._store_api = store
+        self._lookout = lookout if lookout is not None else lookout_of(store, wall)
         self._interval = window_seconds / budget
         # While other instances may still pace at their split (`leanUntil`), the schedule leaves them room.
         self._lean_interval = window_seconds / max(1, budget - (instances - 1) * (fallback_budget + 1))
@@ -202,11 +279,12 @@ class SharedPacer:
         self._store = threading.Lock()  # one store call at a time
         self._row: BudgetRow | None = None  # as last read or written (with its ETag)
         self._slots: deque[float] = deque()  # claimed, not yet used, ascending
-        self._looked = _NEVER  # wall time the row was last read or written
+        self._looked = _NEVER  # wall time the row was last read or written (a look at the tenant's gate)
         self._shared = False  # another instance writes to the tenant: look before each slot past the horizon
         self._gate = _NEVER  # the Retry-After this process knows of
         self._fallback_until = _NEVER  # monotonic
         self._waiting = 0
+        self._returns = _NEVER  # the return timeline's next turn as booked here, published with the next claim
         self._failures = 0  # consecutive failed store calls (guarded by `_store`)
         self._latency = 0.0  # seconds a store call takes, averaged (guarded by `_store`)
         self.counts: Counter[str] = Counter()  # store calls and what came of them (benchmarks, diagnostics)
@@ -244,35 +322,33 @@ class SharedPacer:
                         return True
                     if step == "none":
                         return False
-                    if step == "wait" and not waiting:
+                    if not waiting:
                         if max_waiting is not None and self._waiting >= max_waiting:
                             return False
                         waiting = True
                         self._waiting += 1
-                    demand = self._waiting + (0 if waiting else 1)
                 if step == "wait":
                     assert slot is not None
                     pause = min(slot - now, max(0.0, slot - HORIZON_SECONDS / 2 - now)) if self._shared else slot - now
                     self._on_wait("pacer", pause)
                     self._sleep(max(pause, 0.001))
                 elif step == "look":
-                    self._call(self._look)
+                    assert slot is not None
+                    self._call(functools.partial(self._look, slot - HORIZON_SECONDS))
                 else:
-                    self._call(functools.partial(self._claim, until, demand))
+                    self._call(functools.partial(self._claim, until))
         finally:
             if waiting:
                 with self._lock:
                     self._waiting -= 1
 
     def _step(self, slot: float | None, now: float, until: float) -> str:
-        """What a caller does next (lock held): take the slot, wait for it, look at the row, claim, or give up."""
+        """What a caller does next (lock held): take the slot, wait for it, look at the gate, claim, or give up."""
         if slot is None:
-            row = self._row or BudgetRow()
-            start = max(now, row.next_slot, row.gate_until, self._gate)
-            return "none" if start > until and self._row is not None else "claim"
+            return "none" if self._row is not None and self._start(self._row, now) > until else "claim"
         if slot > until:
             return "none"
-        fresh = not self._shared or slot <= self._looked + HORIZON_SECONDS
+        fresh = not self._shared or slot <= max(self._looked, self._lookout.looked) + HORIZON_SECONDS
         if slot <= now:
             return "take" if fresh else "look"
         if not fresh and slot - now <= HORIZON_SECONDS / 2:
@@ -314,13 +390,12 @@ class SharedPacer:
 
     def deferral(self) -> Deferral:
         """Book a slot of the shared schedule for a deferred copy; whichever instance picks it up may use it."""
-        if not self._in_fallback():
-            booked: list[float] = []
-            if self._call(lambda: booked.extend(self._book())) and booked:
-                now = self._wall()
-                with self._lock:
-                    gated = max(self._gate, (self._row or BudgetRow()).gate_until) > now
-                return Deferral(delay_seconds=booked[0] - now, retry_after=gated, slot=booked[0])
+        if not self._in_fallback() and (self._row is not None or self._call(self._look_at_row)):
+            at = self._book()
+            now = self._wall()
+            with self._lock:
+                gated = max(self._gate_now(), (self._row or BudgetRow()).gate_until) > now
+            return Deferral(delay_seconds=at - now, retry_after=gated, slot=at)
         return self._fallback.deferral()
 
     # -- the store -----------------------------------------------------------------------------------------
@@ -386,8 +461,21 @@ class SharedPacer:
             self._purge(started)
         return row
 
-    def _look(self) -> None:
+    def _look_at_row(self) -> None:
         self._read()
+
+    def _look(self, since: float) -> None:
+        """Look at every tenant's row (one query for the process) unless someone here looked since `since`."""
+        lookout = self._lookout
+        if lookout.look(since):
+            self.counts["reads"] += 1
+            self.counts["looks"] += 1
+        with self._lock:
+            row = lookout.rows.get(self._key)
+            if row is not None and lookout.looked > self._looked:  # newer than this pacer's own view
+                self._row, self._looked = row, lookout.looked
+                self._shared = self._shared or row.shared_until > lookout.looked or self._others(row, lookout.looked)
+            self._purge(self._wall())
 
     def _others(self, row: BudgetRow, now: float) -> bool:
         """Whether another instance held slots of the tenant within the last window."""
@@ -407,28 +495,45 @@ class SharedPacer:
             self._row, self._looked = replace(row, etag=etag), started
         return True
 
-    def _claim(self, until: float, demand: int) -> None:
+    def _start(self, row: BudgetRow, now: float) -> float:
+        """The first slot a claim made now could get.
+
+        Not before the write can have come back (a slot gone by then could not be used), nor before
+        another's claim or a Retry-After.
+        """
+        return max(now + 2 * self._latency, row.next_slot, row.gate_until, self._gate_now())
+
+    def _gate_now(self) -> float:
+        return max(self._gate, self._lookout.gate(self._key))
+
+    def _claim(self, until: float) -> None:
         """Claim a block of slots for the callers waiting here (at most what the reach allows)."""
         with self._lock:
             if self._slots:
                 return  # another caller's claim brought slots meanwhile
-        row = self._row if self._row is not None else self._read()
+            demand = self._waiting
+            stale = self._shared and self._looked < self._wall() - self._interval
+        if stale:  # most likely claimed from since: a look first (it serves every tenant here) spares a 412
+            self._look(self._wall() - self._interval)
+        with self._lock:
+            fresh = self._row is not None and not (stale and self._looked < self._wall() - self._interval)
+        row = self._row if fresh and self._row is not None else self._read()
         for _ in range(CLAIM_ATTEMPTS):
             now = self._wall()
-            # Not before the write can have come back: a slot already gone by then could not be used.
-            start = max(now + 2 * self._latency, row.next_slot, row.gate_until, self._gate)
+            start = self._start(row, now)
             if start > until:
                 return
             others = self._others(row, now)
             shared = others or row.shared_until > now
             lean = max(row.lean_until, now + FALLBACK_SECONDS + self._window if self._recovering else _NEVER)
             step = self._lean_interval if lean > now else self._interval
-            reach = HORIZON_SECONDS if shared else ALONE_REACH_SECONDS
-            count = max(1, min(demand, int(reach / step))) if shared else max(1, int(reach / step))
+            # Alone, a block of two seconds costs a tenth of a store call per write, and a slot nobody takes
+            # is nobody else's loss; shared, the block is sized to the callers here: others need slots too.
+            count = max(1, min(demand, int(SHARED_REACH_SECONDS / step))) if shared else int(ALONE_REACH_SECONDS / step)
             end = start + count * step
             new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
                             max(row.shared_until, end + self._window) if others else row.shared_until,
-                            row.return_at, lean)  # fmt: skip
+                            max(row.return_at, self._returns), lean)  # fmt: skip
             if self._write(new, row):
                 self.counts["claims"] += 1
                 with self._lock:
@@ -438,28 +543,28 @@ class SharedPacer:
                 return
             row = self._read()
 
-    def _book(self) -> list[float]:
-        """Book a copy's turn on the tenant's return timeline: one slot after the last copy of any instance.
+    def _book(self) -> float:
+        """Book a copy's turn on the tenant's return timeline, one slot after the last copy booked here or seen.
 
-        At least `DEFERRAL_LEAD_SECONDS` out, past the slots already claimed and the callers waiting here,
-        and past a Retry-After; nothing of the schedule itself is taken, so a late copy wastes no slot.
+        At least `DEFERRAL_LEAD_SECONDS` out, past the slots the callers waiting here will take, and past
+        a Retry-After; nothing of the schedule itself is taken, so a late copy wastes no slot. The turn is
+        kept here and reaches the row with this instance's next claim (a store call per deferral saved):
+        an instance that books meanwhile on the row's older turn brings two copies back together, and the
+        second takes the next free slot; the schedule, not the turns, keeps the limit.
         """
-        row = self._row if self._row is not None else self._read()
-        for _ in range(CLAIM_ATTEMPTS):
-            now = self._wall()
-            with self._lock:  # callers waiting here beyond the slots they hold need slots after `nextSlot`
-                waiting = max(0, self._waiting - len(self._slots))
-            first = max(row.next_slot, now) + waiting * self._interval
-            at = max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, row.gate_until, self._gate)
-            if self._write(replace(row, return_at=at + self._interval, gate_until=max(row.gate_until, self._gate)),
-                           row):  # fmt: skip
-                self.counts["bookings"] += 1
-                return [at]
-            row = self._read()
-        return []
+        now = self._wall()
+        row = self._row or BudgetRow()
+        with self._lock:  # the first slot none of the callers waiting here will take
+            held, waiting = list(self._slots), self._waiting
+            first = held[waiting] if len(held) > waiting else (
+                max(row.next_slot, now) + (waiting - len(held)) * self._interval)  # fmt: skip
+            at = max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, self._returns, row.gate_until, self._gate_now())
+            self._returns = at + self._interval
+        self.counts["bookings"] += 1
+        return at
 
     def _merge_gate(self, until: float) -> None:
-        """Max-merge a Retry-After into the row's gate."""
+        """Max-merge a Retry-After into the row's gate (what every instance's look reads)."""
         row = self._row if self._row is not None else self._read()
         for _ in range(CLAIM_ATTEMPTS):
             if row.gate_until >= until:
@@ -471,7 +576,7 @@ class SharedPacer:
 
     def _purge(self, now: float) -> None:
         """Drop slots gone by, and those under a Retry-After (lock held)."""
-        gate = max(self._gate, (self._row or BudgetRow()).gate_until)
+        gate = max(self._gate_now(), (self._row or BudgetRow()).gate_until)
         slots = self._slots
         while slots and (slots[0] < now - self.late_seconds or slots[0] < gate):
             slots.popleft()

@@ -40,7 +40,7 @@ WRITE_BUDGET = "writeBudget"
 """Deferral reason: the tenant's write budget has no slot soon."""
 RETRY_AFTER = "retryAfter"
 """Deferral reason: a Retry-After holds the tenant's writes for longer than the short wait."""
-_RETURN_EARLY_SECONDS = 1.0
+_RETURN_EARLY_SECONDS = 0.5
 """How long before its booked slot a deferred message is due back: the queue's visibility granularity."""
 _FORCE_REFRESH_CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"%d"}}}'
 MAX_ANSWER_BYTES: Final = 1024 * 1024
