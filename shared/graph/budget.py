@@ -529,7 +529,7 @@ class SharedPacer:
             step = self._lean_interval if lean > now else self._interval
             # Alone, a block of two seconds costs a tenth of a store call per write, and a slot nobody takes
             # is nobody else's loss; shared, the block is sized to the callers here: others need slots too.
-            count = max(1, min(demand, int(SHARED_REACH_SECONDS / step))) if shared else int(ALONE_REACH_SECONDS / step)
+            count = max(1, min(demand, int(SHARED_REACH_SECONDS / step)) if shared else int(ALONE_REACH_SECONDS / step))
             end = start + count * step
             new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
                             max(row.shared_until, end + self._window) if others else row.shared_until,

@@ -11,7 +11,6 @@ import pytest
 from shared.graph.budget import (
     ALONE_REACH_SECONDS,
     FALLBACK_SECONDS,
-    HORIZON_SECONDS,
     BudgetRow,
     Contended,
     Lookout,
@@ -118,6 +117,18 @@ def test_an_uncontended_claim_is_one_conditional_write_for_a_block_of_slots():
     assert store.calls.count("read") == 1  # the first look only: the ETag of its own write is kept
     per_block = int(ALONE_REACH_SECONDS / (WINDOW / BUDGET))  # two seconds of slots while nobody else writes
     assert store.calls.count("write") == math.ceil(100 / per_block)
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+def test_slots_further_apart_than_a_claim_reaches_are_claimed_one_at_a_time(instances: int):
+    clock = Clock()
+    store = MemoryStore(clock)
+    group = [SharedPacer("tenant", store, 49, 200.0, instance=f"i{i}", fallback_budget=11, wall=clock.wall,
+                         mono=clock.wall, sleep=clock.sleep, lookout=Lookout(store, clock.wall))
+             for i in range(instances)]  # fmt: skip
+    for pacer in itertools.islice(itertools.cycle(group), 6):  # a slot every 4 s: past either reach
+        assert pacer.acquire(deadline=clock.now + 60)
+    assert store.calls.count("write") <= 6 * 2  # a claim (and at most one lost race) per slot, never an empty one
 
 
 def test_a_retry_after_one_instance_learns_holds_the_others_within_the_horizon():
