@@ -50,7 +50,7 @@ PARTITION: Final = "budget"
 ACTIVE_SECONDS: Final = 1.0
 """A look returns the rows claimed from within this long (their fresh ETags spare the next claim a read)."""
 DEFERRAL_LEAD_SECONDS: Final = 2.0
-"""A deferred copy's slot lies at least this far out: it comes back a second early, invisible for a second."""
+"""A deferred copy's slot lies at least this far out: due half a second early, it is invisible for a second or more."""
 FAILURES_TO_FALL_BACK: Final = 2
 """Consecutive failed (or slow) store calls before the local split takes over: one stall is waited out."""
 FALLBACK_SECONDS: Final = 10.0
@@ -527,9 +527,11 @@ class SharedPacer:
             shared = others or row.shared_until > now
             lean = max(row.lean_until, now + FALLBACK_SECONDS + self._window if self._recovering else _NEVER)
             step = self._lean_interval if lean > now else self._interval
-            # Alone, a block of two seconds costs a tenth of a store call per write, and a slot nobody takes
-            # is nobody else's loss; shared, the block is sized to the callers here: others need slots too.
-            count = max(1, min(demand, int(SHARED_REACH_SECONDS / step)) if shared else int(ALONE_REACH_SECONDS / step))
+            # Alone, a block of two seconds (or one slot per caller waiting here, if more) costs a tenth of a
+            # store call per write, and a slot nobody takes is nobody else's loss; shared, the block is sized
+            # to the callers here, within a second: others need slots too.
+            alone = max(demand, int(ALONE_REACH_SECONDS / step))
+            count = max(1, min(demand, int(SHARED_REACH_SECONDS / step)) if shared else alone)
             end = start + count * step
             new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
                             max(row.shared_until, end + self._window) if others else row.shared_until,

@@ -161,7 +161,7 @@ def test_copies_deferred_anywhere_return_one_slot_apart_and_any_instance_writes_
     assert round(slots[1] - slots[0], 6) == round(slots[3] - slots[2], 6) == round(a.interval, 6)
     sent = []
     for slot, pacer in zip(slots, (b, a, b, a), strict=True):  # each copy is picked up by the other instance
-        clock.now = max(clock.now, slot - 0.8)  # back about a second early
+        clock.now = max(clock.now, slot - 0.4)  # back about half a second early
         assert pacer.use_booked(slot, deadline=clock.now + 2.0)
         sent.append(clock.now)
         assert clock.now >= slot - a.late_seconds  # not before its turn
