@@ -1,14 +1,15 @@
 """A tenant's write budget shared by every instance of the deployment (docs/design.md, "Pacing across instances").
 
-One row per tenant in an Azure Table of the function's own storage account holds a virtual schedule
-(GCRA-like): `nextSlot`, the first write slot nobody holds yet, in absolute UTC seconds, one slot every
-`window / budget` seconds; and `gateUntil`, the end of the last Retry-After any instance was given. An
-instance with demand claims a block of consecutive slots with one conditional update (If-Match on the
-ETag of its last write, so an uncontended claim costs no read; a lost race is a 412, then one read and
+One row per tenant, all in one partition of an Azure Table of the function's own storage account, holds
+a virtual schedule (GCRA-like): `nextSlot`, the first write slot nobody holds yet, in absolute UTC
+seconds, one slot every `window / budget` seconds; and `gateUntil`, the end of the last Retry-After any
+instance was given. An instance with callers waiting claims a block of consecutive slots for them with
+one conditional update (If-Match on the ETag it last saw; a lost race is a 412, then one read and
 another try). Slots are disjoint on one timeline, so the writes of all instances together never exceed
 the budget in any window. A 429 is merged into `gateUntil`, and while another instance writes to the
-tenant (`sharedUntil`), a slot is used only within `HORIZON_SECONDS` of the last look at the row, so a
-Retry-After learned anywhere holds every instance within Graph's in-flight grace.
+tenant (`sharedUntil`), a slot is used only within `HORIZON_SECONDS` of the last look at the tenant's
+row, so a Retry-After learned anywhere holds every instance within Graph's in-flight grace; one look
+(`Lookout`, one query of the partition) serves every tenant the process writes to.
 
 When the store is slow or unreachable the pacer falls back, for `FALLBACK_SECONDS` at a time, to a
 local pacer at `fallback_budget` (the budget split over the deployment's maximum instance count), which
@@ -116,9 +117,9 @@ class TableBudgetStore:
             return BudgetRow()
 
     def read_active(self, now: float) -> dict[str, BudgetRow]:
-        """Every row with a Retry-After in force or slots claimed lately, by tenant: one query (one page).
+        """Every row with a Retry-After in force or slots claimed lately, by tenant: one query.
 
-        A row it leaves out has no gate in force. Past a page (1,000 busy tenants), see docs/design.md.
+        A row it leaves out has no gate in force. One request per 1,000 such rows (docs/design.md).
         """
         from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - cold start
 
@@ -127,11 +128,10 @@ class TableBudgetStore:
             parameters={"p": PARTITION, "now": now, "recent": now - ACTIVE_SECONDS},
             results_per_page=1000, **self._bounds,
         )  # fmt: skip
-        try:
-            page = list(next(entities.by_page()))
-        except (ResourceNotFoundError, StopIteration):
+        try:  # every page: a gate on a row the look did not see would not hold this instance
+            return {str(entity["RowKey"]): _row(entity) for entity in entities}
+        except ResourceNotFoundError:
             return {}
-        return {str(entity["RowKey"]): _row(entity) for entity in page}
 
     def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
         """Store `row` if the stored one still has `etag` (None: if there is none); the new ETag."""
