@@ -390,7 +390,7 @@ class SharedPacer:
 
     def deferral(self) -> Deferral:
         """Book a slot of the shared schedule for a deferred copy; whichever instance picks it up may use it."""
-        if not self._in_fallback() and (self._row is not None or self._call(self._look_at_row)):
+        if not self._in_fallback() and (self._row is not None or self._call(functools.partial(self._seen_row, None))):
             at = self._book()
             now = self._wall()
             with self._lock:
@@ -400,7 +400,7 @@ class SharedPacer:
 
     # -- the store -----------------------------------------------------------------------------------------
 
-    def _call(self, operation: Callable[[], None]) -> bool:
+    def _call(self, operation: Callable[[], object]) -> bool:
         """Run a store operation (one at a time); on failure or slowness fall back to the local split."""
         with self._store:
             started = self._mono()
@@ -461,8 +461,18 @@ class SharedPacer:
             self._purge(started)
         return row
 
-    def _look_at_row(self) -> None:
-        self._read()
+    def _seen_row(self, since: float | None) -> BudgetRow:
+        """The tenant's row as seen at or after `since` (None: as last seen, if ever).
+
+        From the process's look when that has it (one query serves every tenant here), else a read.
+        """
+        for look in (True, False):
+            with self._lock:
+                if self._row is not None and (since is None or self._looked >= since):
+                    return self._row
+            if look:
+                self._look(self._wall() - self._interval if since is None else since)
+        return self._read()
 
     def _look(self, since: float) -> None:
         """Look at every tenant's row (one query for the process) unless someone here looked since `since`."""
@@ -512,12 +522,9 @@ class SharedPacer:
             if self._slots:
                 return  # another caller's claim brought slots meanwhile
             demand = self._waiting
-            stale = self._shared and self._looked < self._wall() - self._interval
-        if stale:  # most likely claimed from since: a look first (it serves every tenant here) spares a 412
-            self._look(self._wall() - self._interval)
-        with self._lock:
-            fresh = self._row is not None and not (stale and self._looked < self._wall() - self._interval)
-        row = self._row if fresh and self._row is not None else self._read()
+        # Shared, a row not seen for a slot's interval has most likely been claimed from since: seen anew,
+        # it spares the claim a 412 (and the read after it).
+        row = self._seen_row(self._wall() - self._interval if self._shared else None)
         for _ in range(CLAIM_ATTEMPTS):
             now = self._wall()
             start = self._start(row, now)
@@ -527,11 +534,11 @@ class SharedPacer:
             shared = others or row.shared_until > now
             lean = max(row.lean_until, now + FALLBACK_SECONDS + self._window if self._recovering else _NEVER)
             step = self._lean_interval if lean > now else self._interval
-            # Alone, a block of two seconds (or one slot per caller waiting here, if more) costs a tenth of a
-            # store call per write, and a slot nobody takes is nobody else's loss; shared, the block is sized
-            # to the callers here, within a second: others need slots too.
-            alone = max(demand, int(ALONE_REACH_SECONDS / step))
-            count = max(1, min(demand, int(SHARED_REACH_SECONDS / step)) if shared else alone)
+            # Alone, a block of two seconds costs a tenth of a store call per write, and a slot nobody takes
+            # is nobody else's loss (never longer: an instance falling back waits that long for the blocks
+            # others hold); shared, the block is sized to the callers here, within a second.
+            reach = min(demand, int(SHARED_REACH_SECONDS / step)) if shared else int(ALONE_REACH_SECONDS / step)
+            count = max(1, reach)
             end = start + count * step
             new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
                             max(row.shared_until, end + self._window) if others else row.shared_until,
@@ -567,7 +574,7 @@ class SharedPacer:
 
     def _merge_gate(self, until: float) -> None:
         """Max-merge a Retry-After into the row's gate (what every instance's look reads)."""
-        row = self._row if self._row is not None else self._read()
+        row = self._seen_row(None)
         for _ in range(CLAIM_ATTEMPTS):
             if row.gate_until >= until:
                 return
