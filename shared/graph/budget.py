@@ -209,6 +209,9 @@ class Lookout:
         self._lock = threading.Lock()  # one look at a time; those who waited use its answer
         self.looked = _NEVER  # wall time the last look started
         self.rows: dict[str, BudgetRow] = {}
+        # The store is one for every tenant: a failure any pacer here meets concerns them all.
+        self.failures = 0  # store calls of this process that failed
+        self.fallback_until = _NEVER  # monotonic: every tenant's pacer here paces at its split until then
 
     def gate(self, key: str) -> float:
         """The end of the tenant's gate as last seen (-inf: none)."""
@@ -271,6 +274,7 @@ class SharedPacer:
         self._lean_interval = window_seconds / max(1, budget - (instances - 1) * (fallback_budget + 1))
         self._instances = instances
         self._recovering = False  # back from the split: the next claim tells the others to leave room
+        self._failures_seen = self._lookout.failures  # the process's store failures as of this pacer's last claim
         self._window = window_seconds
         self._instance = instance
         self._wall, self._mono, self._sleep, self._on_wait = wall, mono, sleep, on_wait
@@ -420,6 +424,7 @@ class SharedPacer:
     def _failed(self, reason: str) -> None:
         """Count a failed store call; the second in a row starts the local split (store lock held)."""
         self._failures += 1
+        self._lookout.failures += 1
         self.counts["storeFailures"] += 1
         with self._lock:  # others may have lost the table for longer and fallen back: leave them room after
             self._recovering = self._instances > 1
@@ -427,15 +432,22 @@ class SharedPacer:
             self._failures = 0
             self._fall_back(reason)
 
-    def _fall_back(self, reason: str) -> None:
-        """Pace at the split for a while; first let the blocks other instances hold run out.
+    def _fall_back(self, reason: str, until: float | None = None) -> None:
+        """Pace at the split until `until` (monotonic; default `FALLBACK_SECONDS` from now), every tenant here.
 
-        Coming back, the first claim sets `leanUntil`: instances still on their split may write for up
-        to `FALLBACK_SECONDS` more (and those writes stay in Graph's window for one more window), so until
-        then the schedule gives out only what the split of the others leaves.
+        First let the blocks other instances hold run out. Coming back, the first claim sets `leanUntil`:
+        instances still on their split may write for up to `FALLBACK_SECONDS` more (and those writes stay
+        in Graph's window for one more window), so until then the schedule gives out only what the split
+        of the others leaves. The other tenants' pacers of this process join (`_in_fallback`): a pacer
+        whose slots needed no store call meanwhile would otherwise go on at the full rate, and never tell
+        the schedule to leave room.
         """
+        until = self._mono() + FALLBACK_SECONDS if until is None else until
         with self._lock:
-            self._fallback_until = self._mono() + FALLBACK_SECONDS
+            if self._fallback_until >= until:
+                return  # joined already
+            self._fallback_until = until
+            self._lookout.fallback_until = max(self._lookout.fallback_until, until)
             self._slots.clear()
             self._row = None
             self._recovering = self._instances > 1
@@ -449,7 +461,13 @@ class SharedPacer:
                   seconds=FALLBACK_SECONDS)  # fmt: skip
 
     def _in_fallback(self) -> bool:
-        return self._mono() < self._fallback_until
+        now = self._mono()
+        if now < self._fallback_until:
+            return True
+        if now < self._lookout.fallback_until:  # another tenant's pacer here lost the store: so did this one
+            self._fall_back("store", self._lookout.fallback_until)
+            return True
+        return False
 
     def _read(self) -> BudgetRow:
         started = self._wall()
@@ -532,7 +550,9 @@ class SharedPacer:
                 return
             others = self._others(row, now)
             shared = others or row.shared_until > now
-            lean = max(row.lean_until, now + FALLBACK_SECONDS + self._window if self._recovering else _NEVER)
+            failures = self._lookout.failures  # any store failure here since the last claim: others may be on the split
+            recovering = self._instances > 1 and (self._recovering or failures != self._failures_seen)
+            lean = max(row.lean_until, now + FALLBACK_SECONDS + self._window if recovering else _NEVER)
             step = self._lean_interval if lean > now else self._interval
             # Alone, a block of two seconds costs a tenth of a store call per write, and a slot nobody takes
             # is nobody else's loss (never longer: an instance falling back waits that long for the blocks
@@ -546,7 +566,7 @@ class SharedPacer:
             if self._write(new, row):
                 self.counts["claims"] += 1
                 with self._lock:
-                    self._recovering = False
+                    self._recovering, self._failures_seen = False, failures
                     self._shared = shared
                     self._slots.extend(start + i * step for i in range(count))
                 return

@@ -190,6 +190,28 @@ def test_the_table_down_falls_back_to_the_split_and_comes_back():
     assert store.rows  # the schedule is in use again
 
 
+def test_the_table_lost_for_one_tenant_takes_every_tenant_of_the_process_to_the_split():
+    clock = Clock()
+    store = MemoryStore(clock)
+    here = Lookout(store, clock.wall)
+    first, second = (SharedPacer(tenant, store, BUDGET, WINDOW, instance="i0", fallback_budget=11, instances=4,
+                                 wall=clock.wall, mono=clock.wall, sleep=clock.sleep, lookout=here)
+                     for tenant in ("t1", "t2"))  # fmt: skip
+    assert first.acquire(deadline=clock.now + 60)
+    assert second.acquire(deadline=clock.now + 60)  # holds a block of slots: no store call for a while
+    store.failing = True
+    while not first.counts["fallbacks"]:
+        assert first.acquire(deadline=clock.now + 60)
+    calls = len(store.calls)
+    assert second.acquire(deadline=clock.now + 60)
+    assert second.counts["fallbacks"] == 1  # on its split too, though none of its own calls failed
+    assert len(store.calls) == calls
+    store.failing = False
+    clock.now += FALLBACK_SECONDS
+    assert second.acquire(deadline=clock.now + 60)
+    assert store.rows["t2"].lean_until > clock.now  # back, it tells the others to leave room for the splits
+
+
 def test_a_slow_table_counts_as_down():
     clock = Clock()
     store = MemoryStore(clock, latency=2.5)
