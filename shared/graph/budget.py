@@ -61,6 +61,8 @@ SLOW_SECONDS: Final = 2.0
 READ_TIMEOUT_SECONDS: Final = 2.0
 """Per store call (with the storage clients' 2 s connect bound, shared/storage.py), never retried by the SDK."""
 CLAIM_ATTEMPTS: Final = 4
+BOOKING_LOOK_SECONDS: Final = 1.0
+"""A process that books copies' turns looks at the rows at least this often (one query for all tenants)."""
 _NEVER: Final = float("-inf")
 
 
@@ -394,7 +396,7 @@ class SharedPacer:
 
     def deferral(self) -> Deferral:
         """Book a slot of the shared schedule for a deferred copy; whichever instance picks it up may use it."""
-        if not self._in_fallback() and (self._row is not None or self._call(functools.partial(self._seen_row, None))):
+        if not self._in_fallback() and self._call(self._look_to_book):
             at = self._book()
             now = self._wall()
             with self._lock:
@@ -478,6 +480,16 @@ class SharedPacer:
             self._shared = row.shared_until > started or self._others(row, started)
             self._purge(started)
         return row
+
+    def _look_to_book(self) -> None:
+        """Before a booking: the row (once), and a look at most every `BOOKING_LOOK_SECONDS` for the process.
+
+        The look keeps a process that only defers in touch with the store: one that met no failure
+        while others lost the table would go on at the full rate beside their split, and never tell
+        the schedule to leave room for them.
+        """
+        self._look(self._wall() - BOOKING_LOOK_SECONDS)
+        self._seen_row(None)
 
     def _seen_row(self, since: float | None) -> BudgetRow:
         """The tenant's row as seen at or after `since` (None: as last seen, if ever).
