@@ -324,9 +324,13 @@ def section(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Store operations are the pacers' reads and conditional writes of the budget rows (claims, bookings "
-        "for deferred copies, Retry-After gates, and the writes that lost a race: a 412 and a read). "
-        "Raw results: bench/results/scaleout.json.",
+        "Store operations are the pacers' calls on the pacing table: looks (one query for every tenant of a "
+        "process), point reads, conditional writes (claims, Retry-After gates) and the writes that lost a "
+        "race (412); a copy's booked turn costs none (it goes to the row with the next claim). Per write, "
+        "a tenant written every few seconds costs a claim per write, and with few writes per second per "
+        f"process the looks (at most four per second per process) come near one per write. From {SLOWER_AT} "
+        "processes on, each drain's rate is halved (its window doubled, column 'limit per tenant') so that "
+        "the runners keep up. Raw results: bench/results/scaleout.json.",
         "",
         "All runner processes, Azurite, the simulator and the emulators share this VM's two cores with other "
         "work, so at 4 and above all at 8 processes CPU, not pacing, decides much of what is measured, and "
