@@ -1,14 +1,15 @@
 """A tenant's write budget shared by every instance of the deployment (docs/design.md, "Pacing across instances").
 
-One row per tenant in an Azure Table of the function's own storage account holds a virtual schedule
-(GCRA-like): `nextSlot`, the first write slot nobody holds yet, in absolute UTC seconds, one slot every
-`window / budget` seconds; and `gateUntil`, the end of the last Retry-After any instance was given. An
-instance with demand claims a block of consecutive slots with one conditional update (If-Match on the
-ETag of its last write, so an uncontended claim costs no read; a lost race is a 412, then one read and
+One row per tenant, all in one partition of an Azure Table of the function's own storage account, holds
+a virtual schedule (GCRA-like): `nextSlot`, the first write slot nobody holds yet, in absolute UTC
+seconds, one slot every `window / budget` seconds; and `gateUntil`, the end of the last Retry-After any
+instance was given. An instance with callers waiting claims a block of consecutive slots for them with
+one conditional update (If-Match on the ETag it last saw; a lost race is a 412, then one read and
 another try). Slots are disjoint on one timeline, so the writes of all instances together never exceed
 the budget in any window. A 429 is merged into `gateUntil`, and while another instance writes to the
-tenant (`sharedUntil`), a slot is used only within `HORIZON_SECONDS` of the last look at the row, so a
-Retry-After learned anywhere holds every instance within Graph's in-flight grace.
+tenant (`sharedUntil`), a slot is used only within `HORIZON_SECONDS` of the last look at the tenant's
+row, so a Retry-After learned anywhere holds every instance within Graph's in-flight grace; one look
+(`Lookout`, one query of the partition) serves every tenant the process writes to.
 
 When the store is slow or unreachable the pacer falls back, for `FALLBACK_SECONDS` at a time, to a
 local pacer at `fallback_budget` (the budget split over the deployment's maximum instance count), which
@@ -24,6 +25,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,17 +35,23 @@ from shared.graph.pacing import NextSlot, WritePacer
 from shared.logs import log_event
 
 if TYPE_CHECKING:
-    from azure.data.tables import TableClient
+    from azure.data.tables import TableClient, TableEntity
 
 logger = logging.getLogger("certstate.pacing")
 
 HORIZON_SECONDS: Final = 0.25
-"""While others write to the tenant, how far past the last look at the row a slot may lie: with the
-time a gate takes to reach the row and a late slot's tolerance, within the simulator's 0.5 s grace."""
+"""While others write to the tenant, how far past the last look at its gate a slot may lie: with the
+time a gate takes to reach the store and a late slot's tolerance, within the simulator's 0.5 s grace."""
 ALONE_REACH_SECONDS: Final = 2.0
 """How far one claim reaches while no other instance writes to the tenant (10 slots at 5 writes/s)."""
+SHARED_REACH_SECONDS: Final = 1.0
+"""How far one claim reaches while others write to the tenant: the callers waiting here, about a second."""
+PARTITION: Final = "budget"
+"""The one partition of every tenant's row: one query returns all those in use."""
+ACTIVE_SECONDS: Final = 1.0
+"""A look returns the rows claimed from within this long (their fresh ETags spare the next claim a read)."""
 DEFERRAL_LEAD_SECONDS: Final = 2.0
-"""A deferred copy's slot lies at least this far out: it comes back a second early, invisible for a second."""
+"""A deferred copy's slot lies at least this far out: due half a second early, it is invisible for a second or more."""
 FAILURES_TO_FALL_BACK: Final = 2
 """Consecutive failed (or slow) store calls before the local split takes over: one stall is waited out."""
 FALLBACK_SECONDS: Final = 10.0
@@ -53,6 +61,8 @@ SLOW_SECONDS: Final = 2.0
 READ_TIMEOUT_SECONDS: Final = 2.0
 """Per store call (with the storage clients' 2 s connect bound, shared/storage.py), never retried by the SDK."""
 CLAIM_ATTEMPTS: Final = 4
+BOOKING_LOOK_SECONDS: Final = 1.0
+"""A process that books copies' turns looks at the rows at least this often (one query for all tenants)."""
 _NEVER: Final = float("-inf")
 
 
@@ -80,13 +90,16 @@ class BudgetStore(Protocol):
 
     def write(self, key: str, row: BudgetRow, etag: str | None) -> str: ...  # noqa: D102
 
+    def read_active(self, now: float) -> dict[str, BudgetRow]: ...  # noqa: D102
+
 
 class TableBudgetStore:
-    """Rows in one table: PartitionKey the tenant (`home` or its GUID), RowKey `budget`.
+    """Rows in one table and one partition (`PARTITION`), RowKey the tenant (`home` or its GUID).
 
-    Each call is one request bounded in time with no SDK retry: a conditional write retried after a
-    timeout whose first attempt took effect would meet its own ETag and read as another instance's.
-    `create_missing` (Azurite): the first insert creates the table; deployed, infra creates it.
+    One partition, so that one query returns every row in use (`read_active`). Each call is one request
+    bounded in time with no SDK retry: a conditional write retried after a timeout whose first attempt
+    took effect would meet its own ETag and read as another instance's. `create_missing` (Azurite): the
+    first insert creates the table; deployed, infra creates it.
     """
 
     def __init__(self, table: Callable[[], TableClient], *, create_missing: bool = False) -> None:
@@ -101,18 +114,26 @@ class TableBudgetStore:
         from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - cold start
 
         try:
-            entity = self._client().get_entity(key, "budget", **self._bounds)
+            return _row(self._client().get_entity(PARTITION, key, **self._bounds))
         except ResourceNotFoundError:
             return BudgetRow()
-        return BudgetRow(
-            next_slot=float(entity.get("nextSlot", _NEVER)),
-            gate_until=float(entity.get("gateUntil", _NEVER)),
-            last_by=str(entity.get("lastBy", "")),
-            shared_until=float(entity.get("sharedUntil", _NEVER)),
-            return_at=float(entity.get("returnAt", _NEVER)),
-            lean_until=float(entity.get("leanUntil", _NEVER)),
-            etag=entity.metadata.get("etag"),
-        )
+
+    def read_active(self, now: float) -> dict[str, BudgetRow]:
+        """Every row with a Retry-After in force or slots claimed lately, by tenant: one query.
+
+        A row it leaves out has no gate in force. One request per 1,000 such rows (docs/design.md).
+        """
+        from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - cold start
+
+        entities = self._client().query_entities(
+            "PartitionKey eq @p and ( gateUntil gt @now or nextSlot gt @recent )",
+            parameters={"p": PARTITION, "now": now, "recent": now - ACTIVE_SECONDS},
+            results_per_page=1000, **self._bounds,
+        )  # fmt: skip
+        try:  # every page: a gate on a row the look did not see would not hold this instance
+            return {str(entity["RowKey"]): _row(entity) for entity in entities}
+        except ResourceNotFoundError:
+            return {}
 
     def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
         """Store `row` if the stored one still has `etag` (None: if there is none); the new ETag."""
@@ -125,8 +146,8 @@ class TableBudgetStore:
         from azure.data.tables import UpdateMode  # noqa: PLC0415
 
         entity = {
-            "PartitionKey": key,
-            "RowKey": "budget",
+            "PartitionKey": PARTITION,
+            "RowKey": key,
             "nextSlot": _finite(row.next_slot),
             "gateUntil": _finite(row.gate_until),
             "lastBy": row.last_by,
@@ -164,6 +185,65 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else 0.0
 
 
+def _row(entity: TableEntity) -> BudgetRow:
+    return BudgetRow(
+        next_slot=float(entity.get("nextSlot", _NEVER)),
+        gate_until=float(entity.get("gateUntil", _NEVER)),
+        last_by=str(entity.get("lastBy", "")),
+        shared_until=float(entity.get("sharedUntil", _NEVER)),
+        return_at=float(entity.get("returnAt", _NEVER)),
+        lean_until=float(entity.get("leanUntil", _NEVER)),
+        etag=entity.metadata.get("etag"),
+    )
+
+
+class Lookout:
+    """The rows in use as this process last read them: one look serves every tenant the process writes to.
+
+    A tenant written by several instances needs a look at its gate within `HORIZON_SECONDS` before each
+    slot; one query of the partition gives that for every tenant at once, so looks cost at most one
+    store call per horizon per process however many tenants it serves, and the rows' ETags they bring
+    spare the claims that follow a read of their own.
+    """
+
+    def __init__(self, store: BudgetStore, wall: Callable[[], float]) -> None:
+        self._store, self._wall = store, wall
+        self._lock = threading.Lock()  # one look at a time; those who waited use its answer
+        self.looked = _NEVER  # wall time the last look started
+        self.rows: dict[str, BudgetRow] = {}
+        # The store is one for every tenant: a failure any pacer here meets concerns them all.
+        self.failures = 0  # store calls of this process that failed
+        self.fallback_until = _NEVER  # monotonic: every tenant's pacer here paces at its split until then
+
+    def gate(self, key: str) -> float:
+        """The end of the tenant's gate as last seen (-inf: none)."""
+        row = self.rows.get(key)
+        return row.gate_until if row is not None else _NEVER
+
+    def look(self, since: float) -> bool:
+        """Read the rows in use unless a look started at or after `since` (wall); whether this call read."""
+        with self._lock:
+            if self.looked >= since:
+                return False
+            started = self._wall()
+            self.rows = self._store.read_active(started)
+            self.looked = started
+            return True
+
+
+_lookouts: weakref.WeakKeyDictionary[Any, Lookout] = weakref.WeakKeyDictionary()
+_lookouts_lock = threading.Lock()
+
+
+def lookout_of(store: BudgetStore, wall: Callable[[], float] = time.time) -> Lookout:
+    """The process's lookout on `store`: every tenant's pacer on one store shares its looks."""
+    with _lookouts_lock:
+        lookout = _lookouts.get(store)
+        if lookout is None:
+            lookout = _lookouts[store] = Lookout(store, wall)
+        return lookout
+
+
 class SharedPacer:
     """The `Pacer` of one tenant in one process, drawing its slots from the tenant's shared schedule.
 
@@ -186,14 +266,17 @@ class SharedPacer:
         mono: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         on_wait: Callable[[str, float], None] = lambda reason, seconds: None,
+        lookout: Lookout | None = None,
     ) -> None:
         self._key = key
         self._store_api = store
+        self._lookout = lookout if lookout is not None else lookout_of(store, wall)
         self._interval = window_seconds / budget
         # While other instances may still pace at their split (`leanUntil`), the schedule leaves them room.
         self._lean_interval = window_seconds / max(1, budget - (instances - 1) * (fallback_budget + 1))
         self._instances = instances
         self._recovering = False  # back from the split: the next claim tells the others to leave room
+        self._failures_seen = self._lookout.failures  # the process's store failures as of this pacer's last claim
         self._window = window_seconds
         self._instance = instance
         self._wall, self._mono, self._sleep, self._on_wait = wall, mono, sleep, on_wait
@@ -202,11 +285,12 @@ class SharedPacer:
         self._store = threading.Lock()  # one store call at a time
         self._row: BudgetRow | None = None  # as last read or written (with its ETag)
         self._slots: deque[float] = deque()  # claimed, not yet used, ascending
-        self._looked = _NEVER  # wall time the row was last read or written
+        self._looked = _NEVER  # wall time the row was last read or written (a look at the tenant's gate)
         self._shared = False  # another instance writes to the tenant: look before each slot past the horizon
         self._gate = _NEVER  # the Retry-After this process knows of
         self._fallback_until = _NEVER  # monotonic
         self._waiting = 0
+        self._returns = _NEVER  # the return timeline's next turn as booked here, published with the next claim
         self._failures = 0  # consecutive failed store calls (guarded by `_store`)
         self._latency = 0.0  # seconds a store call takes, averaged (guarded by `_store`)
         self.counts: Counter[str] = Counter()  # store calls and what came of them (benchmarks, diagnostics)
@@ -244,35 +328,33 @@ class SharedPacer:
                         return True
                     if step == "none":
                         return False
-                    if step == "wait" and not waiting:
+                    if not waiting:
                         if max_waiting is not None and self._waiting >= max_waiting:
                             return False
                         waiting = True
                         self._waiting += 1
-                    demand = self._waiting + (0 if waiting else 1)
                 if step == "wait":
                     assert slot is not None
                     pause = min(slot - now, max(0.0, slot - HORIZON_SECONDS / 2 - now)) if self._shared else slot - now
                     self._on_wait("pacer", pause)
                     self._sleep(max(pause, 0.001))
                 elif step == "look":
-                    self._call(self._look)
+                    assert slot is not None
+                    self._call(functools.partial(self._look, slot - HORIZON_SECONDS))
                 else:
-                    self._call(functools.partial(self._claim, until, demand))
+                    self._call(functools.partial(self._claim, until))
         finally:
             if waiting:
                 with self._lock:
                     self._waiting -= 1
 
     def _step(self, slot: float | None, now: float, until: float) -> str:
-        """What a caller does next (lock held): take the slot, wait for it, look at the row, claim, or give up."""
+        """What a caller does next (lock held): take the slot, wait for it, look at the gate, claim, or give up."""
         if slot is None:
-            row = self._row or BudgetRow()
-            start = max(now, row.next_slot, row.gate_until, self._gate)
-            return "none" if start > until and self._row is not None else "claim"
+            return "none" if self._row is not None and self._start(self._row, now) > until else "claim"
         if slot > until:
             return "none"
-        fresh = not self._shared or slot <= self._looked + HORIZON_SECONDS
+        fresh = not self._shared or slot <= max(self._looked, self._lookout.looked) + HORIZON_SECONDS
         if slot <= now:
             return "take" if fresh else "look"
         if not fresh and slot - now <= HORIZON_SECONDS / 2:
@@ -314,18 +396,17 @@ class SharedPacer:
 
     def deferral(self) -> NextSlot:
         """Book a slot of the shared schedule for a deferred copy; whichever instance picks it up may use it."""
-        if not self._in_fallback():
-            booked: list[float] = []
-            if self._call(lambda: booked.extend(self._book())) and booked:
-                now = self._wall()
-                with self._lock:
-                    gated = max(self._gate, (self._row or BudgetRow()).gate_until) > now
-                return NextSlot(delay_seconds=booked[0] - now, retry_after=gated, slot=booked[0])
+        if not self._in_fallback() and self._call(self._look_to_book):
+            at = self._book()
+            now = self._wall()
+            with self._lock:
+                gated = max(self._gate_now(), (self._row or BudgetRow()).gate_until) > now
+            return NextSlot(delay_seconds=at - now, retry_after=gated, slot=at)
         return self._fallback.deferral()
 
     # -- the store -----------------------------------------------------------------------------------------
 
-    def _call(self, operation: Callable[[], None]) -> bool:
+    def _call(self, operation: Callable[[], object]) -> bool:
         """Run a store operation (one at a time); on failure or slowness fall back to the local split."""
         with self._store:
             started = self._mono()
@@ -345,6 +426,7 @@ class SharedPacer:
     def _failed(self, reason: str) -> None:
         """Count a failed store call; the second in a row starts the local split (store lock held)."""
         self._failures += 1
+        self._lookout.failures += 1
         self.counts["storeFailures"] += 1
         with self._lock:  # others may have lost the table for longer and fallen back: leave them room after
             self._recovering = self._instances > 1
@@ -352,15 +434,22 @@ class SharedPacer:
             self._failures = 0
             self._fall_back(reason)
 
-    def _fall_back(self, reason: str) -> None:
-        """Pace at the split for a while; first let the blocks other instances hold run out.
+    def _fall_back(self, reason: str, until: float | None = None) -> None:
+        """Pace at the split until `until` (monotonic; default `FALLBACK_SECONDS` from now), every tenant here.
 
-        Coming back, the first claim sets `leanUntil`: instances still on their split may write for up
-        to `FALLBACK_SECONDS` more (and those writes stay in Graph's window for one more window), so until
-        then the schedule gives out only what the split of the others leaves.
+        First let the blocks other instances hold run out. Coming back, the first claim sets `leanUntil`:
+        instances still on their split may write for up to `FALLBACK_SECONDS` more (and those writes stay
+        in Graph's window for one more window), so until then the schedule gives out only what the split
+        of the others leaves. The other tenants' pacers of this process join (`_in_fallback`): a pacer
+        whose slots needed no store call meanwhile would otherwise go on at the full rate, and never tell
+        the schedule to leave room.
         """
+        until = self._mono() + FALLBACK_SECONDS if until is None else until
         with self._lock:
-            self._fallback_until = self._mono() + FALLBACK_SECONDS
+            if self._fallback_until >= until:
+                return  # joined already
+            self._fallback_until = until
+            self._lookout.fallback_until = max(self._lookout.fallback_until, until)
             self._slots.clear()
             self._row = None
             self._recovering = self._instances > 1
@@ -374,7 +463,13 @@ class SharedPacer:
                   seconds=FALLBACK_SECONDS)  # fmt: skip
 
     def _in_fallback(self) -> bool:
-        return self._mono() < self._fallback_until
+        now = self._mono()
+        if now < self._fallback_until:
+            return True
+        if now < self._lookout.fallback_until:  # another tenant's pacer here lost the store: so did this one
+            self._fall_back("store", self._lookout.fallback_until)
+            return True
+        return False
 
     def _read(self) -> BudgetRow:
         started = self._wall()
@@ -386,8 +481,41 @@ class SharedPacer:
             self._purge(started)
         return row
 
-    def _look(self) -> None:
-        self._read()
+    def _look_to_book(self) -> None:
+        """Before a booking: the row (once), and a look at most every `BOOKING_LOOK_SECONDS` for the process.
+
+        The look keeps a process that only defers in touch with the store: one that met no failure
+        while others lost the table would go on at the full rate beside their split, and never tell
+        the schedule to leave room for them.
+        """
+        self._look(self._wall() - BOOKING_LOOK_SECONDS)
+        self._seen_row(None)
+
+    def _seen_row(self, since: float | None) -> BudgetRow:
+        """The tenant's row as seen at or after `since` (None: as last seen, if ever).
+
+        From the process's look when that has it (one query serves every tenant here), else a read.
+        """
+        for look in (True, False):
+            with self._lock:
+                if self._row is not None and (since is None or self._looked >= since):
+                    return self._row
+            if look:
+                self._look(self._wall() - self._interval if since is None else since)
+        return self._read()
+
+    def _look(self, since: float) -> None:
+        """Look at every tenant's row (one query for the process) unless someone here looked since `since`."""
+        lookout = self._lookout
+        if lookout.look(since):
+            self.counts["reads"] += 1
+            self.counts["looks"] += 1
+        with self._lock:
+            row = lookout.rows.get(self._key)
+            if row is not None and lookout.looked > self._looked:  # newer than this pacer's own view
+                self._row, self._looked = row, lookout.looked
+                self._shared = self._shared or row.shared_until > lookout.looked or self._others(row, lookout.looked)
+            self._purge(self._wall())
 
     def _others(self, row: BudgetRow, now: float) -> bool:
         """Whether another instance held slots of the tenant within the last window."""
@@ -407,60 +535,78 @@ class SharedPacer:
             self._row, self._looked = replace(row, etag=etag), started
         return True
 
-    def _claim(self, until: float, demand: int) -> None:
+    def _start(self, row: BudgetRow, now: float) -> float:
+        """The first slot a claim made now could get.
+
+        Not before the write can have come back (a slot gone by then could not be used), nor before
+        another's claim or a Retry-After.
+        """
+        return max(now + 2 * self._latency, row.next_slot, row.gate_until, self._gate_now())
+
+    def _gate_now(self) -> float:
+        return max(self._gate, self._lookout.gate(self._key))
+
+    def _claim(self, until: float) -> None:
         """Claim a block of slots for the callers waiting here (at most what the reach allows)."""
         with self._lock:
             if self._slots:
                 return  # another caller's claim brought slots meanwhile
-        row = self._row if self._row is not None else self._read()
+            demand = self._waiting
+        # Shared, a row not seen for a slot's interval has most likely been claimed from since: seen anew,
+        # it spares the claim a 412 (and the read after it).
+        row = self._seen_row(self._wall() - self._interval if self._shared else None)
         for _ in range(CLAIM_ATTEMPTS):
             now = self._wall()
-            # Not before the write can have come back: a slot already gone by then could not be used.
-            start = max(now + 2 * self._latency, row.next_slot, row.gate_until, self._gate)
+            start = self._start(row, now)
             if start > until:
                 return
             others = self._others(row, now)
             shared = others or row.shared_until > now
-            lean = max(row.lean_until, now + FALLBACK_SECONDS + self._window if self._recovering else _NEVER)
+            failures = self._lookout.failures  # any store failure here since the last claim: others may be on the split
+            recovering = self._instances > 1 and (self._recovering or failures != self._failures_seen)
+            lean = max(row.lean_until, now + FALLBACK_SECONDS + self._window if recovering else _NEVER)
             step = self._lean_interval if lean > now else self._interval
-            reach = HORIZON_SECONDS if shared else ALONE_REACH_SECONDS
-            count = max(1, min(demand, int(reach / step))) if shared else max(1, int(reach / step))
+            # Alone, a block of two seconds costs a tenth of a store call per write, and a slot nobody takes
+            # is nobody else's loss (never longer: an instance falling back waits that long for the blocks
+            # others hold); shared, the block is sized to the callers here, within a second.
+            reach = min(demand, int(SHARED_REACH_SECONDS / step)) if shared else int(ALONE_REACH_SECONDS / step)
+            count = max(1, reach)
             end = start + count * step
             new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
                             max(row.shared_until, end + self._window) if others else row.shared_until,
-                            row.return_at, lean)  # fmt: skip
+                            max(row.return_at, self._returns), lean)  # fmt: skip
             if self._write(new, row):
                 self.counts["claims"] += 1
                 with self._lock:
-                    self._recovering = False
+                    self._recovering, self._failures_seen = False, failures
                     self._shared = shared
                     self._slots.extend(start + i * step for i in range(count))
                 return
             row = self._read()
 
-    def _book(self) -> list[float]:
-        """Book a copy's turn on the tenant's return timeline: one slot after the last copy of any instance.
+    def _book(self) -> float:
+        """Book a copy's turn on the tenant's return timeline, one slot after the last copy booked here or seen.
 
-        At least `DEFERRAL_LEAD_SECONDS` out, past the slots already claimed and the callers waiting here,
-        and past a Retry-After; nothing of the schedule itself is taken, so a late copy wastes no slot.
+        At least `DEFERRAL_LEAD_SECONDS` out, past the slots the callers waiting here will take, and past
+        a Retry-After; nothing of the schedule itself is taken, so a late copy wastes no slot. The turn is
+        kept here and reaches the row with this instance's next claim (a store call per deferral saved):
+        an instance that books meanwhile on the row's older turn brings two copies back together, and the
+        second takes the next free slot; the schedule, not the turns, keeps the limit.
         """
-        row = self._row if self._row is not None else self._read()
-        for _ in range(CLAIM_ATTEMPTS):
-            now = self._wall()
-            with self._lock:  # callers waiting here beyond the slots they hold need slots after `nextSlot`
-                waiting = max(0, self._waiting - len(self._slots))
-            first = max(row.next_slot, now) + waiting * self._interval
-            at = max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, row.gate_until, self._gate)
-            if self._write(replace(row, return_at=at + self._interval, gate_until=max(row.gate_until, self._gate)),
-                           row):  # fmt: skip
-                self.counts["bookings"] += 1
-                return [at]
-            row = self._read()
-        return []
+        now = self._wall()
+        row = self._row or BudgetRow()
+        with self._lock:  # the first slot none of the callers waiting here will take
+            held, waiting = list(self._slots), self._waiting
+            first = held[waiting] if len(held) > waiting else (
+                max(row.next_slot, now) + (waiting - len(held)) * self._interval)  # fmt: skip
+            at = max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, self._returns, row.gate_until, self._gate_now())
+            self._returns = at + self._interval
+        self.counts["bookings"] += 1
+        return at
 
     def _merge_gate(self, until: float) -> None:
-        """Max-merge a Retry-After into the row's gate."""
-        row = self._row if self._row is not None else self._read()
+        """Max-merge a Retry-After into the row's gate (what every instance's look reads)."""
+        row = self._seen_row(None)
         for _ in range(CLAIM_ATTEMPTS):
             if row.gate_until >= until:
                 return
@@ -471,7 +617,7 @@ class SharedPacer:
 
     def _purge(self, now: float) -> None:
         """Drop slots gone by, and those under a Retry-After (lock held)."""
-        gate = max(self._gate, (self._row or BudgetRow()).gate_until)
+        gate = max(self._gate_now(), (self._row or BudgetRow()).gate_until)
         slots = self._slots
         while slots and (slots[0] < now - self.late_seconds or slots[0] < gate):
             slots.popleft()

@@ -43,8 +43,11 @@ from shared.telemetry import Telemetry
 
 logger = logging.getLogger("certstate.graph")
 
-_RETURN_EARLY_SECONDS = 1.0
-"""How long before its booked slot a deferred message is due back: the queue's visibility granularity."""
+_RETURN_EARLY_SECONDS = 0.5
+"""How long before its booked slot a deferred message is due back. Visibility is in whole seconds, so a
+copy comes back within half a second either side of its turn: a second early would keep each copy in an
+invocation for half a second on average, and the host fetches no batch while more than
+`newBatchThreshold` invocations run (docs/design.md, "Pacing across instances")."""
 _FORCE_REFRESH_CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"%d"}}}'
 MAX_ANSWER_BYTES: Final = 1024 * 1024
 """Graph answers this PATCH with the object (a few KiB, at most ~64 KiB of echoed strings) or an error."""
@@ -299,9 +302,8 @@ class GraphClient:
     def _throttled(self, tenant: Tenant, warnings: dict[str, None]) -> DeferralRequested:
         """Come back at the tenant's booked slot: throttling is the tenant's state, not the message's fault."""
         delay, retry_after, slot = tenant.pacer.deferral()
-        # Back before the booked slot: queue visibility is in whole seconds (rounded up) and a copy may
-        # be picked up late, so it comes up to a second early and waits out the rest here, within the
-        # short wait, rather than miss its slot.
+        # Back about its booked slot: queue visibility is in whole seconds (rounded up), so it is due half a
+        # second early and comes back up to half a second either side; early, it waits out the rest here.
         reason = DeferralReason.RETRY_AFTER if retry_after else DeferralReason.WRITE_BUDGET
         early = self._limits.return_early_seconds
         return DeferralRequested(max(0.0, delay - early), reason, ErrorCode.GRAPH_THROTTLED, tuple(warnings), slot)

@@ -18,7 +18,7 @@ import pytest
 from azure.data.tables import TableClient
 
 from devstack.stack import LocalStack
-from shared.graph.budget import FALLBACK_SECONDS
+from shared.graph.budget import FALLBACK_SECONDS, PARTITION
 from tests.e2e.flows import collect, update_message
 
 pytestmark = pytest.mark.e2e
@@ -113,5 +113,5 @@ def test_the_table_stalled_mid_drain_loses_nothing_keeps_the_limit_and_pacing_co
     assert len(after) > 8, "the backlog outlasts the fallback period"
     table = TableClient.from_connection_string(stack.azurite.connection_string,
                                                stack.settings["GRAPH_PACING_TABLE_NAME"])  # fmt: skip
-    row = table.get_entity(A, "budget")
+    row = table.get_entity(PARTITION, A)
     assert row["nextSlot"] > resumed_wall + FALLBACK_SECONDS

@@ -13,6 +13,7 @@ from shared.graph.budget import (
     FALLBACK_SECONDS,
     BudgetRow,
     Contended,
+    Lookout,
     SharedPacer,
 )
 
@@ -56,6 +57,10 @@ class MemoryStore:
         self.rows[key] = replace(row, etag=new)
         return new
 
+    def read_active(self, now: float) -> dict[str, BudgetRow]:
+        self._call("look")
+        return {key: row for key, row in self.rows.items() if row.gate_until > now or row.next_slot > now - 1}
+
     def _call(self, kind: str) -> None:
         self.calls.append(kind)
         self.clock.now += self.latency
@@ -63,10 +68,13 @@ class MemoryStore:
             raise ConnectionError("table service down")
 
 
-def pacers(n: int, clock: Clock, store: MemoryStore, *, budget: int = BUDGET) -> list[SharedPacer]:
+def pacers(n: int, clock: Clock, store: MemoryStore, *, budget: int = BUDGET, tenant: str = "tenant",
+           lookouts: list[Lookout] | None = None) -> list[SharedPacer]:  # fmt: skip
+    """One pacer per instance; each instance (process) has its own board of gates, as each has its own memory."""
+    lookouts = lookouts or [Lookout(store, clock.wall) for _ in range(n)]
     return [
         SharedPacer(
-            "tenant",
+            tenant,
             store,
             budget,
             WINDOW,
@@ -75,6 +83,7 @@ def pacers(n: int, clock: Clock, store: MemoryStore, *, budget: int = BUDGET) ->
             wall=clock.wall,
             mono=clock.wall,
             sleep=clock.sleep,
+            lookout=lookouts[i],
         )
         for i in range(n)
     ]
@@ -110,6 +119,18 @@ def test_an_uncontended_claim_is_one_conditional_write_for_a_block_of_slots():
     assert store.calls.count("write") == math.ceil(100 / per_block)
 
 
+@pytest.mark.parametrize("instances", [1, 2])
+def test_slots_further_apart_than_a_claim_reaches_are_claimed_one_at_a_time(instances: int):
+    clock = Clock()
+    store = MemoryStore(clock)
+    group = [SharedPacer("tenant", store, 49, 200.0, instance=f"i{i}", fallback_budget=11, wall=clock.wall,
+                         mono=clock.wall, sleep=clock.sleep, lookout=Lookout(store, clock.wall))
+             for i in range(instances)]  # fmt: skip
+    for pacer in itertools.islice(itertools.cycle(group), 6):  # a slot every 4 s: past either reach
+        assert pacer.acquire(deadline=clock.now + 60)
+    assert store.calls.count("write") <= 6 * 2  # a claim (and at most one lost race) per slot, never an empty one
+
+
 def test_a_retry_after_one_instance_learns_holds_the_others_within_the_horizon():
     clock = Clock()
     store = MemoryStore(clock)
@@ -126,14 +147,21 @@ def test_copies_deferred_anywhere_return_one_slot_apart_and_any_instance_writes_
     clock = Clock()
     store = MemoryStore(clock)
     a, b = pacers(2, clock, store)
-    turns = [pacer.deferral() for pacer in (a, b, a, b)]  # both instances defer their tenant's backlog
+    assert a.acquire(deadline=clock.now + 60)  # a's claim puts it on the row
+    turns = [a.deferral(), a.deferral()]
+    while a.counts["claims"] < 2:  # its next claim publishes its turns
+        assert a.acquire(deadline=clock.now + 60)
+    written = len(store.calls)
+    turns += [b.deferral(), b.deferral()]  # b books after a's turns, from the row
+    assert "write" not in store.calls[written:]  # a booking costs no write
     slots = [turn.slot or 0.0 for turn in turns]
     assert all(turn.slot is not None for turn in turns)
     assert turns[0].delay_seconds >= 2.0
-    assert [round(y - x, 6) for x, y in itertools.pairwise(slots)] == [round(a.interval, 6)] * 3  # one timeline
+    assert all(y - x >= a.interval - 1e-6 for x, y in itertools.pairwise(slots))  # one timeline, never together
+    assert round(slots[1] - slots[0], 6) == round(slots[3] - slots[2], 6) == round(a.interval, 6)
     sent = []
     for slot, pacer in zip(slots, (b, a, b, a), strict=True):  # each copy is picked up by the other instance
-        clock.now = max(clock.now, slot - 0.8)  # back about a second early
+        clock.now = max(clock.now, slot - 0.4)  # back about half a second early
         assert pacer.use_booked(slot, deadline=clock.now + 2.0)
         sent.append(clock.now)
         assert clock.now >= slot - a.late_seconds  # not before its turn
@@ -162,6 +190,28 @@ def test_the_table_down_falls_back_to_the_split_and_comes_back():
     assert store.rows  # the schedule is in use again
 
 
+def test_the_table_lost_for_one_tenant_takes_every_tenant_of_the_process_to_the_split():
+    clock = Clock()
+    store = MemoryStore(clock)
+    here = Lookout(store, clock.wall)
+    first, second = (SharedPacer(tenant, store, BUDGET, WINDOW, instance="i0", fallback_budget=11, instances=4,
+                                 wall=clock.wall, mono=clock.wall, sleep=clock.sleep, lookout=here)
+                     for tenant in ("t1", "t2"))  # fmt: skip
+    assert first.acquire(deadline=clock.now + 60)
+    assert second.acquire(deadline=clock.now + 60)  # holds a block of slots: no store call for a while
+    store.failing = True
+    while not first.counts["fallbacks"]:
+        assert first.acquire(deadline=clock.now + 60)
+    calls = len(store.calls)
+    assert second.acquire(deadline=clock.now + 60)
+    assert second.counts["fallbacks"] == 1  # on its split too, though none of its own calls failed
+    assert len(store.calls) == calls
+    store.failing = False
+    clock.now += FALLBACK_SECONDS
+    assert second.acquire(deadline=clock.now + 60)
+    assert store.rows["t2"].lean_until > clock.now  # back, it tells the others to leave room for the splits
+
+
 def test_a_slow_table_counts_as_down():
     clock = Clock()
     store = MemoryStore(clock, latency=2.5)
@@ -188,7 +238,8 @@ def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_the
     clock = Clock()
     store = MemoryStore(clock)
     a, b = (SharedPacer("tenant", store, BUDGET, WINDOW, instance=name, fallback_budget=11, instances=4,
-                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep) for name in "ab")  # fmt: skip
+                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep, lookout=Lookout(store, clock.wall))
+            for name in "ab")  # fmt: skip
     assert a.acquire(deadline=clock.now + 60)
     store.failing = True
     for _ in range(12):  # its block runs out, then two failed calls: a paces at its split
