@@ -53,7 +53,7 @@ ACTIVE_SECONDS: Final = 1.0
 DEFERRAL_LEAD_SECONDS: Final = 2.0
 """A deferred copy's slot lies at least this far out: due half a second early, it is invisible for a second or more."""
 FAILURES_TO_FALL_BACK: Final = 2
-"""Consecutive failed (or slow) store calls before the local split takes over: one stall is waited out."""
+"""Consecutive refused or failed store calls before the local split takes over (a timed-out or slow one is enough)."""
 FALLBACK_SECONDS: Final = 10.0
 """How long the local split is used after the store failed, before the store is tried again."""
 SLOW_SECONDS: Final = 2.0
@@ -409,28 +409,35 @@ class SharedPacer:
     def _call(self, operation: Callable[[], object]) -> bool:
         """Run a store operation (one at a time); on failure or slowness fall back to the local split."""
         with self._store:
+            if self._in_fallback():  # a call this one waited behind failed: no caller waits on the store twice
+                return False
             started = self._mono()
             try:
                 operation()
             except Exception as err:  # unreachable, refused, timed out: the local split takes over
-                self._failed(type(err).__name__)
+                # A timeout has already cost a whole read bound: the next call would cost another.
+                self._failed(type(err).__name__, at_once="Timeout" in type(err).__name__)
                 return False
             took = self._mono() - started
             self._latency += (min(took, SLOW_SECONDS) - self._latency) / 8  # a moving average of store calls
             if took > SLOW_SECONDS:
-                self._failed("slow")
+                self._failed("slow", at_once=True)
             else:
                 self._failures = 0
             return True
 
-    def _failed(self, reason: str) -> None:
-        """Count a failed store call; the second in a row starts the local split (store lock held)."""
+    def _failed(self, reason: str, *, at_once: bool) -> None:
+        """Count a failed store call; a slow one, or the second in a row, starts the local split (store lock held).
+
+        A refused connection or a 5xx costs milliseconds and may be a blip; a timed-out or slow call has
+        already held every caller waiting behind it for seconds.
+        """
         self._failures += 1
         self._lookout.failures += 1
         self.counts["storeFailures"] += 1
         with self._lock:  # others may have lost the table for longer and fallen back: leave them room after
             self._recovering = self._instances > 1
-        if self._failures >= FAILURES_TO_FALL_BACK:
+        if at_once or self._failures >= FAILURES_TO_FALL_BACK:
             self._failures = 0
             self._fall_back(reason)
 

@@ -217,8 +217,8 @@ def test_a_slow_table_counts_as_down():
     store = MemoryStore(clock, latency=2.5)
     (pacer,) = pacers(1, clock, store)
     assert pacer.acquire(deadline=clock.now + 60)
-    assert pacer.acquire(deadline=clock.now + 60)
-    assert pacer.counts["fallbacks"] == 1  # after two slow calls in a row
+    assert pacer.counts["fallbacks"] == 1  # after one slow call: it held every caller behind it for seconds
+    assert pacer.counts["storeFailures"] == 1
     calls = len(store.calls)
     for _ in range(5):
         assert pacer.acquire(deadline=clock.now + 60)
@@ -254,3 +254,28 @@ def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_the
     room = BUDGET - 3 * (11 + 1)  # three others may still write 12 per window each on their split
     assert max_in_window(sent) <= room + 1
     assert store.rows["tenant"].lean_until > clock.now - 1
+
+
+class ServiceResponseTimeoutError(Exception):
+    """What azure-core raises when the table service accepts the request and never answers (by its name)."""
+
+
+def test_a_timed_out_call_falls_back_at_once_and_a_refused_one_is_given_a_second_try():
+    clock = Clock()
+    store = MemoryStore(clock)
+    (pacer,) = pacers(1, clock, store)
+    store.failing = True  # refused: milliseconds, and maybe a blip
+    assert pacer.acquire(deadline=clock.now + 60)
+    assert (pacer.counts["storeFailures"], pacer.counts["fallbacks"]) == (2, 1)  # two in a row, then the split
+
+    clock.now += FALLBACK_SECONDS
+    timed_out = MemoryStore(clock)
+    (pacer,) = pacers(1, clock, timed_out)
+
+    def silent(*args: object, **kwargs: object) -> None:
+        clock.now += 2.0  # the read bound, spent
+        raise ServiceResponseTimeoutError("no answer")
+
+    timed_out.read_active = timed_out.read = timed_out.write = silent  # type: ignore[method-assign,assignment]
+    assert pacer.acquire(deadline=clock.now + 60)
+    assert (pacer.counts["storeFailures"], pacer.counts["fallbacks"]) == (1, 1)  # one timeout is enough
