@@ -87,6 +87,7 @@ def test_the_table_stalled_mid_drain_loses_nothing_keeps_the_limit_and_pacing_co
     processes = spawn(stack)
     while len(writes_of(stack, A)) < 10:  # mid-drain
         time.sleep(0.2)
+    stalled = time.monotonic()
     os.killpg(azurite.table_pid, signal.SIGSTOP)  # the table service stops answering: the shared schedules too
     try:
         time.sleep(6.0)
@@ -103,10 +104,14 @@ def test_the_table_stalled_mid_drain_loses_nothing_keeps_the_limit_and_pacing_co
     stats = stack.graph.stats()
     for tenant in (A, B):
         assert most_in_a_window(writes_of(stack, tenant)) <= LIMIT  # the split kept the limit meanwhile
-    # At most one write over the limit, at an edge of the fallback (an instance whose claimed block outlived
-    # the stall beside another already on its split): seen in some runs on this loaded machine, and the
-    # Retry-After that answers it holds every instance. Two would mean the split itself is wrong.
-    assert sum(stats["byTenant"][t].get("throttled", 0) for t in (A, B)) <= 1
+    # Over the limit only while the table was out and the fallback period after it: at the edges where an
+    # instance on its split meets one still on its claimed slots, Graph refuses a few writes and its
+    # Retry-After, which the stalled table cannot share, holds each instance that meets it (docs/design.md,
+    # "Pacing across instances", how it fails). Outside that stretch the budget causes no 429.
+    refused = [r["monotonic"] - stalled for r in stack.graph.requests()
+               if r["method"] == "PATCH" and r["status"] == 429 and r["tenantId"] in (A, B)]  # fmt: skip
+    edge = resumed - stalled + FALLBACK_SECONDS + WINDOW
+    assert all(0 <= t <= edge for t in refused), (refused, edge)
     assert stats["earlyRetries"] == 0
     # Back on the shared schedule once the fallback period is over: the tenant's row took claims again.
     after = [t for t in writes_of(stack, A) if t > resumed + FALLBACK_SECONDS + 0.5]
