@@ -11,7 +11,7 @@ param graphCloud = readEnvironmentVariable('CERTSTATE_GRAPH_CLOUD', 'global')
 param inputQueueName = 'certificate-state-updates'
 param resultQueueName = 'certificate-state-results'
 
-// Pacing: instances x (GRAPH_WRITE_BUDGET + 1) <= graphWriteLimit - graphWriteReserve (docs/deploy.md, "Pacing").
+// Pacing: GRAPH_WRITE_BUDGET = graphWriteLimit - graphWriteReserve - 1, for the whole deployment (docs/deploy.md, "Pacing").
 param graphWriteLimit = 100
 param graphWriteReserve = int(readEnvironmentVariable('CERTSTATE_GRAPH_WRITE_RESERVE', '0'))
 param graphWriteWindowSeconds = 20

@@ -331,14 +331,17 @@ class _ExportingHandler(logging.Handler):
         from opentelemetry import context  # noqa: PLC0415 - loaded with the API already
 
         exception = record.exc_info[1] if record.exc_info else None
-        self._logger.emit(
-            timestamp=int(record.created * 1e9),
-            context=context.get_current(),
-            severity_number=_SEVERITY.get(record.levelno, _logs.SeverityNumber.UNSPECIFIED),
-            severity_text="WARN" if record.levelname == "WARNING" else record.levelname,
-            body=record.getMessage(),
-            exception=exception,
-        )
+        try:  # a log line never costs a message its outcome
+            self._logger.emit(
+                timestamp=int(record.created * 1e9),
+                context=context.get_current(),
+                severity_number=_SEVERITY.get(record.levelno, _logs.SeverityNumber.UNSPECIFIED),
+                severity_text="WARN" if record.levelname == "WARNING" else record.levelname,
+                body=record.getMessage(),
+                exception=exception,
+            )
+        except Exception:  # logging's own contract: report on stderr, never raise
+            self.handleError(record)
 
 
 def _views() -> list[Any]:

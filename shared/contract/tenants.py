@@ -84,5 +84,5 @@ def from_entity(entity: Mapping[str, Any]) -> TenantEntry:
 
 
 def budget_with_reserve(budget: int, reserve: int) -> int:
-    """A tenant's writes per window for this process, `budget` scaled to what its reserve leaves of Intune's limit."""
+    """A tenant's writes per window for the deployment, `budget` scaled to what its reserve leaves of Intune's limit."""
     return max(1, budget * (INTUNE_TENANT_WRITE_LIMIT - reserve) // INTUNE_TENANT_WRITE_LIMIT)

@@ -590,6 +590,8 @@ class SharedPacer:
                     self._slots.extend(start + i * step for i in range(count))
                 return
             row = self._read()
+        # Every attempt lost: a failed call (two in a row take the split), not another round at once.
+        raise Contended(f"{CLAIM_ATTEMPTS} claims in a row lost the race for the row")
 
     def _book(self) -> float:
         """Book a copy's turn on the tenant's return timeline, one slot after the last copy booked here or seen.

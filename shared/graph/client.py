@@ -2,7 +2,8 @@
 
 One `GraphClient` per process: it shares the HTTP session (connection reuse) and the circuit
 breaker across every concurrent invocation; each PATCH goes with its tenant's credential (one
-token per tenant per lifetime) and `WritePacer` (the tenant's write budget and Retry-After gate).
+token per tenant per lifetime) and `Pacer` (the tenant's write budget and Retry-After gate, shared by
+every instance through the pacing table).
 A tenant with no write slot within a short wait defers the message instead of holding an
 invocation slot (docs/tenants.md).
 """

@@ -1,10 +1,9 @@
-"""Process-wide pacing of Graph writes, one pacer per tenant.
+"""A process's own pacing of Graph writes, one pacer per tenant: the split used without the pacing table.
 
-Intune allows 100 writes per 20 s per app per tenant. Every concurrent invocation of this
-process that writes to one tenant shares that tenant's `WritePacer`, which (a) spaces writes
-evenly so the process never sends more than `budget` in any `window`, and (b) holds every
-write to the tenant back while a Retry-After is in force, so a 429 for one message is honoured
-by all of them, and by no other tenant's.
+`WritePacer` (a) spaces writes evenly so the process never sends more than `budget` in any `window`, and
+(b) holds every write to the tenant back while a Retry-After is in force, so a 429 for one message is
+honoured by all of them, and by no other tenant's. Shared across instances, the tenant's `SharedPacer`
+(shared/graph/budget.py) draws slots from the pacing table and falls back to a `WritePacer` at the split.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -18,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.telemetry import SCOPE, Telemetry
+from shared.telemetry import SCOPE, Telemetry, _ExportingHandler
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def capture() -> Iterator[Captured]:
     logger_provider = LoggerProvider()
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
     captured = Captured(tracer_provider, MeterProvider(metric_readers=[reader]), logger_provider, spans, reader, logs)
-    handler = LoggingHandler(logger_provider=logger_provider)
+    handler = _ExportingHandler(logger_provider.get_logger(SCOPE))  # production's handler, as deployed
     logger = logging.getLogger(SCOPE)
     level = logger.level
     logger.addHandler(handler)

@@ -143,12 +143,14 @@ def test_a_deferral_is_counted_by_the_code_it_would_fail_with(otel):
 
 
 def test_each_log_line_is_exported_once_with_the_span_it_belongs_to(otel):
-    pipeline(otel, RecordingGraph()).handle(body(), Delivery("m-1", 1))
+    pipeline(otel, RecordingGraph()).handle(body(), Delivery("m-0", 1))
+    assert otel.log_events() == []  # a succeeded outcome's line is INFO: the host's log stream, not exported
+    pipeline(otel, RecordingGraph(refused(404, ErrorCode.GRAPH_NOT_FOUND))).handle(body(), Delivery("m-1", 1))
     events = otel.log_events()
-    assert [e["event"] for e in events] == ["outcome"]
+    assert [e["event"] for e in events] == ["outcome"]  # a failed one's is a warning, exported once
     assert events[0]["correlationId"] == "order-4711"
     (record,) = otel.logs_exporter.get_finished_logs()
-    (span,) = otel.spans()
+    span = otel.spans()[-1]
     assert span.context is not None
     assert record.log_record.trace_id == span.context.trace_id
     assert SECRET_VALUE not in str(record.log_record.body)
