@@ -212,8 +212,14 @@ class Lookout:
         self.looked = _NEVER  # wall time the last look started
         self.rows: dict[str, BudgetRow] = {}
         # The store is one for every tenant: a failure any pacer here meets concerns them all.
-        self.failures = 0  # store calls of this process that failed
+        self.failures = 0  # store calls of this process that failed (`failed`)
+        self._counting = threading.Lock()  # tenants' pacers fail under their own locks, not one another's
         self.fallback_until = _NEVER  # monotonic: every tenant's pacer here paces at its split until then
+
+    def failed(self) -> None:
+        """Count a failed store call of any tenant's pacer here (none is lost to a race between them)."""
+        with self._counting:
+            self.failures += 1
 
     def gate(self, key: str) -> float:
         """The end of the tenant's gate as last seen (-inf: none)."""
@@ -433,7 +439,7 @@ class SharedPacer:
         already held every caller waiting behind it for seconds.
         """
         self._failures += 1
-        self._lookout.failures += 1
+        self._lookout.failed()
         self.counts["storeFailures"] += 1
         with self._lock:  # others may have lost the table for longer and fallen back: leave them room after
             self._recovering = self._instances > 1
