@@ -20,6 +20,7 @@ from azure.core.credentials import TokenCredential
 
 from shared.contract.limits import POISON_SUFFIX, outcome_budget
 from shared.contract.tenants import PARTITION, budget_with_reserve
+from shared.deferral_policy import Requeue
 from shared.graph.breaker import CircuitBreaker
 from shared.graph.client import ClientLimits, GraphClient
 from shared.graph.consent import ReadLimits, check_consent
@@ -245,10 +246,15 @@ def build_pipeline(
     settings: Settings,
     options: QueueOptions,
     credential: TokenCredential | None = None,
+    *,
     telemetry: Telemetry | None = None,
     audit: AuditTrail | None = None,
+    requeue: Requeue | None = None,
 ) -> CertStatePipeline:
-    """Wire the production pipeline; tests pass their own settings and, if they like, the rest."""
+    """Wire the production pipeline; tests pass their own settings and, if they like, the rest.
+
+    `requeue` stands in for the input queue a deferred copy goes to (a benchmark's queue in memory).
+    """
     telemetry = telemetry or Telemetry()
     breaker = CircuitBreaker(
         threshold=settings.BREAKER_FAILURE_THRESHOLD,
@@ -298,7 +304,7 @@ def build_pipeline(
         tenant_name=served.display_name,
         graph_base_url=settings.GRAPH_BASE_URL,
         max_dequeue_count=options.max_dequeue_count,
-        requeue=input_queue.send if deferrals else None,
+        requeue=(requeue or input_queue.send) if deferrals else None,
         deferrals=deferrals,
         max_deferral_seconds=settings.DEFERRAL_MAX_SECONDS,
         outcome_budget=outcome_budget(options.message_encoding),

@@ -38,9 +38,7 @@ class Stack:
             GRAPH_WRITE_BUDGET=budget,
             GRAPH_WRITE_WINDOW_SECONDS=window_s,
         )
-        pipeline = build_pipeline(settings, queue_options(app_settings={}))
-        pipeline._deferral._requeue = requeue  # the input queue, in memory
-        return pipeline
+        return build_pipeline(settings, queue_options(app_settings={}), requeue=requeue)  # the queue, in memory
 
 
 @pytest.fixture
