@@ -206,8 +206,11 @@ class Lookout:
     spare the claims that follow a read of their own.
     """
 
-    def __init__(self, store: BudgetStore, wall: Callable[[], float]) -> None:
-        self._store, self._wall = store, wall
+    def __init__(self, store: BudgetStore, wall: Callable[[], float], *, weak: bool = False) -> None:
+        # Weak for the process's registry (`lookout_of`): a lookout that held its store would keep its own
+        # key alive, and every pipeline built in the process (tests, a rebuilt wiring) would stay in memory.
+        self._store: Callable[[], BudgetStore | None] = weakref.ref(store) if weak else (lambda: store)
+        self._wall = wall
         self._lock = threading.Lock()  # one look at a time; those who waited use its answer
         self.looked = _NEVER  # wall time the last look started
         self.rows: dict[str, BudgetRow] = {}
@@ -231,8 +234,11 @@ class Lookout:
         with self._lock:
             if self.looked >= since:
                 return False
+            store = self._store()
+            if store is None:
+                raise ReferenceError("the pacing store is gone")
             started = self._wall()
-            self.rows = self._store.read_active(started)
+            self.rows = store.read_active(started)
             self.looked = started
             return True
 
@@ -246,7 +252,7 @@ def lookout_of(store: BudgetStore, wall: Callable[[], float] = time.time) -> Loo
     with _lookouts_lock:
         lookout = _lookouts.get(store)
         if lookout is None:
-            lookout = _lookouts[store] = Lookout(store, wall)
+            lookout = _lookouts[store] = Lookout(store, wall, weak=True)
         return lookout
 
 
@@ -373,7 +379,8 @@ class SharedPacer:
         The booking placed the copy on the tenant's return timeline, one slot after the previous copy of
         any instance, so the copies come back at the rate the schedule frees slots; whichever instance
         picks one up claims its slot here. A copy that comes back late takes the next free slot, and
-        none is left empty for it meanwhile.
+        none is left empty for it meanwhile. `deadline` is the caller's short slot wait: a copy holds its
+        invocation no longer than any message does.
         """
         if self._in_fallback():
             return False

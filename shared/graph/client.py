@@ -283,11 +283,11 @@ class GraphClient:
         (5xx, timeouts) ran out of its wait, which the host's retry counts as before.
         """
         wait = self._limits.slot_wait_seconds
-        # A copy back at its turn waits for the next slot as long as its invocation may: deferring it again
-        # would put it behind every copy booked since, and leave slots empty until it returned.
-        if booked is not None and tenant.pacer.use_booked(booked, deadline):
-            return True
         short = deadline if wait is None else min(deadline, self._clock() + wait)
+        # A copy back at its turn takes the next slot past the cap on waiters, within the same short wait as
+        # any message: a longer one would hold an invocation other tenants' messages could use.
+        if booked is not None and tenant.pacer.use_booked(booked, short):
+            return True
         if wait is None:
             acquired = tenant.pacer.acquire(deadline)
         else:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 from dataclasses import replace
 
 import pytest
 
+from shared.graph import budget
 from shared.graph.budget import (
     ALONE_REACH_SECONDS,
     FALLBACK_SECONDS,
@@ -279,3 +281,16 @@ def test_a_timed_out_call_falls_back_at_once_and_a_refused_one_is_given_a_second
     timed_out.read_active = timed_out.read = timed_out.write = silent  # type: ignore[method-assign,assignment]
     assert pacer.acquire(deadline=clock.now + 60)
     assert (pacer.counts["storeFailures"], pacer.counts["fallbacks"]) == (1, 1)  # one timeout is enough
+
+
+def test_a_pipeline_built_again_leaves_no_lookout_of_the_old_one_behind():
+    clock = Clock()
+    store = MemoryStore(clock)
+    pacer = SharedPacer("tenant", store, BUDGET, WINDOW, instance="i0", fallback_budget=BUDGET, wall=clock.wall,
+                        mono=clock.wall, sleep=clock.sleep)  # fmt: skip
+    assert pacer.acquire(deadline=clock.now + 60)
+    assert budget.lookout_of(store, clock.wall) is budget.lookout_of(store, clock.wall)  # one per store
+    before = len(budget._lookouts)
+    del pacer, store  # the wiring built again: the old store and its pacers are dropped
+    gc.collect()
+    assert len(budget._lookouts) == before - 1
