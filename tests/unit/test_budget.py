@@ -18,6 +18,8 @@ from shared.graph.budget import (
     Lookout,
     SharedPacer,
 )
+from shared.graph.pacing import WritePacer
+from shared.settings import Settings
 
 WINDOW, BUDGET = 10.0, 49
 
@@ -239,7 +241,8 @@ def test_no_slot_before_the_deadline_claims_nothing():
 def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_theirs():
     clock = Clock()
     store = MemoryStore(clock)
-    a, b = (SharedPacer("tenant", store, BUDGET, WINDOW, instance=name, fallback_budget=11, instances=4,
+    split = Settings(GRAPH_WRITE_BUDGET=BUDGET, GRAPH_PACING_MAX_INSTANCES=4).split_of(BUDGET)  # 11.5
+    a, b = (SharedPacer("tenant", store, BUDGET, WINDOW, instance=name, fallback_budget=split, instances=4,
                         wall=clock.wall, mono=clock.wall, sleep=clock.sleep, lookout=Lookout(store, clock.wall))
             for name in "ab")  # fmt: skip
     assert a.acquire(deadline=clock.now + 60)
@@ -249,13 +252,35 @@ def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_the
     assert a.counts["fallbacks"] == 1
     store.failing = False
     clock.now += FALLBACK_SECONDS
+    back = clock.now  # the table answers a again: the others met the same outage, so are back within 10 s
     sent = []
-    for pacer in itertools.islice(itertools.cycle((a, b)), 20):
+    while clock.now < back + FALLBACK_SECONDS + 2 * WINDOW:
+        pacer = (a, b)[len(sent) % 2]
         assert pacer.acquire(deadline=clock.now + 60)
         sent.append(clock.now)
-    room = BUDGET - 3 * (11 + 1)  # three others may still write 12 per window each on their split
-    assert max_in_window(sent) <= room + 1
-    assert store.rows["tenant"].lean_until > clock.now - 1
+    # The three others on their split until the last moment they can be, in step (the worst case for a window).
+    splits = [back + FALLBACK_SECONDS - k * WINDOW / split for k in range(int(3 * split))] * 3
+    assert max_in_window(sent + splits) <= BUDGET + 1
+    assert store.rows["tenant"].lean_until == pytest.approx(back + FALLBACK_SECONDS + WINDOW, abs=0.1)
+    # The room comes back as the splits' writes age out of the window, not a window after the last of them.
+    early = sum(1 for t in sent if t < back + FALLBACK_SECONDS + WINDOW)
+    assert early > (BUDGET - 3 * (math.floor(split) + 1)) * (FALLBACK_SECONDS + WINDOW) / WINDOW * 1.3
+
+
+@pytest.mark.parametrize("budget", [1, 9, 49, 99, 999])
+def test_the_split_keeps_the_limit_at_any_instance_count(budget: int):
+    """Instances without the table, all at their split and in step: together within budget + 1 in every window."""
+    for instances in range(1, 1001):
+        split = Settings(GRAPH_WRITE_BUDGET=budget, GRAPH_PACING_MAX_INSTANCES=instances).split_of(budget)
+        clock = Clock()
+        pacer = WritePacer(split, WINDOW, clock=clock.wall, sleep=clock.sleep)
+        sent = []
+        while clock.now < 1_700_000_000.0 + 3 * WINDOW and pacer.acquire(deadline=clock.now + 3 * WINDOW):
+            sent.append(clock.now)
+        one = max((sum(1 for t in sent if start <= t <= start + WINDOW) for start in sent), default=0)  # closed
+        assert instances * one <= budget + 1, (instances, split, one)
+        if split > 0:  # nothing of the budget lost to rounding
+            assert instances * (split + 1) == pytest.approx(budget + 1)
 
 
 class ServiceResponseTimeoutError(Exception):
