@@ -253,7 +253,7 @@ def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_the
     store.failing = False
     clock.now += FALLBACK_SECONDS
     back = clock.now  # the table answers a again: the others met the same outage, so are back within 10 s
-    sent = []
+    sent: list[float] = []
     while clock.now < back + FALLBACK_SECONDS + 2 * WINDOW:
         pacer = (a, b)[len(sent) % 2]
         assert pacer.acquire(deadline=clock.now + 60)
