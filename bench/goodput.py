@@ -128,20 +128,23 @@ def app_env(
     }
 
 
-def drain_with_workers(env: dict[str, str], name: str, processes: int, log_dir: Path) -> list[dict[str, Any]]:
-    """Start `processes` runner processes (`python -m bench.worker drain`) and return their reports."""
+def drain_with_workers(
+    env: dict[str, str], name: str, processes: int, log_dir: Path, *, argv: list[str] | None = None,
+    timeout: float = 600.0,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Start `processes` runner processes at once (`argv`, default `python -m bench.worker drain`); their reports."""
     workers = []
     for index in range(processes):
         slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
         log = (log_dir / f"{slug}-{index}.log").open("wb")
         process = subprocess.Popen(
-            worker_argv(sys.executable, ["drain"]), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log,
+            argv or worker_argv(sys.executable, ["drain"]), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log,
             start_new_session=True,
         )  # fmt: skip
         workers.append((process, log))
     reports = []
     for process, log in workers:
-        out, _ = process.communicate(timeout=600)
+        out, _ = process.communicate(timeout=timeout)
         log.close()
         if process.returncode != 0:
             raise RuntimeError(f"drain worker failed ({process.returncode}); see {log.name}")

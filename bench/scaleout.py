@@ -31,7 +31,6 @@ import itertools
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from bench.goodput import tenant_queue
+from bench.goodput import drain_with_workers, tenant_queue
 from devstack.azurite import Azurite
 from devstack.stack import deployed_settings
 
@@ -109,29 +108,11 @@ def drain(azurite: Azurite, scenario: Drain, processes: int, log_dir: Path) -> d
             **queue.identity.env(),
             **queue.entra.env(),
         }  # fmt: skip
-        reports = _run_workers(env, f"{scenario.name}-{processes}", processes, log_dir)
+        argv = [sys.executable, "-m", "bench.scaleout", "worker"]
+        reports = drain_with_workers(env, f"{scenario.name}-{processes}", processes, log_dir, argv=argv, timeout=900)
         outcomes, poisoned = queue.outcomes()
         stats, log = queue.graph.stats(), queue.graph.requests()
     return summarise(scenario, processes, queue.sent, outcomes, poisoned, stats, log, reports, queue.lifted[:1])
-
-
-def _run_workers(env: dict[str, str], name: str, processes: int, log_dir: Path) -> list[dict[str, Any]]:
-    """Start `processes` runner processes at once and return their reports."""
-    workers = []
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
-    for index in range(processes):
-        log = (log_dir / f"{slug}-{index}.log").open("wb")
-        argv = [sys.executable, "-m", "bench.scaleout", "worker"]
-        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-        workers.append((process, log))
-    reports = []
-    for process, log in workers:
-        out, _ = process.communicate(timeout=900)
-        log.close()
-        if process.returncode != 0:
-            raise RuntimeError(f"runner process failed ({process.returncode}); see {log.name}")
-        reports.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return reports
 
 
 def summarise(  # noqa: PLR0917 - one drain's evidence
