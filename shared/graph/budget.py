@@ -219,11 +219,14 @@ class Lookout:
         self._counting = threading.Lock()  # tenants' pacers fail under their own locks, not one another's
         self.fallback_until = _NEVER  # monotonic: every tenant's pacer here paces at its split until then
         self._answered_at: float | None = _NEVER  # wall: the first call that answered after the last failure
+        self.down_since = _NEVER  # wall: the first failed call since the store last answered
 
-    def failed(self) -> None:
-        """Count a failed store call of any tenant's pacer here (none is lost to a race between them)."""
+    def failed(self, at: float) -> None:
+        """Count a failed store call (at `at`, wall) of any tenant's pacer here (none lost to a race between them)."""
         with self._counting:
             self.failures += 1
+            if self._answered_at is not None:
+                self.down_since = at
             self._answered_at = None
 
     def answered(self, at: float) -> None:
@@ -459,7 +462,7 @@ class SharedPacer:
         already held every caller waiting behind it for seconds.
         """
         self._failures += 1
-        self._lookout.failed()
+        self._lookout.failed(self._wall())
         self.counts["storeFailures"] += 1
         with self._lock:  # others may have lost the table for longer and fallen back: leave them room after
             self._recovering = self._instances > 1
@@ -597,6 +600,13 @@ class SharedPacer:
             shared = others or row.shared_until > now
             failures = self._lookout.failures  # any store failure here since the last claim: others may be on the split
             recovering = self._instances > 1 and (self._recovering or failures != self._failures_seen)
+            # Another instance claimed from the row after the outage here began plus a fallback period:
+            # it was on the table meanwhile, so the outage was this instance's alone (a slow call in a
+            # starved process), and nobody is on a split because of it. In an outage of the table itself
+            # the first instance back finds no such claim and sets the lean period for all.
+            local = row.last_by not in ("", self._instance) and (
+                row.next_slot > self._lookout.down_since + FALLBACK_SECONDS)  # fmt: skip
+            recovering = recovering and not local
             # Instances that met the same outage are back on the table within `FALLBACK_SECONDS` of it
             # answering here; their writes on the split stay in Graph's window one window longer.
             back = self._lookout.back_at(now) + FALLBACK_SECONDS + self._window

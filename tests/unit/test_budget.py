@@ -267,6 +267,52 @@ def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_the
     assert early > (BUDGET - 3 * (math.floor(split) + 1)) * (FALLBACK_SECONDS + WINDOW) / WINDOW * 1.3
 
 
+class Connection:
+    """One instance's way to the shared store: it can fail for that instance alone (a starved process)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store, self.failing = store, False
+
+    def read(self, key: str) -> BudgetRow:
+        self._check()
+        return self.store.read(key)
+
+    def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
+        self._check()
+        return self.store.write(key, row, etag)
+
+    def read_active(self, now: float) -> dict[str, BudgetRow]:
+        self._check()
+        return self.store.read_active(now)
+
+    def _check(self) -> None:
+        if self.failing:
+            raise ConnectionError("this instance cannot reach the table")
+
+
+def test_an_outage_of_one_instance_alone_leaves_the_schedule_at_the_full_rate():
+    clock = Clock()
+    store = MemoryStore(clock)
+    mine = Connection(store)
+    a, b = (SharedPacer("tenant", via, BUDGET, WINDOW, instance=name, fallback_budget=11.5, instances=4,
+                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep, lookout=Lookout(via, clock.wall))
+            for name, via in (("a", mine), ("b", store)))  # fmt: skip
+    assert a.acquire(deadline=clock.now + 60)
+    mine.failing = True
+    while not a.counts["fallbacks"]:
+        assert a.acquire(deadline=clock.now + 60)
+    back = clock.now + FALLBACK_SECONDS
+    while clock.now < back:  # b stays on the table meanwhile: the outage is a's alone
+        assert b.acquire(deadline=clock.now + 60)
+    mine.failing = False
+    sent = []
+    for pacer in itertools.islice(itertools.cycle((a, b)), 2 * BUDGET):
+        assert pacer.acquire(deadline=clock.now + 60)
+        sent.append(clock.now)
+    assert store.rows["tenant"].lean_until < back  # nobody is on a split because of it: no lean period
+    assert (len(sent) - 1) / (sent[-1] - sent[0]) == pytest.approx(BUDGET / WINDOW, rel=0.03)
+
+
 @pytest.mark.parametrize("budget", [1, 9, 49, 99, 999])
 def test_the_split_keeps_the_limit_at_any_instance_count(budget: int):
     """Instances without the table, all at their split and in step: together within budget + 1 in every window."""
