@@ -394,8 +394,7 @@ class SharedPacer:
         The booking placed the copy on the tenant's return timeline, one slot after the previous copy of
         any instance, so the copies come back at the rate the schedule frees slots; whichever instance
         picks one up claims its slot here. A copy that comes back late takes the next free slot, and
-        none is left empty for it meanwhile. `deadline` is the caller's short slot wait: a copy holds its
-        invocation no longer than any message does.
+        none is left empty for it meanwhile.
         """
         if self._in_fallback():
             return False

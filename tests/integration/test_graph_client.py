@@ -261,29 +261,6 @@ def test_no_write_slot_within_the_short_wait_defers_without_sending(graph, crede
     assert deferred[2] == pytest.approx(deferred[0] + 20, abs=0.2)
 
 
-class BookedPacer(WritePacer):
-    """A pacer whose booked slots never come: a copy's wait for one lasts until the deadline it is given."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        super().__init__(1, 10.0, clock=clock.now, sleep=clock.sleep)
-        self.clock = clock
-
-    def use_booked(self, slot: float, deadline: float) -> bool:
-        self.clock.sleep(max(0.0, deadline - self.clock.now()))
-        return False
-
-
-def test_a_copy_back_at_its_turn_waits_no_longer_than_any_message_for_a_slot(graph, credential):
-    clock = FakeClock()
-    pacer = BookedPacer(clock)
-    c = client(graph, credential, max_wait=60, slot_wait=2.0, pacer=pacer, clock=clock)
-    patch(graph, c)  # the tenant's one slot of the window
-    started = clock.now()
-    with pytest.raises(DeferralRequested):
-        c.client.patch(GraphRequest(url=graph.base_url + IOS, body=BODY), c.tenant, booked=time.time())
-    assert clock.now() - started <= 2.0 + 1e-6  # the short wait, not the invocation's 60 s
-
-
 @pytest.mark.parametrize("shared_pacer", [True, False], ids=["one-process", "no-shared-gate"])
 def test_a_429_holds_back_every_request_of_the_process(graph, credential, shared_pacer: bool):
     pacers = [WritePacer(1000, 1.0)] * 2 if shared_pacer else [WritePacer(1000, 1.0), WritePacer(1000, 1.0)]
