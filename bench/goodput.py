@@ -8,16 +8,20 @@ so what a worker process spends is its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import re
 import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,8 @@ from bench.cost import worker_argv
 from bench.messages import bodies
 from bench.services import CountingGraphSimulator, queue_names
 from devstack.azurite import Azurite
-from devstack.identity_emulator import IdentityEmulator
+from devstack.entra_emulator import EntraEmulator
+from devstack.identity_emulator import SYSTEM_ASSIGNED_CLIENT_ID, IdentityEmulator
 
 REPO = Path(__file__).resolve().parent.parent
 _NAMES = queue_names()
@@ -123,25 +128,98 @@ def app_env(
     }
 
 
-def drain_with_workers(env: dict[str, str], name: str, processes: int, log_dir: Path) -> list[dict[str, Any]]:
-    """Start `processes` runner processes (`python -m bench.worker drain`) and return their reports."""
+def drain_with_workers(
+    env: dict[str, str], name: str, processes: int, log_dir: Path, *, argv: list[str] | None = None,
+    timeout: float = 600.0,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Start `processes` runner processes at once (`argv`, default `python -m bench.worker drain`); their reports."""
     workers = []
     for index in range(processes):
         slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
         log = (log_dir / f"{slug}-{index}.log").open("wb")
         process = subprocess.Popen(
-            worker_argv(sys.executable, ["drain"]), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log,
+            argv or worker_argv(sys.executable, ["drain"]), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log,
             start_new_session=True,
         )  # fmt: skip
         workers.append((process, log))
     reports = []
     for process, log in workers:
-        out, _ = process.communicate(timeout=600)
+        out, _ = process.communicate(timeout=timeout)
         log.close()
         if process.returncode != 0:
             raise RuntimeError(f"drain worker failed ({process.returncode}); see {log.name}")
         reports.append(json.loads(out.decode().strip().splitlines()[-1]))
     return reports
+
+
+@dataclass
+class TenantQueue:
+    """One multi-tenant drain's services and queues, filled: what bench/tenants.py and bench/scaleout.py share."""
+
+    identity: IdentityEmulator
+    graph: CountingGraphSimulator
+    entra: EntraEmulator
+    names: tuple[str, str]
+    sent: dict[str, str]  # message id -> tenant
+    lifted: list[float] = field(default_factory=list)  # when the storm was lifted (monotonic), if it was
+    _service: QueueServiceClient | None = None
+
+    def outcomes(self) -> tuple[list[dict[str, Any]], int]:
+        """Every outcome on the result queue and the number of poisoned messages, both queues emptied."""
+        assert self._service is not None
+        outcomes = [json.loads(text) for text in drain_queue(self._service.get_queue_client(self.names[1]))]
+        return outcomes, len(drain_queue(self._service.get_queue_client(self.names[0] + "-poison")))
+
+
+@contextlib.contextmanager
+def tenant_queue(
+    azurite: Azurite, tenants: tuple[str, ...], backlogs: tuple[int, ...], *, write_limit: int, window_s: float,
+    storm_limit: int | None = None,
+) -> Iterator[TenantQueue]:  # fmt: skip
+    """Emulators for identity, Entra and Graph (the last tenant in a storm at `storm_limit`, lifted once the
+    others have every write they need), and one queue with every tenant's messages in random order."""
+    key = secrets.token_bytes(32)
+    names = next(_NAMES)
+    storm = tenants[-1] if storm_limit is not None else None
+    stop = threading.Event()
+    with (
+        IdentityEmulator(signing_key=key) as identity,
+        CountingGraphSimulator(key, write_limit=write_limit, write_window_s=window_s) as graph,
+        EntraEmulator(key, trusted_identity=SYSTEM_ASSIGNED_CLIENT_ID, consented_tenants=tenants) as entra,
+    ):
+        for tenant in tenants:
+            graph.add_tenant(tenant, write_limit=storm_limit if tenant == storm else None)
+        service = QueueServiceClient.from_connection_string(azurite.connection_string)
+        inputs = service.get_queue_client(names[0])
+        inputs.create_queue()
+        service.get_queue_client(names[1]).create_queue()
+        messages = [
+            (tenant, body)
+            for i, (tenant, count) in enumerate(zip(tenants, backlogs, strict=True))
+            for body in bodies(count, start=1000 * i, tenants=(tenant,))
+        ]
+        random.Random(12).shuffle(messages)
+        sent = {inputs.send_message(body.decode()).id: tenant for tenant, body in messages}
+        drain = TenantQueue(identity, graph, entra, names, sent, _service=service)
+        if storm is not None:
+            others = dict(zip(tenants[:-1], backlogs[:-1], strict=True))
+            threading.Thread(target=_lift_storm, args=(graph, storm, others, drain.lifted, stop), daemon=True).start()
+        try:
+            yield drain
+        finally:
+            stop.set()
+
+
+def _lift_storm(
+    graph: CountingGraphSimulator, storm: str, others: dict[str, int], lifted: list[float], stop: threading.Event
+) -> None:
+    """Give the storm tenant its normal limit back once the others have every write they need."""
+    while not stop.wait(0.2):
+        by_tenant = graph.stats()["byTenant"]
+        if all(by_tenant.get(t, {}).get("writes", 0) >= n for t, n in others.items()):
+            graph.add_tenant(storm)
+            lifted.append(time.monotonic())
+            return
 
 
 def drain_queue(queue: QueueClient) -> list[str]:

@@ -19,33 +19,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import secrets
 import statistics
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from azure.storage.queue import QueueServiceClient
-
 from bench.cost import python_for, services, worker
-from bench.goodput import app_env, drain_queue, drain_with_workers, infra_budget
-from bench.messages import bodies
-from bench.services import CountingGraphSimulator, queue_names
+from bench.goodput import app_env, drain_with_workers, infra_budget, tenant_queue
 from devstack.azurite import Azurite
 from devstack.entra_emulator import EXCHANGE_AUDIENCE, EntraEmulator
-from devstack.identity_emulator import SYSTEM_ASSIGNED_CLIENT_ID, IdentityEmulator
+from devstack.identity_emulator import SYSTEM_ASSIGNED_CLIENT_ID
 from devstack.stack import MULTITENANT_QUEUE_SETTINGS
 
 REPO = Path(__file__).resolve().parent.parent
 TENANT_IDS = tuple(f"7e000000-0000-4000-8000-{i:012x}" for i in range(1, 51))
 A, B, C = TENANT_IDS[:3]
 LIMIT, WINDOW = 50, 10.0
-_NAMES = queue_names()
 
 
 @dataclass(frozen=True)
@@ -76,64 +68,27 @@ def scenarios(*, quick: bool) -> list[TenantDrain]:
 def drain(azurite: Azurite, scenario: TenantDrain, log_dir: Path) -> dict[str, Any]:
     """Fill one queue with the three tenants' messages in random order and drain it with one runner process."""
     tenants = (A, B, C)
-    key = secrets.token_bytes(32)
-    input_name, result_name = next(_NAMES)
-    with (
-        IdentityEmulator(signing_key=key) as identity,
-        CountingGraphSimulator(key, write_limit=scenario.write_limit, write_window_s=scenario.window_s) as graph,
-        EntraEmulator(key, trusted_identity=SYSTEM_ASSIGNED_CLIENT_ID, consented_tenants=tenants) as entra,
-    ):
-        for tenant in tenants:
-            graph.add_tenant(tenant, write_limit=scenario.storm_limit if tenant == C else None)
-        service = QueueServiceClient.from_connection_string(azurite.connection_string)
-        inputs, results = service.get_queue_client(input_name), service.get_queue_client(result_name)
-        poison = service.get_queue_client(input_name + "-poison")
-        inputs.create_queue()
-        results.create_queue()
-        messages = [
-            (tenant, body)
-            for i, (tenant, count) in enumerate(zip(tenants, scenario.backlogs, strict=True))
-            for body in bodies(count, start=1000 * i, tenants=(tenant,))
-        ]
-        random.Random(12).shuffle(messages)
-        sent = {inputs.send_message(body.decode()).id: tenant for tenant, body in messages}
+    with tenant_queue(azurite, tenants, scenario.backlogs, write_limit=scenario.write_limit,
+                      window_s=scenario.window_s, storm_limit=scenario.storm_limit) as queue:  # fmt: skip
         env = {
-            **app_env(azurite, graph.base_url, identity, (input_name, result_name), budget=scenario.budget,
+            **app_env(azurite, queue.graph.base_url, queue.identity, queue.names, budget=scenario.budget,
                       window_s=scenario.window_s),
-            "HOME_TENANT_ID": identity.tenant_id,
+            "HOME_TENANT_ID": queue.identity.tenant_id,
             "SERVED_TENANT_IDS": ",".join(tenants),
-            "MULTITENANT_APP_CLIENT_ID": entra.app_client_id,
+            "MULTITENANT_APP_CLIENT_ID": queue.entra.app_client_id,
             **MULTITENANT_QUEUE_SETTINGS,
-            **entra.env(),
+            **queue.entra.env(),
         }  # fmt: skip
-        lifted: list[float] = []
-        stop = threading.Event()
-        if scenario.storm_limit is not None:
-            threading.Thread(target=_lift_storm, args=(graph, scenario, lifted, stop), daemon=True).start()
         started = time.monotonic()
         reports = drain_with_workers(env, scenario.name, 1, log_dir)
         elapsed = time.monotonic() - started
-        stop.set()
-        outcomes = [json.loads(text) for text in drain_queue(results)]
-        poisoned = len(drain_queue(poison))
-        stats, log = graph.stats(), graph.requests()
-        tokens = {"entra": entra.stats()["issued"], "identity": identity.tokens_by_resource()}
+        outcomes, poisoned = queue.outcomes()
+        stats, log = queue.graph.stats(), queue.graph.requests()
+        tokens = {"entra": queue.entra.stats()["issued"], "identity": queue.identity.tokens_by_resource()}
     return _summarise(
-        scenario=scenario, sent=sent, outcomes=outcomes, poisoned=poisoned, stats=stats, log=log, tokens=tokens,
-        reports=reports, elapsed=elapsed, lifted=lifted[:1],
+        scenario=scenario, sent=queue.sent, outcomes=outcomes, poisoned=poisoned, stats=stats, log=log,
+        tokens=tokens, reports=reports, elapsed=elapsed, lifted=queue.lifted[:1],
     )  # fmt: skip
-
-
-def _lift_storm(
-    graph: CountingGraphSimulator, scenario: TenantDrain, lifted: list[float], stop: threading.Event
-) -> None:
-    """Give C its normal limit back once A and B have every write they need."""
-    while not stop.wait(0.2):
-        by_tenant = graph.stats()["byTenant"]
-        if all(by_tenant.get(t, {}).get("writes", 0) >= n for t, n in zip((A, B), scenario.backlogs, strict=False)):
-            graph.add_tenant(C)
-            lifted.append(time.monotonic())
-            return
 
 
 def _summarise(

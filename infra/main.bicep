@@ -232,9 +232,9 @@ var graphBaseUrls = {
 // tenant's writes per window for the whole deployment: every instance draws its slots from one schedule per
 // tenant in the pacing table, so the instances together never pass it. One write of the available limit is
 // kept back for send jitter and clock skew between instances. Without the table (it fails, or is slow) an
-// instance falls back to max(1, floor((budget + 1) / GRAPH_PACING_MAX_INSTANCES) - 1), which up to
-// (budget + 1) / 2 unsynchronised instances (50 at the default) cannot push past the limit either; past that
-// the split is one write per window and instance, and Graph's 429s are the backstop while the table is out.
+// instance falls back to (budget + 1) / GRAPH_PACING_MAX_INSTANCES - 1 writes per window (a fraction: a write
+// every few windows), which no number of unsynchronised instances can push past the limit; from budget + 1
+// instances on no share is left and an instance without the table defers the tenant's writes until it answers.
 // Pacing does not limit the instance count.
 var availableWriteLimit = max(2, graphWriteLimit - graphWriteReserve)
 var effectiveMaximumInstanceCount = maximumInstanceCount

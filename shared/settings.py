@@ -243,14 +243,15 @@ class Settings(BaseModel):
             return overrides.get(HOME, overrides.get(self.HOME_TENANT_ID or HOME, self.GRAPH_WRITE_BUDGET))
         return overrides.get(tenant_id, self.GRAPH_WRITE_BUDGET)
 
-    def split_of(self, budget: int) -> int:
+    def split_of(self, budget: int) -> float:
         """One instance's share of a tenant's `budget` when it cannot coordinate (no table, or it fails).
 
-        `floor((budget + 1) / N) - 1`: an unsynchronised, evenly spaced pacer may land one write more
-        than its budget in a window, so N instances together stay within budget + 1, the tenant's limit
-        less its reserve.
+        `(budget + 1) / N - 1` writes per window, a fraction when N is large: an unsynchronised, evenly
+        spaced pacer may land `floor(split) + 1` writes in a window, so N instances together stay within
+        budget + 1, the tenant's limit less its reserve, at any N. From N = budget + 1 on no share is
+        left: 0, and an instance without the table writes nothing to the tenant until it answers again.
         """
-        return max(1, (budget + 1) // self.GRAPH_PACING_MAX_INSTANCES - 1)
+        return max(0.0, (budget + 1) / self.GRAPH_PACING_MAX_INSTANCES - 1)
 
 
 def _is_loopback(host: str) -> bool:

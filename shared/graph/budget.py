@@ -206,8 +206,11 @@ class Lookout:
     spare the claims that follow a read of their own.
     """
 
-    def __init__(self, store: BudgetStore, wall: Callable[[], float]) -> None:
-        self._store, self._wall = store, wall
+    def __init__(self, store: BudgetStore, wall: Callable[[], float], *, weak: bool = False) -> None:
+        # Weak for the process's registry (`lookout_of`): a lookout that held its store would keep its own
+        # key alive, and every pipeline built in the process (tests, a rebuilt wiring) would stay in memory.
+        self._store: Callable[[], BudgetStore | None] = weakref.ref(store) if weak else (lambda: store)
+        self._wall = wall
         self._lock = threading.Lock()  # one look at a time; those who waited use its answer
         self.looked = _NEVER  # wall time the last look started
         self.rows: dict[str, BudgetRow] = {}
@@ -215,11 +218,27 @@ class Lookout:
         self.failures = 0  # store calls of this process that failed (`failed`)
         self._counting = threading.Lock()  # tenants' pacers fail under their own locks, not one another's
         self.fallback_until = _NEVER  # monotonic: every tenant's pacer here paces at its split until then
+        self._answered_at: float | None = _NEVER  # wall: the first call that answered after the last failure
+        self.down_since = _NEVER  # wall: the first failed call since the store last answered
 
-    def failed(self) -> None:
-        """Count a failed store call of any tenant's pacer here (none is lost to a race between them)."""
+    def failed(self, at: float) -> None:
+        """Count a failed store call (at `at`, wall) of any tenant's pacer here (none lost to a race between them)."""
         with self._counting:
             self.failures += 1
+            if self._answered_at is not None:
+                self.down_since = at
+            self._answered_at = None
+
+    def answered(self, at: float) -> None:
+        """A store call answered at `at` (wall): the first after a failure is when the table was back."""
+        with self._counting:
+            if self._answered_at is None:
+                self._answered_at = at
+
+    def back_at(self, now: float) -> float:
+        """When the table answered this process again after its last failure (`now`: not yet)."""
+        with self._counting:
+            return now if self._answered_at is None else self._answered_at
 
     def gate(self, key: str) -> float:
         """The end of the tenant's gate as last seen (-inf: none)."""
@@ -231,8 +250,11 @@ class Lookout:
         with self._lock:
             if self.looked >= since:
                 return False
+            store = self._store()
+            if store is None:
+                raise ReferenceError("the pacing store is gone")
             started = self._wall()
-            self.rows = self._store.read_active(started)
+            self.rows = store.read_active(started)
             self.looked = started
             return True
 
@@ -246,7 +268,7 @@ def lookout_of(store: BudgetStore, wall: Callable[[], float] = time.time) -> Loo
     with _lookouts_lock:
         lookout = _lookouts.get(store)
         if lookout is None:
-            lookout = _lookouts[store] = Lookout(store, wall)
+            lookout = _lookouts[store] = Lookout(store, wall, weak=True)
         return lookout
 
 
@@ -266,7 +288,7 @@ class SharedPacer:
         window_seconds: float,
         *,
         instance: str,
-        fallback_budget: int,
+        fallback_budget: float,
         instances: int = 1,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
@@ -278,8 +300,7 @@ class SharedPacer:
         self._store_api = store
         self._lookout = lookout if lookout is not None else lookout_of(store, wall)
         self._interval = window_seconds / budget
-        # While other instances may still pace at their split (`leanUntil`), the schedule leaves them room.
-        self._lean_interval = window_seconds / max(1, budget - (instances - 1) * (fallback_budget + 1))
+        self._budget, self._split = budget, fallback_budget
         self._instances = instances
         self._recovering = False  # back from the split: the next claim tells the others to leave room
         self._failures_seen = self._lookout.failures  # the process's store failures as of this pacer's last claim
@@ -425,6 +446,7 @@ class SharedPacer:
                 self._failed(type(err).__name__, at_once="Timeout" in type(err).__name__)
                 return False
             took = self._mono() - started
+            self._lookout.answered(self._wall())
             self._latency += (min(took, SLOW_SECONDS) - self._latency) / 8  # a moving average of store calls
             if took > SLOW_SECONDS:
                 self._failed("slow", at_once=True)
@@ -439,7 +461,7 @@ class SharedPacer:
         already held every caller waiting behind it for seconds.
         """
         self._failures += 1
-        self._lookout.failed()
+        self._lookout.failed(self._wall())
         self.counts["storeFailures"] += 1
         with self._lock:  # others may have lost the table for longer and fallen back: leave them room after
             self._recovering = self._instances > 1
@@ -577,14 +599,26 @@ class SharedPacer:
             shared = others or row.shared_until > now
             failures = self._lookout.failures  # any store failure here since the last claim: others may be on the split
             recovering = self._instances > 1 and (self._recovering or failures != self._failures_seen)
-            lean = max(row.lean_until, now + FALLBACK_SECONDS + self._window if recovering else _NEVER)
-            step = self._lean_interval if lean > now else self._interval
+            # Another instance claimed from the row after the outage here began plus a fallback period:
+            # it was on the table meanwhile, so the outage was this instance's alone (a slow call in a
+            # starved process), and nobody is on a split because of it. In an outage of the table itself
+            # the first instance back finds no such claim and sets the lean period for all.
+            local = row.last_by not in ("", self._instance) and (
+                row.next_slot > self._lookout.down_since + FALLBACK_SECONDS)  # fmt: skip
+            recovering = recovering and not local
+            # Instances that met the same outage are back on the table within `FALLBACK_SECONDS` of it
+            # answering here; their writes on the split stay in Graph's window one window longer.
+            back = self._lookout.back_at(now) + FALLBACK_SECONDS + self._window
+            lean = max(row.lean_until, back if recovering else _NEVER)
+            step = self._spacing(start, lean)
             # Alone, a block of two seconds costs a tenth of a store call per write, and a slot nobody takes
             # is nobody else's loss (never longer: an instance falling back waits that long for the blocks
             # others hold); shared, the block is sized to the callers here, within a second.
             reach = min(demand, int(SHARED_REACH_SECONDS / step)) if shared else int(ALONE_REACH_SECONDS / step)
-            count = max(1, reach)
-            end = start + count * step
+            slots = [start]
+            while len(slots) < reach:
+                slots.append(slots[-1] + self._spacing(slots[-1], lean))
+            end = slots[-1] + self._spacing(slots[-1], lean)
             new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
                             max(row.shared_until, end + self._window) if others else row.shared_until,
                             max(row.return_at, self._returns), lean)  # fmt: skip
@@ -593,11 +627,25 @@ class SharedPacer:
                 with self._lock:
                     self._recovering, self._failures_seen = False, failures
                     self._shared = shared
-                    self._slots.extend(start + i * step for i in range(count))
+                    self._slots.extend(slots)
                 return
             row = self._read()
         # Every attempt lost: a failed call (two in a row take the split), not another round at once.
         raise Contended(f"{CLAIM_ATTEMPTS} claims in a row lost the race for the row")
+
+    def _spacing(self, at: float, lean: float) -> float:
+        """Seconds from a slot at `at` to the next: the budget's interval, wider while splits may be in Graph's window.
+
+        Until `lean`, the end of the last window that may hold a write some other instance made on its split,
+        a slot leaves room for what each of them can have in a window holding it: what its split writes in
+        the time left to `lean`, never more than `floor(split) + 1`. So the room comes back as those writes
+        age out of the window, not all at once a window after the last of them.
+        """
+        if at >= lean or self._split <= 0 or self._instances == 1:
+            return self._interval
+        others = min(math.floor(self._split) + 1, math.floor((lean - at) * self._split / self._window) + 1)
+        room = self._budget - (self._instances - 1) * others
+        return self._window / room if room > 0 else self._window
 
     def _book(self) -> float:
         """Book a copy's turn on the tenant's return timeline, one slot after the last copy booked here or seen.

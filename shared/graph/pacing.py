@@ -8,6 +8,7 @@ honoured by all of them, and by no other tenant's. Shared across instances, the 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -15,23 +16,28 @@ from typing import NamedTuple, Protocol
 
 
 class WritePacer:
-    """A thread-safe write slot scheduler with a Retry-After gate."""
+    """A thread-safe write slot scheduler with a Retry-After gate.
+
+    `budget` writes per `window_seconds`, evenly spaced; it may be a fraction (a slot every few windows).
+    """
 
     def __init__(
         self,
-        budget: int,
+        budget: float,
         window_seconds: float,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         on_wait: Callable[[str, float], None] = lambda reason, seconds: None,
     ) -> None:
-        self._interval = window_seconds / budget
+        # A fraction of a write per window is a slot every few windows; none (budget 0): no slot at all.
+        self._interval = window_seconds / budget if budget > 0 else math.inf
+        self._window = window_seconds
         self._on_wait = on_wait  # ("pacer" | "retryAfter", seconds): telemetry of the time writes wait
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._next_slot = float("-inf")
+        self._next_slot = float("-inf") if budget > 0 else math.inf
         self._gate_until = float("-inf")
         self._return_at = float("-inf")
         self._waiting = 0
@@ -94,6 +100,8 @@ class WritePacer:
         with self._lock:
             now = self._clock()
             slot = self._free_slot(now) + self._waiting * self._interval
+            if math.isinf(slot):  # no share of the budget: back after a window, when the table may answer
+                return NextSlot(delay_seconds=self._window, retry_after=self._gate_until > now)
             at = max(slot, self._return_at)
             self._return_at = at + self._interval
             return NextSlot(delay_seconds=at - now, retry_after=self._gate_until > now)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 from dataclasses import replace
 
 import pytest
 
+from shared.graph import budget
 from shared.graph.budget import (
     ALONE_REACH_SECONDS,
     FALLBACK_SECONDS,
@@ -16,6 +18,8 @@ from shared.graph.budget import (
     Lookout,
     SharedPacer,
 )
+from shared.graph.pacing import WritePacer
+from shared.settings import Settings
 
 WINDOW, BUDGET = 10.0, 49
 
@@ -237,7 +241,8 @@ def test_no_slot_before_the_deadline_claims_nothing():
 def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_theirs():
     clock = Clock()
     store = MemoryStore(clock)
-    a, b = (SharedPacer("tenant", store, BUDGET, WINDOW, instance=name, fallback_budget=11, instances=4,
+    split = Settings(GRAPH_WRITE_BUDGET=BUDGET, GRAPH_PACING_MAX_INSTANCES=4).split_of(BUDGET)  # 11.5
+    a, b = (SharedPacer("tenant", store, BUDGET, WINDOW, instance=name, fallback_budget=split, instances=4,
                         wall=clock.wall, mono=clock.wall, sleep=clock.sleep, lookout=Lookout(store, clock.wall))
             for name in "ab")  # fmt: skip
     assert a.acquire(deadline=clock.now + 60)
@@ -247,13 +252,81 @@ def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_the
     assert a.counts["fallbacks"] == 1
     store.failing = False
     clock.now += FALLBACK_SECONDS
-    sent = []
-    for pacer in itertools.islice(itertools.cycle((a, b)), 20):
+    back = clock.now  # the table answers a again: the others met the same outage, so are back within 10 s
+    sent: list[float] = []
+    while clock.now < back + FALLBACK_SECONDS + 2 * WINDOW:
+        pacer = (a, b)[len(sent) % 2]
         assert pacer.acquire(deadline=clock.now + 60)
         sent.append(clock.now)
-    room = BUDGET - 3 * (11 + 1)  # three others may still write 12 per window each on their split
-    assert max_in_window(sent) <= room + 1
-    assert store.rows["tenant"].lean_until > clock.now - 1
+    # The three others on their split until the last moment they can be, in step (the worst case for a window).
+    splits = [back + FALLBACK_SECONDS - k * WINDOW / split for k in range(int(3 * split))] * 3
+    assert max_in_window(sent + splits) <= BUDGET + 1
+    assert store.rows["tenant"].lean_until == pytest.approx(back + FALLBACK_SECONDS + WINDOW, abs=0.1)
+    # The room comes back as the splits' writes age out of the window, not a window after the last of them.
+    early = sum(1 for t in sent if t < back + FALLBACK_SECONDS + WINDOW)
+    assert early > (BUDGET - 3 * (math.floor(split) + 1)) * (FALLBACK_SECONDS + WINDOW) / WINDOW * 1.3
+
+
+class Connection:
+    """One instance's way to the shared store: it can fail for that instance alone (a starved process)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store, self.failing = store, False
+
+    def read(self, key: str) -> BudgetRow:
+        self._check()
+        return self.store.read(key)
+
+    def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
+        self._check()
+        return self.store.write(key, row, etag)
+
+    def read_active(self, now: float) -> dict[str, BudgetRow]:
+        self._check()
+        return self.store.read_active(now)
+
+    def _check(self) -> None:
+        if self.failing:
+            raise ConnectionError("this instance cannot reach the table")
+
+
+def test_an_outage_of_one_instance_alone_leaves_the_schedule_at_the_full_rate():
+    clock = Clock()
+    store = MemoryStore(clock)
+    mine = Connection(store)
+    a, b = (SharedPacer("tenant", via, BUDGET, WINDOW, instance=name, fallback_budget=11.5, instances=4,
+                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep, lookout=Lookout(via, clock.wall))
+            for name, via in (("a", mine), ("b", store)))  # fmt: skip
+    assert a.acquire(deadline=clock.now + 60)
+    mine.failing = True
+    while not a.counts["fallbacks"]:
+        assert a.acquire(deadline=clock.now + 60)
+    back = clock.now + FALLBACK_SECONDS
+    while clock.now < back:  # b stays on the table meanwhile: the outage is a's alone
+        assert b.acquire(deadline=clock.now + 60)
+    mine.failing = False
+    sent = []
+    for pacer in itertools.islice(itertools.cycle((a, b)), 2 * BUDGET):
+        assert pacer.acquire(deadline=clock.now + 60)
+        sent.append(clock.now)
+    assert store.rows["tenant"].lean_until < back  # nobody is on a split because of it: no lean period
+    assert (len(sent) - 1) / (sent[-1] - sent[0]) == pytest.approx(BUDGET / WINDOW, rel=0.03)
+
+
+@pytest.mark.parametrize("budget", [1, 9, 49, 99, 999])
+def test_the_split_keeps_the_limit_at_any_instance_count(budget: int):
+    """Instances without the table, all at their split and in step: together within budget + 1 in every window."""
+    for instances in range(1, 1001):
+        split = Settings(GRAPH_WRITE_BUDGET=budget, GRAPH_PACING_MAX_INSTANCES=instances).split_of(budget)
+        clock = Clock()
+        pacer = WritePacer(split, WINDOW, clock=clock.wall, sleep=clock.sleep)
+        sent = []
+        while clock.now < 1_700_000_000.0 + 3 * WINDOW and pacer.acquire(deadline=clock.now + 3 * WINDOW):
+            sent.append(clock.now)
+        one = max((sum(1 for t in sent if start <= t <= start + WINDOW) for start in sent), default=0)  # closed
+        assert instances * one <= budget + 1, (instances, split, one)
+        if split > 0:  # nothing of the budget lost to rounding
+            assert instances * (split + 1) == pytest.approx(budget + 1)
 
 
 class ServiceResponseTimeoutError(Exception):
@@ -279,3 +352,16 @@ def test_a_timed_out_call_falls_back_at_once_and_a_refused_one_is_given_a_second
     timed_out.read_active = timed_out.read = timed_out.write = silent  # type: ignore[method-assign,assignment]
     assert pacer.acquire(deadline=clock.now + 60)
     assert (pacer.counts["storeFailures"], pacer.counts["fallbacks"]) == (1, 1)  # one timeout is enough
+
+
+def test_a_pipeline_built_again_leaves_no_lookout_of_the_old_one_behind():
+    clock = Clock()
+    store = MemoryStore(clock)
+    pacer = SharedPacer("tenant", store, BUDGET, WINDOW, instance="i0", fallback_budget=BUDGET, wall=clock.wall,
+                        mono=clock.wall, sleep=clock.sleep)  # fmt: skip
+    assert pacer.acquire(deadline=clock.now + 60)
+    assert budget.lookout_of(store, clock.wall) is budget.lookout_of(store, clock.wall)  # one per store
+    before = len(budget._lookouts)
+    del pacer, store  # the wiring built again: the old store and its pacers are dropped
+    gc.collect()
+    assert len(budget._lookouts) == before - 1
