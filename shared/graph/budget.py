@@ -318,6 +318,7 @@ class SharedPacer:
         self._fallback_until = _NEVER  # monotonic
         self._waiting = 0
         self._returns = _NEVER  # the return timeline's next turn as booked here, published with the next claim
+        self._split_writes: deque[float] = deque()  # wall times of writes made here on the split, within a window
         self._failures = 0  # consecutive failed store calls (guarded by `_store`)
         self._latency = 0.0  # seconds a store call takes, averaged (guarded by `_store`)
         self.counts: Counter[str] = Counter()  # store calls and what came of them (benchmarks, diagnostics)
@@ -342,7 +343,7 @@ class SharedPacer:
         try:
             while True:
                 if self._in_fallback():
-                    return self._fallback.acquire(deadline, max_waiting)
+                    return self._split_acquire(deadline, max_waiting)
                 now = self._wall()
                 until = now + (deadline - self._mono())
                 with self._lock:
@@ -601,11 +602,13 @@ class SharedPacer:
             recovering = self._instances > 1 and (self._recovering or failures != self._failures_seen)
             # Another instance claimed from the row after the outage here began plus a fallback period:
             # it was on the table meanwhile, so the outage was this instance's alone (a slow call in a
-            # starved process), and nobody is on a split because of it. In an outage of the table itself
+            # starved process), and no other is on a split because of it (this one's own writes on its
+            # split are skipped from the schedule below). In an outage of the table itself
             # the first instance back finds no such claim and sets the lean period for all.
             local = row.last_by not in ("", self._instance) and (
                 row.next_slot > self._lookout.down_since + FALLBACK_SECONDS)  # fmt: skip
             recovering = recovering and not local
+            own = self._split_written(now)  # this instance's own writes on the split: taken from the schedule
             # Instances that met the same outage are back on the table within `FALLBACK_SECONDS` of it
             # answering here; their writes on the split stay in Graph's window one window longer.
             back = self._lookout.back_at(now) + FALLBACK_SECONDS + self._window
@@ -615,6 +618,8 @@ class SharedPacer:
             # is nobody else's loss (never longer: an instance falling back waits that long for the blocks
             # others hold); shared, the block is sized to the callers here, within a second.
             reach = min(demand, int(SHARED_REACH_SECONDS / step)) if shared else int(ALONE_REACH_SECONDS / step)
+            for _ in range(own):  # claimed even when this caller cannot wait that long: the others must not
+                start += self._spacing(start, lean)
             slots = [start]
             while len(slots) < reach:
                 slots.append(slots[-1] + self._spacing(slots[-1], lean))
@@ -626,12 +631,33 @@ class SharedPacer:
                 self.counts["claims"] += 1
                 with self._lock:
                     self._recovering, self._failures_seen = False, failures
+                    self._split_writes.clear()  # paid for by the slots skipped above
                     self._shared = shared
                     self._slots.extend(slots)
                 return
             row = self._read()
         # Every attempt lost: a failed call (two in a row take the split), not another round at once.
         raise Contended(f"{CLAIM_ATTEMPTS} claims in a row lost the race for the row")
+
+    def _split_acquire(self, deadline: float, max_waiting: int | None) -> bool:
+        """A slot of the local split; each write on it is remembered until a claim has paid for it."""
+        if not self._fallback.acquire(deadline, max_waiting):
+            return False
+        now = self._wall()
+        with self._lock:
+            self._split_writes.append(now)
+            while self._split_writes[0] <= now - self._window:
+                self._split_writes.popleft()
+        return True
+
+    def _split_written(self, now: float) -> int:
+        """Writes made here on the split that are still in Graph's window at `now`.
+
+        The schedule never saw them: the first claim back skips as many slots, so the window that holds
+        them and the slots after the outage together stay within the budget.
+        """
+        with self._lock:
+            return sum(1 for at in self._split_writes if at > now - self._window)
 
     def _spacing(self, at: float, lean: float) -> float:
         """Seconds from a slot at `at` to the next: the budget's interval, wider while splits may be in Graph's window.

@@ -365,3 +365,30 @@ def test_a_pipeline_built_again_leaves_no_lookout_of_the_old_one_behind():
     del pacer, store  # the wiring built again: the old store and its pacers are dropped
     gc.collect()
     assert len(budget._lookouts) == before - 1
+
+
+def test_back_from_an_outage_of_its_own_an_instance_pays_for_its_writes_on_the_split():
+    """The schedule never saw them: with the slots after the outage they stay within the budget in every window."""
+    clock = Clock()
+    store = MemoryStore(clock)
+    mine = Connection(store)
+    a, b = (SharedPacer("tenant", via, BUDGET, WINDOW, instance=name, fallback_budget=11.5, instances=4,
+                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep, lookout=Lookout(via, clock.wall))
+            for name, via in (("a", mine), ("b", store)))  # fmt: skip
+    assert a.acquire(deadline=clock.now + 60)
+    mine.failing = True
+    while not a.counts["fallbacks"]:
+        assert a.acquire(deadline=clock.now + 60)
+    back = clock.now + FALLBACK_SECONDS
+    on_split: list[float] = []
+    while clock.now < back - WINDOW / 11.5:  # a writes on its split while b stays on the table
+        assert a.acquire(deadline=clock.now + 60)
+        on_split.append(clock.now)
+    assert len(on_split) >= 8
+    mine.failing = False
+    clock.now = max(clock.now, back)
+    after = []
+    for pacer in itertools.islice(itertools.cycle((a, b)), 2 * BUDGET):
+        assert pacer.acquire(deadline=clock.now + 60)
+        after.append(clock.now)
+    assert max_in_window(on_split + after) <= BUDGET + 1
