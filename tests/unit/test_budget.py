@@ -290,10 +290,8 @@ class Connection:
             raise ConnectionError("this instance cannot reach the table")
 
 
-def test_an_outage_of_one_instance_alone_leaves_the_schedule_at_the_full_rate():
-    clock = Clock()
-    store = MemoryStore(clock)
-    mine = Connection(store)
+def outage_of_one(clock: Clock, store: MemoryStore, mine: Connection) -> tuple[SharedPacer, SharedPacer]:
+    """Instances a (through `mine`) and b (on the table) of four; a has just lost the table and fallen back."""
     a, b = (SharedPacer("tenant", via, BUDGET, WINDOW, instance=name, fallback_budget=11.5, instances=4,
                         wall=clock.wall, mono=clock.wall, sleep=clock.sleep, lookout=Lookout(via, clock.wall))
             for name, via in (("a", mine), ("b", store)))  # fmt: skip
@@ -301,6 +299,14 @@ def test_an_outage_of_one_instance_alone_leaves_the_schedule_at_the_full_rate():
     mine.failing = True
     while not a.counts["fallbacks"]:
         assert a.acquire(deadline=clock.now + 60)
+    return a, b
+
+
+def test_an_outage_of_one_instance_alone_leaves_the_schedule_at_the_full_rate():
+    clock = Clock()
+    store = MemoryStore(clock)
+    mine = Connection(store)
+    a, b = outage_of_one(clock, store, mine)
     back = clock.now + FALLBACK_SECONDS
     while clock.now < back:  # b stays on the table meanwhile: the outage is a's alone
         assert b.acquire(deadline=clock.now + 60)
@@ -372,13 +378,7 @@ def test_back_from_an_outage_of_its_own_an_instance_pays_for_its_writes_on_the_s
     clock = Clock()
     store = MemoryStore(clock)
     mine = Connection(store)
-    a, b = (SharedPacer("tenant", via, BUDGET, WINDOW, instance=name, fallback_budget=11.5, instances=4,
-                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep, lookout=Lookout(via, clock.wall))
-            for name, via in (("a", mine), ("b", store)))  # fmt: skip
-    assert a.acquire(deadline=clock.now + 60)
-    mine.failing = True
-    while not a.counts["fallbacks"]:
-        assert a.acquire(deadline=clock.now + 60)
+    a, b = outage_of_one(clock, store, mine)
     back = clock.now + FALLBACK_SECONDS
     on_split: list[float] = []
     while clock.now < back - WINDOW / 11.5:  # a writes on its split while b stays on the table
