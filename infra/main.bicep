@@ -237,7 +237,6 @@ var graphBaseUrls = {
 // instances on no share is left and an instance without the table defers the tenant's writes until it answers.
 // Pacing does not limit the instance count.
 var availableWriteLimit = max(2, graphWriteLimit - graphWriteReserve)
-var effectiveMaximumInstanceCount = maximumInstanceCount
 var graphWriteBudget = availableWriteLimit - 1
 // The same rule per tenant with that tenant's reserve (at least 1 write per window).
 var graphTenantWriteBudgetItems = [
@@ -390,9 +389,9 @@ module functionApp 'modules/functionapp.bicep' = {
     identityId: identity.id
     identityClientId: identity.properties.clientId
     pythonVersion: pythonVersion
-    maximumInstanceCount: effectiveMaximumInstanceCount
+    maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
-    alwaysReadyInstances: min(alwaysReadyInstances, effectiveMaximumInstanceCount)
+    alwaysReadyInstances: min(alwaysReadyInstances, maximumInstanceCount)
     zoneRedundant: zoneRedundant
     graphBaseUrl: graphBaseUrls[graphCloud]
     inputQueueName: inputQueueName
@@ -517,6 +516,5 @@ output GRAPH_TENANT_WRITE_BUDGETS string = graphTenantWriteBudgets
 output HOME_TENANT_ID string = tenant().tenantId
 output SERVED_TENANT_IDS string = join(servedTenantIds, ',')
 output MULTITENANT_APP_CLIENT_ID string = createMultiTenantApp ? multiTenantApp!.outputs.appId : multiTenantAppClientId
-output EFFECTIVE_MAXIMUM_INSTANCE_COUNT int = effectiveMaximumInstanceCount
 output LOGIC_APP_NAME string = logicAppEnabled ? logicApp!.outputs.name : ''
 output LOGIC_APP_ENDPOINT string = logicAppEnabled ? logicApp!.outputs.endpoint : ''

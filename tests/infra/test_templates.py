@@ -281,7 +281,7 @@ def test_main_passes_the_setting_values() -> None:
     assert render(passed["identityId"]) == "identity.id"
     assert render(passed["identityClientId"]) == "identity.properties.clientId"
     assert render(passed["graphBaseUrl"]) == "graphBaseUrls[graphCloud]"
-    assert passed["maximumInstanceCount"] == "effectiveMaximumInstanceCount"
+    assert passed["maximumInstanceCount"] == "maximumInstanceCount"  # sized from capacity, never cut by pacing
     same_name = (
         "inputQueueName",
         "resultQueueName",
@@ -355,7 +355,7 @@ def test_always_ready_instances_are_for_the_queue_triggers_group_none_by_default
     assert group == {"name": f"function:{trigger.group(1)}", "instanceCount": "alwaysReadyInstances"}
     assert _param_default(MAIN, "alwaysReadyInstances") == 0
     passed = body(_module("functionApp"))["params"]
-    assert render(passed["alwaysReadyInstances"]) == "min(alwaysReadyInstances, effectiveMaximumInstanceCount)"
+    assert render(passed["alwaysReadyInstances"]) == "min(alwaysReadyInstances, maximumInstanceCount)"
 
 
 def test_python_versions_are_the_ones_the_code_supports() -> None:
@@ -657,15 +657,13 @@ def _upper_bound(field: str) -> int:
     return bound
 
 
-def _pacing(template: Template, limit: int, instances: int, reserve: int = 0) -> tuple[int, int]:
+def _pacing(template: Template, limit: int, instances: int, reserve: int = 0) -> int:
+    """The deployed GRAPH_WRITE_BUDGET."""
     lookup = evaluator(
         template, {"graphWriteLimit": limit, "maximumInstanceCount": instances, "graphWriteReserve": reserve}
     )
-    variables = template["variables"]
-    return (
-        evaluate(variables["effectiveMaximumInstanceCount"]["value"], lookup),
-        evaluate(variables["graphWriteBudget"]["value"], lookup),
-    )
+    budget: int = evaluate(template["variables"]["graphWriteBudget"]["value"], lookup)
+    return budget
 
 
 def test_pacing_defaults() -> None:
@@ -673,8 +671,8 @@ def test_pacing_defaults() -> None:
     assert _param_default(MAIN, "graphWriteLimit") == 100
     assert _param_default(MAIN, "graphWriteReserve") == 0
     assert _param_default(MAIN, "maximumInstanceCount") == 2
-    assert _pacing(template, 100, 2) == (2, 99)  # one budget for the deployment, whatever the instance count
-    assert _pacing(template, 100, 1) == (1, 99)
+    assert _pacing(template, 100, 2) == 99  # one budget for the deployment, whatever the instance count
+    assert _pacing(template, 100, 1) == 99
     # The code's own default is the deployed default.
     assert Settings.model_fields["GRAPH_WRITE_BUDGET"].default == 99
 
@@ -696,8 +694,7 @@ def test_pacing_never_limits_the_instances_and_their_split_never_exceeds_the_lim
     available = max(2, limit - reserve)
     settings = Settings()
     for instances in range(low, high + 1):
-        effective, budget = _pacing(template, limit, instances, reserve)
-        assert effective == instances  # sized from capacity (docs/deploy.md), never cut by pacing
+        budget = _pacing(template, limit, instances, reserve)
         assert budget == available - 1 >= 1  # one write kept back for send jitter and clock skew
         assert budget <= _upper_bound("GRAPH_WRITE_BUDGET")  # the app accepts it
         split = settings.model_copy(update={"GRAPH_PACING_MAX_INSTANCES": instances}).split_of(budget)
