@@ -1,4 +1,4 @@
-"""Entity-group transactions on one Azure table, on sockets of their own: the audit write, and nothing more.
+"""Rows of one Azure table on sockets of their own: the audit write, and the pacing table's reads and claims.
 
 azure-data-tables spends 6-16 ms of CPU on one four-row transaction (its pipeline of policies, and
 the `email` package parsing the multipart answer; docs/benchmarks.md, section 6), more than the
@@ -6,13 +6,15 @@ whole rest of a message. The same request built here is a few string joins and o
 cached token, written whole on a kept-alive HTTP/1.1 connection; the answer is read by its length and
 for its status lines only. urllib3 and `http.client` would cost three times as much per exchange
 (`http.client` parses every answer's headers with the `email` package). The SDK stays for the rare,
-read-heavy work (the daily purge, the CLI's history).
+read-heavy work (the daily purge, the CLI's history, the deferral records).
 
 Authentication is either form `AzureWebJobsStorage` takes: a connection string's account key
 (Shared Key, as the SDK signs it; Azurite), or a bearer token of the function's identity for
 `https://storage.azure.com/.default`, kept until five minutes before it expires. Every request is
-bounded like the SDK clients (shared/storage.py): 2 s to connect, 5 s per read, one retry after a
-refused or dropped connection or a 5xx (upserts replace, so a retry can never duplicate a row).
+bounded like the SDK clients (shared/storage.py): 2 s to connect, 5 s per read (`read_seconds`), and,
+unless `retry` is off, one retry after a refused or dropped connection or a 5xx (upserts replace, so a
+retry can never duplicate a row). The pacing table turns retries off: a conditional write retried after
+a timeout whose first attempt took effect would meet its own ETag.
 """
 
 from __future__ import annotations
@@ -144,20 +146,38 @@ def entity(row: Mapping[str, Any]) -> Entity:
     return Entity(str(row["PartitionKey"]), str(row["RowKey"]), properties_json(properties))
 
 
-class TableRows:
-    """Upserts (insert or replace) into one table, one entity-group transaction per call."""
+class Row(NamedTuple):
+    """A row as read: its properties (keys included, as the service returns them) and its ETag."""
 
-    def __init__(self, endpoint: str, table: str, signer: Signer, *, pool_size: int = 4) -> None:
+    properties: dict[str, Any]
+    etag: str
+
+
+class TableRows:
+    """One table's rows: upserts in entity-group transactions, point reads, queries, conditional writes."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        table: str,
+        signer: Signer,
+        *,
+        pool_size: int = 4,
+        read_seconds: float = READ_SECONDS,
+        retry: bool = True,
+    ) -> None:
+        """`read_seconds` bounds each read of an answer; `retry`: send once more after a dropped connection or a 5xx."""
         self._endpoint = endpoint.rstrip("/")
         self._table = table
         self._signer = signer
-        self._pool = _Pool(self._endpoint, pool_size)
+        self._pool = _Pool(self._endpoint, pool_size, read_seconds)
+        self._retry = retry
 
     @classmethod
-    def from_connection_string(cls, connection_string: str, table: str, *, pool_size: int = 4) -> TableRows:
-        """Rows of `table` in the account of a connection string."""
+    def from_connection_string(cls, connection_string: str, table: str, **options: Any) -> TableRows:  # noqa: ANN401
+        """Rows of `table` in the account of a connection string (`options` as the constructor's)."""
         endpoint, key = parse_connection_string(connection_string)
-        return cls(endpoint, table, key, pool_size=pool_size)
+        return cls(endpoint, table, key, **options)
 
     @property
     def table(self) -> str:
@@ -181,6 +201,46 @@ class TableRows:
         if answer.status != 202 or not statuses or any(not 200 <= s < 300 for s in statuses):
             raise TableError(max(statuses, default=answer.status), _error_code(answer.body))
 
+    def get(self, partition_key: str, row_key: str) -> Row | None:
+        """One row; None when there is no such row, or no table yet."""
+        answer = self._send("GET", self._entity_path(partition_key, row_key), b"", "")
+        if answer.status == 404:
+            return None
+        _expect(answer, 200)
+        return Row(json.loads(answer.body), answer.headers.get("etag", ""))
+
+    def query(self, odata_filter: str) -> list[Row]:
+        """Every row the filter selects, every page (a page holds up to 1,000 rows); no table yet: none."""
+        below = f"/{self._table}()?$filter={quote(odata_filter, safe='')}"
+        rows: list[Row] = []
+        more = ""
+        while True:
+            answer = self._send("GET", below + more, b"", "", _MINIMAL_METADATA)
+            if answer.status == 404:
+                return []
+            _expect(answer, 200)
+            for item in json.loads(answer.body)["value"]:
+                etag = item.pop("odata.etag", "")
+                rows.append(Row({k: v for k, v in item.items() if not k.endswith("@odata.type")}, etag))
+            partition = answer.headers.get("x-ms-continuation-nextpartitionkey")
+            if not partition:
+                return rows
+            row = answer.headers.get("x-ms-continuation-nextrowkey")
+            more = f"&NextPartitionKey={quote(partition)}" + (f"&NextRowKey={quote(row)}" if row else "")
+
+    def insert(self, row: Entity) -> str:
+        """Insert a row that must not exist yet (409 `EntityAlreadyExists` if it does); its ETag."""
+        answer = self._send("POST", f"/{self._table}", _with_keys(row), "application/json", _NO_CONTENT)
+        _expect(answer, 201, 204)
+        return answer.headers.get("etag", "")
+
+    def replace(self, row: Entity, etag: str) -> str:
+        """Replace the row if it still has `etag` (412 if another write came first); its new ETag."""
+        below = self._entity_path(row.partition_key, row.row_key)
+        answer = self._send("PUT", below, _with_keys(row), "application/json", {"If-Match": etag})
+        _expect(answer, 204)
+        return answer.headers.get("etag", "")
+
     def create(self) -> None:
         """Create the table; one that exists already is fine."""
         body = json.dumps({"TableName": self._table}).encode()
@@ -192,21 +252,14 @@ class TableRows:
         """Close the connections."""
         self._pool.close()
 
-    def _send(
-        self,
-        method: str,
-        below: str,
-        body: bytes,
-        content_type: str,
-        extra: Mapping[str, str] | None = None,
-        *,
-        retry: bool = True,
-    ) -> _Answer:
-        """One request; `retry`: once more after a refused or dropped connection or a 5xx.
+    def _entity_path(self, partition_key: str, row_key: str) -> str:
+        return f"/{self._table}(PartitionKey='{_key(partition_key)}',RowKey='{_key(row_key)}')"
 
-        `extra` headers and `retry=False` serve a write on a condition (`If-Match`), which must be sent once:
-        bench/telemetry.py measures the pacing table's claim that way.
-        """
+    def _send(
+        self, method: str, below: str, body: bytes, content_type: str, extra: Mapping[str, str] | None = None
+    ) -> _Answer:
+        """One request, with `extra` headers (a condition, a preference), tried again once if `retry` allows."""
+        retry = self._retry
         url = self._endpoint + below
         target = self._pool.path + below
         for attempt in (1, 2):
@@ -243,7 +296,7 @@ class _Answer(NamedTuple):
 class _Pool:
     """Kept-alive connections to one origin, at most `size` of them idle; a busy pool opens another."""
 
-    def __init__(self, endpoint: str, size: int) -> None:
+    def __init__(self, endpoint: str, size: int, read_seconds: float = READ_SECONDS) -> None:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             msg = f"not an http(s) endpoint: {endpoint}"
@@ -253,6 +306,7 @@ class _Pool:
         self._address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         self._tls = ssl.create_default_context() if parts.scheme == "https" else None
         self._size = size
+        self._read_seconds = read_seconds
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
 
@@ -266,7 +320,7 @@ class _Pool:
                     connection.close()
                     connection = None
         if connection is None:
-            connection = _Connection(self._address, self._tls)
+            connection = _Connection(self._address, self._tls, self._read_seconds)
         try:
             answer, keep = connection.exchange(request)
         except BaseException:
@@ -293,13 +347,13 @@ class _Closed(ConnectionError):
 class _Connection:
     """One HTTP/1.1 connection: a request written whole, its answer read by Content-Length or chunks."""
 
-    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None) -> None:
+    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None, read_seconds: float) -> None:
         sock = socket.create_connection(address, timeout=CONNECT_SECONDS)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls is not None:
                 sock = tls.wrap_socket(sock, server_hostname=address[0])
-            sock.settimeout(READ_SECONDS)
+            sock.settimeout(read_seconds)
         except BaseException:
             sock.close()
             raise
@@ -415,6 +469,23 @@ def edm(row: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+_MINIMAL_METADATA: Final = {"Accept": "application/json;odata=minimalmetadata"}
+"""A query's rows with their ETags (`odata.etag`); nometadata leaves them out."""
+_NO_CONTENT: Final = {"Prefer": "return-no-content"}
+
+
+def _with_keys(row: Entity) -> bytes:
+    """The row's JSON body with its keys (the properties' text is spliced, not parsed again)."""
+    keys = f'{{"PartitionKey":{json.dumps(row.partition_key)},"RowKey":{json.dumps(row.row_key)}'
+    rest = row.properties.strip()[1:]
+    return (keys + ("," if rest.strip() != "}" else "") + rest).encode()
+
+
+def _expect(answer: _Answer, *statuses: int) -> None:
+    if answer.status not in statuses:
+        raise TableError(answer.status, _error_code(answer.body))
 
 
 def _status_lines(body: bytes) -> list[int]:
