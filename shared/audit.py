@@ -89,17 +89,18 @@ def summary(outcome: Outcome, enqueued_at: datetime | None) -> AuditSummary:
 def entities(result: Result, body: bytes, enqueued_at: datetime | None) -> list[Entity]:
     """The rows of one outcome (one partition): the outcome row, with the JSON as written, and its index rows.
 
-    The summary every row carries is serialised once, and each index row is that text under its own key.
+    The summary every row carries is serialised once: each index row is that text under its own key, and
+    the outcome row is that text with the outcome's own properties spliced in.
     """
     outcome = result.outcome
     head = summary(outcome, enqueued_at)
     partition = partition_key(head.enqueued_at, head.tenant_id)
     properties = head.properties()
-    main = {**properties, **split_text("outcome", result.text)}
-    if outcome.status is Status.FAILED and outcome.request is None:
-        main.update(split_bytes("request", body))  # the outcome had to leave it out; replay reads it here
-    rows = [Entity(partition, outcome_row_key(head.message_id), properties_json(main))]
     shared = properties_json(properties)
+    own = split_text("outcome", result.text)
+    if outcome.status is Status.FAILED and outcome.request is None:
+        own.update(split_bytes("request", body))  # the outcome had to leave it out; replay reads it here
+    rows = [Entity(partition, outcome_row_key(head.message_id), f"{shared[:-1]},{properties_json(own)[1:]}")]
     for name in INDEXES:
         value = properties.get(name)
         if isinstance(value, str) and value:
