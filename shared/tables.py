@@ -184,8 +184,11 @@ class TableRows:
         """The table's name."""
         return self._table
 
-    def upsert(self, entities: Sequence[Entity]) -> None:
-        """Insert or replace every entity, all or nothing (one partition, at most `MAX_OPERATIONS`)."""
+    def upsert(self, entities: Sequence[Entity], deadline: float | None = None) -> None:
+        """Insert or replace every entity, all or nothing (one partition, at most `MAX_OPERATIONS`).
+
+        `deadline` (monotonic): no wait on the service past it (`TimeoutError`), whatever the bounds per read.
+        """
         # Fixed boundaries (nothing to draw per request), unless a row holds one.
         fixed = not any(_BOUNDARY_STEM in e.properties or _BOUNDARY_STEM in e.row_key for e in entities)
         batch = _BATCH_BOUNDARY if fixed else f"batch_{uuid.uuid4()}"
@@ -196,7 +199,7 @@ class TableRows:
             parts += (head, _key(e.partition_key), "',RowKey='", _key(e.row_key), _OPERATION_TAIL, e.properties, "\r\n")
         parts.append(f"--{changeset}--\r\n--{batch}--\r\n")
         body = "".join(parts).encode()
-        answer = self._send("POST", "/$batch", body, f"multipart/mixed; boundary={batch}")
+        answer = self._send("POST", "/$batch", body, f"multipart/mixed; boundary={batch}", deadline=deadline)
         statuses = _status_lines(answer.body)
         if answer.status != 202 or not statuses or any(not 200 <= s < 300 for s in statuses):
             raise TableError(max(statuses, default=answer.status), _error_code(answer.body))
@@ -241,10 +244,10 @@ class TableRows:
         _expect(answer, 204)
         return answer.headers.get("etag", "")
 
-    def create(self) -> None:
+    def create(self, deadline: float | None = None) -> None:
         """Create the table; one that exists already is fine."""
         body = json.dumps({"TableName": self._table}).encode()
-        answer = self._send("POST", "/Tables", body, "application/json")
+        answer = self._send("POST", "/Tables", body, "application/json", deadline=deadline)
         if answer.status not in (201, 204, 409):
             raise TableError(answer.status, _error_code(answer.body))
 
@@ -256,9 +259,19 @@ class TableRows:
         return f"/{self._table}(PartitionKey='{_key(partition_key)}',RowKey='{_key(row_key)}')"
 
     def _send(
-        self, method: str, below: str, body: bytes, content_type: str, extra: Mapping[str, str] | None = None
+        self,
+        method: str,
+        below: str,
+        body: bytes,
+        content_type: str,
+        extra: Mapping[str, str] | None = None,
+        *,
+        deadline: float | None = None,
     ) -> _Answer:
-        """One request, with `extra` headers (a condition, a preference), tried again once if `retry` allows."""
+        """One request, with `extra` headers (a condition, a preference), tried again once if `retry` allows.
+
+        With a `deadline` (monotonic) no connect, read or second try waits past it (`TimeoutError`).
+        """
         retry = self._retry
         url = self._endpoint + below
         target = self._pool.path + below
@@ -276,10 +289,12 @@ class TableRows:
             }
             head = "".join([f"{method} {target} HTTP/1.1\r\n", *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"])
             try:
-                answer = self._pool.exchange(head.encode() + body)
+                answer = self._pool.exchange(head.encode() + body, deadline)
             except ConnectionError:
                 if attempt == 2 or not retry:  # refused or dropped; a read timeout (TimeoutError) is never retried
                     raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError("the deadline passed before a second try") from None
                 continue
             if answer.status < 500 or attempt == 2 or not retry:
                 return answer
@@ -310,8 +325,11 @@ class _Pool:
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
 
-    def exchange(self, request: bytes) -> _Answer:
-        """Send one request and read its answer; a connection that served it is kept, one the service dropped is not."""
+    def exchange(self, request: bytes, deadline: float | None = None) -> _Answer:
+        """Send one request and read its answer; a connection that served it is kept, one the service dropped is not.
+
+        `deadline` (monotonic) bounds the connect and every read besides their own bounds.
+        """
         connection = None
         with self._lock:
             while self._idle and connection is None:
@@ -320,9 +338,9 @@ class _Pool:
                     connection.close()
                     connection = None
         if connection is None:
-            connection = _Connection(self._address, self._tls, self._read_seconds)
+            connection = _Connection(self._address, self._tls, self._read_seconds, _left(deadline, CONNECT_SECONDS))
         try:
-            answer, keep = connection.exchange(request)
+            answer, keep = connection.exchange(request, deadline)
         except BaseException:
             connection.close()
             raise
@@ -347,8 +365,10 @@ class _Closed(ConnectionError):
 class _Connection:
     """One HTTP/1.1 connection: a request written whole, its answer read by Content-Length or chunks."""
 
-    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None, read_seconds: float) -> None:
-        sock = socket.create_connection(address, timeout=CONNECT_SECONDS)
+    def __init__(
+        self, address: tuple[str, int], tls: ssl.SSLContext | None, read_seconds: float, connect_seconds: float
+    ) -> None:
+        sock = socket.create_connection(address, timeout=connect_seconds)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls is not None:
@@ -358,6 +378,8 @@ class _Connection:
             sock.close()
             raise
         self._sock = sock
+        self._read_seconds = read_seconds
+        self._deadline: float | None = None
         self._buffer = b""
         weakref.finalize(self, sock.close)  # a client dropped without `close` leaves no socket open
 
@@ -369,9 +391,12 @@ class _Connection:
             return bool(readable.poll(0))
         return bool(select.select([self._sock], [], [], 0)[0])
 
-    def exchange(self, request: bytes) -> tuple[_Answer, bool]:
-        """The answer, and whether the connection may serve another request."""
+    def exchange(self, request: bytes, deadline: float | None = None) -> tuple[_Answer, bool]:
+        """The answer, and whether the connection may serve another request; no read waits past `deadline`."""
         self._buffer = b""
+        if deadline is not None or self._deadline is not None:  # bounded now, or the last exchange was
+            self._sock.settimeout(_left(deadline, self._read_seconds))
+        self._deadline = deadline
         self._sock.sendall(request)
         end = self._fill_until(b"\r\n\r\n")
         head, self._buffer = self._buffer[:end].decode("latin-1"), self._buffer[end + 4 :]
@@ -397,8 +422,13 @@ class _Connection:
             self._read()
         return found
 
+    def _recv(self) -> bytes:
+        if self._deadline is not None:
+            self._sock.settimeout(_left(self._deadline, self._read_seconds))
+        return self._sock.recv(65536)
+
     def _read(self) -> None:
-        data = self._sock.recv(65536)
+        data = self._recv()
         if not data:
             msg = "the connection was closed before the answer was whole"
             raise _Closed(msg)
@@ -423,7 +453,7 @@ class _Connection:
             self._exactly(2)
 
     def _until_closed(self) -> bytes:
-        while data := self._sock.recv(65536):
+        while data := self._recv():
             self._buffer += data
         return self._buffer
 
@@ -474,6 +504,16 @@ def edm(row: Mapping[str, Any]) -> dict[str, Any]:
 _MINIMAL_METADATA: Final = {"Accept": "application/json;odata=minimalmetadata"}
 """A query's rows with their ETags (`odata.etag`); nometadata leaves them out."""
 _NO_CONTENT: Final = {"Prefer": "return-no-content"}
+
+
+def _left(deadline: float | None, bound: float) -> float:
+    """Seconds a wait may take: its own `bound`, or less to meet `deadline` (monotonic; none left: `TimeoutError`)."""
+    if deadline is None:
+        return bound
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the deadline passed")
+    return min(bound, left)
 
 
 def _with_keys(row: Entity) -> bytes:
