@@ -105,8 +105,8 @@ def run(*, messages: int, rounds: int, cold_runs: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-PACING_SDK = "`TableBudgetStore` (azure-data-tables, deployed): `update_entity` on the ETag"
-PACING_LEAN = "`shared/tables.py`'s socket: the same `PUT` with `If-Match`, sent once"
+PACING_SDK = "azure-data-tables: `update_entity` with `If-Match`, no retry"
+PACING_LEAN = "`TableBudgetStore` (deployed): shared/tables.py's `PUT` with `If-Match`, sent once"
 
 
 def pacing_claims(*, writes: int, rounds: int) -> dict[str, Any]:
@@ -116,11 +116,18 @@ def pacing_claims(*, writes: int, rounds: int) -> dict[str, Any]:
     of messages. Serving a tenant at its budget, a claim covers `ALONE_REACH_SECONDS` of slots: what a
     message carries of the store is one claim's CPU over that many writes.
     """
-    from azure.data.tables import TableServiceClient  # noqa: PLC0415
+    from azure.core import MatchConditions  # noqa: PLC0415
+    from azure.data.tables import TableServiceClient, UpdateMode  # noqa: PLC0415
 
-    from shared.graph.budget import ALONE_REACH_SECONDS, BudgetRow, TableBudgetStore  # noqa: PLC0415
+    from shared.graph.budget import (  # noqa: PLC0415
+        ALONE_REACH_SECONDS,
+        PARTITION,
+        READ_TIMEOUT_SECONDS,
+        BudgetRow,
+        TableBudgetStore,
+    )
     from shared.settings import Settings  # noqa: PLC0415
-    from shared.tables import TableRows, properties_json  # noqa: PLC0415
+    from shared.tables import TableRows  # noqa: PLC0415
 
     defaults = Settings.model_fields
     budget, window = defaults["GRAPH_WRITE_BUDGET"].default, defaults["GRAPH_WRITE_WINDOW_SECONDS"].default
@@ -128,24 +135,27 @@ def pacing_claims(*, writes: int, rounds: int) -> dict[str, Any]:
     samples: dict[str, list[float]] = {PACING_SDK: [], PACING_LEAN: []}
     with Azurite() as azurite, TableServiceClient.from_connection_string(azurite.connection_string) as service:
         name = "pacing" + uuid.uuid4().hex[:12]
-        store = TableBudgetStore(lambda: service.get_table_client(name), create_missing=True)
-        lean = TableRows.from_connection_string(azurite.connection_string, name)
-        tag = {"sdk": store.write("home", BudgetRow(next_slot=0.0, last_by="bench"), None)}
+        rows = TableRows.from_connection_string(
+            azurite.connection_string, name, read_seconds=READ_TIMEOUT_SECONDS, retry=False
+        )
+        store = TableBudgetStore(rows, create_missing=True)
+        table = service.get_table_client(name)
+        tag = {"sdk": store.write("sdk", BudgetRow(next_slot=0.0, last_by="bench"), None)}
+        tag["lean"] = store.write("lean", BudgetRow(next_slot=0.0, last_by="bench"), None)
 
         def sdk(i: int) -> None:
-            tag["sdk"] = store.write("home", BudgetRow(next_slot=float(i), last_by="bench"), tag["sdk"])
-
-        def via_tables(i: int) -> None:
-            row = {"nextSlot": float(i), "gateUntil": 0.0, "lastBy": "bench", "sharedUntil": 0.0, "returnAt": 0.0,
-                   "leanUntil": 0.0}  # fmt: skip
-            answer = lean._send(  # what a store on shared/tables.py would send
-                "PUT", f"/{name}(PartitionKey='home',RowKey='budget')", properties_json(row).encode(),
-                "application/json", {"If-Match": tag["sdk"]}, retry=False,
+            entity = {"PartitionKey": PARTITION, "RowKey": "sdk", "nextSlot": float(i), "gateUntil": 0.0,
+                      "lastBy": "bench", "sharedUntil": 0.0, "returnAt": 0.0, "leanUntil": 0.0}  # fmt: skip
+            written = table.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=tag["sdk"], match_condition=MatchConditions.IfNotModified,
+                retry_total=0, read_timeout=READ_TIMEOUT_SECONDS,
             )  # fmt: skip
-            assert answer.status == 204, answer
-            tag["sdk"] = answer.headers["etag"]
+            tag["sdk"] = str(written["etag"])
 
-        ways = {PACING_SDK: sdk, PACING_LEAN: via_tables}
+        def lean(i: int) -> None:
+            tag["lean"] = store.write("lean", BudgetRow(next_slot=float(i), last_by="bench"), tag["lean"])
+
+        ways = {PACING_SDK: sdk, PACING_LEAN: lean}
         for write in ways.values():  # connections open, modules loaded
             for i in range(20):
                 write(i)
@@ -155,7 +165,7 @@ def pacing_claims(*, writes: int, rounds: int) -> dict[str, Any]:
                     started = time.process_time()
                     write(i)
                     samples[label].append((time.process_time() - started) * 1000)
-        lean.close()
+        rows.close()
     return {
         "writesPerClaim": per_claim,
         "budget": budget,

@@ -6,10 +6,13 @@ the outcome still goes out, and the failure is logged (`auditFailed`) and counte
 (`certstate.audit.failures`, which the `audit` alert watches). Holding the outcome back to retry
 would PATCH Graph again and, on a last delivery, could leave a message without any outcome.
 
-The write is bounded: it runs on a small pool of its own and the invocation waits for it at most
-`wait_seconds`; past that the outcome goes out (`AuditTimeout`) while the write finishes or fails on
-the pool, bounded by its own timeouts (shared/tables.py). A stalled table service therefore
-costs each invocation at most that wait, and no more than `max_pending` writes are ever held in memory.
+The write is bounded: the invocation waits for it at most `wait_seconds`; past that the outcome goes
+out (`AuditTimeout`) while the write finishes or fails on a small pool of writers, bounded by its own
+timeouts (shared/tables.py). With no other write in flight the invocation writes the rows on its own
+thread, no connect or read waiting past the wait, and a write that meets the wait is sent again from
+the pool (an upsert: the same rows again); the hand-over to a writer and back is CPU a message need not
+spend while the table keeps up. A stalled table service therefore costs each invocation at most that
+wait, and no more than `max_pending` writes are ever held in memory.
 Nothing is created on storage before the first write: a missing table (Azurite) is created by the write
 that finds it missing.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -89,17 +93,18 @@ def summary(outcome: Outcome, enqueued_at: datetime | None) -> AuditSummary:
 def entities(result: Result, body: bytes, enqueued_at: datetime | None) -> list[Entity]:
     """The rows of one outcome (one partition): the outcome row, with the JSON as written, and its index rows.
 
-    The summary every row carries is serialised once, and each index row is that text under its own key.
+    The summary every row carries is serialised once: each index row is that text under its own key, and
+    the outcome row is that text with the outcome's own properties spliced in.
     """
     outcome = result.outcome
     head = summary(outcome, enqueued_at)
     partition = partition_key(head.enqueued_at, head.tenant_id)
     properties = head.properties()
-    main = {**properties, **split_text("outcome", result.text)}
-    if outcome.status is Status.FAILED and outcome.request is None:
-        main.update(split_bytes("request", body))  # the outcome had to leave it out; replay reads it here
-    rows = [Entity(partition, outcome_row_key(head.message_id), properties_json(main))]
     shared = properties_json(properties)
+    own = split_text("outcome", result.text)
+    if outcome.status is Status.FAILED and outcome.request is None:
+        own.update(split_bytes("request", body))  # the outcome had to leave it out; replay reads it here
+    rows = [Entity(partition, outcome_row_key(head.message_id), f"{shared[:-1]},{properties_json(own)[1:]}")]
     for name in INDEXES:
         value = properties.get(name)
         if isinstance(value, str) and value:
@@ -153,6 +158,7 @@ class AuditTrail:
         self._pending = threading.BoundedSemaphore(max_pending)
         self._queue: deque[_Pending] = deque()
         self._queue_lock = threading.Lock()
+        self._writing = 0  # writes in flight, here or on the pool (under `_queue_lock`)
         self._writers = ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="certstate-audit")
         self._purge_table = purge_table
         self._clock = clock
@@ -166,22 +172,59 @@ class AuditTrail:
         pending = _Pending(rows)
         pending.done.add_done_callback(lambda _: self._pending.release())
         with self._queue_lock:
-            self._queue.append(pending)
+            alone = not self._queue and not self._writing
+            if alone:
+                self._writing += 1
+            else:
+                self._queue.append(pending)
+        if alone:
+            self._write_here(pending)
+            return
+        self._submit(pending)
+        try:
+            pending.done.result(timeout=self._wait)
+        except FutureTimeout:
+            raise AuditTimeout(self._timed_out()) from None
+
+    def _write_here(self, pending: _Pending) -> None:
+        """Write the rows on this thread within the wait; if the table is slower, a writer sends them again."""
+        try:
+            self._write(pending.rows, time.monotonic() + self._wait)
+        except TimeoutError:
+            with self._queue_lock:
+                self._queue.appendleft(pending)  # the oldest: written first, before any later duplicate
+            self._submit(pending)
+            raise AuditTimeout(self._timed_out()) from None
+        except Exception as err:
+            pending.done.set_exception(err)
+            raise
+        else:
+            pending.done.set_result(None)
+        finally:
+            with self._queue_lock:
+                self._writing -= 1
+
+    def _submit(self, pending: _Pending) -> None:
         try:
             self._writers.submit(self._commit)
         except RuntimeError as err:  # the pool is shut down (the process is ending)
             pending.done.set_exception(err)
-        try:
-            pending.done.result(timeout=self._wait)
-        except FutureTimeout:
-            msg = f"no answer from the audit table within {self._wait:g} s"
-            raise AuditTimeout(msg) from None
+
+    def _timed_out(self) -> str:
+        return f"no answer from the audit table within {self._wait:g} s"
 
     def _commit(self) -> None:
         """Write the oldest waiting outcome with every other one of its partition that fits (nothing if none wait)."""
         group = self._take()
         if not group:
             return
+        try:
+            self._commit_group(group)
+        finally:
+            with self._queue_lock:
+                self._writing -= 1
+
+    def _commit_group(self, group: list[_Pending]) -> None:
         try:
             self._write([row for pending in group for row in pending.rows])
         except Exception as err:
@@ -204,6 +247,7 @@ class AuditTrail:
             if not self._queue:
                 return []
             first = self._queue.popleft()
+            self._writing += 1
             group, keys = [first], {row.row_key for row in first.rows}
             count, size = len(first.rows), first.size
             for pending in list(self._queue):
@@ -218,14 +262,14 @@ class AuditTrail:
                 count, size = count + len(more), size + pending.size
             return group
 
-    def _write(self, rows: list[Entity]) -> None:
+    def _write(self, rows: list[Entity], deadline: float | None = None) -> None:
         try:
-            self._rows.upsert(rows)
+            self._rows.upsert(rows, deadline)
         except TableError as err:  # a transaction on a missing table fails as a whole, TableNotFound
             if not (self._create_missing and err.code == "TableNotFound"):
                 raise
-            self._rows.create()  # another invocation may have created it meanwhile: that is fine
-            self._rows.upsert(rows)
+            self._rows.create(deadline)  # another invocation may have created it meanwhile: that is fine
+            self._rows.upsert(rows, deadline)
 
     def purge(self, retention_days: int) -> int:
         """Delete every row of a day older than `retention_days` days; how many were deleted."""

@@ -1,4 +1,4 @@
-"""Entity-group transactions on one Azure table, on sockets of their own: the audit write, and nothing more.
+"""Rows of one Azure table on sockets of their own: the audit write, and the pacing table's reads and claims.
 
 azure-data-tables spends 6-16 ms of CPU on one four-row transaction (its pipeline of policies, and
 the `email` package parsing the multipart answer; docs/benchmarks.md, section 6), more than the
@@ -6,13 +6,15 @@ whole rest of a message. The same request built here is a few string joins and o
 cached token, written whole on a kept-alive HTTP/1.1 connection; the answer is read by its length and
 for its status lines only. urllib3 and `http.client` would cost three times as much per exchange
 (`http.client` parses every answer's headers with the `email` package). The SDK stays for the rare,
-read-heavy work (the daily purge, the CLI's history).
+read-heavy work (the daily purge, the CLI's history, the deferral records).
 
 Authentication is either form `AzureWebJobsStorage` takes: a connection string's account key
 (Shared Key, as the SDK signs it; Azurite), or a bearer token of the function's identity for
 `https://storage.azure.com/.default`, kept until five minutes before it expires. Every request is
-bounded like the SDK clients (shared/storage.py): 2 s to connect, 5 s per read, one retry after a
-refused or dropped connection or a 5xx (upserts replace, so a retry can never duplicate a row).
+bounded like the SDK clients (shared/storage.py): 2 s to connect, 5 s per read (`read_seconds`), and,
+unless `retry` is off, one retry after a refused or dropped connection or a 5xx (upserts replace, so a
+retry can never duplicate a row). The pacing table turns retries off: a conditional write retried after
+a timeout whose first attempt took effect would meet its own ETag.
 """
 
 from __future__ import annotations
@@ -144,28 +146,49 @@ def entity(row: Mapping[str, Any]) -> Entity:
     return Entity(str(row["PartitionKey"]), str(row["RowKey"]), properties_json(properties))
 
 
-class TableRows:
-    """Upserts (insert or replace) into one table, one entity-group transaction per call."""
+class Row(NamedTuple):
+    """A row as read: its properties (keys included, as the service returns them) and its ETag."""
 
-    def __init__(self, endpoint: str, table: str, signer: Signer, *, pool_size: int = 4) -> None:
+    properties: dict[str, Any]
+    etag: str
+
+
+class TableRows:
+    """One table's rows: upserts in entity-group transactions, point reads, queries, conditional writes."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        table: str,
+        signer: Signer,
+        *,
+        pool_size: int = 4,
+        read_seconds: float = READ_SECONDS,
+        retry: bool = True,
+    ) -> None:
+        """`read_seconds` bounds each read of an answer; `retry`: send once more after a dropped connection or a 5xx."""
         self._endpoint = endpoint.rstrip("/")
         self._table = table
         self._signer = signer
-        self._pool = _Pool(self._endpoint, pool_size)
+        self._pool = _Pool(self._endpoint, pool_size, read_seconds)
+        self._retry = retry
 
     @classmethod
-    def from_connection_string(cls, connection_string: str, table: str, *, pool_size: int = 4) -> TableRows:
-        """Rows of `table` in the account of a connection string."""
+    def from_connection_string(cls, connection_string: str, table: str, **options: Any) -> TableRows:  # noqa: ANN401
+        """Rows of `table` in the account of a connection string (`options` as the constructor's)."""
         endpoint, key = parse_connection_string(connection_string)
-        return cls(endpoint, table, key, pool_size=pool_size)
+        return cls(endpoint, table, key, **options)
 
     @property
     def table(self) -> str:
         """The table's name."""
         return self._table
 
-    def upsert(self, entities: Sequence[Entity]) -> None:
-        """Insert or replace every entity, all or nothing (one partition, at most `MAX_OPERATIONS`)."""
+    def upsert(self, entities: Sequence[Entity], deadline: float | None = None) -> None:
+        """Insert or replace every entity, all or nothing (one partition, at most `MAX_OPERATIONS`).
+
+        `deadline` (monotonic): no wait on the service past it (`TimeoutError`), whatever the bounds per read.
+        """
         # Fixed boundaries (nothing to draw per request), unless a row holds one.
         fixed = not any(_BOUNDARY_STEM in e.properties or _BOUNDARY_STEM in e.row_key for e in entities)
         batch = _BATCH_BOUNDARY if fixed else f"batch_{uuid.uuid4()}"
@@ -176,21 +199,64 @@ class TableRows:
             parts += (head, _key(e.partition_key), "',RowKey='", _key(e.row_key), _OPERATION_TAIL, e.properties, "\r\n")
         parts.append(f"--{changeset}--\r\n--{batch}--\r\n")
         body = "".join(parts).encode()
-        answer = self._send("POST", "/$batch", body, f"multipart/mixed; boundary={batch}")
+        answer = self._send("POST", "/$batch", body, f"multipart/mixed; boundary={batch}", deadline=deadline)
         statuses = _status_lines(answer.body)
         if answer.status != 202 or not statuses or any(not 200 <= s < 300 for s in statuses):
             raise TableError(max(statuses, default=answer.status), _error_code(answer.body))
 
-    def create(self) -> None:
+    def get(self, partition_key: str, row_key: str) -> Row | None:
+        """One row; None when there is no such row, or no table yet."""
+        answer = self._send("GET", self._entity_path(partition_key, row_key), b"", "")
+        if answer.status == 404:
+            return None
+        _expect(answer, 200)
+        return Row(json.loads(answer.body), answer.headers.get("etag", ""))
+
+    def query(self, odata_filter: str) -> list[Row]:
+        """Every row the filter selects, every page (a page holds up to 1,000 rows); no table yet: none."""
+        below = f"/{self._table}()?$filter={quote(odata_filter, safe='')}"
+        rows: list[Row] = []
+        more = ""
+        while True:
+            answer = self._send("GET", below + more, b"", "", _MINIMAL_METADATA)
+            if answer.status == 404:
+                return []
+            _expect(answer, 200)
+            for item in json.loads(answer.body)["value"]:
+                etag = item.pop("odata.etag", "")
+                rows.append(Row({k: v for k, v in item.items() if not k.endswith("@odata.type")}, etag))
+            partition = answer.headers.get("x-ms-continuation-nextpartitionkey")
+            if not partition:
+                return rows
+            row = answer.headers.get("x-ms-continuation-nextrowkey")
+            more = f"&NextPartitionKey={quote(partition)}" + (f"&NextRowKey={quote(row)}" if row else "")
+
+    def insert(self, row: Entity) -> str:
+        """Insert a row that must not exist yet (409 `EntityAlreadyExists` if it does); its ETag."""
+        answer = self._send("POST", f"/{self._table}", _with_keys(row), "application/json", _NO_CONTENT)
+        _expect(answer, 201, 204)
+        return answer.headers.get("etag", "")
+
+    def replace(self, row: Entity, etag: str) -> str:
+        """Replace the row if it still has `etag` (412 if another write came first); its new ETag."""
+        below = self._entity_path(row.partition_key, row.row_key)
+        answer = self._send("PUT", below, _with_keys(row), "application/json", {"If-Match": etag})
+        _expect(answer, 204)
+        return answer.headers.get("etag", "")
+
+    def create(self, deadline: float | None = None) -> None:
         """Create the table; one that exists already is fine."""
         body = json.dumps({"TableName": self._table}).encode()
-        answer = self._send("POST", "/Tables", body, "application/json")
+        answer = self._send("POST", "/Tables", body, "application/json", deadline=deadline)
         if answer.status not in (201, 204, 409):
             raise TableError(answer.status, _error_code(answer.body))
 
     def close(self) -> None:
         """Close the connections."""
         self._pool.close()
+
+    def _entity_path(self, partition_key: str, row_key: str) -> str:
+        return f"/{self._table}(PartitionKey='{_key(partition_key)}',RowKey='{_key(row_key)}')"
 
     def _send(
         self,
@@ -200,13 +266,13 @@ class TableRows:
         content_type: str,
         extra: Mapping[str, str] | None = None,
         *,
-        retry: bool = True,
+        deadline: float | None = None,
     ) -> _Answer:
-        """One request; `retry`: once more after a refused or dropped connection or a 5xx.
+        """One request, with `extra` headers (a condition, a preference), tried again once if `retry` allows.
 
-        `extra` headers and `retry=False` serve a write on a condition (`If-Match`), which must be sent once:
-        bench/telemetry.py measures the pacing table's claim that way.
+        With a `deadline` (monotonic) no connect, read or second try waits past it (`TimeoutError`).
         """
+        retry = self._retry
         url = self._endpoint + below
         target = self._pool.path + below
         for attempt in (1, 2):
@@ -223,10 +289,12 @@ class TableRows:
             }
             head = "".join([f"{method} {target} HTTP/1.1\r\n", *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"])
             try:
-                answer = self._pool.exchange(head.encode() + body)
+                answer = self._pool.exchange(head.encode() + body, deadline)
             except ConnectionError:
                 if attempt == 2 or not retry:  # refused or dropped; a read timeout (TimeoutError) is never retried
                     raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError("the deadline passed before a second try") from None
                 continue
             if answer.status < 500 or attempt == 2 or not retry:
                 return answer
@@ -243,7 +311,7 @@ class _Answer(NamedTuple):
 class _Pool:
     """Kept-alive connections to one origin, at most `size` of them idle; a busy pool opens another."""
 
-    def __init__(self, endpoint: str, size: int) -> None:
+    def __init__(self, endpoint: str, size: int, read_seconds: float = READ_SECONDS) -> None:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             msg = f"not an http(s) endpoint: {endpoint}"
@@ -253,11 +321,15 @@ class _Pool:
         self._address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         self._tls = ssl.create_default_context() if parts.scheme == "https" else None
         self._size = size
+        self._read_seconds = read_seconds
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
 
-    def exchange(self, request: bytes) -> _Answer:
-        """Send one request and read its answer; a connection that served it is kept, one the service dropped is not."""
+    def exchange(self, request: bytes, deadline: float | None = None) -> _Answer:
+        """Send one request and read its answer; a connection that served it is kept, one the service dropped is not.
+
+        `deadline` (monotonic) bounds the connect and every read besides their own bounds.
+        """
         connection = None
         with self._lock:
             while self._idle and connection is None:
@@ -266,9 +338,9 @@ class _Pool:
                     connection.close()
                     connection = None
         if connection is None:
-            connection = _Connection(self._address, self._tls)
+            connection = _Connection(self._address, self._tls, self._read_seconds, _left(deadline, CONNECT_SECONDS))
         try:
-            answer, keep = connection.exchange(request)
+            answer, keep = connection.exchange(request, deadline)
         except BaseException:
             connection.close()
             raise
@@ -293,17 +365,21 @@ class _Closed(ConnectionError):
 class _Connection:
     """One HTTP/1.1 connection: a request written whole, its answer read by Content-Length or chunks."""
 
-    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None) -> None:
-        sock = socket.create_connection(address, timeout=CONNECT_SECONDS)
+    def __init__(
+        self, address: tuple[str, int], tls: ssl.SSLContext | None, read_seconds: float, connect_seconds: float
+    ) -> None:
+        sock = socket.create_connection(address, timeout=connect_seconds)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls is not None:
                 sock = tls.wrap_socket(sock, server_hostname=address[0])
-            sock.settimeout(READ_SECONDS)
+            sock.settimeout(read_seconds)
         except BaseException:
             sock.close()
             raise
         self._sock = sock
+        self._read_seconds = read_seconds
+        self._deadline: float | None = None
         self._buffer = b""
         weakref.finalize(self, sock.close)  # a client dropped without `close` leaves no socket open
 
@@ -315,9 +391,12 @@ class _Connection:
             return bool(readable.poll(0))
         return bool(select.select([self._sock], [], [], 0)[0])
 
-    def exchange(self, request: bytes) -> tuple[_Answer, bool]:
-        """The answer, and whether the connection may serve another request."""
+    def exchange(self, request: bytes, deadline: float | None = None) -> tuple[_Answer, bool]:
+        """The answer, and whether the connection may serve another request; no read waits past `deadline`."""
         self._buffer = b""
+        if deadline is not None or self._deadline is not None:  # bounded now, or the last exchange was
+            self._sock.settimeout(_left(deadline, self._read_seconds))
+        self._deadline = deadline
         self._sock.sendall(request)
         end = self._fill_until(b"\r\n\r\n")
         head, self._buffer = self._buffer[:end].decode("latin-1"), self._buffer[end + 4 :]
@@ -343,8 +422,13 @@ class _Connection:
             self._read()
         return found
 
+    def _recv(self) -> bytes:
+        if self._deadline is not None:
+            self._sock.settimeout(_left(self._deadline, self._read_seconds))
+        return self._sock.recv(65536)
+
     def _read(self) -> None:
-        data = self._sock.recv(65536)
+        data = self._recv()
         if not data:
             msg = "the connection was closed before the answer was whole"
             raise _Closed(msg)
@@ -369,7 +453,7 @@ class _Connection:
             self._exactly(2)
 
     def _until_closed(self) -> bytes:
-        while data := self._sock.recv(65536):
+        while data := self._recv():
             self._buffer += data
         return self._buffer
 
@@ -415,6 +499,33 @@ def edm(row: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+_MINIMAL_METADATA: Final = {"Accept": "application/json;odata=minimalmetadata"}
+"""A query's rows with their ETags (`odata.etag`); nometadata leaves them out."""
+_NO_CONTENT: Final = {"Prefer": "return-no-content"}
+
+
+def _left(deadline: float | None, bound: float) -> float:
+    """Seconds a wait may take: its own `bound`, or less to meet `deadline` (monotonic; none left: `TimeoutError`)."""
+    if deadline is None:
+        return bound
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the deadline passed")
+    return min(bound, left)
+
+
+def _with_keys(row: Entity) -> bytes:
+    """The row's JSON body with its keys (the properties' text is spliced, not parsed again)."""
+    keys = f'{{"PartitionKey":{json.dumps(row.partition_key)},"RowKey":{json.dumps(row.row_key)}'
+    rest = row.properties.strip()[1:]
+    return (keys + ("," if rest.strip() != "}" else "") + rest).encode()
+
+
+def _expect(answer: _Answer, *statuses: int) -> None:
+    if answer.status not in statuses:
+        raise TableError(answer.status, _error_code(answer.body))
 
 
 def _status_lines(body: bytes) -> list[int]:

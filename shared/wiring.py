@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the storage SDKs load on first use: importing the app stays
     from shared.deferrals import DeferralTable
     from shared.graph.budget import BudgetStore
     from shared.operations import Operations
+    from shared.tables import TableRows
 
 
 def build_credential(settings: Settings) -> TokenCredential:
@@ -62,19 +63,31 @@ def build_credential(settings: Settings) -> TokenCredential:
 def build_budget_store(settings: Settings) -> BudgetStore | None:
     """The shared write budgets' table, when the function has its storage account; else None.
 
-    Nothing is called on storage here: the table client is built on the first write slot. With a
-    connection string (Azurite) the first row creates the table; deployed, infra creates it and the
-    identity may only read and write rows of that one table.
+    Nothing is called on storage here. The rows go through `shared.tables` (one bounded request per
+    call, never sent twice); with a connection string (Azurite) the first row creates the table;
+    deployed, infra creates it and the identity may only read and write rows of that one table.
     """
     storage, name = settings.storage, settings.GRAPH_PACING_TABLE_NAME
     if not (name and storage.configured and storage.has_tables):
         return None
-    from shared.graph.budget import TableBudgetStore  # noqa: PLC0415 - cold start
+    from shared.graph.budget import READ_TIMEOUT_SECONDS, TableBudgetStore  # noqa: PLC0415 - cold start
 
-    quiet_storage_logs()
-    return TableBudgetStore(
-        lambda: storage.table_service().get_table_client(name), create_missing=bool(storage.connection_string)
-    )
+    rows = table_rows(settings, name, read_seconds=READ_TIMEOUT_SECONDS, retry=False)
+    return TableBudgetStore(rows, create_missing=bool(storage.connection_string))
+
+
+def table_rows(settings: Settings, name: str, **options: Any) -> TableRows:  # noqa: ANN401
+    """`shared.tables`' client of one table of the function's storage account (`has_tables`), nothing sent yet.
+
+    Signed with the connection string's account key (Azurite), or the identity's storage token deployed.
+    """
+    from shared.tables import BearerToken, TableRows  # noqa: PLC0415 - cold start
+
+    storage = settings.storage
+    if storage.connection_string:
+        return TableRows.from_connection_string(storage.connection_string, name, **options)
+    assert storage.table_service_uri is not None  # has_tables
+    return TableRows(storage.table_service_uri, name, BearerToken(storage.credential()), **options)
 
 
 def build_pacer(
@@ -200,16 +213,11 @@ def build_audit(settings: Settings) -> AuditTrail | None:
     table is built when the daily purge first runs.
     """
     from shared.audit import AuditTrail  # noqa: PLC0415 - cold start
-    from shared.tables import BearerToken, TableRows  # noqa: PLC0415 - cold start
 
     storage, name = settings.storage, settings.AUDIT_TABLE_NAME
     if not (name and storage.configured and storage.has_tables):
         return None  # e.g. a queue-only Azurite: the SDK would otherwise guess a table host in Azure
-    if storage.connection_string:
-        rows = TableRows.from_connection_string(storage.connection_string, name)
-    else:
-        assert storage.table_service_uri is not None  # has_tables
-        rows = TableRows(storage.table_service_uri, name, BearerToken(storage.credential()))
+    rows = table_rows(settings, name)
 
     def purge_table() -> TableClient:
         quiet_storage_logs()

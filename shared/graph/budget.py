@@ -19,7 +19,6 @@ store longer than one bounded call.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
@@ -35,7 +34,7 @@ from shared.graph.pacing import NextSlot, WritePacer
 from shared.logs import log_event
 
 if TYPE_CHECKING:
-    from azure.data.tables import TableClient, TableEntity
+    from shared.tables import Row, TableRows
 
 logger = logging.getLogger("certstate.pacing")
 
@@ -97,103 +96,77 @@ class TableBudgetStore:
     """Rows in one table and one partition (`PARTITION`), RowKey the tenant (`home` or its GUID).
 
     One partition, so that one query returns every row in use (`read_active`). Each call is one request
-    bounded in time with no SDK retry: a conditional write retried after a timeout whose first attempt
-    took effect would meet its own ETag and read as another instance's. `create_missing` (Azurite): the
-    first insert creates the table; deployed, infra creates it.
+    on shared/tables.py's kept-alive sockets (its `rows` built with `read_seconds=READ_TIMEOUT_SECONDS`
+    and `retry=False`), bounded in time and never sent twice: a conditional write retried after a timeout
+    whose first attempt took effect would meet its own ETag and read as another instance's.
+    `create_missing` (Azurite): the first insert creates the table; deployed, infra creates it.
     """
 
-    def __init__(self, table: Callable[[], TableClient], *, create_missing: bool = False) -> None:
-        self._factory = table
-        self._table: TableClient | None = None
-        self._lock = threading.Lock()
+    def __init__(self, rows: TableRows, *, create_missing: bool = False) -> None:
+        self._rows = rows
         self._create_missing = create_missing
-        self._bounds: dict[str, Any] = {"retry_total": 0, "read_timeout": READ_TIMEOUT_SECONDS}
 
     def read(self, key: str) -> BudgetRow:
         """The tenant's row, or an empty one (no ETag) when there is none yet."""
-        from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - cold start
-
-        try:
-            return _row(self._client().get_entity(PARTITION, key, **self._bounds))
-        except ResourceNotFoundError:
-            return BudgetRow()
+        found = self._rows.get(PARTITION, key)
+        return BudgetRow() if found is None else _row(found)
 
     def read_active(self, now: float) -> dict[str, BudgetRow]:
         """Every row with a Retry-After in force or slots claimed lately, by tenant: one query.
 
-        A row it leaves out has no gate in force. One request per 1,000 such rows (docs/design.md).
+        A row it leaves out has no gate in force. One request per 1,000 such rows (docs/design.md); every
+        page is read: a gate on a row the look did not see would not hold this instance.
         """
-        from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415 - cold start
-
-        entities = self._client().query_entities(
-            "PartitionKey eq @p and ( gateUntil gt @now or nextSlot gt @recent )",
-            parameters={"p": PARTITION, "now": now, "recent": now - ACTIVE_SECONDS},
-            results_per_page=1000, **self._bounds,
-        )  # fmt: skip
-        try:  # every page: a gate on a row the look did not see would not hold this instance
-            return {str(entity["RowKey"]): _row(entity) for entity in entities}
-        except ResourceNotFoundError:
-            return {}
+        recent = float(now - ACTIVE_SECONDS)
+        found = self._rows.query(
+            f"PartitionKey eq '{PARTITION}' and (gateUntil gt {float(now)!r} or nextSlot gt {recent!r})"
+        )
+        return {str(row.properties["RowKey"]): _row(row) for row in found}
 
     def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
         """Store `row` if the stored one still has `etag` (None: if there is none); the new ETag."""
-        from azure.core import MatchConditions  # noqa: PLC0415 - cold start
-        from azure.core.exceptions import (  # noqa: PLC0415
-            ResourceExistsError,
-            ResourceModifiedError,
-            ResourceNotFoundError,
-        )
-        from azure.data.tables import UpdateMode  # noqa: PLC0415
+        from shared.tables import Entity, TableError, properties_json  # noqa: PLC0415 - stdlib only, on first use
 
-        entity = {
-            "PartitionKey": PARTITION,
-            "RowKey": key,
+        entity = Entity(PARTITION, key, properties_json({
             "nextSlot": _finite(row.next_slot),
             "gateUntil": _finite(row.gate_until),
             "lastBy": row.last_by,
             "sharedUntil": _finite(row.shared_until),
             "returnAt": _finite(row.return_at),
             "leanUntil": _finite(row.lean_until),
-        }
-        client = self._client()
+        }))  # fmt: skip
         try:
-            if etag is None:
-                written = client.create_entity(entity, **self._bounds)
-            else:
-                written = client.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified,
-                    **self._bounds,
-                )  # fmt: skip
-        except (ResourceExistsError, ResourceModifiedError) as err:
-            raise Contended(type(err).__name__) from None
-        except ResourceNotFoundError:
-            if etag is not None or not self._create_missing:
+            return self._rows.insert(entity) if etag is None else self._rows.replace(entity, etag)
+        except TableError as err:
+            if err.status in (409, 412):  # created first by another instance, or changed since `etag`
+                raise Contended(err.code) from None
+            if not (err.status == 404 and etag is None and self._create_missing):
                 raise
-            with contextlib.suppress(ResourceExistsError):
-                client.create_table(**self._bounds)
-            written = client.create_entity(entity, **self._bounds)
-        return str(written.get("etag") or "")
-
-    def _client(self) -> TableClient:
-        with self._lock:
-            if self._table is None:
-                self._table = self._factory()
-            return self._table
+        self._rows.create()  # another instance may have created it meanwhile: that is fine
+        try:
+            return self._rows.insert(entity)
+        except TableError as err:
+            if err.status == 409:
+                raise Contended(err.code) from None
+            raise
 
 
 def _finite(value: float) -> float:
-    return value if math.isfinite(value) else 0.0
+    """A schedule time as a table stores it: never-set (-inf) as 0, a time long past."""
+    return float(value) if math.isfinite(value) else 0.0
 
 
-def _row(entity: TableEntity) -> BudgetRow:
+def _row(found: Row) -> BudgetRow:
+    """A row as read (point read or query) with its ETag."""
+    values = found.properties
     return BudgetRow(
-        next_slot=float(entity.get("nextSlot", _NEVER)),
-        gate_until=float(entity.get("gateUntil", _NEVER)),
-        last_by=str(entity.get("lastBy", "")),
-        shared_until=float(entity.get("sharedUntil", _NEVER)),
-        return_at=float(entity.get("returnAt", _NEVER)),
-        lean_until=float(entity.get("leanUntil", _NEVER)),
-        etag=entity.metadata.get("etag"),
+        next_slot=float(values.get("nextSlot", _NEVER)),
+        gate_until=float(values.get("gateUntil", _NEVER)),
+        last_by=str(values.get("lastBy", "")),
+        shared_until=float(values.get("sharedUntil", _NEVER)),
+        return_at=float(values.get("returnAt", _NEVER)),
+        lean_until=float(values.get("leanUntil", _NEVER)),
+        etag=found.etag or None,
     )
 
 

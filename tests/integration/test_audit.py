@@ -25,6 +25,7 @@ from shared.pipeline import CertStatePipeline, Delivery
 from shared.settings import Settings
 from shared.tables import SharedKey, TableError, TableRows, entity
 from shared.wiring import build_audit
+from tests.integration.test_tables import SlowServer
 from tests.support.audit import audit_trail, lean_rows
 from tests.support.otel import capture
 from tests.support.pipeline_fakes import RecordingGraph, body, directory
@@ -283,12 +284,12 @@ class GatedRows(TableRows):
         self.transactions: list[int] = []
         self._refuse = refuse
 
-    def upsert(self, rows):
+    def upsert(self, rows, deadline=None):
         self.gate.wait(10)
         self.transactions.append(len(rows))
         if self._refuse and any(f'"correlationId":"{self._refuse}"' in row.properties for row in rows):
             raise TableError(400, "EntityTooLarge")
-        super().upsert(rows)
+        super().upsert(rows, deadline)
 
 
 def record_concurrently(audit: AuditTrail, rows: GatedRows, ids: list[str]) -> dict[str, str]:
@@ -308,7 +309,8 @@ def record_concurrently(audit: AuditTrail, rows: GatedRows, ids: list[str]) -> d
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 5
-    while len(audit._queue) < len(ids) - 4 and time.monotonic() < deadline:  # four writers hold one each
+    # The first outcome's own thread and four writers hold one each; the others wait in the queue.
+    while len(audit._queue) < len(ids) - 5 and time.monotonic() < deadline:
         time.sleep(0.01)
     rows.gate.set()
     for thread in threads:
@@ -342,3 +344,31 @@ def test_a_row_holding_the_multipart_boundary_is_written_as_it_is(table):
     (found,) = rows_of(table)
     assert (found["RowKey"], found["text"], found["data"]) == ("r'1", text, b"\x00\xff")
     assert getattr(found["big"], "value", None) == 2**40  # an Edm.Int64 comes back as an EntityProperty
+
+
+def test_rows_a_table_answers_after_the_wait_are_still_written_and_count_as_pending_until_they_are():
+    """The outcome goes out at the wait; the rows go on to a writer, and the bound on pending writes holds them."""
+    server = SlowServer(delay=1.0)
+    try:
+        audit = AuditTrail(TableRows(server.endpoint, "audit", SharedKey("acct", b"key")), wait_seconds=0.3,
+                           max_pending=1)  # fmt: skip
+        result = result_of(pipeline_without_audit(), body(), Delivery("m-1", 1, ENQUEUED))
+        started = time.monotonic()
+        with pytest.raises(AuditTimeout):
+            audit.record(result, body(), ENQUEUED)
+        assert time.monotonic() - started < 1.0
+        with pytest.raises(AuditBacklog):  # still being written
+            audit.record(result, body(), ENQUEUED)
+        server.delay = 0.0
+        deadline = time.monotonic() + 5
+        while True:  # once the table has answered the writer, the next outcome is written at once
+            try:
+                audit.record(result, body(), ENQUEUED)
+                break
+            except AuditBacklog:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert len(server.bodies) == 3  # cut short at the wait, sent again by a writer, and the next one
+        assert all(b"RowKey='m%7Cm-1')" in sent for sent in server.bodies)
+    finally:
+        server.close()
