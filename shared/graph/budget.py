@@ -58,7 +58,7 @@ FALLBACK_SECONDS: Final = 10.0
 SLOW_SECONDS: Final = 2.0
 """A store call slower than this counts as a failure, as its timeout would: the slots it waited for are gone."""
 READ_TIMEOUT_SECONDS: Final = 2.0
-"""Per store call (with the storage clients' 2 s connect bound, shared/storage.py), never retried by the SDK."""
+"""Per store call (with shared/tables.py's 2 s connect bound), never retried: see `TableBudgetStore`."""
 CLAIM_ATTEMPTS: Final = 4
 BOOKING_LOOK_SECONDS: Final = 1.0
 """A process that books copies' turns looks at the rows at least this often (one query for all tenants)."""
