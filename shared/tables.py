@@ -1,4 +1,4 @@
-"""Rows of one Azure table on sockets of their own: the audit write, and the pacing table's reads and claims.
+"""Rows of one Azure table on sockets of their own: the audit write, the deferral records, the pacing table.
 
 azure-data-tables spends 6-16 ms of CPU on one four-row transaction (its pipeline of policies, and
 the `email` package parsing the multipart answer; docs/benchmarks.md, section 6), more than the
@@ -6,7 +6,8 @@ whole rest of a message. The same request built here is a few string joins and o
 cached token, written whole on a kept-alive HTTP/1.1 connection; the answer is read by its length and
 for its status lines only. urllib3 and `http.client` would cost three times as much per exchange
 (`http.client` parses every answer's headers with the `email` package). The SDK stays for the rare,
-read-heavy work (the daily purge, the CLI's history, the deferral records).
+read-heavy work (the daily purge, the CLI's history); the deferral records and the pacing table use
+the point reads, queries and conditional writes here.
 
 Authentication is either form `AzureWebJobsStorage` takes: a connection string's account key
 (Shared Key, as the SDK signs it; Azurite), or a bearer token of the function's identity for

@@ -232,17 +232,14 @@ def build_audit(settings: Settings) -> AuditTrail | None:
 def build_deferrals(settings: Settings) -> DeferralTable | None:
     """The deferral records, kept in the audit table; None without one, and then nothing is deferred.
 
-    Nothing is called on storage here: the table client is built on the first deferral.
+    Nothing is called on storage here: the first deferral opens the first connection.
     """
     storage, name = settings.storage, settings.AUDIT_TABLE_NAME
     if not (name and storage.configured and storage.has_tables):
         return None
     from shared.deferrals import DeferralTable  # noqa: PLC0415 - cold start
 
-    quiet_storage_logs()
-    return DeferralTable(
-        lambda: storage.table_service().get_table_client(name), create_missing=bool(storage.connection_string)
-    )
+    return DeferralTable(table_rows(settings, name, retry=False), create_missing=bool(storage.connection_string))
 
 
 def quiet_storage_logs() -> None:
