@@ -30,7 +30,6 @@ import argparse
 import itertools
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.goodput import drain_with_workers, tenant_queue
+from bench.markdown import ok, pct, provenance, splice_file, table
 from devstack.azurite import Azurite
 from devstack.stack import deployed_settings
 
@@ -230,88 +230,24 @@ def worker(idle_for: float, timeout: float) -> dict[str, Any]:
 # -- the report -----------------------------------------------------------------------------------------------
 
 
-def section(results: dict[str, Any]) -> str:
-    """The "Scale-out" section of docs/benchmarks.md."""
-    lines = [
-        "## Scale-out",
-        "",
-        f"`{results['command']}` ({results['date']}, {results['durationSeconds'] / 60:.0f} min). Runner processes "
-        "stand for Flex instances, all on one queue, each with the app settings infra deploys for that many "
-        "instances (`devstack.stack.deployed_settings`; `python -m devstack up --instances N` starts the same). "
-        "Intune's limit is scaled so that two shared cores keep up: 50 writes / 10 s per tenant with three "
-        "tenants, 50 / 400 s with fifty. Goodput is a tenant's successful writes per second while it has work, "
-        "against its limit; the aggregate counts every tenant not in a storm while all of them have work. "
-        f"Targets: every goodput >= {TARGET:.0%}, no early retry, no 429 for a tenant outside the storm, "
-        "nothing lost, duplicated or poisoned.",
-        "",
-        "| scenario | processes | limit per tenant | lowest tenant | aggregate | storm tenant | early retries "
-        "| 429s (budget) | lost / dup / poisoned | store ops per write | claims per write | looks per process-s "
-        "| fallbacks | targets |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+def block(results: dict[str, Any]) -> list[str]:
+    """The `scaleout` block of docs/benchmarks.md: the run, then a row per drain (the prose beside it is by hand)."""
+    header = ["scenario", "processes", "limit per tenant", "lowest tenant", "aggregate", "storm tenant",
+              "early retries", "429s (budget)", "lost / dup / poisoned", "store ops per write", "claims per write",
+              "looks per process-s", "fallbacks", "targets"]  # fmt: skip
+    rows = []
     for r in results["drains"]:
-        storm = r["stormTenant"]
-        storm_text = f"{storm['writes']} writes, {storm['throttled']} 429s" if storm else "-"
-        lines.append(
-            f"| {r['scenario']['name']} | {r['processes']} "
-            f"| {r['scenario']['write_limit']} / {r['scenario']['window_s']:g} s | {r['minGoodput']:.1%} "
-            f"| {r['aggregateGoodput']:.1%} "
-            f"| {storm_text} | {r['earlyRetries']} | {r['budget429s']} "
-            f"| {r['lost']} / {r['duplicateOutcomes']} / {r['poisoned']} | {r['storeOpsPerWrite']:.2f} "
-            f"| {r['claimsPerWrite']:.2f} | {r['looksPerProcessSecond']:.2f} "
-            f"| {r['pacing'].get('fallbacks', 0)} | {'met' if passed(r) else 'missed'} |"
-        )
-    lines += [
-        "",
-        "Store operations are the pacers' calls on the pacing table: looks (one query for every tenant of a "
-        "process), point reads, conditional writes (claims, Retry-After gates) and the writes that lost a "
-        "race (412); a copy's booked turn costs none (it goes to the row with the next claim). Claims per "
-        "write and looks per process-second are shown apart. The three-tenant drains run at Intune's own "
-        "rate per tenant (5 writes/s): alone a claim covers two seconds (0.12 claims per write), shared it "
-        "covers the callers waiting (0.3-0.7), and looks stay under four per process-second (at most one per "
-        "`HORIZON_SECONDS`, whatever the number of tenants). A tenant written less often than every two "
-        "seconds costs a claim per write (fifty tenants: 1.0, a slot every 8 s). From "
-        f"{SLOWER_AT} processes on, each drain's rate is halved (its window doubled, column 'limit per "
-        "tenant') so that the runners keep up. Raw results: bench/results/scaleout.json.",
-        "",
-        "All runner processes, Azurite, the simulator and the emulators share this VM's two cores with other "
-        "work, so at 4 and above all at 8 processes CPU, not pacing, decides much of what is measured, and "
-        "figures there vary from run to run; the columns that do not depend on CPU (early retries, 429s of "
-        "tenants outside the storm, lost, duplicate and poisoned outcomes) are the ones to read first.",
-        "",
-        "Met: three tenants with mixed backlogs and the 429 storm, every target at 1, 2, 4 and 8 processes. Missed: "
-        "fifty tenants, on goodput (no early retry, no 429, nothing lost in any of them). Each tenant's twelve "
-        "messages lie scattered in one shuffled queue of 600, which the runners read once before any copy comes back:"
-        " each first reading of a message that finds no slot within 2 s costs a queue send and a delete, so the first"
-        " pass takes some 30-60 s (by where the gaps lie), and the host fetches no batch while more than 8 "
-        "invocations run. A copy due during that pass waits behind the unread messages ahead of it, and its tenant's "
-        "slot goes by empty: at one process the lowest tenants miss one slot each between 24 and 66 s and run on time"
-        " after it (median tenant 97 %, aggregate 97.6 %); at two and four processes, which share the cores, the pass"
-        " is slower and two to four slots go by (median 89 % and 96.5 %). The schedule had those slots free; a copy "
-        "whose slot has passed cannot take it later without risking a window over the limit, so no pacing change "
-        "recovers them, only reading faster or a backlog that the first pass does not outlast. A deeper backlog does "
-        "not dilute the loss: the first pass grows with it (eight messages a tenant, a trial at 12:29 UTC: "
-        "94.9 % lowest at one process; twelve: 89.3 %). At 8 processes the runners starve Azurite: 28 store "
-        "calls failed or took over 2 s, and each"
-        " took its process's tenants to their split for 10 s (149 fallbacks), so the lowest tenants were written at "
-        "the split's or the lean period's pace for most of the drain (a write every 114-152 s against 16 s). Its "
-        "aggregate above 100 % is those splits: each process's split lets a tenant's first write out at once, within "
-        "the limit (twelve writes a tenant against 50 per 800 s, so no window can be exceeded and no 429 tests the "
-        "budget in that drain).",
-        "",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def splice(report_path: Path, text: str) -> None:
-    """Replace (or add, before "## Not covered") the "Scale-out" section of docs/benchmarks.md."""
-    doc = report_path.read_text(encoding="utf-8")
-    pattern = re.compile(r"^## Scale-out\n.*?(?=^## )", re.S | re.M)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _: text, doc, count=1)
-    else:
-        doc = doc.replace("## Not covered", text + "## Not covered", 1)
-    report_path.write_text(doc, encoding="utf-8")
+        storm, scenario = r["stormTenant"], r["scenario"]
+        rows.append([
+            scenario["name"], str(r["processes"]), f"{scenario['write_limit']} / {scenario['window_s']:g} s",
+            pct(r["minGoodput"]), pct(r["aggregateGoodput"]),
+            f"{storm['writes']} writes, {storm['throttled']} 429s" if storm else "-",
+            str(r["earlyRetries"]), str(r["budget429s"]), f"{r['lost']} / {r['duplicateOutcomes']} / {r['poisoned']}",
+            f"{r['storeOpsPerWrite']:.2f}", f"{r['claimsPerWrite']:.2f}", f"{r['looksPerProcessSecond']:.2f}",
+            str(r["pacing"].get("fallbacks", 0)), ok(passed(r)),
+        ])  # fmt: skip
+    run = f"{provenance(results)[:-2]}, {results['durationSeconds'] / 60:.0f} min.*"
+    return [run, "", *table(header, rows)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     raw = REPO / "bench" / "results" / "scaleout.json"
     if args.rerender:
-        splice(args.output, section(json.loads(raw.read_text(encoding="utf-8"))))
+        splice_file(args.output, {"scaleout": block(json.loads(raw.read_text(encoding="utf-8")))})
         return 0
     started = time.monotonic()
     drains = []
@@ -368,10 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         saved["drains"] = sorted(kept + drains, key=lambda d: (order.index(d["scenario"]["name"]), d["processes"]))
         saved["durationSeconds"] += results["durationSeconds"]
         saved["command"] = f"{saved['command']}`, then `{results['command']}"
+        saved["date"] = f"{saved['date']}, then {str(results['date']).removeprefix(saved['date'][:11])}"
         results = saved
     raw.write_text(json.dumps(results, indent=1), encoding="utf-8")
     if args.merge or (not args.only and args.processes == "1,2,4,8"):
-        splice(args.output, section(results))
+        splice_file(args.output, {"scaleout": block(results)})
     return 0
 
 
