@@ -195,7 +195,7 @@ class AuditTrail:
                 self._queue.appendleft(pending)  # the oldest: written first, before any later duplicate
             self._submit(pending)
             raise AuditTimeout(self._timed_out()) from None
-        except Exception as err:
+        except BaseException as err:  # whatever ends the write here, its outcome's wait and its pending slot end too
             pending.done.set_exception(err)
             raise
         else:
@@ -207,7 +207,9 @@ class AuditTrail:
     def _submit(self, pending: _Pending) -> None:
         try:
             self._writers.submit(self._commit)
-        except RuntimeError as err:  # the pool is shut down (the process is ending)
+        except RuntimeError as err:  # the pool is shut down (the process is ending): no writer will take it
+            with self._queue_lock:
+                self._queue = deque(queued for queued in self._queue if queued is not pending)
             pending.done.set_exception(err)
 
     def _timed_out(self) -> str:

@@ -75,6 +75,7 @@ class BudgetRow:
     shared_until: float = _NEVER
     return_at: float = _NEVER
     lean_until: float = _NEVER
+    claimed_at: float = _NEVER  # when `last_by` last claimed (wall): proof it reached the table then
     etag: str | None = None
 
 
@@ -134,6 +135,7 @@ class TableBudgetStore:
             "sharedUntil": _finite(row.shared_until),
             "returnAt": _finite(row.return_at),
             "leanUntil": _finite(row.lean_until),
+            "claimedAt": _finite(row.claimed_at),
         }))  # fmt: skip
         try:
             return self._rows.insert(entity) if etag is None else self._rows.replace(entity, etag)
@@ -166,6 +168,7 @@ def _row(found: Row) -> BudgetRow:
         shared_until=float(values.get("sharedUntil", _NEVER)),
         return_at=float(values.get("returnAt", _NEVER)),
         lean_until=float(values.get("leanUntil", _NEVER)),
+        claimed_at=float(values.get("claimedAt", _NEVER)),
         etag=found.etag or None,
     )
 
@@ -420,11 +423,11 @@ class SharedPacer:
                 self._failed(type(err).__name__, at_once="Timeout" in type(err).__name__)
                 return False
             took = self._mono() - started
-            self._lookout.answered(self._wall())
             self._latency += (min(took, SLOW_SECONDS) - self._latency) / 8  # a moving average of store calls
             if took > SLOW_SECONDS:
                 self._failed("slow", at_once=True)
             else:
+                self._lookout.answered(self._wall())  # a slow answer is a failure, not the table back
                 self._failures = 0
             return True
 
@@ -579,7 +582,7 @@ class SharedPacer:
             # split are skipped from the schedule below). In an outage of the table itself
             # the first instance back finds no such claim and sets the lean period for all.
             local = row.last_by not in ("", self._instance) and (
-                row.next_slot > self._lookout.down_since + FALLBACK_SECONDS)  # fmt: skip
+                row.claimed_at > self._lookout.down_since + FALLBACK_SECONDS)  # fmt: skip
             recovering = recovering and not local
             own = self._split_written(now)  # this instance's own writes on the split: taken from the schedule
             # Instances that met the same outage are back on the table within `FALLBACK_SECONDS` of it
@@ -599,12 +602,13 @@ class SharedPacer:
             end = slots[-1] + self._spacing(slots[-1], lean)
             new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
                             max(row.shared_until, end + self._window) if others else row.shared_until,
-                            max(row.return_at, self._returns), lean)  # fmt: skip
+                            max(row.return_at, self._returns), lean, claimed_at=now)  # fmt: skip
             if self._write(new, row):
                 self.counts["claims"] += 1
                 with self._lock:
                     self._recovering, self._failures_seen = False, failures
-                    self._split_writes.clear()  # paid for by the slots skipped above
+                    while self._split_writes and self._split_writes[0] <= now:  # those counted above: paid for
+                        self._split_writes.popleft()
                     self._shared = shared
                     self._slots.extend(slots)
                 return

@@ -99,9 +99,9 @@ class WritePacer:
         """
         with self._lock:
             now = self._clock()
-            slot = self._free_slot(now) + self._waiting * self._interval
-            if math.isinf(slot):  # no share of the budget: back after a window, when the table may answer
+            if math.isinf(self._interval):  # no share of the budget: back after a window, when the table may answer
                 return NextSlot(delay_seconds=self._window, retry_after=self._gate_until > now)
+            slot = self._free_slot(now) + self._waiting * self._interval
             at = max(slot, self._return_at)
             self._return_at = at + self._interval
             return NextSlot(delay_seconds=at - now, retry_after=self._gate_until > now)

@@ -392,3 +392,26 @@ def test_back_from_an_outage_of_its_own_an_instance_pays_for_its_writes_on_the_s
         assert pacer.acquire(deadline=clock.now + 60)
         after.append(clock.now)
     assert max_in_window(on_split + after) <= BUDGET + 1
+
+
+def test_a_block_claimed_before_a_table_wide_outage_does_not_make_the_outage_one_instance_s_alone():
+    """Only a claim made during the outage proves another instance was on the table: not a block ending after it."""
+    clock = Clock()
+    store = MemoryStore(clock)
+    store.rows["tenant"] = BudgetRow(next_slot=clock.now + 40, last_by="b", claimed_at=clock.now - 1, etag="0")
+    a = SharedPacer("tenant", store, BUDGET, WINDOW, instance="a", fallback_budget=11.5, instances=4,
+                    wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
+                    lookout=Lookout(store, clock.wall))  # fmt: skip
+    store.failing = True
+    while not a.counts["fallbacks"]:
+        a.acquire(deadline=clock.now + 60)
+    clock.now += FALLBACK_SECONDS
+    store.failing = False
+    back = clock.now
+    assert a.acquire(deadline=clock.now + 60)
+    # b may be on its split too: room is left for it until its writes there are out of Graph's window.
+    assert store.rows["tenant"].lean_until == pytest.approx(back + FALLBACK_SECONDS + WINDOW, abs=0.1)
+
+
+def test_with_no_share_of_the_budget_a_deferral_comes_back_after_a_window():
+    assert WritePacer(0.0, WINDOW).deferral().delay_seconds == WINDOW
