@@ -399,14 +399,33 @@ class SharedPacer:
             self._call(lambda: self._merge_gate(until))
 
     def deferral(self) -> NextSlot:
-        """Book a slot of the shared schedule for a deferred copy; whichever instance picks it up may use it."""
-        if not self._in_fallback() and self._call(self._look_to_book):
-            at = self._book()
+        """Book a turn on the tenant's return timeline for a deferred copy; any instance that picks it up may use it."""
+        turn: list[float] = []
+        if not self._in_fallback() and self._call(lambda: turn.append(self._book())):
+            (at,) = turn
             now = self._wall()
             with self._lock:
                 gated = max(self._gate_now(), (self._row or BudgetRow()).gate_until) > now
             return NextSlot(delay_seconds=at - now, retry_after=gated, slot=at)
-        return self._fallback.deferral()
+        return self._split_deferral()
+
+    def _split_deferral(self) -> NextSlot:
+        """On the split: back when the store is tried again, unless the split itself has a slot sooner.
+
+        The split's slots lie a window over the split apart (152 s at eight instances of 49 per 800 s), and
+        a stall of this process's own store calls is over in `FALLBACK_SECONDS`: copies spread over the
+        split's slots came back minutes after the table had answered again. Turns are kept here, one slot
+        apart, and reach the row with the next claim; the schedule, not the turns, keeps the limit.
+        """
+        split = self._fallback.deferral()
+        now = self._wall()
+        with self._lock:
+            tried = now + max(self._fallback_until - self._mono(), 0.0)
+            at = max(tried, now + DEFERRAL_LEAD_SECONDS, self._returns, self._gate_now())
+            if at - now >= split.delay_seconds:
+                return split
+            self._returns = at + self._interval
+        return NextSlot(delay_seconds=at - now, retry_after=split.retry_after, slot=at)
 
     # -- the store -----------------------------------------------------------------------------------------
 
@@ -651,24 +670,44 @@ class SharedPacer:
         return self._window / room if room > 0 else self._window
 
     def _book(self) -> float:
-        """Book a copy's turn on the tenant's return timeline, one slot after the last copy booked here or seen.
+        """Book a copy's turn on the tenant's return timeline, one slot after the last copy booked (store lock held).
 
         At least `DEFERRAL_LEAD_SECONDS` out, past the slots the callers waiting here will take, and past
-        a Retry-After; nothing of the schedule itself is taken, so a late copy wastes no slot. The turn is
-        kept here and reaches the row with this instance's next claim (a store call per deferral saved):
-        an instance that books meanwhile on the row's older turn brings two copies back together, and the
-        second takes the next free slot; the schedule, not the turns, keeps the limit.
+        a Retry-After; nothing of the schedule itself is taken, so a late copy wastes no slot. The only
+        instance a deployment may have keeps the turn here (it reaches the row with its next claim); with
+        more, the turn is taken on the row with one conditional write, so no two instances book the same
+        turn: two copies back at one slot leave one of them waiting a whole interval for the next, and
+        every copy of the tenant after them too. Whether another instance writes to the tenant is not
+        known soon enough to book alone: two processes starting on one backlog each saw only their own
+        first claim and booked the same turns.
         """
-        now = self._wall()
+        self._look_to_book()
         row = self._row or BudgetRow()
-        with self._lock:  # the first slot none of the callers waiting here will take
-            held, waiting = list(self._slots), self._waiting
-            first = held[waiting] if len(held) > waiting else (
-                max(row.next_slot, now) + (waiting - len(held)) * self._interval)  # fmt: skip
-            at = max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, self._returns, row.gate_until, self._gate_now())
-            self._returns = at + self._interval
-        self.counts["bookings"] += 1
-        return at
+        for _ in range(CLAIM_ATTEMPTS):
+            now = self._wall()
+            with self._lock:  # the first slot none of the callers waiting here will take
+                held, waiting = list(self._slots), self._waiting
+                first = held[waiting] if len(held) > waiting else (
+                    max(row.next_slot, now) + (waiting - len(held)) * self._interval)  # fmt: skip
+                at = max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, self._returns, row.gate_until,
+                         self._gate_now())  # fmt: skip
+                others = self._others(row, now)
+                alone = self._instances == 1
+                if alone:
+                    self._returns = at + self._interval
+            if alone:
+                self.counts["bookings"] += 1
+                return at
+            # Marked shared for a window, so an instance that booked alone until now books on the row too.
+            shared_until = max(row.shared_until, now + self._window) if others else row.shared_until
+            if self._write(replace(row, return_at=at + self._interval, shared_until=shared_until), row):
+                with self._lock:
+                    self._returns = max(self._returns, at + self._interval)
+                self.counts["bookings"] += 1
+                self.counts["turnWrites"] += 1
+                return at
+            row = self._read()
+        raise Contended(f"{CLAIM_ATTEMPTS} bookings in a row lost the race for the row")
 
     def _merge_gate(self, until: float) -> None:
         """Max-merge a Retry-After into the row's gate (what every instance's look reads)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import itertools
 import math
-from dataclasses import replace
 
 import pytest
 
@@ -14,12 +13,12 @@ from shared.graph.budget import (
     ALONE_REACH_SECONDS,
     FALLBACK_SECONDS,
     BudgetRow,
-    Contended,
     Lookout,
     SharedPacer,
 )
 from shared.graph.pacing import WritePacer
 from shared.settings import Settings
+from tests.support.budget import MemoryStore
 
 WINDOW, BUDGET = 10.0, 49
 
@@ -37,41 +36,6 @@ class Clock:
         self.now += max(seconds, 0.0)
 
 
-class MemoryStore:
-    """The table's contract: conditional writes on an ETag, a 412 (Contended) on a lost race."""
-
-    def __init__(self, clock: Clock, *, latency: float = 0.0) -> None:
-        self.rows: dict[str, BudgetRow] = {}
-        self.etags = itertools.count(1)
-        self.calls: list[str] = []
-        self.failing = False
-        self.clock = clock
-        self.latency = latency
-
-    def read(self, key: str) -> BudgetRow:
-        self._call("read")
-        return self.rows.get(key, BudgetRow())
-
-    def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
-        self._call("write")
-        current = self.rows.get(key)
-        if (current.etag if current else None) != etag:
-            raise Contended("412")
-        new = str(next(self.etags))
-        self.rows[key] = replace(row, etag=new)
-        return new
-
-    def read_active(self, now: float) -> dict[str, BudgetRow]:
-        self._call("look")
-        return {key: row for key, row in self.rows.items() if row.gate_until > now or row.next_slot > now - 1}
-
-    def _call(self, kind: str) -> None:
-        self.calls.append(kind)
-        self.clock.now += self.latency
-        if self.failing:
-            raise ConnectionError("table service down")
-
-
 def pacers(n: int, clock: Clock, store: MemoryStore, *, budget: int = BUDGET, tenant: str = "tenant",
            lookouts: list[Lookout] | None = None) -> list[SharedPacer]:  # fmt: skip
     """One pacer per instance; each instance (process) has its own board of gates, as each has its own memory."""
@@ -84,6 +48,7 @@ def pacers(n: int, clock: Clock, store: MemoryStore, *, budget: int = BUDGET, te
             WINDOW,
             instance=f"i{i}",
             fallback_budget=max(1, (budget + 1) // n - 1),
+            instances=n,
             wall=clock.wall,
             mono=clock.wall,
             sleep=clock.sleep,
@@ -153,11 +118,8 @@ def test_copies_deferred_anywhere_return_one_slot_apart_and_any_instance_writes_
     a, b = pacers(2, clock, store)
     assert a.acquire(deadline=clock.now + 60)  # a's claim puts it on the row
     turns = [a.deferral(), a.deferral()]
-    while a.counts["claims"] < 2:  # its next claim publishes its turns
-        assert a.acquire(deadline=clock.now + 60)
-    written = len(store.calls)
     turns += [b.deferral(), b.deferral()]  # b books after a's turns, from the row
-    assert "write" not in store.calls[written:]  # a booking costs no write
+    assert a.counts["turnWrites"] == b.counts["turnWrites"] == 2  # each turn taken on the row
     slots = [turn.slot or 0.0 for turn in turns]
     assert all(turn.slot is not None for turn in turns)
     assert turns[0].delay_seconds >= 2.0
@@ -177,6 +139,32 @@ def test_copies_deferred_anywhere_return_one_slot_apart_and_any_instance_writes_
     assert clock.now - (late.slot + 5) < a.interval
 
 
+def test_the_only_instance_a_deployment_may_have_books_turns_without_a_store_call():
+    clock = Clock()
+    store = MemoryStore(clock)
+    (alone,) = pacers(1, clock, store)
+    assert alone.acquire(deadline=clock.now + 60)
+    calls = len(store.calls)
+    turns = [alone.deferral().slot, alone.deferral().slot]
+    assert store.calls[calls:] == []  # kept here: no other instance books on the row
+    while alone.counts["claims"] < 2:
+        assert alone.acquire(deadline=clock.now + 60)
+    assert store.rows["tenant"].return_at > max(turn or 0.0 for turn in turns)  # the next claim carried them
+
+
+def test_instances_deferring_for_one_tenant_at_once_never_book_the_same_turn():
+    clock = Clock()
+    store = MemoryStore(clock)
+    a, b = pacers(2, clock, store)
+    assert a.acquire(deadline=clock.now + 60)
+    assert b.acquire(deadline=clock.now + 60)  # both write to the tenant: neither is alone
+    turns = [pacer.deferral().slot for pacer in (a, b, a, b, b, a)]  # no claim between them publishes a turn
+    slots = sorted(turn for turn in turns if turn is not None)
+    assert len(slots) == 6
+    # One copy per turn: two at one turn would leave one waiting a whole interval for the next slot.
+    assert all(y - x >= a.interval - 1e-6 for x, y in itertools.pairwise(slots))
+
+
 def test_the_table_down_falls_back_to_the_split_and_comes_back():
     clock = Clock()
     store = MemoryStore(clock)
@@ -192,6 +180,27 @@ def test_the_table_down_falls_back_to_the_split_and_comes_back():
     clock.now += FALLBACK_SECONDS
     group[0].acquire(deadline=clock.now + 60)
     assert store.rows  # the schedule is in use again
+
+
+def test_copies_deferred_on_the_split_come_back_when_the_store_is_tried_again_not_at_the_split_s_pace():
+    clock = Clock()
+    store = MemoryStore(clock)
+    pacer = SharedPacer("tenant", store, BUDGET, 400.0, instance="i0", fallback_budget=5.25, instances=8,
+                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
+                        lookout=Lookout(store, clock.wall))  # fmt: skip
+    assert pacer.acquire(deadline=clock.now + 60)
+    store.failing = True  # this process's store calls fail: on the split (a slot every 76 s) for 10 s
+    pacer.deferral()
+    pacer.deferral()  # the second failed store call in a row: the split
+    assert pacer.counts["fallbacks"] == 1
+    turns = [pacer.deferral() for _ in range(3)]
+    assert all(turn.slot is not None for turn in turns)
+    assert turns[0].delay_seconds <= FALLBACK_SECONDS + pacer.interval  # back when the store is tried again
+    gaps = [b.delay_seconds - a.delay_seconds for a, b in itertools.pairwise(turns)]
+    assert gaps == pytest.approx([pacer.interval] * 2)  # one slot of the budget apart, not of the split
+    store.failing = False
+    clock.now = (turns[0].slot or 0.0) - 0.4
+    assert pacer.use_booked(turns[0].slot or 0.0, deadline=clock.now + 2)  # the schedule again
 
 
 def test_the_table_lost_for_one_tenant_takes_every_tenant_of_the_process_to_the_split():
