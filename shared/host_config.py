@@ -1,6 +1,7 @@
-"""The three host.json queue options the function itself needs, read as the Functions host reads them.
+"""The host.json queue options the function itself needs, read as the Functions host reads them.
 
 `maxDequeueCount` tells a message's last delivery, `batchSize + newBatchThreshold` sizes the HTTP pool,
+`newBatchThreshold` bounds the copies that may wait long for a write slot (shared/graph/client.py),
 and `messageEncoding` sets how much of a queue message an outcome may fill. Keys are case-insensitive
 and `AzureFunctionsJobHost__extensions__queues__<option>` app settings override host.json, as in the
 host. The host refuses a host.json it cannot read before the function runs, so nothing here re-checks
@@ -31,6 +32,7 @@ class QueueOptions:
     max_dequeue_count: int = 5
     max_concurrency: int = 24  # batchSize + newBatchThreshold: invocations at once per instance
     message_encoding: Encoding = "base64"
+    new_batch_threshold: int = 8  # the host fetches another batch once no more than this many run
 
 
 def queue_options(
@@ -51,7 +53,7 @@ def queue_options(
     processors = processor_count if processor_count is not None else (os.cpu_count() or 1)
     threshold = int(queues.get("newbatchthreshold", batch_size // 2 * processors))
     encoding: Encoding = "none" if str(queues.get("messageencoding", "base64")).lower() == "none" else "base64"
-    return QueueOptions(int(queues.get("maxdequeuecount", 5)), batch_size + threshold, encoding)
+    return QueueOptions(int(queues.get("maxdequeuecount", 5)), batch_size + threshold, encoding, threshold)
 
 
 def _lowered(section: object) -> dict[str, Any]:

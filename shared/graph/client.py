@@ -82,6 +82,10 @@ class ClientLimits:
     serving one tenant): wait up to `max_wait_seconds`, with no cap on waiters, as no other tenant's
     message needs the invocation slot, and a deferred copy may come back to another instance, whose slot
     it would leave unused here."""
+    long_waits: int | None = None
+    """How many deferred copies of the process may wait past `slot_wait_seconds` for their slot at once
+    (None: no cap; 0: none). The host fetches no batch while more than `newBatchThreshold` invocations run, so
+    copies waiting whole intervals must leave room for the ones due behind them to be read."""
     max_answer_bytes: int = MAX_ANSWER_BYTES
 
     @property
@@ -126,6 +130,7 @@ class GraphClient:
         self._telemetry = telemetry or Telemetry()
         self._refused_tenants: set[str | None] = set()  # whose cached token Graph answered 401
         self._refused_lock = threading.Lock()
+        self._long_waits = None if limits.long_waits is None else threading.BoundedSemaphore(limits.long_waits)
 
     def patch(self, request: GraphRequest, tenant: Tenant, booked: float | None = None) -> GraphResult:
         """PATCH until success, a permanent refusal, a deferral, or the invocation's budget runs out.
@@ -283,12 +288,9 @@ class GraphClient:
         (5xx, timeouts) ran out of its wait, which the host's retry counts as before.
         """
         wait = self._limits.slot_wait_seconds
-        # A copy back at its turn waits for the next slot as long as its invocation may: deferring it again
-        # would put it behind every copy booked since, and leave slots empty until it returned (bounded to
-        # the short wait, the lowest tenant of three fell from 95-98 % to 85 %: docs/design.md).
-        if booked is not None and tenant.pacer.use_booked(booked, deadline):
-            return True
         short = deadline if wait is None else min(deadline, self._clock() + wait)
+        if booked is not None and self._use_booked(tenant, booked, short, deadline):
+            return True
         if wait is None:
             acquired = tenant.pacer.acquire(deadline)
         else:
@@ -300,6 +302,30 @@ class GraphClient:
         if last is not None and last.code is not ErrorCode.GRAPH_THROTTLED:
             return False
         raise self._throttled(tenant, warnings)
+
+    def _use_booked(self, tenant: Tenant, booked: float, short: float, deadline: float) -> bool:
+        """A copy back at its turn: the next slot within the short wait, or past it while few copies here wait so long.
+
+        Deferring a copy again puts it behind every copy booked since, so it waits for its slot as long as its
+        invocation may (bounded to the short wait, the lowest of three tenants fell from 95-98 % to 85 %), but
+        only `long_waits` at a time: copies read late come back with their tenant's next ones and wait whole
+        intervals, and too many such waits hold the process at its concurrency, so that the copies due behind
+        them are read later still (docs/design.md, "Pacing across instances").
+        """
+        permits = self._long_waits
+        if permits is None:
+            return tenant.pacer.use_booked(booked, deadline)
+        # A slot up to half an interval past its turn (taken meanwhile by a message read in a backlog) is worth
+        # waiting for: deferred again, the copy would leave it to the next copy's turn, a longer gap than the wait.
+        own = booked + tenant.pacer.interval / 2 - self._wall_clock().timestamp()
+        if tenant.pacer.use_booked(booked, max(short, min(deadline, self._clock() + own))):
+            return True
+        if not permits.acquire(blocking=False):
+            return False
+        try:
+            return tenant.pacer.use_booked(booked, deadline)
+        finally:
+            permits.release()
 
     def _throttled(self, tenant: Tenant, warnings: dict[str, None]) -> DeferralRequested:
         """Come back at the tenant's booked slot: throttling is the tenant's state, not the message's fault."""

@@ -144,13 +144,17 @@ PREFIX = "AzureFunctionsJobHost__extensions__queues__"
         ({"Extensions": {"Queues": {"BatchSize": "4", "messageEncoding": "None"}}}, {}),
     ],
 )
-def test_the_app_reads_the_three_values_it_needs_as_the_host_does(document, settings) -> None:
+def test_the_app_reads_the_values_it_needs_as_the_host_does(document, settings) -> None:
     """The shipped reader (shared/host_config.py) and the runner's (the host's rules) give the same answers."""
     full = host_queue_options(document, processor_count=2, app_settings=settings)
     mine = app.queue_options(document, processor_count=2, app_settings=settings)
-    assert mine == app.QueueOptions(full.max_dequeue_count, full.max_concurrency, full.message_encoding)
+    assert mine == app.QueueOptions(
+        full.max_dequeue_count, full.max_concurrency, full.message_encoding, full.new_batch_threshold
+    )
 
 
 def test_the_app_reads_the_shipped_host_json_with_overrides_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv(f"{PREFIX}maxDequeueCount", "7")
-    assert app.queue_options() == app.QueueOptions(max_dequeue_count=7, max_concurrency=12, message_encoding="none")
+    assert app.queue_options() == app.QueueOptions(
+        max_dequeue_count=7, max_concurrency=12, message_encoding="none", new_batch_threshold=4
+    )

@@ -24,12 +24,14 @@ from devstack.identity_emulator import IdentityEmulator
 from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode, GraphRefused, TransientError
 from shared.graph import transport
 from shared.graph.breaker import CircuitBreaker
+from shared.graph.budget import SharedPacer
 from shared.graph.client import MAX_ANSWER_BYTES, ClientLimits, GraphClient, GraphResult
-from shared.graph.pacing import WritePacer
+from shared.graph.pacing import Pacer, WritePacer
 from shared.graph.routes import GraphRequest
 from shared.graph.tenancy import Tenant
 from shared.settings import Settings
 from shared.wiring import build_credential, build_session
+from tests.support.budget import MemoryStore
 
 IOS = "/deviceManagement/deviceConfigurations/b2a6c3e0-5d0c-4f5e-9a51-0c6f0d1f2a11/microsoft.graph.iosScepCertificateProfile/managedDeviceCertificateStates/d99bc884-c884-d99b-84c8-9bd984c89bd9"  # noqa: E501
 BODY = {"certificateIssuer": "CN=Contoso", "certificateExpirationDateTime": "2027-01-01T00:02:14.9489247-08:00"}
@@ -53,13 +55,14 @@ def client(
     max_attempts: int = 4,
     max_wait: float = 10.0,
     slot_wait: float | None = 10.0,
-    pacer: WritePacer | None = None,
+    pacer: Pacer | None = None,
     breaker: CircuitBreaker | None = None,
     read_timeout: float = 5,
     clock: FakeClock | None = None,
+    long_waits: int | None = None,
 ) -> TenantClient:
     limits = ClientLimits(connect_timeout=1, read_timeout=read_timeout, max_attempts=max_attempts,
-                          max_wait_seconds=max_wait, slot_wait_seconds=slot_wait)  # fmt: skip
+                          max_wait_seconds=max_wait, slot_wait_seconds=slot_wait, long_waits=long_waits)  # fmt: skip
     timing: dict[str, Any] = {"clock": clock.now, "sleep": clock.sleep} if clock else {}
     graph_client = GraphClient(
         session=build_session(4, graph.base_url),  # the deployed session: its answers are bounded as a whole
@@ -259,6 +262,39 @@ def test_no_write_slot_within_the_short_wait_defers_without_sending(graph, crede
     assert 9 < deferred[0] <= 10  # the tenant's next slot ...
     assert deferred[1] == pytest.approx(deferred[0] + 10, abs=0.2)  # ... and the ones after it, one each
     assert deferred[2] == pytest.approx(deferred[0] + 20, abs=0.2)
+
+
+def copy_back(graph: GraphSimulator, c: TenantClient, turn: float) -> str:
+    """A deferred copy's PATCH at its booked turn: written, or deferred again."""
+    try:
+        c.client.patch(GraphRequest(url=graph.base_url + IOS, body=BODY), c.tenant, booked=turn)
+    except DeferralRequested:
+        return "deferred"
+    return "written"
+
+
+@pytest.mark.parametrize("long_waits", [1, None])
+def test_copies_back_at_once_wait_past_the_short_wait_only_a_few_at_a_time(graph, credential, long_waits):
+    pacer = SharedPacer("tenant", MemoryStore(), 10, 10.0, instance="here", fallback_budget=10)  # a slot a second
+    c = client(graph, credential, slot_wait=0.5, pacer=pacer, long_waits=long_waits)
+    turn = time.time() - 5  # three copies read late together, all past their turn
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = Counter(pool.map(lambda _: copy_back(graph, c, turn), range(3)))
+    if long_waits is None:  # no cap: each waits its turn, the third two seconds, each holding an invocation
+        assert results == {"written": 3}
+    else:  # one now, one waiting a second past the short wait, the third deferred again, not held
+        assert results == {"written": 2, "deferred": 1}
+    assert len(writes(graph)) == results["written"]
+
+
+def test_a_copy_whose_slot_a_backlog_took_waits_for_the_next_within_half_an_interval(graph, credential):
+    pacer = SharedPacer("tenant", MemoryStore(), 5, 10.0, instance="here", fallback_budget=5)  # a slot every 2 s
+    c = client(graph, credential, slot_wait=0.2, pacer=pacer, long_waits=0)  # no copy may wait long
+    patch(graph, c)  # a message read in the backlog takes the slot
+    time.sleep(1.5)
+    assert copy_back(graph, c, time.time()) == "written"  # its slot 0.5 s out, within half an interval of its turn
+    assert copy_back(graph, c, time.time()) == "deferred"  # 2 s out: deferred again, the next copy's turn is as near
+    assert len(writes(graph)) == 2
 
 
 @pytest.mark.parametrize("shared_pacer", [True, False], ids=["one-process", "no-shared-gate"])
