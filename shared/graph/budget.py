@@ -28,7 +28,7 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from shared.graph.pacing import NextSlot, WritePacer
 from shared.logs import log_event
@@ -63,6 +63,7 @@ CLAIM_ATTEMPTS: Final = 4
 BOOKING_LOOK_SECONDS: Final = 1.0
 """A process that books copies' turns looks at the rows at least this often (one query for all tenants)."""
 _NEVER: Final = float("-inf")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class BudgetRow:
     shared_until: float = _NEVER
     return_at: float = _NEVER
     lean_until: float = _NEVER
+    lean_from: float = _NEVER  # the table answered before then: no instance was on a split for it earlier
     claimed_at: float = _NEVER  # when `last_by` last claimed (wall): proof it reached the table then
     etag: str | None = None
 
@@ -135,6 +137,7 @@ class TableBudgetStore:
             "sharedUntil": _finite(row.shared_until),
             "returnAt": _finite(row.return_at),
             "leanUntil": _finite(row.lean_until),
+            "leanFrom": _finite(row.lean_from),
             "claimedAt": _finite(row.claimed_at),
         }))  # fmt: skip
         try:
@@ -168,6 +171,7 @@ def _row(found: Row) -> BudgetRow:
         shared_until=float(values.get("sharedUntil", _NEVER)),
         return_at=float(values.get("returnAt", _NEVER)),
         lean_until=float(values.get("leanUntil", _NEVER)),
+        lean_from=float(values.get("leanFrom", _NEVER)),
         claimed_at=float(values.get("claimedAt", _NEVER)),
         etag=found.etag or None,
     )
@@ -196,18 +200,21 @@ class Lookout:
         self.fallback_until = _NEVER  # monotonic: every tenant's pacer here paces at its split until then
         self._answered_at: float | None = _NEVER  # wall: the first call that answered after the last failure
         self.down_since = _NEVER  # wall: the first failed call since the store last answered
+        self._last_answer = _NEVER  # wall: when the last call that answered began
+        self.up_until = _NEVER  # wall: when the last call that answered before `down_since` began
 
     def failed(self, at: float) -> None:
         """Count a failed store call (at `at`, wall) of any tenant's pacer here (none lost to a race between them)."""
         with self._counting:
             self.failures += 1
             if self._answered_at is not None:
-                self.down_since = at
+                self.down_since, self.up_until = at, self._last_answer
             self._answered_at = None
 
-    def answered(self, at: float) -> None:
-        """A store call answered at `at` (wall): the first after a failure is when the table was back."""
+    def answered(self, at: float, began: float) -> None:
+        """A store call begun at `began` answered at `at` (wall); the first after a failure: the table is back."""
         with self._counting:
+            self._last_answer = max(self._last_answer, began)
             if self._answered_at is None:
                 self._answered_at = at
 
@@ -297,6 +304,7 @@ class SharedPacer:
         self._split_writes: deque[float] = deque()  # wall times of writes made here on the split, within a window
         self._failures = 0  # consecutive failed store calls (guarded by `_store`)
         self._latency = 0.0  # seconds a store call takes, averaged (guarded by `_store`)
+        self._slowest = 0.0  # the slowest request of the operation in progress (guarded by `_store`)
         self.counts: Counter[str] = Counter()  # store calls and what came of them (benchmarks, diagnostics)
 
     @property
@@ -345,8 +353,8 @@ class SharedPacer:
                 elif step == "look":
                     assert slot is not None
                     self._call(functools.partial(self._look, slot - HORIZON_SECONDS))
-                else:
-                    self._call(functools.partial(self._claim, until))
+                elif not self._call(functools.partial(self._claim, until)):
+                    self._sleep(min(self._interval, 0.05))  # races lost to other instances: not at once again
         finally:
             if waiting:
                 with self._lock:
@@ -430,25 +438,41 @@ class SharedPacer:
     # -- the store -----------------------------------------------------------------------------------------
 
     def _call(self, operation: Callable[[], object]) -> bool:
-        """Run a store operation (one at a time); on failure or slowness fall back to the local split."""
+        """Run a store operation (one at a time); on failure or slowness fall back to the local split.
+
+        False when it failed, or when every race for the row was lost: the table answered each time, so
+        that is no outage (no split, no lean period), only no result.
+        """
         with self._store:
             if self._in_fallback():  # a call this one waited behind failed: no caller waits on the store twice
                 return False
-            started = self._mono()
+            began, self._slowest = self._wall(), 0.0
             try:
                 operation()
+                done = True
+            except Contended:
+                self.counts["racesLost"] += 1
+                done = False
             except Exception as err:  # unreachable, refused, timed out: the local split takes over
                 # A timeout has already cost a whole read bound: the next call would cost another.
                 self._failed(type(err).__name__, at_once="Timeout" in type(err).__name__)
                 return False
-            took = self._mono() - started
+            took = self._slowest  # the slowest request: several races lost in a row are not one slow call
             self._latency += (min(took, SLOW_SECONDS) - self._latency) / 8  # a moving average of store calls
             if took > SLOW_SECONDS:
                 self._failed("slow", at_once=True)
-            else:
-                self._lookout.answered(self._wall())  # a slow answer is a failure, not the table back
-                self._failures = 0
-            return True
+                return False
+            self._lookout.answered(self._wall(), began)  # a slow answer is a failure, not the table back
+            self._failures = 0
+            return done
+
+    def _timed(self, request: Callable[[], _T]) -> _T:
+        """One store request, its duration kept if it is the slowest of the operation (store lock held)."""
+        started = self._mono()
+        try:
+            return request()
+        finally:
+            self._slowest = max(self._slowest, self._mono() - started)
 
     def _failed(self, reason: str, *, at_once: bool) -> None:
         """Count a failed store call; a slow one, or the second in a row, starts the local split (store lock held).
@@ -504,7 +528,7 @@ class SharedPacer:
 
     def _read(self) -> BudgetRow:
         started = self._wall()
-        row = self._store_api.read(self._key)
+        row = self._timed(functools.partial(self._store_api.read, self._key))
         self.counts["reads"] += 1
         with self._lock:
             self._row, self._looked = row, started
@@ -538,7 +562,7 @@ class SharedPacer:
     def _look(self, since: float) -> None:
         """Look at every tenant's row (one query for the process) unless someone here looked since `since`."""
         lookout = self._lookout
-        if lookout.look(since):
+        if self._timed(functools.partial(lookout.look, since)):
             self.counts["reads"] += 1
             self.counts["looks"] += 1
         with self._lock:
@@ -556,7 +580,7 @@ class SharedPacer:
         """One conditional write of `row` over `base`; False when another instance wrote first."""
         started = self._wall()
         try:
-            etag = self._store_api.write(self._key, row, base.etag)
+            etag = self._timed(functools.partial(self._store_api.write, self._key, row, base.etag))
         except Contended:
             self.counts["conflicts"] += 1
             return False
@@ -608,20 +632,26 @@ class SharedPacer:
             # answering here; their writes on the split stay in Graph's window one window longer.
             back = self._lookout.back_at(now) + FALLBACK_SECONDS + self._window
             lean = max(row.lean_until, back if recovering else _NEVER)
-            step = self._spacing(start, lean)
+            # The others can have been on a split only since the table stopped answering, after this
+            # instance's last answer before the outage: room for what their splits wrote since, not a window's.
+            since = row.lean_from
+            if recovering:
+                since = min(since, self._lookout.up_until) if row.lean_until > now else self._lookout.up_until
+            spacing = functools.partial(self._spacing, lean=lean, since=since)
+            step = spacing(start)
             # Alone, a block of two seconds costs a tenth of a store call per write, and a slot nobody takes
             # is nobody else's loss (never longer: an instance falling back waits that long for the blocks
             # others hold); shared, the block is sized to the callers here, within a second.
             reach = min(demand, int(SHARED_REACH_SECONDS / step)) if shared else int(ALONE_REACH_SECONDS / step)
             for _ in range(own):  # claimed even when this caller cannot wait that long: the others must not
-                start += self._spacing(start, lean)
+                start += spacing(start)
             slots = [start]
             while len(slots) < reach:
-                slots.append(slots[-1] + self._spacing(slots[-1], lean))
-            end = slots[-1] + self._spacing(slots[-1], lean)
+                slots.append(slots[-1] + spacing(slots[-1]))
+            end = slots[-1] + spacing(slots[-1])
             new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
                             max(row.shared_until, end + self._window) if others else row.shared_until,
-                            max(row.return_at, self._returns), lean, claimed_at=now)  # fmt: skip
+                            max(row.return_at, self._returns), lean, since, claimed_at=now)  # fmt: skip
             if self._write(new, row):
                 self.counts["claims"] += 1
                 with self._lock:
@@ -632,7 +662,7 @@ class SharedPacer:
                     self._slots.extend(slots)
                 return
             row = self._read()
-        # Every attempt lost: a failed call (two in a row take the split), not another round at once.
+        # Every attempt lost: no slot this time (the caller pauses before the next round); no outage either.
         raise Contended(f"{CLAIM_ATTEMPTS} claims in a row lost the race for the row")
 
     def _split_acquire(self, deadline: float, max_waiting: int | None) -> bool:
@@ -655,17 +685,21 @@ class SharedPacer:
         with self._lock:
             return sum(1 for at in self._split_writes if at > now - self._window)
 
-    def _spacing(self, at: float, lean: float) -> float:
+    def _spacing(self, at: float, lean: float, since: float) -> float:
         """Seconds from a slot at `at` to the next: the budget's interval, wider while splits may be in Graph's window.
 
-        Until `lean`, the end of the last window that may hold a write some other instance made on its split,
-        a slot leaves room for what each of them can have in a window holding it: what its split writes in
-        the time left to `lean`, never more than `floor(split) + 1`. So the room comes back as those writes
-        age out of the window, not all at once a window after the last of them.
+        Until `lean`, the end of the last window that may hold a write some other instance made on its split
+        (from `since` at the earliest, when the table last answered before the outage), a slot leaves room
+        for what each of them can have in a window holding it: what its split writes in the part of that
+        window it may have been on the split, never more than `floor(split) + 1`. So the room comes back as
+        those writes age out of the window, and after a short outage little room is held at all.
         """
         if at >= lean or self._split <= 0 or self._instances == 1:
             return self._interval
-        others = min(math.floor(self._split) + 1, math.floor((lean - at) * self._split / self._window) + 1)
+        on_split = lean - self._window - max(at - self._window, since)  # the others' split time in the window
+        if on_split <= 0:
+            return self._interval
+        others = min(math.floor(self._split) + 1, math.floor(on_split * self._split / self._window) + 1)
         room = self._budget - (self._instances - 1) * others
         return self._window / room if room > 0 else self._window
 

@@ -13,6 +13,7 @@ from shared.graph.budget import (
     ALONE_REACH_SECONDS,
     FALLBACK_SECONDS,
     BudgetRow,
+    Contended,
     Lookout,
     SharedPacer,
 )
@@ -201,6 +202,61 @@ def test_copies_deferred_on_the_split_come_back_when_the_store_is_tried_again_no
     store.failing = False
     clock.now = (turns[0].slot or 0.0) - 0.4
     assert pacer.use_booked(turns[0].slot or 0.0, deadline=clock.now + 2)  # the schedule again
+
+
+def test_after_a_short_outage_the_room_held_for_the_others_splits_is_what_they_can_have_written_in_it():
+    clock = Clock()
+    store = MemoryStore(clock)
+    window, split, instances = 400.0, 5.25, 8  # the benchmark's eight instances: the split a write every 76 s
+    a = SharedPacer("tenant", store, BUDGET, window, instance="a", fallback_budget=split, instances=instances,
+                    wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
+                    lookout=Lookout(store, clock.wall))  # fmt: skip
+    assert a.acquire(deadline=clock.now + 60)
+    answered = clock.now  # the table's last answer before the outage
+    clock.now += 1.0
+    store.failing = True
+    a.deferral()
+    a.deferral()  # two failed calls: the split, for 10 s
+    store.failing = False
+    clock.now += FALLBACK_SECONDS
+    back = clock.now
+    sent = []
+    while clock.now < back + 120:
+        assert a.acquire(deadline=clock.now + 600)
+        sent.append(clock.now)
+    # Held to `budget - 7 x (floor(split) + 1)` = 7 slots a window, two would go out in two minutes; the
+    # others can have been on their split only since the table last answered, one write each at most.
+    assert len(sent) >= 12
+    first = back + FALLBACK_SECONDS  # the others' splits, in step, from the outage to the last moment
+    splits = [first - k * window / split for k in range(int((first - answered) * split / window) + 1)]
+    assert max_in_window(sent + splits * (instances - 1), window) <= BUDGET + 1
+
+
+class Busy(MemoryStore):
+    """A row other instances keep changing while `busy`: every conditional write of this one loses (412)."""
+
+    busy = True
+
+    def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
+        if self.busy:
+            self._call("write")
+            raise Contended("412")
+        return super().write(key, row, etag)
+
+
+def test_races_lost_to_other_instances_are_no_outage_no_split_and_no_lean_period():
+    clock = Clock()
+    store = Busy(clock)
+    a = SharedPacer("tenant", store, BUDGET, WINDOW, instance="a", fallback_budget=11.5, instances=4,
+                    wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
+                    lookout=Lookout(store, clock.wall))  # fmt: skip
+    a.deferral()  # its turn lost on the row: kept here instead
+    assert not a.acquire(deadline=clock.now + 1)  # every claim lost: no slot within the second
+    assert a.counts["racesLost"] >= 2
+    assert (a.counts["storeFailures"], a.counts["fallbacks"]) == (0, 0)  # the table answered every time
+    store.busy = False  # the others stop writing: the next claim wins
+    assert a.acquire(deadline=clock.now + 60)
+    assert store.rows["tenant"].lean_until < clock.now  # no room held for splits nobody went to
 
 
 def test_the_table_lost_for_one_tenant_takes_every_tenant_of_the_process_to_the_split():
