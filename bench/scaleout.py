@@ -234,7 +234,7 @@ def block(results: dict[str, Any]) -> list[str]:
     """The `scaleout` block of docs/benchmarks.md: the run, then a row per drain (the prose beside it is by hand)."""
     header = ["scenario", "processes", "limit per tenant", "lowest tenant", "aggregate", "storm tenant",
               "early retries", "429s (budget)", "lost / dup / poisoned", "store ops per write", "claims per write",
-              "looks per process-s", "fallbacks", "targets"]  # fmt: skip
+              "turns per write", "looks per process-s", "fallbacks", "targets"]  # fmt: skip
     rows = []
     for r in results["drains"]:
         storm, scenario = r["stormTenant"], r["scenario"]
@@ -243,7 +243,9 @@ def block(results: dict[str, Any]) -> list[str]:
             pct(r["minGoodput"]), pct(r["aggregateGoodput"]),
             f"{storm['writes']} writes, {storm['throttled']} 429s" if storm else "-",
             str(r["earlyRetries"]), str(r["budget429s"]), f"{r['lost']} / {r['duplicateOutcomes']} / {r['poisoned']}",
-            f"{r['storeOpsPerWrite']:.2f}", f"{r['claimsPerWrite']:.2f}", f"{r['looksPerProcessSecond']:.2f}",
+            f"{r['storeOpsPerWrite']:.2f}", f"{r['claimsPerWrite']:.2f}",
+            f"{r['pacing'].get('turnWrites', 0) / max(r['successfulWrites'], 1):.2f}",
+            f"{r['looksPerProcessSecond']:.2f}",
             str(r["pacing"].get("fallbacks", 0)), ok(passed(r)),
         ])  # fmt: skip
     run = f"{provenance(results)[:-2]}, {results['durationSeconds'] / 60:.0f} min.*"
