@@ -41,12 +41,13 @@ def name(azurite: Azurite):
 def test_the_first_claim_creates_the_table_and_a_read_returns_the_row_with_its_etag(azurite, name):
     store = store_on(azurite, name)
     assert store.read("home") == BudgetRow()  # no table yet: no row, nothing created by reading
-    row = BudgetRow(next_slot=NOW + 2.5, gate_until=NOW + 1, last_by="i0", shared_until=NOW + 12.25, claimed_at=NOW)
+    row = BudgetRow(next_slot=NOW + 2.5, gate_until=NOW + 1, last_by="i0", shared_until=NOW + 12.25,
+                    lean_until=NOW + 30, lean_from=NOW - 3, claimed_at=NOW)  # fmt: skip
     etag = store.write("home", row, None)
     assert etag
     assert store.read("home") == BudgetRow(
         next_slot=NOW + 2.5, gate_until=NOW + 1, last_by="i0", shared_until=NOW + 12.25, return_at=0.0,
-        lean_until=0.0, claimed_at=NOW, etag=etag,
+        lean_until=NOW + 30, lean_from=NOW - 3, claimed_at=NOW, etag=etag,
     )  # fmt: skip
 
 
@@ -59,7 +60,8 @@ def test_a_claim_on_a_row_another_instance_changed_loses_and_leaves_the_others_c
     with pytest.raises(Contended):
         store.write("t1", BudgetRow(next_slot=NOW + 5, last_by="i0"), seen)  # i1 wrote since
     assert store.read("t1") == BudgetRow(next_slot=NOW + 1, last_by="i1", gate_until=0.0, shared_until=0.0,
-                                         return_at=0.0, lean_until=0.0, claimed_at=0.0, etag=newer)  # fmt: skip
+                                         return_at=0.0, lean_until=0.0, lean_from=0.0, claimed_at=0.0,
+                                         etag=newer)  # fmt: skip
     assert store.write("t1", BudgetRow(next_slot=NOW + 2, last_by="i0"), newer) != newer
 
 
