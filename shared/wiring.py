@@ -279,7 +279,7 @@ def build_pipeline(
             max_attempts=settings.GRAPH_MAX_ATTEMPTS,
             max_wait_seconds=settings.GRAPH_MAX_WAIT_SECONDS,
             slot_wait_seconds=settings.GRAPH_SLOT_WAIT_SECONDS if settings.serves_other_tenants else None,
-            # Fewer than the invocations below which the host fetches: long waits never stop it reading.
+            # Fewer than the invocations below which the host fetches: long waits alone never stop it reading.
             long_waits=max(1, options.new_batch_threshold - 1) if settings.serves_other_tenants else None,
         ),
         telemetry=telemetry,

@@ -201,14 +201,17 @@ class Lookout:
         self._answered_at: float | None = _NEVER  # wall: the first call that answered after the last failure
         self.down_since = _NEVER  # wall: the first failed call since the store last answered
         self._last_answer = _NEVER  # wall: when the last call that answered began
-        self.up_until = _NEVER  # wall: when the last call that answered before `down_since` began
+        self.up_until = _NEVER  # wall: when the last call that answered before the outages in memory began
+        self.memory = FALLBACK_SECONDS  # how long an outage's lean period may run after the table is back
 
     def failed(self, at: float) -> None:
         """Count a failed store call (at `at`, wall) of any tenant's pacer here (none lost to a race between them)."""
         with self._counting:
             self.failures += 1
-            if self._answered_at is not None:
-                self.down_since, self.up_until = at, self._last_answer
+            if self._answered_at is not None:  # a new outage: an earlier one's lean period may still run
+                earlier = at - self._answered_at < self.memory
+                self.down_since = at
+                self.up_until = min(self.up_until, self._last_answer) if earlier else self._last_answer
             self._answered_at = None
 
     def answered(self, at: float, began: float) -> None:
@@ -228,18 +231,21 @@ class Lookout:
         row = self.rows.get(key)
         return row.gate_until if row is not None else _NEVER
 
-    def look(self, since: float) -> bool:
-        """Read the rows in use unless a look started at or after `since` (wall); whether this call read."""
+    def look(self, since: float, clock: Callable[[], float]) -> float | None:
+        """Read the rows in use unless a look started at or after `since` (wall); how long this call's read took.
+
+        None when another look served: the time spent waiting for it is not this call's request.
+        """
         with self._lock:
             if self.looked >= since:
-                return False
+                return None
             store = self._store()
             if store is None:
                 raise ReferenceError("the pacing store is gone")
-            started = self._wall()
+            started, began = self._wall(), clock()
             self.rows = store.read_active(started)
             self.looked = started
-            return True
+            return clock() - began
 
 
 _lookouts: weakref.WeakKeyDictionary[Any, Lookout] = weakref.WeakKeyDictionary()
@@ -282,6 +288,7 @@ class SharedPacer:
         self._key = key
         self._store_api = store
         self._lookout = lookout if lookout is not None else lookout_of(store, wall)
+        self._lookout.memory = max(self._lookout.memory, FALLBACK_SECONDS + window_seconds)
         self._interval = window_seconds / budget
         self._budget, self._split = budget, fallback_budget
         self._instances = instances
@@ -304,7 +311,7 @@ class SharedPacer:
         self._split_writes: deque[float] = deque()  # wall times of writes made here on the split, within a window
         self._failures = 0  # consecutive failed store calls (guarded by `_store`)
         self._latency = 0.0  # seconds a store call takes, averaged (guarded by `_store`)
-        self._slowest = 0.0  # the slowest request of the operation in progress (guarded by `_store`)
+        self._slowest: float | None = None  # the slowest request of the operation in progress (under `_store`)
         self.counts: Counter[str] = Counter()  # store calls and what came of them (benchmarks, diagnostics)
 
     @property
@@ -353,7 +360,7 @@ class SharedPacer:
                 elif step == "look":
                     assert slot is not None
                     self._call(functools.partial(self._look, slot - HORIZON_SECONDS))
-                elif not self._call(functools.partial(self._claim, until)):
+                elif not self._call(functools.partial(self._claim, until)) and not self._in_fallback():
                     self._sleep(min(self._interval, 0.05))  # races lost to other instances: not at once again
         finally:
             if waiting:
@@ -446,7 +453,7 @@ class SharedPacer:
         with self._store:
             if self._in_fallback():  # a call this one waited behind failed: no caller waits on the store twice
                 return False
-            began, self._slowest = self._wall(), 0.0
+            began, self._slowest = self._wall(), None
             try:
                 operation()
                 done = True
@@ -458,6 +465,8 @@ class SharedPacer:
                 self._failed(type(err).__name__, at_once="Timeout" in type(err).__name__)
                 return False
             took = self._slowest  # the slowest request: several races lost in a row are not one slow call
+            if took is None:  # no request was sent (another call's look served, or nothing to claim)
+                return done
             self._latency += (min(took, SLOW_SECONDS) - self._latency) / 8  # a moving average of store calls
             if took > SLOW_SECONDS:
                 self._failed("slow", at_once=True)
@@ -472,7 +481,10 @@ class SharedPacer:
         try:
             return request()
         finally:
-            self._slowest = max(self._slowest, self._mono() - started)
+            self._took(self._mono() - started)
+
+    def _took(self, seconds: float) -> None:
+        self._slowest = seconds if self._slowest is None else max(self._slowest, seconds)
 
     def _failed(self, reason: str, *, at_once: bool) -> None:
         """Count a failed store call; a slow one, or the second in a row, starts the local split (store lock held).
@@ -562,7 +574,9 @@ class SharedPacer:
     def _look(self, since: float) -> None:
         """Look at every tenant's row (one query for the process) unless someone here looked since `since`."""
         lookout = self._lookout
-        if self._timed(functools.partial(lookout.look, since)):
+        took = lookout.look(since, self._mono)
+        if took is not None:
+            self._took(took)
             self.counts["reads"] += 1
             self.counts["looks"] += 1
         with self._lock:
@@ -732,7 +746,7 @@ class SharedPacer:
             if alone:
                 self.counts["bookings"] += 1
                 return at
-            # Marked shared for a window, so an instance that booked alone until now books on the row too.
+            # Marked shared for a window: the instance that claimed last looks before its slots from now on.
             shared_until = max(row.shared_until, now + self._window) if others else row.shared_until
             if self._write(replace(row, return_at=at + self._interval, shared_until=shared_until), row):
                 with self._lock:
@@ -741,7 +755,12 @@ class SharedPacer:
                 self.counts["turnWrites"] += 1
                 return at
             row = self._read()
-        raise Contended(f"{CLAIM_ATTEMPTS} bookings in a row lost the race for the row")
+        # Every race lost: kept here (it reaches the row with the next claim), as one instance alone keeps it.
+        with self._lock:
+            at = max(at, row.return_at)
+            self._returns = at + self._interval
+        self.counts["bookings"] += 1
+        return at
 
     def _merge_gate(self, until: float) -> None:
         """Max-merge a Retry-After into the row's gate (what every instance's look reads)."""
