@@ -130,7 +130,9 @@ def test_a_5xx_storm_is_ridden_out(make_stack):
 
 
 def test_a_message_that_exhausts_its_deliveries_ends_in_one_failed_outcome(make_stack):
-    stack = make_stack(settings=NO_BREAKER)
+    # Backoffs of 0.5-1 s and 1-2 s and the requests between them can pass the 3 s of FAST_SETTINGS, which
+    # would end a delivery after two attempts: 6 s always leaves room for the third.
+    stack = make_stack(settings={**NO_BREAKER, "GRAPH_MAX_WAIT_SECONDS": "6"})
     stack.graph.configure(error_rate=1.0, error_statuses=[502])
     stack.send(update_message(0, correlationId="doomed"))
     (outcome,) = run(stack, 1, timeout=90)
