@@ -81,6 +81,13 @@ class BudgetRow:
     etag: str | None = None
 
 
+@dataclass(eq=False)  # asks are told apart by identity
+class _Ask:
+    """A deferred copy's request for a turn; `at` is set once a booking took it."""
+
+    at: float | None = None
+
+
 class Contended(Exception):
     """Another instance changed the row since this one read or wrote it (412), or created it first."""
 
@@ -308,6 +315,7 @@ class SharedPacer:
         self._fallback_until = _NEVER  # monotonic
         self._waiting = 0
         self._returns = _NEVER  # the return timeline's next turn as booked here, published with the next claim
+        self._asks: list[_Ask] = []  # copies' turns asked for, not yet booked (`deferral`)
         self._split_writes: deque[float] = deque()  # wall times of writes made here on the split, within a window
         self._failures = 0  # consecutive failed store calls (guarded by `_store`)
         self._latency = 0.0  # seconds a store call takes, averaged (guarded by `_store`)
@@ -414,15 +422,25 @@ class SharedPacer:
             self._call(lambda: self._merge_gate(until))
 
     def deferral(self) -> NextSlot:
-        """Book a turn on the tenant's return timeline for a deferred copy; any instance that picks it up may use it."""
-        turn: list[float] = []
-        if not self._in_fallback() and self._call(lambda: turn.append(self._book())):
-            (at,) = turn
-            now = self._wall()
+        """Book a turn on the tenant's return timeline for a deferred copy; any instance that picks it up may use it.
+
+        Copies deferred here at once (a batch of the tenant's messages over the callers' cap) share the
+        booking: those asking while one is on its way to the row are booked together by the next.
+        """
+        ask = _Ask()
+        if not self._in_fallback():
             with self._lock:
-                gated = max(self._gate_now(), (self._row or BudgetRow()).gate_until) > now
-            return NextSlot(delay_seconds=at - now, retry_after=gated, slot=at)
-        return self._split_deferral()
+                self._asks.append(ask)
+            self._call(self._book)
+            with self._lock:
+                if ask in self._asks:  # not taken: the store was lost before this ask's turn to be booked
+                    self._asks.remove(ask)
+        if ask.at is None:
+            return self._split_deferral()
+        now = self._wall()
+        with self._lock:
+            gated = max(self._gate_now(), (self._row or BudgetRow()).gate_until) > now
+        return NextSlot(delay_seconds=ask.at - now, retry_after=gated, slot=ask.at)
 
     def _split_deferral(self) -> NextSlot:
         """On the split: back when the store is tried again, unless the split itself has a slot sooner.
@@ -717,18 +735,22 @@ class SharedPacer:
         room = self._budget - (self._instances - 1) * others
         return self._window / room if room > 0 else self._window
 
-    def _book(self) -> float:
-        """Book a copy's turn on the tenant's return timeline, one slot after the last copy booked (store lock held).
+    def _book(self) -> None:
+        """Book the turns asked for here on the tenant's return timeline, one slot apart after the last copy booked.
 
         At least `DEFERRAL_LEAD_SECONDS` out, past the slots the callers waiting here will take, and past
         a Retry-After; nothing of the schedule itself is taken, so a late copy wastes no slot. The only
-        instance a deployment may have keeps the turn here (it reaches the row with its next claim); with
-        more, the turn is taken on the row with one conditional write, so no two instances book the same
-        turn: two copies back at one slot leave one of them waiting a whole interval for the next, and
-        every copy of the tenant after them too. Whether another instance writes to the tenant is not
-        known soon enough to book alone: two processes starting on one backlog each saw only their own
-        first claim and booked the same turns.
+        instance a deployment may have keeps the turns here (they reach the row with its next claim); with
+        more, they are taken on the row with one conditional write for all asked meanwhile, so no two
+        instances book the same turn: two copies back at one slot leave one of them waiting a whole
+        interval for the next, and every copy of the tenant after them too. Whether another instance writes
+        to the tenant is not known soon enough to book alone: two processes starting on one backlog each
+        saw only their own first claim and booked the same turns. Store lock held.
         """
+        with self._lock:
+            asks, self._asks = self._asks, []
+        if not asks:
+            return  # booked by the call this one waited behind
         self._look_to_book()
         row = self._row or BudgetRow()
         for _ in range(CLAIM_ATTEMPTS):
@@ -739,28 +761,28 @@ class SharedPacer:
                     max(row.next_slot, now) + (waiting - len(held)) * self._interval)  # fmt: skip
                 at = max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, self._returns, row.gate_until,
                          self._gate_now())  # fmt: skip
+                end = at + len(asks) * self._interval
                 others = self._others(row, now)
                 alone = self._instances == 1
                 if alone:
-                    self._returns = at + self._interval
+                    self._returns = end
             if alone:
-                self.counts["bookings"] += 1
-                return at
+                break
             # Marked shared for a window: the instance that claimed last looks before its slots from now on.
             shared_until = max(row.shared_until, now + self._window) if others else row.shared_until
-            if self._write(replace(row, return_at=at + self._interval, shared_until=shared_until), row):
+            if self._write(replace(row, return_at=end, shared_until=shared_until), row):
                 with self._lock:
-                    self._returns = max(self._returns, at + self._interval)
-                self.counts["bookings"] += 1
+                    self._returns = max(self._returns, end)
                 self.counts["turnWrites"] += 1
-                return at
+                break
             row = self._read()
-        # Every race lost: kept here (it reaches the row with the next claim), as one instance alone keeps it.
-        with self._lock:
-            at = max(at, row.return_at)
-            self._returns = at + self._interval
-        self.counts["bookings"] += 1
-        return at
+        else:  # every race lost: kept here (they reach the row with the next claim), as one instance alone keeps them
+            with self._lock:
+                at = max(at, row.return_at)
+                self._returns = at + len(asks) * self._interval
+        for i, ask in enumerate(asks):
+            ask.at = at + i * self._interval
+        self.counts["bookings"] += len(asks)
 
     def _merge_gate(self, until: float) -> None:
         """Max-merge a Retry-After into the row's gate (what every instance's look reads)."""

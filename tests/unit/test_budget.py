@@ -5,6 +5,9 @@ from __future__ import annotations
 import gc
 import itertools
 import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -164,6 +167,44 @@ def test_instances_deferring_for_one_tenant_at_once_never_book_the_same_turn():
     assert len(slots) == 6
     # One copy per turn: two at one turn would leave one waiting a whole interval for the next slot.
     assert all(y - x >= a.interval - 1e-6 for x, y in itertools.pairwise(slots))
+
+
+class Held(MemoryStore):
+    """A store whose next write waits until the test lets it go (a booking on its way to the row)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.holding = threading.Event()
+        self.go = threading.Event()
+
+    def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
+        if not self.holding.is_set():
+            self.holding.set()
+            assert self.go.wait(10)
+        return super().write(key, row, etag)
+
+
+def test_copies_deferred_while_a_booking_is_on_its_way_share_the_next_write_and_still_get_a_turn_each():
+    clock = Clock()
+    store = Held(clock)
+    a, b = pacers(2, clock, store)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(a.deferral)
+        assert store.holding.wait(10)  # its turn is on the way to the row
+        rest = [pool.submit(a.deferral) for _ in range(5)]  # a batch of the tenant's messages, deferred at once
+        asked = time.monotonic() + 5  # until each has asked (nothing public says so before its turn comes)
+        while len(getattr(a, "_asks", ())) < 5 and time.monotonic() < asked:
+            time.sleep(0.001)
+        store.go.set()
+        turns = [first.result(10)] + [future.result(10) for future in rest]
+    assert a.counts["turnWrites"] == 2  # the first alone, the five asked meanwhile in one write
+    assert a.counts["bookings"] == 6
+    slots = sorted(turn.slot or 0.0 for turn in turns)
+    assert all(turn.slot is not None for turn in turns)
+    assert [round(y - x, 6) for x, y in itertools.pairwise(slots)] == [round(a.interval, 6)] * 5  # one turn each
+    later = b.deferral().slot  # another instance books after all of them, from the row
+    assert later is not None
+    assert later >= slots[-1] + a.interval - 1e-6
 
 
 def test_the_table_down_falls_back_to_the_split_and_comes_back():
