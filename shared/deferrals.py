@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from shared.contract.audit import SEPARATOR, key_part
 from shared.contract.envelope import DeferralRecord, RecordChanged
-from shared.tables import TableError, TableRows, entity
+from shared.tables import RowChanged, TableRows, entity
 
 PARTITION_SUFFIX: Final = SEPARATOR + SEPARATOR + "deferrals"
 
@@ -85,22 +85,11 @@ class DeferralTable:
 
         Raises `RecordChanged` when another delivery wrote the row first (or it is gone).
         """
-        row = entity(to_entity(record))
+        expected = None if replacing is None else replacing.etag or ""
         try:
-            etag = self._rows.insert(row) if replacing is None else self._rows.replace(row, replacing.etag or "")
-        except TableError as err:
-            # 409: inserted first by another delivery; 412: changed since read; 404 replacing: gone.
-            if err.status in (409, 412) or (err.status == 404 and replacing is not None):
-                raise RecordChanged(err.code) from None
-            if not (err.status == 404 and self._create_missing):  # no table: the deferral is impossible
-                raise
-            self._rows.create()  # another delivery may have created it meanwhile: that is fine
-            try:
-                etag = self._rows.insert(row)
-            except TableError as again:
-                if again.status == 409:
-                    raise RecordChanged(again.code) from None
-                raise
+            etag = self._rows.write(entity(to_entity(record)), expected, create_missing=self._create_missing)
+        except RowChanged as err:
+            raise RecordChanged(err.code) from None
         return replace(record, etag=etag or None)
 
 

@@ -70,6 +70,14 @@ class TableError(RuntimeError):
         self.code = code
 
 
+class RowChanged(Exception):
+    """A conditional write lost to another writer (`TableRows.write`); `code` is the service's error code."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 @dataclass(frozen=True)
 class SharedKey:
     """An account name and key: requests signed as the SDK signs them (Shared Key, table service)."""
@@ -232,14 +240,34 @@ class TableRows:
             row = answer.headers.get("x-ms-continuation-nextrowkey")
             more = f"&NextPartitionKey={quote(partition)}" + (f"&NextRowKey={quote(row)}" if row else "")
 
-    def insert(self, row: Entity) -> str:
-        """Insert a row that must not exist yet (409 `EntityAlreadyExists` if it does); its ETag."""
+    def write(self, row: Entity, etag: str | None, *, create_missing: bool = False) -> str:
+        """Insert `row` (`etag` None: it must not exist yet) or replace it if it still has `etag`; its new ETag.
+
+        Raises `RowChanged` when another writer came first: inserted it first (409), changed it since
+        `etag` (412), or deleted it (404 when replacing). `create_missing` (Azurite; deployed, infra creates
+        the tables): a missing table is created and the insert sent again.
+        """
+        try:
+            return self._insert(row) if etag is None else self._replace(row, etag)
+        except TableError as err:
+            if err.status in (409, 412) or (err.status == 404 and etag is not None):
+                raise RowChanged(err.code) from None
+            if not (err.status == 404 and create_missing):
+                raise
+        self.create()  # another writer may have created it meanwhile: that is fine
+        try:
+            return self._insert(row)
+        except TableError as err:
+            if err.status == 409:
+                raise RowChanged(err.code) from None
+            raise
+
+    def _insert(self, row: Entity) -> str:
         answer = self._send("POST", f"/{self._table}", _with_keys(row), "application/json", _NO_CONTENT)
         _expect(answer, 201, 204)
         return answer.headers.get("etag", "")
 
-    def replace(self, row: Entity, etag: str) -> str:
-        """Replace the row if it still has `etag` (412 if another write came first); its new ETag."""
+    def _replace(self, row: Entity, etag: str) -> str:
         below = self._entity_path(row.partition_key, row.row_key)
         answer = self._send("PUT", below, _with_keys(row), "application/json", {"If-Match": etag})
         _expect(answer, 204)

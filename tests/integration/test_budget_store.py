@@ -65,6 +65,17 @@ def test_a_claim_on_a_row_another_instance_changed_loses_and_leaves_the_others_c
     assert store.write("t1", BudgetRow(next_slot=NOW + 2, last_by="i0"), newer) != newer
 
 
+def test_a_claim_on_a_row_deleted_since_loses_as_to_another_instance_and_the_next_creates_it(azurite, name):
+    store = store_on(azurite, name)
+    seen = store.write("t1", BudgetRow(next_slot=NOW, last_by="i0"), None)
+    with TableClient.from_connection_string(azurite.connection_string, name) as table:
+        table.delete_entity(PARTITION, "t1")  # an operator cleared the table
+    with pytest.raises(Contended):  # the row is not as last seen: a race lost, not a store failure
+        store.write("t1", BudgetRow(next_slot=NOW + 1, last_by="i0"), seen)
+    assert store.read("t1") == BudgetRow()
+    assert store.write("t1", BudgetRow(next_slot=NOW + 2, last_by="i0"), None)
+
+
 def test_a_look_returns_every_row_in_use_with_etags_a_claim_can_write_on(azurite, name):
     store = store_on(azurite, name)
     store.write("gated", BudgetRow(next_slot=NOW - 60, gate_until=NOW + 3), None)
