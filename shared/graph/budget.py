@@ -89,7 +89,7 @@ class _Ask:
 
 
 class Contended(Exception):
-    """Another instance changed the row since this one read or wrote it (412), or created it first."""
+    """Another instance changed the row since this one read or wrote it (412), created it first, or deleted it."""
 
 
 class BudgetStore(Protocol):
@@ -135,7 +135,7 @@ class TableBudgetStore:
 
     def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
         """Store `row` if the stored one still has `etag` (None: if there is none); the new ETag."""
-        from shared.tables import Entity, TableError, properties_json  # noqa: PLC0415 - stdlib only, on first use
+        from shared.tables import Entity, RowChanged, properties_json  # noqa: PLC0415 - stdlib only, on first use
 
         entity = Entity(PARTITION, key, properties_json({
             "nextSlot": _finite(row.next_slot),
@@ -148,19 +148,9 @@ class TableBudgetStore:
             "claimedAt": _finite(row.claimed_at),
         }))  # fmt: skip
         try:
-            return self._rows.insert(entity) if etag is None else self._rows.replace(entity, etag)
-        except TableError as err:
-            if err.status in (409, 412):  # created first by another instance, or changed since `etag`
-                raise Contended(err.code) from None
-            if not (err.status == 404 and etag is None and self._create_missing):
-                raise
-        self._rows.create()  # another instance may have created it meanwhile: that is fine
-        try:
-            return self._rows.insert(entity)
-        except TableError as err:
-            if err.status == 409:
-                raise Contended(err.code) from None
-            raise
+            return self._rows.write(entity, etag, create_missing=self._create_missing)
+        except RowChanged as err:  # created first by another instance, or changed since `etag`
+            raise Contended(err.code) from None
 
 
 def _finite(value: float) -> float:
@@ -408,7 +398,7 @@ class SharedPacer:
         if self.acquire(deadline):
             self.counts["bookedUsed"] += 1
             return True
-        self.counts["bookedMissed"] += 1
+        self.counts["bookedMissed"] += 1  # a try that found none: a copy given a long wait after may try twice
         return False
 
     def hold(self, seconds: float) -> None:
@@ -450,13 +440,13 @@ class SharedPacer:
         split's slots came back minutes after the table had answered again. Turns are kept here, one slot
         apart, and reach the row with the next claim; the schedule, not the turns, keeps the limit.
         """
-        split = self._fallback.deferral()
+        split = self._fallback.deferral(book=False)
         now = self._wall()
         with self._lock:
             tried = now + max(self._fallback_until - self._mono(), 0.0)
             at = max(tried, now + DEFERRAL_LEAD_SECONDS, self._returns, self._gate_now())
             if at - now >= split.delay_seconds:
-                return split
+                return self._fallback.deferral()  # the split's own turn, booked there
             self._returns = at + self._interval
         return NextSlot(delay_seconds=at - now, retry_after=split.retry_after, slot=at)
 

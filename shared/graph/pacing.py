@@ -90,8 +90,8 @@ class WritePacer:
         """Seconds between two write slots."""
         return self._interval
 
-    def deferral(self) -> NextSlot:
-        """When a message that found no slot soon should come back, booking that time for it.
+    def deferral(self, *, book: bool = True) -> NextSlot:
+        """When a message that found no slot soon should come back, booking that time for it (unless not `book`).
 
         Deferred messages are spread one slot apart from the first slot no caller is waiting for,
         so a backlog put back on the queue returns at the rate it can be written, not all at once,
@@ -103,7 +103,8 @@ class WritePacer:
                 return NextSlot(delay_seconds=self._window, retry_after=self._gate_until > now)
             slot = self._free_slot(now) + self._waiting * self._interval
             at = max(slot, self._return_at)
-            self._return_at = at + self._interval
+            if book:
+                self._return_at = at + self._interval
             return NextSlot(delay_seconds=at - now, retry_after=self._gate_until > now)
 
 

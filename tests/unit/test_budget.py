@@ -245,6 +245,22 @@ def test_copies_deferred_on_the_split_come_back_when_the_store_is_tried_again_no
     assert pacer.use_booked(turns[0].slot or 0.0, deadline=clock.now + 2)  # the schedule again
 
 
+def test_a_split_turn_passed_over_for_the_store_s_retry_is_still_the_next_copy_s():
+    clock = Clock()
+    store = MemoryStore(clock)
+    pacer = SharedPacer("tenant", store, BUDGET, WINDOW, instance="i0", fallback_budget=0.25, instances=8,
+                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
+                        lookout=Lookout(store, clock.wall))  # fmt: skip
+    store.failing = True  # on the split, a slot every 40 s, for as long as the store fails
+    assert pacer.acquire(deadline=clock.now + 60)
+    split_from = clock.now
+    clock.now += FALLBACK_SECONDS - 1
+    assert (pacer.deferral().slot or 0.0) < split_from + 40  # the store tried again sooner than the split's slot
+    clock.now = split_from + 39.5
+    turn = pacer.deferral()  # the second failure in a row: the split again, its slot at 40 s sooner than another try
+    assert turn.delay_seconds < FALLBACK_SECONDS  # that slot (held back a little as the split takes over), not 80 s
+
+
 def test_after_a_short_outage_the_room_held_for_the_others_splits_is_what_they_can_have_written_in_it():
     clock = Clock()
     store = MemoryStore(clock)
