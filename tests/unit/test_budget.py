@@ -62,6 +62,14 @@ def pacers(n: int, clock: Clock, store: MemoryStore, *, budget: int = BUDGET, te
     ]
 
 
+def one(clock: Clock, store: MemoryStore, *, split: float, instances: int, window: float = WINDOW,
+        instance: str = "i0", lookout: Lookout | None = None) -> SharedPacer:  # fmt: skip
+    """One instance's pacer for the tenant, of a deployment of `instances`, with its own lookout unless given."""
+    return SharedPacer("tenant", store, BUDGET, window, instance=instance, fallback_budget=split, instances=instances,
+                       wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
+                       lookout=lookout or Lookout(store, clock.wall))  # fmt: skip
+
+
 def max_in_window(times: list[float], window: float = WINDOW) -> int:
     times = sorted(times)
     return max(sum(1 for t in times[i:] if t < start + window) for i, start in enumerate(times))
@@ -227,9 +235,7 @@ def test_the_table_down_falls_back_to_the_split_and_comes_back():
 def test_copies_deferred_on_the_split_come_back_when_the_store_is_tried_again_not_at_the_split_s_pace():
     clock = Clock()
     store = MemoryStore(clock)
-    pacer = SharedPacer("tenant", store, BUDGET, 400.0, instance="i0", fallback_budget=5.25, instances=8,
-                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
-                        lookout=Lookout(store, clock.wall))  # fmt: skip
+    pacer = one(clock, store, window=400.0, split=5.25, instances=8)
     assert pacer.acquire(deadline=clock.now + 60)
     store.failing = True  # this process's store calls fail: on the split (a slot every 76 s) for 10 s
     pacer.deferral()
@@ -248,9 +254,7 @@ def test_copies_deferred_on_the_split_come_back_when_the_store_is_tried_again_no
 def test_a_split_turn_passed_over_for_the_store_s_retry_is_still_the_next_copy_s():
     clock = Clock()
     store = MemoryStore(clock)
-    pacer = SharedPacer("tenant", store, BUDGET, WINDOW, instance="i0", fallback_budget=0.25, instances=8,
-                        wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
-                        lookout=Lookout(store, clock.wall))  # fmt: skip
+    pacer = one(clock, store, split=0.25, instances=8)
     store.failing = True  # on the split, a slot every 40 s, for as long as the store fails
     assert pacer.acquire(deadline=clock.now + 60)
     split_from = clock.now
@@ -265,9 +269,7 @@ def test_after_a_short_outage_the_room_held_for_the_others_splits_is_what_they_c
     clock = Clock()
     store = MemoryStore(clock)
     window, split, instances = 400.0, 5.25, 8  # the benchmark's eight instances: the split a write every 76 s
-    a = SharedPacer("tenant", store, BUDGET, window, instance="a", fallback_budget=split, instances=instances,
-                    wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
-                    lookout=Lookout(store, clock.wall))  # fmt: skip
+    a = one(clock, store, window=window, split=split, instances=instances, instance="a")
     assert a.acquire(deadline=clock.now + 60)
     answered = clock.now  # the table's last answer before the outage
     clock.now += 1.0
@@ -304,8 +306,7 @@ def test_a_second_outage_within_the_first_one_s_lean_period_keeps_the_room_from_
     clock = Clock()
     store = MemoryStore(clock)
     here = Lookout(store, clock.wall)
-    a = SharedPacer("tenant", store, BUDGET, 400.0, instance="a", fallback_budget=5.25, instances=8,
-                    wall=clock.wall, mono=clock.wall, sleep=clock.sleep, lookout=here)  # fmt: skip
+    a = one(clock, store, window=400.0, split=5.25, instances=8, instance="a", lookout=here)
     assert a.acquire(deadline=clock.now + 60)
     first = clock.now  # the table's last answer before the first outage
     for _ in range(2):  # two outages, the table back for a few seconds between them, no claim meanwhile
@@ -322,9 +323,7 @@ def test_a_second_outage_within_the_first_one_s_lean_period_keeps_the_room_from_
 def test_races_lost_to_other_instances_are_no_outage_no_split_and_no_lean_period():
     clock = Clock()
     store = Busy(clock)
-    a = SharedPacer("tenant", store, BUDGET, WINDOW, instance="a", fallback_budget=11.5, instances=4,
-                    wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
-                    lookout=Lookout(store, clock.wall))  # fmt: skip
+    a = one(clock, store, split=11.5, instances=4, instance="a")
     turn = a.deferral()  # its turn lost on the row: kept here instead, not sent back at once without one
     assert turn.slot is not None
     assert turn.delay_seconds >= budget.DEFERRAL_LEAD_SECONDS
@@ -541,9 +540,7 @@ def test_a_block_claimed_before_a_table_wide_outage_does_not_make_the_outage_one
     clock = Clock()
     store = MemoryStore(clock)
     store.rows["tenant"] = BudgetRow(next_slot=clock.now + 40, last_by="b", claimed_at=clock.now - 1, etag="0")
-    a = SharedPacer("tenant", store, BUDGET, WINDOW, instance="a", fallback_budget=11.5, instances=4,
-                    wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
-                    lookout=Lookout(store, clock.wall))  # fmt: skip
+    a = one(clock, store, split=11.5, instances=4, instance="a")
     store.failing = True
     while not a.counts["fallbacks"]:
         a.acquire(deadline=clock.now + 60)
