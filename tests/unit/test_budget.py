@@ -151,6 +151,29 @@ def test_copies_deferred_anywhere_return_one_slot_apart_and_any_instance_writes_
     assert clock.now - (late.slot + 5) < a.interval
 
 
+@pytest.mark.parametrize("instances", [1, 4])
+def test_a_copy_back_late_writes_in_its_own_slot_and_the_tenant_s_next_slot_stays_where_it_was(instances: int):
+    clock = Clock()
+    store = MemoryStore(clock)
+    pacer = one(clock, store, window=400.0, split=1, instances=instances)  # a slot every 8.16 s, one per claim
+    assert pacer.acquire(deadline=clock.now + 60)
+    first = clock.now
+    turn = pacer.deferral().slot
+    assert turn is not None
+    assert pacer.deferral().slot == pytest.approx(turn + pacer.interval)  # the next copy's turn
+    clock.now = turn + 0.4 * pacer.interval  # the copy read late, within half an interval of its turn
+    assert pacer.use_booked(turn, deadline=clock.now + 2)
+    assert clock.now == turn + 0.4 * pacer.interval  # written at once
+    clock.now = turn + pacer.interval  # the next copy on time: its slot is free, not one moved by the lateness
+    assert pacer.use_booked(turn + pacer.interval, deadline=clock.now + 2)
+    assert clock.now - (turn + pacer.interval) < 0.01
+    assert (clock.now - first) / pacer.interval == pytest.approx(round((clock.now - first) / pacer.interval))
+    clock.now += 3 * pacer.interval  # idle for three slots, then a copy well past any of them: a new slot now
+    now = clock.now
+    assert pacer.use_booked(now - 1.0, deadline=now + 60)
+    assert clock.now - now < 0.01
+
+
 def test_the_only_instance_a_deployment_may_have_books_turns_without_a_store_call():
     clock = Clock()
     store = MemoryStore(clock)
