@@ -149,7 +149,7 @@ class TableBudgetStore:
         }))  # fmt: skip
         try:
             return self._rows.write(entity, etag, create_missing=self._create_missing)
-        except RowChanged as err:  # created first by another instance, or changed since `etag`
+        except RowChanged as err:  # created first by another instance, changed since `etag`, or deleted
             raise Contended(err.code) from None
 
 
@@ -440,15 +440,16 @@ class SharedPacer:
         split's slots came back minutes after the table had answered again. Turns are kept here, one slot
         apart, and reach the row with the next claim; the schedule, not the turns, keeps the limit.
         """
-        split = self._fallback.deferral(book=False)
         now = self._wall()
         with self._lock:
             tried = now + max(self._fallback_until - self._mono(), 0.0)
             at = max(tried, now + DEFERRAL_LEAD_SECONDS, self._returns, self._gate_now())
-            if at - now >= split.delay_seconds:
-                return self._fallback.deferral()  # the split's own turn, booked there
+            split = self._fallback.deferral_within(at - now)  # the split's own turn, booked there if sooner
+            if split is not None:
+                return split
             self._returns = at + self._interval
-        return NextSlot(delay_seconds=at - now, retry_after=split.retry_after, slot=at)
+            gated = self._gate_now() > now
+        return NextSlot(delay_seconds=at - now, retry_after=gated, slot=at)
 
     # -- the store -----------------------------------------------------------------------------------------
 
@@ -615,15 +616,17 @@ class SharedPacer:
     def _start(self, row: BudgetRow, now: float) -> float:
         """The first slot a claim made now could get: not before another's claim or a Retry-After.
 
-        A slot gone by is still the caller's while it may be used late (`late_seconds`, less the claim's
-        round trip): a copy picked up a second after its turn writes in its own slot, and the tenant's next
-        slot stays where it was. Taking a new slot at `now` instead would move every later slot of the
-        tenant by the copy's lateness, and each late copy by more (fifty tenants with a slot every 8 s, one
-        process: copies read 1.7 s after their turn, the median tenant at 95 %). Past that, the first slot
-        from when the write can have come back.
+        A slot gone by is still the caller's while half the lateness a slot allows (`late_seconds`), and at
+        least the claim's round trip, is left: a copy picked up a second after its turn writes in its own
+        slot, and the tenant's next slot stays where it was. Taking a new slot at `now` instead would move
+        every later slot of the tenant by the copy's lateness, and each late copy by more (fifty tenants
+        with a slot every 8 s, one process: copies read 1.7 s after their turn, the median tenant at 95 %).
+        Past that, the first slot from when the write can have come back.
         """
-        start, earliest = row.next_slot, now + 2 * self._latency
-        oldest = min(earliest, now - self.late_seconds + 4 * self._latency)
+        latency = max(self._latency, self._slowest or 0.0)  # the claim's own read counts before any average
+        start, earliest = row.next_slot, now + 2 * latency
+        # At least half the lateness left for the claim's round trip, so `_purge` does not drop the slot first.
+        oldest = min(earliest, now - self.late_seconds + max(4 * latency, self.late_seconds / 2))
         if not math.isfinite(start):
             start = earliest
         elif start < oldest:  # the slots since went unused: the first of them still usable, else a new one now
@@ -752,6 +755,15 @@ class SharedPacer:
             asks, self._asks = self._asks, []
         if not asks:
             return  # booked by the call this one waited behind
+        try:
+            self._book_turns(asks)
+        except BaseException:  # the store failed: each caller's own call books its ask, or finds the split
+            with self._lock:
+                self._asks[:0] = [ask for ask in asks if ask.at is None]
+            raise
+
+    def _book_turns(self, asks: list[_Ask]) -> None:
+        """`_book` for the asks it took (store lock held)."""
         self._look_to_book()
         row = self._row or BudgetRow()
         for _ in range(CLAIM_ATTEMPTS):

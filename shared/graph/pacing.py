@@ -90,22 +90,30 @@ class WritePacer:
         """Seconds between two write slots."""
         return self._interval
 
-    def deferral(self, *, book: bool = True) -> NextSlot:
-        """When a message that found no slot soon should come back, booking that time for it (unless not `book`).
+    def deferral(self) -> NextSlot:
+        """When a message that found no slot soon should come back, booking that time for it.
 
         Deferred messages are spread one slot apart from the first slot no caller is waiting for,
         so a backlog put back on the queue returns at the rate it can be written, not all at once,
         and not onto slots the waiting callers will take.
         """
+        turn = self.deferral_within(math.inf)
+        assert turn is not None
+        return turn
+
+    def deferral_within(self, seconds: float) -> NextSlot | None:
+        """`deferral`, booked only if the message comes back within `seconds`; None (nothing booked) if not."""
         with self._lock:
             now = self._clock()
+            retry_after = self._gate_until > now
             if math.isinf(self._interval):  # no share of the budget: back after a window, when the table may answer
-                return NextSlot(delay_seconds=self._window, retry_after=self._gate_until > now)
+                return NextSlot(self._window, retry_after) if self._window <= seconds else None
             slot = self._free_slot(now) + self._waiting * self._interval
             at = max(slot, self._return_at)
-            if book:
-                self._return_at = at + self._interval
-            return NextSlot(delay_seconds=at - now, retry_after=self._gate_until > now)
+            if at - now > seconds:
+                return None
+            self._return_at = at + self._interval
+            return NextSlot(delay_seconds=at - now, retry_after=retry_after)
 
 
 class NextSlot(NamedTuple):
