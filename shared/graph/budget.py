@@ -60,6 +60,9 @@ SLOW_SECONDS: Final = 2.0
 READ_TIMEOUT_SECONDS: Final = 2.0
 """Per store call (with shared/tables.py's 2 s connect bound), never retried: see `TableBudgetStore`."""
 CLAIM_ATTEMPTS: Final = 4
+PAST_SLOT_MARGIN_SECONDS: Final = 0.5
+"""The least lateness a slot gone by must have left to be claimed: a claim slower than that (a store call
+usually takes milliseconds, `SLOW_SECONDS` counts as failed) finds it gone and takes the next."""
 BOOKING_LOOK_SECONDS: Final = 1.0
 """A process that books copies' turns looks at the rows at least this often (one query for all tenants)."""
 _NEVER: Final = float("-inf")
@@ -616,8 +619,8 @@ class SharedPacer:
     def _start(self, row: BudgetRow, now: float) -> float:
         """The first slot a claim made now could get: not before another's claim or a Retry-After.
 
-        A slot gone by is still the caller's while half the lateness a slot allows (`late_seconds`), and at
-        least the claim's round trip, is left: a copy picked up a second after its turn writes in its own
+        A slot gone by is still the caller's while enough of the lateness a slot allows (`late_seconds`) is
+        left for the claim's round trip: a copy picked up a second after its turn writes in its own
         slot, and the tenant's next slot stays where it was. Taking a new slot at `now` instead would move
         every later slot of the tenant by the copy's lateness, and each late copy by more (fifty tenants
         with a slot every 8 s, one process: copies read 1.7 s after their turn, the median tenant at 95 %).
@@ -625,8 +628,10 @@ class SharedPacer:
         """
         latency = max(self._latency, self._slowest or 0.0)  # the claim's own read counts before any average
         start, earliest = row.next_slot, now + 2 * latency
-        # At least half the lateness left for the claim's round trip, so `_purge` does not drop the slot first.
-        oldest = min(earliest, now - self.late_seconds + max(4 * latency, self.late_seconds / 2))
+        # Lateness left for the claim's round trip, so `_purge` does not drop the slot first: four average
+        # round trips, and at least half the lateness or `PAST_SLOT_MARGIN_SECONDS`, whichever is less.
+        margin = max(4 * latency, min(self.late_seconds / 2, PAST_SLOT_MARGIN_SECONDS))
+        oldest = min(earliest, now - self.late_seconds + margin)
         if not math.isfinite(start):
             start = earliest
         elif start < oldest:  # the slots since went unused: the first of them still usable, else a new one now
