@@ -771,36 +771,36 @@ class SharedPacer:
         """`_book` for the asks it took (store lock held)."""
         self._look_to_book()
         row = self._row or BudgetRow()
-        for _ in range(CLAIM_ATTEMPTS):
-            now = self._wall()
-            with self._lock:  # the first slot none of the callers waiting here will take
-                held, waiting = list(self._slots), self._waiting
-                first = held[waiting] if len(held) > waiting else (
-                    max(row.next_slot, now) + (waiting - len(held)) * self._interval)  # fmt: skip
-                at = max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, self._returns, row.gate_until,
-                         self._gate_now())  # fmt: skip
-                end = at + len(asks) * self._interval
-                others = self._others(row, now)
-                alone = self._instances == 1
-                if alone:
-                    self._returns = end
-            if alone:
-                break
-            # Marked shared for a window: the instance that claimed last looks before its slots from now on.
-            shared_until = max(row.shared_until, now + self._window) if others else row.shared_until
-            if self._write(replace(row, return_at=end, shared_until=shared_until), row):
-                with self._lock:
-                    self._returns = max(self._returns, end)
-                self.counts["turnWrites"] += 1
-                break
-            row = self._read()
-        else:  # every race lost: kept here (they reach the row with the next claim), as one instance alone keeps them
+        span = len(asks) * self._interval
+        if self._instances == 1:
             with self._lock:
+                at = self._first_turn(row, self._wall())
+                self._returns = at + span
+        else:
+            for _ in range(CLAIM_ATTEMPTS):
+                now = self._wall()
+                with self._lock:
+                    at = self._first_turn(row, now)
+                # Marked shared for a window: the instance that claimed last looks before its slots from now on.
+                shared = max(row.shared_until, now + self._window) if self._others(row, now) else row.shared_until
+                if self._write(replace(row, return_at=at + span, shared_until=shared), row):
+                    self.counts["turnWrites"] += 1
+                    break
+                row = self._read()
+            else:  # every race lost: kept here (they reach the row with the next claim), as one instance keeps them
                 at = max(at, row.return_at)
-                self._returns = at + len(asks) * self._interval
+            with self._lock:
+                self._returns = max(self._returns, at + span)
         for i, ask in enumerate(asks):
             ask.at = at + i * self._interval
         self.counts["bookings"] += len(asks)
+
+    def _first_turn(self, row: BudgetRow, now: float) -> float:
+        """The next turn on the return timeline (lock held): past the slots the callers waiting here will take."""
+        held, waiting = list(self._slots), self._waiting
+        first = held[waiting] if len(held) > waiting else (
+            max(row.next_slot, now) + (waiting - len(held)) * self._interval)  # fmt: skip
+        return max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, self._returns, row.gate_until, self._gate_now())
 
     def _merge_gate(self, until: float) -> None:
         """Max-merge a Retry-After into the row's gate (what every instance's look reads)."""
