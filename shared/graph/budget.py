@@ -261,6 +261,21 @@ def lookout_of(store: BudgetStore, wall: Callable[[], float] = time.time) -> Loo
         return lookout
 
 
+def _usable(slots: list[float], untils: list[float]) -> int:
+    """How many of `slots` (ascending) callers giving up at `untils` (ascending) can take, the soonest due first.
+
+    A caller due before a slot can take no later one either. Shared, a slot claimed and not taken is
+    lost to every instance: three callers waiting, one of them due before the third slot, left it empty.
+    """
+    waiting = iter(untils)
+    used = 0
+    for slot in slots:
+        if next((until for until in waiting if until >= slot), None) is None:
+            break
+        used += 1
+    return used
+
+
 class SharedPacer:
     """The `Pacer` of one tenant in one process, drawing its slots from the tenant's shared schedule.
 
@@ -306,7 +321,7 @@ class SharedPacer:
         self._shared = False  # another instance writes to the tenant: look before each slot past the horizon
         self._gate = _NEVER  # the Retry-After this process knows of
         self._fallback_until = _NEVER  # monotonic
-        self._waiting = 0
+        self._untils: list[float] = []  # when each caller waiting here gives up (wall)
         self._returns = _NEVER  # the return timeline's next turn as booked here, published with the next claim
         self._asks: list[_Ask] = []  # copies' turns asked for, not yet booked (`deferral`)
         self._split_writes: deque[float] = deque()  # wall times of writes made here on the split, within a window
@@ -332,12 +347,12 @@ class SharedPacer:
     def acquire(self, deadline: float, max_waiting: int | None = None) -> bool:
         """Wait for a write slot; False (and nothing claimed) if none can come by `deadline` (monotonic)."""
         waiting = False
+        until = self._wall() + (deadline - self._mono())
         try:
             while True:
                 if self._in_fallback():
                     return self._split_acquire(deadline, max_waiting)
                 now = self._wall()
-                until = now + (deadline - self._mono())
                 with self._lock:
                     self._purge(now)
                     slot = self._slots[0] if self._slots else None
@@ -349,11 +364,13 @@ class SharedPacer:
                     if step == "none":
                         return False
                     if not waiting:
-                        if max_waiting is not None and self._waiting >= max_waiting:
+                        if max_waiting is not None and len(self._untils) >= max_waiting:
                             return False
                         waiting = True
-                        self._waiting += 1
-                if step == "wait":
+                        self._untils.append(until)
+                if step == "yield":
+                    self._sleep(0.001)
+                elif step == "wait":
                     assert slot is not None
                     pause = min(slot - now, max(0.0, slot - HORIZON_SECONDS / 2 - now)) if self._shared else slot - now
                     self._on_wait("pacer", pause)
@@ -366,20 +383,35 @@ class SharedPacer:
         finally:
             if waiting:
                 with self._lock:
-                    self._waiting -= 1
+                    self._untils.remove(until)
 
     def _step(self, slot: float | None, now: float, until: float) -> str:
-        """What a caller does next (lock held): take the slot, wait for it, look at the gate, claim, or give up."""
+        """What a caller does next (lock held): take, yield (to a caller due sooner), wait, look, claim, or none."""
         if slot is None:
             return "none" if self._row is not None and self._start(self._row, now) > until else "claim"
         if slot > until:
             return "none"
         fresh = not self._shared or slot <= max(self._looked, self._lookout.looked) + HORIZON_SECONDS
         if slot <= now:
-            return "take" if fresh else "look"
+            if not fresh:
+                return "look"
+            return "yield" if self._owed(slot, now, until) else "take"
         if not fresh and slot - now <= HORIZON_SECONDS / 2:
             return "look"
         return "wait"
+
+    def _owed(self, slot: float, now: float, until: float) -> bool:
+        """Whether a caller waiting here and due sooner needs this slot: the next one comes too late for it (lock held).
+
+        The soonest due takes the first slot, so a claim sized to what its callers can use (`_usable`) loses
+        none: a copy allowed a long wait took the slot of a message due to be deferred 30 ms later, and the
+        next slot went unused. Only while the slot has half its lateness left, so that it is never lost to
+        a caller that does not come for it.
+        """
+        if now - slot > self.late_seconds / 2:
+            return False
+        after = self._slots[1] if len(self._slots) > 1 else math.inf
+        return any(slot <= other < min(until, after) for other in self._untils)
 
     def use_booked(self, slot: float, deadline: float) -> bool:
         """A deferred copy at (or after) its booked time: a slot of the shared schedule, past the waiters' cap.
@@ -643,11 +675,10 @@ class SharedPacer:
         return max(self._gate, self._lookout.gate(self._key))
 
     def _claim(self, until: float) -> None:
-        """Claim a block of slots for the callers waiting here (at most what the reach allows)."""
+        """Claim a block of slots: alone, as far as the reach allows; shared, what the callers waiting here can take."""
         with self._lock:
             if self._slots:
                 return  # another caller's claim brought slots meanwhile
-            demand = self._waiting
         # Shared, a row not seen for a slot's interval has most likely been claimed from since: seen anew,
         # it spares the claim a 412 (and the read after it).
         row = self._seen_row(self._wall() - self._interval if self._shared else None)
@@ -682,13 +713,16 @@ class SharedPacer:
             step = spacing(start)
             # Alone, a block of two seconds costs a tenth of a store call per write, and a slot nobody takes
             # is nobody else's loss (never longer: an instance falling back waits that long for the blocks
-            # others hold); shared, the block is sized to the callers here, within a second.
-            reach = min(demand, int(SHARED_REACH_SECONDS / step)) if shared else int(ALONE_REACH_SECONDS / step)
+            # others hold); shared, what the callers here can take before they give up, within a second.
+            reach = int((SHARED_REACH_SECONDS if shared else ALONE_REACH_SECONDS) / step)
             for _ in range(own):  # claimed even when this caller cannot wait that long: the others must not
                 start += spacing(start)
             slots = [start]
             while len(slots) < reach:
                 slots.append(slots[-1] + spacing(slots[-1]))
+            if shared:  # only what the callers here can take before they give up: another instance may use the rest
+                with self._lock:
+                    del slots[max(1, _usable(slots, sorted(self._untils))) :]
             end = slots[-1] + spacing(slots[-1])
             new = BudgetRow(end, max(row.gate_until, self._gate), self._instance,
                             max(row.shared_until, end + self._window) if others else row.shared_until,
@@ -797,7 +831,7 @@ class SharedPacer:
 
     def _first_turn(self, row: BudgetRow, now: float) -> float:
         """The next turn on the return timeline (lock held): past the slots the callers waiting here will take."""
-        held, waiting = list(self._slots), self._waiting
+        held, waiting = list(self._slots), len(self._untils)
         first = held[waiting] if len(held) > waiting else (
             max(row.next_slot, now) + (waiting - len(held)) * self._interval)  # fmt: skip
         return max(now + DEFERRAL_LEAD_SECONDS, first, row.return_at, self._returns, row.gate_until, self._gate_now())
