@@ -160,7 +160,7 @@ def test_a_copy_back_late_writes_in_its_own_slot_and_the_tenant_s_next_slot_stay
     first = clock.now
     turn = pacer.deferral().slot
     assert turn is not None
-    assert pacer.deferral().slot == pytest.approx(turn + pacer.interval)  # the next copy's turn
+    assert pacer.deferral().slot == pytest.approx(turn + pacer.interval, abs=1e-6)  # the next copy's turn
     clock.now = turn + 0.4 * pacer.interval  # the copy read 3.3 s late, within the lateness a slot allows
     assert pacer.use_booked(turn, deadline=clock.now + 2)
     assert clock.now == turn + 0.4 * pacer.interval  # written at once
@@ -215,18 +215,26 @@ def test_instances_deferring_for_one_tenant_at_once_never_book_the_same_turn():
 
 
 class Held(MemoryStore):
-    """A store whose next write waits until the test lets it go (a booking on its way to the row)."""
+    """A store whose first write (or look) waits until the test lets it go (a booking on its way to the row)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock | None = None, *, holds: str = "write") -> None:
         super().__init__(clock)
+        self.holds = holds
         self.holding = threading.Event()
         self.go = threading.Event()
 
     def write(self, key: str, row: BudgetRow, etag: str | None) -> str:
-        if not self.holding.is_set():
+        self._hold("write")
+        return super().write(key, row, etag)
+
+    def read_active(self, now: float) -> dict[str, BudgetRow]:
+        self._hold("look")
+        return super().read_active(now)
+
+    def _hold(self, kind: str) -> None:
+        if kind == self.holds and not self.holding.is_set():
             self.holding.set()
             assert self.go.wait(10)
-        return super().write(key, row, etag)
 
 
 def defer_six_at_once(pacer: SharedPacer, store: Held) -> list[NextSlot]:
@@ -276,8 +284,68 @@ def test_a_booking_that_fails_leaves_the_copies_it_took_to_be_booked_by_their_ow
     booked = a.counts["bookings"]  # on the row: all six, or five when the failed call's own caller went to the split
     assert booked in (5, 6)
     first = min(turn.slot or math.inf for turn in turns)
-    assert store.rows["tenant"].return_at == pytest.approx(first + booked * a.interval)  # consecutive turns, one each
+    # Consecutive turns, one each.
+    assert store.rows["tenant"].return_at == pytest.approx(first + booked * a.interval, abs=1e-6)
     assert sum(turn.slot is not None for turn in turns) >= booked  # each booked copy was given its turn
+
+
+def shared_in_real_time(first_slot: float) -> tuple[SharedPacer, Held]:
+    """A pacer on the real clock for a tenant another instance writes to, its next slot at `first_slot` (wall).
+
+    A slot every 0.5 s (20 per 10 s, two a shared claim); its first look held, as a deferral's booking on its way.
+    """
+    store = Held(holds="look")
+    now = time.time()
+    store.rows["tenant"] = BudgetRow(next_slot=first_slot, last_by="other", shared_until=now + 60, claimed_at=now,
+                                     etag="other")  # fmt: skip
+    pacer = SharedPacer("tenant", store, 20, 10.0, instance="here", fallback_budget=9, instances=2,
+                        lookout=Lookout(store, time.time))  # fmt: skip
+    return pacer, store
+
+
+def wait_together(pacer: SharedPacer, store: Held, due: list[float]) -> list[tuple[bool, float]]:
+    """Callers due at `due` (wall) arrive while a deferral's booking is on its way, then wait for slots together.
+
+    Whether each got a slot, and when (wall).
+    """
+
+    def caller(until: float) -> tuple[bool, float]:
+        got = pacer.acquire(time.monotonic() + (until - time.time()))
+        return got, time.time()
+
+    with ThreadPoolExecutor(len(due) + 1) as pool:
+        booking = pool.submit(pacer.deferral)
+        assert store.holding.wait(10)
+        callers = [pool.submit(caller, until) for until in due]
+        arrived = time.monotonic() + 5  # until each waits (nothing public says so before its slot comes)
+        while len(pacer._untils) < len(due) and time.monotonic() < arrived:
+            time.sleep(0.001)
+        store.go.set()
+        booking.result(10)
+        return [future.result(10) for future in callers]
+
+
+def test_a_shared_claim_takes_only_the_slots_its_callers_can_take_before_they_give_up():
+    first = time.time() + 0.4
+    pacer, store = shared_in_real_time(first)
+    # Two callers both due between the first slot and the second: one slot is all they can use.
+    got = wait_together(pacer, store, [first + 0.1, first + 0.1])
+    assert sorted(ok for ok, _ in got) == [False, True]
+    # The second slot is left on the schedule for an instance that can use it, not claimed and lost here.
+    assert store.rows["tenant"].next_slot == pytest.approx(first + pacer.interval, abs=1e-3)
+    assert pacer.counts["claims"] == 1
+
+
+def test_of_callers_waiting_together_the_one_due_soonest_takes_the_first_slot():
+    for _ in range(4):  # which caller's thread comes first is up to the scheduler: every time, none goes without
+        first = time.time() + 0.4
+        pacer, store = shared_in_real_time(first)
+        # One caller may wait long (a copy back at its turn), one is due before the second slot (a message
+        # to be deferred): both can be served only if the first slot goes to the one due sooner.
+        (long, long_at), (short, short_at) = wait_together(pacer, store, [first + 30, first + 0.25])
+        assert (long, short) == (True, True)
+        assert short_at < long_at
+        assert pacer.counts["slots"] == 2
 
 
 def test_the_table_down_falls_back_to_the_split_and_comes_back():
