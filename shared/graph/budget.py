@@ -357,33 +357,40 @@ class SharedPacer:
                     self._purge(now)
                     slot = self._slots[0] if self._slots else None
                     step = self._step(slot, now, until)
-                    if step == "take":
+                    if step in ("take", "none"):
+                        if waiting:  # no longer counted by a claim (`_usable`) from the moment it is served or gives up
+                            self._untils.remove(until)
+                            waiting = False
+                        if step == "none":
+                            return False
                         self._slots.popleft()
                         self.counts["slots"] += 1
                         return True
-                    if step == "none":
-                        return False
                     if not waiting:
                         if max_waiting is not None and len(self._untils) >= max_waiting:
                             return False
                         waiting = True
                         self._untils.append(until)
-                if step == "yield":
-                    self._sleep(0.001)
-                elif step == "wait":
-                    assert slot is not None
-                    pause = min(slot - now, max(0.0, slot - HORIZON_SECONDS / 2 - now)) if self._shared else slot - now
-                    self._on_wait("pacer", pause)
-                    self._sleep(max(pause, 0.001))
-                elif step == "look":
-                    assert slot is not None
-                    self._call(functools.partial(self._look, slot - HORIZON_SECONDS))
-                elif not self._call(functools.partial(self._claim, until)) and not self._in_fallback():
-                    self._sleep(min(self._interval, 0.05))  # races lost to other instances: not at once again
+                self._wait(step, slot, now, until)
         finally:
             if waiting:
                 with self._lock:
                     self._untils.remove(until)
+
+    def _wait(self, step: str, slot: float | None, now: float, until: float) -> None:
+        """A waiting caller's step (no lock held): yield, wait for the slot, look at the gate, or claim."""
+        if step == "yield":
+            self._sleep(0.001)
+        elif step == "wait":
+            assert slot is not None
+            pause = min(slot - now, max(0.0, slot - HORIZON_SECONDS / 2 - now)) if self._shared else slot - now
+            self._on_wait("pacer", pause)
+            self._sleep(max(pause, 0.001))
+        elif step == "look":
+            assert slot is not None
+            self._call(functools.partial(self._look, slot - HORIZON_SECONDS))
+        elif not self._call(functools.partial(self._claim, until)) and not self._in_fallback():
+            self._sleep(min(self._interval, 0.05))  # races lost to other instances: not at once again
 
     def _step(self, slot: float | None, now: float, until: float) -> str:
         """What a caller does next (lock held): take, yield (to a caller due sooner), wait, look, claim, or none."""
