@@ -347,10 +347,15 @@ class SharedPacer:
     def acquire(self, deadline: float, max_waiting: int | None = None) -> bool:
         """Wait for a write slot; False (and nothing claimed) if none can come by `deadline` (monotonic)."""
         waiting = False
+        # Once, so that it is found again in `_untils` (a wall clock stepped back meanwhile lengthens the wait).
         until = self._wall() + (deadline - self._mono())
         try:
             while True:
                 if self._in_fallback():
+                    if waiting:  # on the split it takes none of the schedule's slots: nobody yields to it
+                        with self._lock:
+                            self._untils.remove(until)
+                        waiting = False
                     return self._split_acquire(deadline, max_waiting)
                 now = self._wall()
                 with self._lock:
@@ -379,8 +384,11 @@ class SharedPacer:
 
     def _wait(self, step: str, slot: float | None, now: float, until: float) -> None:
         """A waiting caller's step (no lock held): yield, wait for the slot, look at the gate, or claim."""
-        if step == "yield":
-            self._sleep(0.001)
+        if step == "yield":  # briefly: the caller due sooner is most likely awake for the same slot
+            assert slot is not None
+            pause = min(0.01, max(slot + self.late_seconds / 2 - now, 0.001))
+            self._on_wait("pacer", pause)
+            self._sleep(pause)
         elif step == "wait":
             assert slot is not None
             pause = min(slot - now, max(0.0, slot - HORIZON_SECONDS / 2 - now)) if self._shared else slot - now
@@ -412,8 +420,8 @@ class SharedPacer:
 
         The soonest due takes the first slot, so a claim sized to what its callers can use (`_usable`) loses
         none: a copy allowed a long wait took the slot of a message due to be deferred 30 ms later, and the
-        next slot went unused. Only while the slot has half its lateness left, so that it is never lost to
-        a caller that does not come for it.
+        next slot went unused. Only while the slot has half its lateness left, so that it is rarely lost to
+        a caller that does not come for it (one on the split is not counted).
         """
         if now - slot > self.late_seconds / 2:
             return False

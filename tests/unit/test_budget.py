@@ -289,16 +289,17 @@ def test_a_booking_that_fails_leaves_the_copies_it_took_to_be_booked_by_their_ow
     assert sum(turn.slot is not None for turn in turns) >= booked  # each booked copy was given its turn
 
 
-def shared_in_real_time(first_slot: float) -> tuple[SharedPacer, Held]:
+def shared_in_real_time(first_slot: float, budget: int = 20) -> tuple[SharedPacer, Held]:
     """A pacer on the real clock for a tenant another instance writes to, its next slot at `first_slot` (wall).
 
-    A slot every 0.5 s (20 per 10 s, two a shared claim); its first look held, as a deferral's booking on its way.
+    By default a slot every 0.5 s (20 per 10 s, two a shared claim); its first look held, as a deferral's booking
+    on its way.
     """
     store = Held(holds="look")
     now = time.time()
     store.rows["tenant"] = BudgetRow(next_slot=first_slot, last_by="other", shared_until=now + 60, claimed_at=now,
                                      etag="other")  # fmt: skip
-    pacer = SharedPacer("tenant", store, 20, 10.0, instance="here", fallback_budget=9, instances=2,
+    pacer = SharedPacer("tenant", store, budget, 10.0, instance="here", fallback_budget=budget / 2 - 1, instances=2,
                         lookout=Lookout(store, time.time))  # fmt: skip
     return pacer, store
 
@@ -346,6 +347,27 @@ def test_of_callers_waiting_together_the_one_due_soonest_takes_the_first_slot():
         assert (long, short) == (True, True)
         assert short_at < long_at
         assert pacer.counts["slots"] == 2
+
+
+def test_a_caller_gone_to_the_split_is_not_waited_for_once_the_table_is_back(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(budget, "FALLBACK_SECONDS", 0.3)
+    started = time.time()
+    first = started + 1.5
+    pacer, store = shared_in_real_time(first, budget=10)  # a slot a second, usable up to half a second late
+    store.go.set()
+    store.failing = True
+    with ThreadPoolExecutor(1) as pool:
+        # Due at 2.3 s, it meets the outage and waits for the split's first slot, two seconds out.
+        parked = pool.submit(pacer.acquire, time.monotonic() + 2.3)
+        fell_back = time.monotonic() + 5
+        while not pacer.counts["fallbacks"] and time.monotonic() < fell_back:
+            time.sleep(0.001)
+        store.failing = False
+        time.sleep(max(0.0, started + 0.5 - time.time()))  # the table back and the fallback period over
+        assert pacer.acquire(time.monotonic() + 3)  # the schedule's slot at 1.5 s, which the parked caller never takes
+        took = time.time()
+        assert parked.result(10)  # on the split
+    assert took - first < 0.1  # not held back for a caller due sooner that is on the split
 
 
 def test_the_table_down_falls_back_to_the_split_and_comes_back():
