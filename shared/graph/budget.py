@@ -350,13 +350,7 @@ class SharedPacer:
         # Once, so that it is found again in `_untils` (a wall clock stepped back meanwhile lengthens the wait).
         until = self._wall() + (deadline - self._mono())
         try:
-            while True:
-                if self._in_fallback():
-                    if waiting:  # on the split it takes none of the schedule's slots: nobody yields to it
-                        with self._lock:
-                            self._untils.remove(until)
-                        waiting = False
-                    return self._split_acquire(deadline, max_waiting)
+            while not self._in_fallback():
                 now = self._wall()
                 with self._lock:
                     self._purge(now)
@@ -378,9 +372,10 @@ class SharedPacer:
                         self._untils.append(until)
                 self._wait(step, slot, now, until)
         finally:
-            if waiting:
+            if waiting:  # gone to the split (it takes none of the schedule's slots: nobody yields to it) or failed
                 with self._lock:
                     self._untils.remove(until)
+        return self._split_acquire(deadline, max_waiting)
 
     def _wait(self, step: str, slot: float | None, now: float, until: float) -> None:
         """A waiting caller's step (no lock held): yield, wait for the slot, look at the gate, or claim."""
