@@ -40,34 +40,22 @@ class Clock:
         self.now += max(seconds, 0.0)
 
 
+def one(clock: Clock, store: MemoryStore, *, split: float, instances: int, window: float = WINDOW,
+        instance: str = "i0", lookout: Lookout | None = None, budget: int = BUDGET,
+        tenant: str = "tenant") -> SharedPacer:  # fmt: skip
+    """One instance's pacer for the tenant, of a deployment of `instances`, with its own lookout unless given."""
+    return SharedPacer(tenant, store, budget, window, instance=instance, fallback_budget=split, instances=instances,
+                       wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
+                       lookout=lookout or Lookout(store, clock.wall))  # fmt: skip
+
+
 def pacers(n: int, clock: Clock, store: MemoryStore, *, budget: int = BUDGET, tenant: str = "tenant",
            lookouts: list[Lookout] | None = None) -> list[SharedPacer]:  # fmt: skip
     """One pacer per instance; each instance (process) has its own board of gates, as each has its own memory."""
     lookouts = lookouts or [Lookout(store, clock.wall) for _ in range(n)]
-    return [
-        SharedPacer(
-            tenant,
-            store,
-            budget,
-            WINDOW,
-            instance=f"i{i}",
-            fallback_budget=max(1, (budget + 1) // n - 1),
-            instances=n,
-            wall=clock.wall,
-            mono=clock.wall,
-            sleep=clock.sleep,
-            lookout=lookouts[i],
-        )
-        for i in range(n)
-    ]
-
-
-def one(clock: Clock, store: MemoryStore, *, split: float, instances: int, window: float = WINDOW,
-        instance: str = "i0", lookout: Lookout | None = None) -> SharedPacer:  # fmt: skip
-    """One instance's pacer for the tenant, of a deployment of `instances`, with its own lookout unless given."""
-    return SharedPacer("tenant", store, BUDGET, window, instance=instance, fallback_budget=split, instances=instances,
-                       wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
-                       lookout=lookout or Lookout(store, clock.wall))  # fmt: skip
+    split = max(1, (budget + 1) // n - 1)
+    return [one(clock, store, split=split, instances=n, instance=f"i{i}", lookout=lookouts[i], budget=budget,
+                tenant=tenant) for i in range(n)]  # fmt: skip
 
 
 def max_in_window(times: list[float], window: float = WINDOW) -> int:
