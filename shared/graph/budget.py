@@ -40,7 +40,14 @@ logger = logging.getLogger("certstate.pacing")
 
 HORIZON_SECONDS: Final = 0.25
 """While others write to the tenant, how far past the last look at its gate a slot may lie: with the
-time a gate takes to reach the store and a late slot's tolerance, within the simulator's 0.5 s grace."""
+time a gate takes to reach the store and `LOOKED_LATE_SECONDS`, within the simulator's 0.5 s grace."""
+LOOKED_LATE_SECONDS: Final = 0.1
+"""How late a slot may be used on the strength of a look before its time (half an interval at Intune's
+5 writes/s); used later, it needs a look within the horizon of its use."""
+SPREAD_SECONDS: Final = 1.0
+"""What the lateness a slot allows leaves of an interval at least, for the spread of send latency and the
+instances' clocks (a write reaches the simulator 0.2-0.24 s after its send at the 90th percentile on a loaded
+two-core machine; NTP keeps instances within milliseconds)."""
 ALONE_REACH_SECONDS: Final = 2.0
 """How far one claim reaches while no other instance writes to the tenant (10 slots at 5 writes/s)."""
 SHARED_REACH_SECONDS: Final = 1.0
@@ -339,10 +346,12 @@ class SharedPacer:
     def late_seconds(self) -> float:
         """How late a slot may still be used.
 
-        Less than an interval, so no window gains more than one late write; half of one, so the other
-        half absorbs the spread of the network's latency.
+        Less than an interval by at least `SPREAD_SECONDS` or half of one, whichever is more, so that with
+        the spread of the network's latency no window gains more than one late write (the one the budget
+        keeps back). Half an interval at Intune's 5 writes/s; at a slot every 8 s, a copy read 4 s late
+        still writes in its own slot instead of losing the tenant an interval.
         """
-        return self._interval / 2
+        return max(self._interval / 2, self._interval - SPREAD_SECONDS)
 
     def acquire(self, deadline: float, max_waiting: int | None = None) -> bool:
         """Wait for a write slot; False (and nothing claimed) if none can come by `deadline` (monotonic)."""
@@ -391,7 +400,7 @@ class SharedPacer:
             self._sleep(max(pause, 0.001))
         elif step == "look":
             assert slot is not None
-            self._call(functools.partial(self._look, slot - HORIZON_SECONDS))
+            self._call(functools.partial(self._look, self._look_since(slot, now)))
         elif not self._call(functools.partial(self._claim, until)) and not self._in_fallback():
             self._sleep(min(self._interval, 0.05))  # races lost to other instances: not at once again
 
@@ -401,7 +410,7 @@ class SharedPacer:
             return "none" if self._row is not None and self._start(self._row, now) > until else "claim"
         if slot > until:
             return "none"
-        fresh = not self._shared or slot <= max(self._looked, self._lookout.looked) + HORIZON_SECONDS
+        fresh = not self._shared or max(self._looked, self._lookout.looked) >= self._look_since(slot, now)
         if slot <= now:
             if not fresh:
                 return "look"
@@ -409,6 +418,11 @@ class SharedPacer:
         if not fresh and slot - now <= HORIZON_SECONDS / 2:
             return "look"
         return "wait"
+
+    @staticmethod
+    def _look_since(slot: float, now: float) -> float:
+        """The latest look a slot needs before it is used now: within the horizon of the slot, or of its use if late."""
+        return max(slot, now - LOOKED_LATE_SECONDS) - HORIZON_SECONDS
 
     def _owed(self, slot: float, now: float, until: float) -> bool:
         """Whether a caller waiting here and due sooner needs this slot: the next one comes too late for it (lock held).

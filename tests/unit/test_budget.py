@@ -7,6 +7,7 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,6 +16,7 @@ from shared.graph import budget
 from shared.graph.budget import (
     ALONE_REACH_SECONDS,
     FALLBACK_SECONDS,
+    HORIZON_SECONDS,
     BudgetRow,
     Contended,
     Lookout,
@@ -42,10 +44,10 @@ class Clock:
 
 def one(clock: Clock, store: MemoryStore, *, split: float, instances: int, window: float = WINDOW,
         instance: str = "i0", lookout: Lookout | None = None, budget: int = BUDGET,
-        tenant: str = "tenant") -> SharedPacer:  # fmt: skip
+        tenant: str = "tenant", sleep: Callable[[float], None] | None = None) -> SharedPacer:  # fmt: skip
     """One instance's pacer for the tenant, of a deployment of `instances`, with its own lookout unless given."""
     return SharedPacer(tenant, store, budget, window, instance=instance, fallback_budget=split, instances=instances,
-                       wall=clock.wall, mono=clock.wall, sleep=clock.sleep,
+                       wall=clock.wall, mono=clock.wall, sleep=sleep or clock.sleep,
                        lookout=lookout or Lookout(store, clock.wall))  # fmt: skip
 
 
@@ -112,6 +114,27 @@ def test_a_retry_after_one_instance_learns_holds_the_others_within_the_horizon()
     assert clock.now >= told + 5.0 - 1e-9  # b looked at the row before its slot, and waited out the gate
 
 
+def test_a_slot_used_late_waits_for_a_look_within_the_horizon_of_its_use():
+    clock = Clock()
+    store = MemoryStore(clock)
+    stalled: list[float] = []
+
+    def starved(seconds: float) -> None:  # after its look before the slot, b's process gets no CPU for 2 s
+        slot = store.rows["tenant"].next_slot - b.interval  # b's, the last claimed
+        if b.counts["claims"] and not stalled and clock.now >= slot - HORIZON_SECONDS / 2:
+            stalled.append(clock.now)
+            clock.now += 2.0
+            a.hold(30.0)  # meanwhile a 429 with Retry-After: 30 reached instance a
+        clock.sleep(seconds)
+
+    a, b = (one(clock, store, window=400.0, split=1, instances=2, instance=name, sleep=sleep)
+            for name, sleep in (("i0", None), ("i1", starved)))  # fmt: skip
+    assert a.acquire(deadline=clock.now + 60)
+    assert b.acquire(deadline=clock.now + 60)  # a slot every 8 s: b's lies ahead, and may be used 7 s late
+    assert stalled
+    assert clock.now >= stalled[0] + 2.0 + 30.0 - 1e-6  # b looked again before using its slot late, and held
+
+
 def test_copies_deferred_anywhere_return_one_slot_apart_and_any_instance_writes_them():
     clock = Clock()
     store = MemoryStore(clock)
@@ -139,8 +162,11 @@ def test_copies_deferred_anywhere_return_one_slot_apart_and_any_instance_writes_
     assert clock.now - (late.slot + 5) < a.interval
 
 
+@pytest.mark.parametrize("late", [0.4, 0.8])  # 3.3 and 6.5 s: within the lateness a slot every 8 s allows
 @pytest.mark.parametrize("instances", [1, 4])
-def test_a_copy_back_late_writes_in_its_own_slot_and_the_tenant_s_next_slot_stays_where_it_was(instances: int):
+def test_a_copy_back_late_writes_in_its_own_slot_and_the_tenant_s_next_slot_stays_where_it_was(
+    instances: int, late: float
+):
     clock = Clock()
     store = MemoryStore(clock)
     pacer = one(clock, store, window=400.0, split=1, instances=instances)  # a slot every 8.16 s, one per claim
@@ -149,9 +175,9 @@ def test_a_copy_back_late_writes_in_its_own_slot_and_the_tenant_s_next_slot_stay
     turn = pacer.deferral().slot
     assert turn is not None
     assert pacer.deferral().slot == pytest.approx(turn + pacer.interval, abs=1e-6)  # the next copy's turn
-    clock.now = turn + 0.4 * pacer.interval  # the copy read 3.3 s late, within the lateness a slot allows
+    clock.now = turn + late * pacer.interval  # the copy read seconds late (behind a backlog)
     assert pacer.use_booked(turn, deadline=clock.now + 2)
-    assert clock.now == turn + 0.4 * pacer.interval  # written at once
+    assert clock.now == turn + late * pacer.interval  # written at once
     clock.now = turn + pacer.interval  # the next copy on time: its slot is free, not one moved by the lateness
     assert pacer.use_booked(turn + pacer.interval, deadline=clock.now + 2)
     assert clock.now - (turn + pacer.interval) < 0.01
