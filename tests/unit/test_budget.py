@@ -363,6 +363,15 @@ def test_of_callers_waiting_together_the_one_due_soonest_takes_the_first_slot():
         assert pacer.counts["slots"] == 2
 
 
+def test_a_copy_s_turn_is_booked_past_only_the_slots_the_callers_waiting_can_take():
+    first = time.time() + 3.0  # the next slot: past the lead a turn keeps, and past the caller's wait
+    pacer, store = shared_in_real_time(first)
+    ((got, _),) = wait_together(pacer, store, [time.time() + 1.0])  # a message waiting a second, for no slot
+    assert not got
+    # The copy's turn is that next slot, not the one after it with the next slot left empty.
+    assert store.rows["tenant"].return_at == pytest.approx(first + pacer.interval, abs=1e-3)
+
+
 def test_a_caller_gone_to_the_split_is_not_waited_for_once_the_table_is_back(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(budget, "FALLBACK_SECONDS", 0.3)
     started = time.time()
