@@ -318,10 +318,10 @@ def shared_in_real_time(first_slot: float, budget: int = 20) -> tuple[SharedPace
     return pacer, store
 
 
-def wait_together(pacer: SharedPacer, store: Held, due: list[float]) -> list[tuple[bool, float]]:
+def wait_together(pacer: SharedPacer, store: Held, due: list[float]) -> tuple[NextSlot, list[tuple[bool, float]]]:
     """Callers due at `due` (wall) arrive while a deferral's booking is on its way, then wait for slots together.
 
-    Whether each got a slot, and when (wall).
+    The booked turn, and whether each caller got a slot, and when (wall).
     """
 
     def caller(until: float) -> tuple[bool, float]:
@@ -336,15 +336,14 @@ def wait_together(pacer: SharedPacer, store: Held, due: list[float]) -> list[tup
         while len(pacer._untils) < len(due) and time.monotonic() < arrived:
             time.sleep(0.001)
         store.go.set()
-        booking.result(10)
-        return [future.result(10) for future in callers]
+        return booking.result(10), [future.result(10) for future in callers]
 
 
 def test_a_shared_claim_takes_only_the_slots_its_callers_can_take_before_they_give_up():
     first = time.time() + 0.4
     pacer, store = shared_in_real_time(first)
     # Two callers both due between the first slot and the second: one slot is all they can use.
-    got = wait_together(pacer, store, [first + 0.1, first + 0.1])
+    _, got = wait_together(pacer, store, [first + 0.1, first + 0.1])
     assert sorted(ok for ok, _ in got) == [False, True]
     # The second slot is left on the schedule for an instance that can use it, not claimed and lost here.
     assert store.rows["tenant"].next_slot == pytest.approx(first + pacer.interval, abs=1e-3)
@@ -357,7 +356,7 @@ def test_of_callers_waiting_together_the_one_due_soonest_takes_the_first_slot():
         pacer, store = shared_in_real_time(first)
         # One caller may wait long (a copy back at its turn), one is due before the second slot (a message
         # to be deferred): both can be served only if the first slot goes to the one due sooner.
-        (long, long_at), (short, short_at) = wait_together(pacer, store, [first + 30, first + 0.25])
+        _, ((long, long_at), (short, short_at)) = wait_together(pacer, store, [first + 30, first + 0.25])
         assert (long, short) == (True, True)
         assert short_at < long_at
         assert pacer.counts["slots"] == 2
@@ -366,9 +365,10 @@ def test_of_callers_waiting_together_the_one_due_soonest_takes_the_first_slot():
 def test_a_copy_s_turn_is_booked_past_only_the_slots_the_callers_waiting_can_take():
     first = time.time() + 3.0  # the next slot: past the lead a turn keeps, and past the caller's wait
     pacer, store = shared_in_real_time(first)
-    ((got, _),) = wait_together(pacer, store, [time.time() + 1.0])  # a message waiting a second, for no slot
+    turn, ((got, _),) = wait_together(pacer, store, [time.time() + 1.0])  # a message waiting a second, for no slot
     assert not got
-    # The copy's turn is that next slot, not the one after it with the next slot left empty.
+    # The copy's turn is that next slot, not the one after it with the next slot left empty; the row's next follows.
+    assert turn.slot == pytest.approx(first, abs=1e-3)
     assert store.rows["tenant"].return_at == pytest.approx(first + pacer.interval, abs=1e-3)
 
 
