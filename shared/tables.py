@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -51,6 +51,8 @@ MAX_OPERATIONS: Final = 100
 """Operations in one entity-group transaction."""
 MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
 """Payload of one entity-group transaction."""
+SLOW_ANSWER_SECONDS: Final = 2.0
+"""An answer slower than this is reported to `on_trouble`, as a failure is (the pacing table's own bound for a call)."""
 _TOKEN_MARGIN_SECONDS: Final = 300
 _DEV_ACCOUNT: Final = "devstoreaccount1"
 # Azurite's published development key (UseDevelopmentStorage=true), accepted by Azurite only.
@@ -174,9 +176,16 @@ class TableRows:
         pool_size: int = 4,
         read_seconds: float = READ_SECONDS,
         retry: bool = True,
+        on_trouble: Callable[[], None] | None = None,
     ) -> None:
-        """`read_seconds` bounds each read of an answer; `retry`: send once more after a dropped connection or a 5xx."""
+        """`read_seconds` bounds each read of an answer; `retry`: send once more after a dropped connection or a 5xx.
+
+        `on_trouble` is told of each request that failed (refused, dropped, timed out, a 5xx) or was answered
+        after more than `SLOW_ANSWER_SECONDS`: the table service may be out for the process's other clients
+        of it too (the pacers, docs/design.md "Pacing across instances"), which may have sent nothing meanwhile.
+        """
         self._endpoint = endpoint.rstrip("/")
+        self._on_trouble = on_trouble
         self._table = table
         self._signer = signer
         self._pool = _Pool(self._endpoint, pool_size, read_seconds)
@@ -301,6 +310,31 @@ class TableRows:
 
         With a `deadline` (monotonic) no connect, read or second try waits past it (`TimeoutError`).
         """
+        started = time.monotonic()
+        try:
+            answer = self._request(method, below, body, content_type, extra, deadline=deadline)
+        except OSError:  # refused, dropped, timed out
+            self._trouble()
+            raise
+        if answer.status >= 500 or time.monotonic() - started > SLOW_ANSWER_SECONDS:
+            self._trouble()
+        return answer
+
+    def _trouble(self) -> None:
+        if self._on_trouble is not None:
+            self._on_trouble()
+
+    def _request(
+        self,
+        method: str,
+        below: str,
+        body: bytes,
+        content_type: str,
+        extra: Mapping[str, str] | None,
+        *,
+        deadline: float | None,
+    ) -> _Answer:
+        """`_send`'s request and its one try again."""
         retry = self._retry
         url = self._endpoint + below
         target = self._pool.path + below

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from shared import tables
 from shared.tables import Entity, SharedKey, TableRows
 
 _BATCH_ANSWER = (
@@ -80,10 +81,11 @@ def test_a_connection_the_service_dropped_while_idle_is_not_used_for_the_next_wr
 
 
 class SlowServer(ClosingServer):
-    """Answers every transaction, kept alive, `delay` seconds after it came in whole."""
+    """Answers every transaction, kept alive, `delay` seconds after it came in whole, with `status`."""
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
+        self.status = b"202 Accepted"
         self.bodies: list[bytes] = []
         super().__init__()
 
@@ -97,8 +99,8 @@ class SlowServer(ClosingServer):
                 time.sleep(self.delay)
                 try:
                     conn.sendall(
-                        b"HTTP/1.1 202 Accepted\r\nContent-Length: " + str(len(_BATCH_ANSWER)).encode() + b"\r\n\r\n"
-                        + _BATCH_ANSWER
+                        b"HTTP/1.1 " + self.status + b"\r\nContent-Length: " + str(len(_BATCH_ANSWER)).encode()
+                        + b"\r\n\r\n" + _BATCH_ANSWER
                     )  # fmt: skip
                 except OSError:
                     return  # the client gave up on the answer
@@ -119,3 +121,32 @@ def test_a_deadline_bounds_the_whole_exchange_below_the_per_read_bound():
     finally:
         rows.close()
         server.close()
+
+
+def test_a_failed_or_slow_answer_is_reported_as_trouble_and_an_answer_in_time_is_not(monkeypatch: pytest.MonkeyPatch):
+    """What the process's pacers learn of a table outage their own calls did not meet (docs/design.md)."""
+    monkeypatch.setattr(tables, "SLOW_ANSWER_SECONDS", 0.2)
+    server = SlowServer(delay=0.0)
+    troubles: list[float] = []
+    rows = TableRows(server.endpoint, "t", SharedKey("acct", b"key"), retry=False,
+                     on_trouble=lambda: troubles.append(time.monotonic()))  # fmt: skip
+    try:
+        rows.upsert([Entity("p", "r", "{}")])
+        assert troubles == []
+        server.delay = 0.3  # answered, but slower than a pacing call may be
+        rows.upsert([Entity("p", "r", "{}")])
+        assert len(troubles) == 1
+        with pytest.raises(TimeoutError):  # not answered at all
+            rows.upsert([Entity("p", "r", "{}")], time.monotonic() + 0.1)
+        assert len(troubles) == 2
+        server.delay, server.status = 0.0, b"503 Service Unavailable"
+        with pytest.raises(tables.TableError):
+            rows.upsert([Entity("p", "r", "{}")])
+        assert len(troubles) == 3
+    finally:
+        rows.close()
+        server.close()
+    gone = TableRows("http://127.0.0.1:2/acct", "t", SharedKey("acct", b"key"), on_trouble=lambda: troubles.append(0))
+    with pytest.raises(ConnectionError):  # refused: nothing listens there
+        gone.get("p", "r")
+    assert len(troubles) == 4
