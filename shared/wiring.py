@@ -229,17 +229,19 @@ def build_audit(settings: Settings) -> AuditTrail | None:
     )  # fmt: skip
 
 
-def build_deferrals(settings: Settings) -> DeferralTable | None:
+def build_deferrals(settings: Settings, on_trouble: Callable[[], None] | None = None) -> DeferralTable | None:
     """The deferral records, kept in the audit table; None without one, and then nothing is deferred.
 
-    Nothing is called on storage here: the first deferral opens the first connection.
+    Nothing is called on storage here: the first deferral opens the first connection. `on_trouble`: told
+    of each failed or slow answer of the table service (`TableRows`).
     """
     storage, name = settings.storage, settings.AUDIT_TABLE_NAME
     if not (name and storage.configured and storage.has_tables):
         return None
     from shared.deferrals import DeferralTable  # noqa: PLC0415 - cold start
 
-    return DeferralTable(table_rows(settings, name, retry=False), create_missing=bool(storage.connection_string))
+    rows = table_rows(settings, name, retry=False, on_trouble=on_trouble)
+    return DeferralTable(rows, create_missing=bool(storage.connection_string))
 
 
 def quiet_storage_logs() -> None:
@@ -284,7 +286,15 @@ def build_pipeline(
         ),
         telemetry=telemetry,
     )
-    deferrals = build_deferrals(settings)
+    store = build_budget_store(settings)
+    trouble = None
+    if store is not None:  # its module is loaded with the store
+        from shared.graph.budget import lookout_of  # noqa: PLC0415
+
+        # A copy waits on its deferral record before it paces: a table outage that only the records met is
+        # one the pacers here must leave room after, as instances whose pacers met it are on their split.
+        trouble = lookout_of(store).trouble
+    deferrals = build_deferrals(settings, trouble)
     input_queue = QueueSender(settings.storage, settings.INPUT_QUEUE_NAME)
     served = build_served(settings)
     read_limits = ReadLimits(
@@ -299,7 +309,7 @@ def build_pipeline(
             credential or build_credential(settings),
             telemetry.waited,
             served,
-            build_budget_store(settings),
+            store,
         ),
         consent=lambda tenant: check_consent(
             tenant,

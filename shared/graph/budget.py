@@ -14,7 +14,8 @@ row, so a Retry-After learned anywhere holds every instance within Graph's in-fl
 When the store is slow or unreachable the pacer falls back, for `FALLBACK_SECONDS` at a time, to a
 local pacer at `fallback_budget` (the budget split over the deployment's maximum instance count), which
 no number of instances can push past the limit; that is logged and counted, and no write waits on the
-store longer than one bounded call.
+store longer than one bounded call. A failure the process's deferral records meet counts as the pacers'
+own (`Lookout.trouble`), so that their next claims leave room for the instances on their split.
 """
 
 from __future__ import annotations
@@ -220,6 +221,16 @@ class Lookout:
                 self.down_since = at
                 self.up_until = min(self.up_until, self._last_answer) if earlier else self._last_answer
             self._answered_at = None
+
+    def trouble(self) -> None:
+        """Another table client of this process met a failed or slow answer (`TableRows`' `on_trouble`): a failure.
+
+        The pacers here may have sent nothing while the table was out (their copies waiting on the deferral
+        records), yet the instances whose pacers met the outage are on their split: counted, it makes the next
+        claim here leave room for those (stall test, four processes: an instance that never met the outage
+        claimed at the full rate beside the others' splits, and Graph refused two to six writes).
+        """
+        self.failed(self._wall())
 
     def answered(self, at: float, began: float) -> None:
         """A store call begun at `began` answered at `at` (wall); the first after a failure: the table is back."""

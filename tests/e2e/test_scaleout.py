@@ -87,7 +87,6 @@ def test_the_table_stalled_mid_drain_loses_nothing_keeps_the_limit_and_pacing_co
     processes = spawn(stack)
     while len(writes_of(stack, A)) < 10:  # mid-drain
         time.sleep(0.2)
-    stalled = time.monotonic()
     os.killpg(azurite.table_pid, signal.SIGSTOP)  # the table service stops answering: the shared schedules too
     try:
         time.sleep(6.0)
@@ -104,14 +103,10 @@ def test_the_table_stalled_mid_drain_loses_nothing_keeps_the_limit_and_pacing_co
     stats = stack.graph.stats()
     for tenant in (A, B):
         assert most_in_a_window(writes_of(stack, tenant)) <= LIMIT  # the split kept the limit meanwhile
-    # Over the limit only while the table was out and the fallback period after it: at the edges where an
-    # instance on its split meets one still on its claimed slots, Graph refuses a few writes and its
-    # Retry-After, which the stalled table cannot share, holds each instance that meets it (docs/design.md,
-    # "Pacing across instances", how it fails). Outside that stretch the budget causes no 429.
-    refused = [r["monotonic"] - stalled for r in stack.graph.requests()
-               if r["method"] == "PATCH" and r["status"] == 429 and r["tenantId"] in (A, B)]  # fmt: skip
-    edge = resumed - stalled + FALLBACK_SECONDS + WINDOW
-    assert all(0 <= t <= edge for t in refused), (refused, edge)
+        # Nor did the instances' writes pass it: no 429 of the budget's, though instances fell back and came
+        # back at different times, and some met the outage only in their copies' deferral records, their
+        # pacers sending nothing meanwhile (docs/design.md, "Pacing across instances", how it fails).
+        assert stats["byTenant"][tenant].get("throttled", 0) == 0
     assert stats["earlyRetries"] == 0
     # Back on the shared schedule once the fallback period is over: the tenant's row took claims again.
     after = [t for t in writes_of(stack, A) if t > resumed + FALLBACK_SECONDS + 0.5]

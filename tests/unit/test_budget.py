@@ -588,6 +588,26 @@ def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_the
     assert early > (BUDGET - 3 * (math.floor(split) + 1)) * (FALLBACK_SECONDS + WINDOW) / WINDOW * 1.3
 
 
+def test_a_table_outage_only_the_process_s_other_table_clients_met_still_leaves_room_for_the_others_splits():
+    clock = Clock()
+    store = MemoryStore(clock)
+    split = Settings(GRAPH_WRITE_BUDGET=BUDGET, GRAPH_PACING_MAX_INSTANCES=4).split_of(BUDGET)  # 11.5
+    lookout = Lookout(store, clock.wall)
+    b = one(clock, store, split=split, instances=4, instance="b", lookout=lookout)
+    assert b.acquire(deadline=clock.now + 60)
+    clock.now += 5.0  # the table out: b's pacer sent nothing meanwhile (its copies waited on their records) ...
+    lookout.trouble()  # ... and the records' read met the outage
+    clock.now += 1.0
+    back = clock.now  # the table answers again; the other three met the outage and are on their split
+    sent: list[float] = []
+    while clock.now < back + FALLBACK_SECONDS + 2 * WINDOW:
+        assert b.acquire(deadline=clock.now + 60)
+        sent.append(clock.now)
+    splits = [back + FALLBACK_SECONDS - k * WINDOW / split for k in range(int(3 * split))] * 3  # in step, to the end
+    assert max_in_window(sent + splits) <= BUDGET + 1
+    assert store.rows["tenant"].lean_until == pytest.approx(back + FALLBACK_SECONDS + WINDOW, abs=0.1)
+
+
 class Connection:
     """One instance's way to the shared store: it can fail for that instance alone (a starved process)."""
 

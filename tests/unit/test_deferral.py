@@ -14,14 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared import wiring
 from shared.contract.envelope import ENVELOPE_KEY, DeferralRecord, Envelope, deferral_token, unwrap, wrap
 from shared.contract.errors import DeferralReason, DeferralRequested, ErrorCode, MessageRejected, TransientError
 from shared.contract.outcomes import Outcome, Result, Status
 from shared.graph.breaker import CircuitBreaker
+from shared.graph.budget import BudgetStore, lookout_of
 from shared.host_config import queue_options
 from shared.pipeline import CertStatePipeline, Delivery
 from shared.settings import Settings
-from shared.wiring import build_deferrals, build_pipeline
+from shared.wiring import build_budget_store, build_deferrals, build_pipeline
 from tests.support.deferral_fakes import MemoryDeferrals
 from tests.support.pipeline_fakes import NOW, NamedCredential, RecordingGraph, body, directory
 
@@ -555,6 +557,24 @@ def test_deferral_records_are_kept_only_in_an_audit_table_and_built_without_a_re
         assert retried.value.code is ErrorCode.DEFERRAL_UNAVAILABLE
     else:
         assert code(reported(built.handle(text, Delivery("copy", 1)))) == "unknownDeferral"
+
+
+def test_a_table_failure_only_a_copy_s_record_met_counts_for_the_process_s_pacers(monkeypatch: pytest.MonkeyPatch):
+    """The copy waits on its record before it paces: the pacers here sent nothing while the table was out."""
+    settings = Settings(AzureWebJobsStorage=ACCOUNT + "TableEndpoint=http://127.0.0.1:2/a;")
+    stores: list[BudgetStore | None] = []
+
+    def kept(settings: Settings) -> BudgetStore | None:
+        stores.append(build_budget_store(settings))
+        return stores[-1]
+
+    monkeypatch.setattr(wiring, "build_budget_store", kept)
+    built = build_pipeline(settings, queue_options(app_settings={}), credential=NamedCredential("home"))
+    assert stores[0] is not None
+    assert lookout_of(stores[0]).failures == 0
+    with pytest.raises(TransientError):
+        built.handle(forged(), Delivery("copy", 1))  # nothing answers on port 2
+    assert lookout_of(stores[0]).failures == 1  # the next claim leaves room for the instances on their split
 
 
 class BookedGraph(RecordingGraph):
