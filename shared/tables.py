@@ -51,8 +51,6 @@ MAX_OPERATIONS: Final = 100
 """Operations in one entity-group transaction."""
 MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
 """Payload of one entity-group transaction."""
-SLOW_ANSWER_SECONDS: Final = 2.0
-"""An answer slower than this is reported to `on_trouble`, as a failure is (the pacing table's own bound for a call)."""
 _TOKEN_MARGIN_SECONDS: Final = 300
 _DEV_ACCOUNT: Final = "devstoreaccount1"
 # Azurite's published development key (UseDevelopmentStorage=true), accepted by Azurite only.
@@ -176,16 +174,16 @@ class TableRows:
         pool_size: int = 4,
         read_seconds: float = READ_SECONDS,
         retry: bool = True,
-        on_trouble: Callable[[], None] | None = None,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         """`read_seconds` bounds each read of an answer; `retry`: send once more after a dropped connection or a 5xx.
 
-        `on_trouble` is told of each request that failed (refused, dropped, timed out, a 5xx) or was answered
-        after more than `SLOW_ANSWER_SECONDS`: the table service may be out for the process's other clients
-        of it too (the pacers, docs/design.md "Pacing across instances"), which may have sent nothing meanwhile.
+        `on_failure` is told of each request that failed (refused, dropped, timed out, a 5xx), and why: the
+        table service may be out for the process's other clients of it too (the pacers, docs/design.md
+        "Pacing across instances"), which may have sent nothing meanwhile.
         """
         self._endpoint = endpoint.rstrip("/")
-        self._on_trouble = on_trouble
+        self._on_failure = on_failure
         self._table = table
         self._signer = signer
         self._pool = _Pool(self._endpoint, pool_size, read_seconds)
@@ -310,19 +308,18 @@ class TableRows:
 
         With a `deadline` (monotonic) no connect, read or second try waits past it (`TimeoutError`).
         """
-        started = time.monotonic()
         try:
             answer = self._request(method, below, body, content_type, extra, deadline=deadline)
-        except OSError:  # refused, dropped, timed out
-            self._trouble()
+        except OSError as err:  # refused, dropped, timed out
+            self._failed(type(err).__name__)
             raise
-        if answer.status >= 500 or time.monotonic() - started > SLOW_ANSWER_SECONDS:
-            self._trouble()
+        if answer.status >= 500:
+            self._failed(f"status {answer.status}")
         return answer
 
-    def _trouble(self) -> None:
-        if self._on_trouble is not None:
-            self._on_trouble()
+    def _failed(self, reason: str) -> None:
+        if self._on_failure is not None:
+            self._on_failure(reason)
 
     def _request(
         self,

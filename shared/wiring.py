@@ -229,18 +229,18 @@ def build_audit(settings: Settings) -> AuditTrail | None:
     )  # fmt: skip
 
 
-def build_deferrals(settings: Settings, on_trouble: Callable[[], None] | None = None) -> DeferralTable | None:
+def build_deferrals(settings: Settings, on_failure: Callable[[str], None] | None = None) -> DeferralTable | None:
     """The deferral records, kept in the audit table; None without one, and then nothing is deferred.
 
-    Nothing is called on storage here: the first deferral opens the first connection. `on_trouble`: told
-    of each failed or slow answer of the table service (`TableRows`).
+    Nothing is called on storage here: the first deferral opens the first connection. `on_failure`: told
+    of each request the table service failed (`TableRows`).
     """
     storage, name = settings.storage, settings.AUDIT_TABLE_NAME
     if not (name and storage.configured and storage.has_tables):
         return None
     from shared.deferrals import DeferralTable  # noqa: PLC0415 - cold start
 
-    rows = table_rows(settings, name, retry=False, on_trouble=on_trouble)
+    rows = table_rows(settings, name, retry=False, on_failure=on_failure)
     return DeferralTable(rows, create_missing=bool(storage.connection_string))
 
 
@@ -287,14 +287,14 @@ def build_pipeline(
         telemetry=telemetry,
     )
     store = build_budget_store(settings)
-    trouble = None
+    failed = None
     if store is not None:  # its module is loaded with the store
         from shared.graph.budget import lookout_of  # noqa: PLC0415
 
         # A copy waits on its deferral record before it paces: a table outage that only the records met is
         # one the pacers here must leave room after, as instances whose pacers met it are on their split.
-        trouble = lookout_of(store).trouble
-    deferrals = build_deferrals(settings, trouble)
+        failed = lookout_of(store).failed_elsewhere
+    deferrals = build_deferrals(settings, failed)
     input_queue = QueueSender(settings.storage, settings.INPUT_QUEUE_NAME)
     served = build_served(settings)
     read_limits = ReadLimits(

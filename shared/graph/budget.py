@@ -14,8 +14,8 @@ row, so a Retry-After learned anywhere holds every instance within Graph's in-fl
 When the store is slow or unreachable the pacer falls back, for `FALLBACK_SECONDS` at a time, to a
 local pacer at `fallback_budget` (the budget split over the deployment's maximum instance count), which
 no number of instances can push past the limit; that is logged and counted, and no write waits on the
-store longer than one bounded call. A failure the process's deferral records meet counts as the pacers'
-own (`Lookout.trouble`), so that their next claims leave room for the instances on their split.
+store longer than one bounded call. Failures the process's deferral records meet count as the pacers'
+own (`Lookout.failed_elsewhere`), so that their next claims leave room for the instances on their split.
 """
 
 from __future__ import annotations
@@ -209,6 +209,7 @@ class Lookout:
         self._answered_at: float | None = _NEVER  # wall: the first call that answered after the last failure
         self.down_since = _NEVER  # wall: the first failed call since the store last answered
         self._last_answer = _NEVER  # wall: when the last call that answered began
+        self._elsewhere = _NEVER  # wall: the last failure another table client of the process met
         self.up_until = _NEVER  # wall: when the last call that answered before the outages in memory began
         self.memory = FALLBACK_SECONDS  # how long an outage's lean period may run after the table is back
 
@@ -222,15 +223,24 @@ class Lookout:
                 self.up_until = min(self.up_until, self._last_answer) if earlier else self._last_answer
             self._answered_at = None
 
-    def trouble(self) -> None:
-        """Another table client of this process met a failed or slow answer (`TableRows`' `on_trouble`): a failure.
+    def failed_elsewhere(self, reason: str) -> None:
+        """A request of another table client of this process failed (`TableRows`' `on_failure`, the deferral records).
 
-        The pacers here may have sent nothing while the table was out (their copies waiting on the deferral
-        records), yet the instances whose pacers met the outage are on their split: counted, it makes the next
-        claim here leave room for those (stall test, four processes: an instance that never met the outage
-        claimed at the full rate beside the others' splits, and Graph refused two to six writes).
+        The pacers here may have sent nothing while the table was out (their copies waiting on the records),
+        yet instances whose pacers met the outage are on their split: two such failures within the fallback
+        period count as a store failure here, so the next claims leave room for those (stall test, four
+        processes: an instance that never met the outage claimed at the full rate beside the others' splits,
+        and Graph refused two to six writes). One alone is not enough: a kept-alive connection the service
+        dropped as it was used, or a thread starved past the read bound, is this process's, and the room
+        left after it costs every tenant here a tenth of its rate or more for a window. Logged once an outage.
         """
-        self.failed(self._wall())
+        at = self._wall()
+        with self._counting:
+            recent, self._elsewhere = self._elsewhere, at
+            outage = at - recent < FALLBACK_SECONDS and self._answered_at is not None
+        if outage:
+            self.failed(at)
+            log_event(logger, logging.WARNING, "pacingTableFailed", reason=reason)
 
     def answered(self, at: float, began: float) -> None:
         """A store call begun at `began` answered at `at` (wall); the first after a failure: the table is back."""

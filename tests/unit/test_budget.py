@@ -588,7 +588,7 @@ def test_back_from_the_split_the_schedule_leaves_room_for_instances_still_on_the
     assert early > (BUDGET - 3 * (math.floor(split) + 1)) * (FALLBACK_SECONDS + WINDOW) / WINDOW * 1.3
 
 
-def test_a_table_outage_only_the_process_s_other_table_clients_met_still_leaves_room_for_the_others_splits():
+def test_a_table_outage_only_the_process_s_deferral_records_met_still_leaves_room_for_the_others_splits():
     clock = Clock()
     store = MemoryStore(clock)
     split = Settings(GRAPH_WRITE_BUDGET=BUDGET, GRAPH_PACING_MAX_INSTANCES=4).split_of(BUDGET)  # 11.5
@@ -596,7 +596,8 @@ def test_a_table_outage_only_the_process_s_other_table_clients_met_still_leaves_
     b = one(clock, store, split=split, instances=4, instance="b", lookout=lookout)
     assert b.acquire(deadline=clock.now + 60)
     clock.now += 5.0  # the table out: b's pacer sent nothing meanwhile (its copies waited on their records) ...
-    lookout.trouble()  # ... and the records' read met the outage
+    for _ in range(2):  # ... and their reads met the outage
+        lookout.failed_elsewhere("TimeoutError")
     clock.now += 1.0
     back = clock.now  # the table answers again; the other three met the outage and are on their split
     sent: list[float] = []
