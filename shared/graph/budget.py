@@ -336,7 +336,10 @@ class SharedPacer:
         self._budget, self._split = budget, fallback_budget
         self._instances = instances
         self._recovering = False  # back from the split: the next claim tells the others to leave room
-        self._failures_seen = self._lookout.failures  # the process's store failures as of this pacer's last claim
+        # The process's store failures as of this pacer's last claim; built within the memory of one (a tenant first
+        # written after an outage), it claims as one that met it, since the others may still be on their split.
+        met = self._lookout.down_since > wall() - self._lookout.memory
+        self._failures_seen = self._lookout.failures - met
         self._window = window_seconds
         self._instance = instance
         self._wall, self._mono, self._sleep, self._on_wait = wall, mono, sleep, on_wait

@@ -537,6 +537,23 @@ def test_the_table_lost_for_one_tenant_takes_every_tenant_of_the_process_to_the_
     assert store.rows["t2"].lean_until > clock.now  # back, it tells the others to leave room for the splits
 
 
+def test_a_tenant_first_written_after_an_outage_leaves_room_for_the_others_splits_too():
+    clock = Clock()
+    store = MemoryStore(clock)
+    here = Lookout(store, clock.wall)
+    first = one(clock, store, split=11.5, instances=4, instance="i0", lookout=here, tenant="t1")
+    assert first.acquire(deadline=clock.now + 60)
+    store.failing = True
+    while not first.counts["fallbacks"]:
+        assert first.acquire(deadline=clock.now + 60)
+    store.failing = False
+    clock.now += FALLBACK_SECONDS
+    assert first.acquire(deadline=clock.now + 60)  # back on the table
+    later = one(clock, store, split=11.5, instances=4, instance="i0", lookout=here, tenant="t2")
+    assert later.acquire(deadline=clock.now + 60)  # its first write: the others may still be on their split
+    assert store.rows["t2"].lean_until == pytest.approx(store.rows["t1"].lean_until, abs=0.1)
+
+
 def test_a_slow_table_counts_as_down():
     clock = Clock()
     store = MemoryStore(clock, latency=2.5)
