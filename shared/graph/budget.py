@@ -232,7 +232,7 @@ class Lookout:
         processes: an instance that never met the outage claimed at the full rate beside the others' splits,
         and Graph refused two to six writes). One alone is not enough: a kept-alive connection the service
         dropped as it was used, or a thread starved past the read bound, is this process's, and the room
-        left after it costs every tenant here a tenth of its rate or more for a window. Logged once an outage.
+        left after it costs every tenant here part of its rate for a window. Logged once an outage.
         """
         at = self._wall()
         with self._counting:
