@@ -204,6 +204,8 @@ class Lookout:
         self.rows: dict[str, BudgetRow] = {}
         # The store is one for every tenant: a failure any pacer here meets concerns them all.
         self.failures = 0  # store calls of this process that failed (`failed`)
+        self.outages = 0  # outages this process judged as such (`outage`): a split, or the records' failures
+        self.outage_at = _NEVER  # wall: the last of them
         self._counting = threading.Lock()  # tenants' pacers fail under their own locks, not one another's
         self.fallback_until = _NEVER  # monotonic: every tenant's pacer here paces at its split until then
         self._answered_at: float | None = _NEVER  # wall: the first call that answered after the last failure
@@ -223,6 +225,17 @@ class Lookout:
                 self.up_until = min(self.up_until, self._last_answer) if earlier else self._last_answer
             self._answered_at = None
 
+    def outage(self, at: float) -> None:
+        """The store judged out here at `at` (wall): the pacers' next claims leave room for the others' splits.
+
+        A single failed call is not enough (a pacer falls back after two in a row, or a timeout): leaving that
+        room costs every tenant part of its rate for a window, and the room is published to every instance
+        (three tenants at eight processes: one refused call, and every tenant at 66-72 % for the drain).
+        """
+        with self._counting:
+            self.outages += 1
+            self.outage_at = max(self.outage_at, at)
+
     def failed_elsewhere(self, reason: str) -> None:
         """A request of another table client of this process failed (`TableRows`' `on_failure`, the deferral records).
 
@@ -240,6 +253,7 @@ class Lookout:
             outage = at - recent < FALLBACK_SECONDS and self._answered_at is not None
         if outage:
             self.failed(at)
+            self.outage(at)
             log_event(logger, logging.WARNING, "pacingTableFailed", reason=reason)
 
     def answered(self, at: float, began: float) -> None:
@@ -336,10 +350,10 @@ class SharedPacer:
         self._budget, self._split = budget, fallback_budget
         self._instances = instances
         self._recovering = False  # back from the split: the next claim tells the others to leave room
-        # The process's store failures as of this pacer's last claim; built within the memory of one (a tenant first
-        # written after an outage), it claims as one that met it, since the others may still be on their split.
-        met = self._lookout.down_since > wall() - self._lookout.memory
-        self._failures_seen = self._lookout.failures - met
+        # The process's outages as of this pacer's last claim; built within the memory of one (a tenant first
+        # written after it), it claims as one that met it, since the others may still be on their split.
+        met = self._lookout.outage_at > wall() - self._lookout.memory
+        self._outages_seen = self._lookout.outages - met
         self._window = window_seconds
         self._instance = instance
         self._wall, self._mono, self._sleep, self._on_wait = wall, mono, sleep, on_wait
@@ -587,8 +601,6 @@ class SharedPacer:
         self._failures += 1
         self._lookout.failed(self._wall())
         self.counts["storeFailures"] += 1
-        with self._lock:  # others may have lost the table for longer and fallen back: leave them room after
-            self._recovering = self._instances > 1
         if at_once or self._failures >= FAILURES_TO_FALL_BACK:
             self._failures = 0
             self._fall_back(reason)
@@ -613,6 +625,7 @@ class SharedPacer:
             self._row = None
             self._recovering = self._instances > 1
             gate = self._gate - self._wall()
+        self._lookout.outage(self._wall())
         if self._instances > 1:
             gate = max(gate, ALONE_REACH_SECONDS)
         if gate > 0:
@@ -737,8 +750,8 @@ class SharedPacer:
                 return
             others = self._others(row, now)
             shared = others or row.shared_until > now
-            failures = self._lookout.failures  # any store failure here since the last claim: others may be on the split
-            recovering = self._instances > 1 and (self._recovering or failures != self._failures_seen)
+            outages = self._lookout.outages  # any outage judged here since the last claim: others may be on the split
+            recovering = self._instances > 1 and (self._recovering or outages != self._outages_seen)
             # Another instance claimed from the row after the outage here began plus a fallback period:
             # it was on the table meanwhile, so the outage was this instance's alone (a slow call in a
             # starved process), and no other is on a split because of it (this one's own writes on its
@@ -778,7 +791,7 @@ class SharedPacer:
             if self._write(new, row):
                 self.counts["claims"] += 1
                 with self._lock:
-                    self._recovering, self._failures_seen = False, failures
+                    self._recovering, self._outages_seen = False, outages
                     while self._split_writes and self._split_writes[0] <= now:  # those counted above: paid for
                         self._split_writes.popleft()
                     self._shared = shared

@@ -515,6 +515,35 @@ def test_races_lost_to_other_instances_are_no_outage_no_split_and_no_lean_period
     assert store.rows["tenant"].lean_until < clock.now  # no room held for splits nobody went to
 
 
+class Blip(MemoryStore):
+    """A table that refuses one call, then answers again: a connection dropped as it was used."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.blips = 0
+
+    def _call(self, kind: str) -> None:
+        if self.blips:
+            self.blips -= 1
+            raise ConnectionError("connection reset")
+        super()._call(kind)
+
+
+def test_one_refused_call_is_no_outage_no_split_and_no_lean_period():
+    clock = Clock()
+    store = Blip(clock)
+    a = one(clock, store, split=11.5, instances=4, instance="a")
+    assert a.acquire(deadline=clock.now + 60)
+    store.blips = 1
+    sent = []
+    for _ in range(3 * BUDGET):
+        assert a.acquire(deadline=clock.now + 60)
+        sent.append(clock.now)
+    assert (a.counts["storeFailures"], a.counts["fallbacks"]) == (1, 0)
+    assert store.rows["tenant"].lean_until < clock.now  # nobody went to a split: no room held for one
+    assert (len(sent) - 1) / (sent[-1] - sent[0]) == pytest.approx(BUDGET / WINDOW, rel=0.03)
+
+
 def test_the_table_lost_for_one_tenant_takes_every_tenant_of_the_process_to_the_split():
     clock = Clock()
     store = MemoryStore(clock)

@@ -574,10 +574,10 @@ def test_table_failures_only_copies_records_met_count_for_the_process_s_pacers(m
     lookout = lookout_of(stores[0])
     with pytest.raises(TransientError):
         built.handle(forged(), Delivery("copy", 1))  # nothing answers on port 2
-    assert lookout.failures == 0  # one failure alone may be this process's own (a dropped kept-alive connection)
+    assert lookout.outages == 0  # one failure alone may be this process's own (a dropped kept-alive connection)
     with pytest.raises(TransientError):
         built.handle(forged(), Delivery("copy-2", 1))
-    assert lookout.failures == 1  # the next claim leaves room for the instances on their split
+    assert lookout.outages == 1  # the next claim leaves room for the instances on their split
 
 
 class BookedGraph(RecordingGraph):
