@@ -241,20 +241,21 @@ class Lookout:
 
         The pacers here may have sent nothing while the table was out (their copies waiting on the records),
         yet instances whose pacers met the outage are on their split: two such failures within the fallback
-        period count as a store failure here, so the next claims leave room for those (stall test, four
+        period are an outage judged here, so the next claims leave room for those (stall test, four
         processes: an instance that never met the outage claimed at the full rate beside the others' splits,
         and Graph refused two to six writes). One alone is not enough: a kept-alive connection the service
         dropped as it was used, or a thread starved past the read bound, is this process's, and the room
         left after it costs every tenant here part of its rate for a window. Logged once an outage.
         """
         at = self._wall()
+        self.failed(at)
         with self._counting:
             recent, self._elsewhere = self._elsewhere, at
-            outage = at - recent < FALLBACK_SECONDS and self._answered_at is not None
-        if outage:
-            self.failed(at)
+            quiet = at - self.outage_at >= FALLBACK_SECONDS  # none judged lately: this one is logged
+        if at - recent < FALLBACK_SECONDS:
             self.outage(at)
-            log_event(logger, logging.WARNING, "pacingTableFailed", reason=reason)
+            if quiet:
+                log_event(logger, logging.WARNING, "pacingTableFailed", reason=reason)
 
     def answered(self, at: float, began: float) -> None:
         """A store call begun at `began` answered at `at` (wall); the first after a failure: the table is back."""

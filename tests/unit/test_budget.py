@@ -529,6 +529,20 @@ class Blip(MemoryStore):
         super()._call(kind)
 
 
+def test_two_failures_of_the_deferral_records_are_an_outage_whatever_a_pacer_met_before():
+    clock = Clock()
+    lookout = Lookout(MemoryStore(clock), clock.wall)
+    lookout.failed(clock.now)  # one refused pacer call: no outage yet
+    lookout.failed_elsewhere("TimeoutError")
+    assert lookout.outages == 0  # one failure of the records alone is not one either
+    clock.now += FALLBACK_SECONDS - 1
+    lookout.failed_elsewhere("ConnectionResetError")
+    assert lookout.outages == 1
+    clock.now += FALLBACK_SECONDS
+    lookout.failed_elsewhere("TimeoutError")  # the last one too long ago: a new blip, not an outage
+    assert lookout.outages == 1
+
+
 def test_one_refused_call_is_no_outage_no_split_and_no_lean_period():
     clock = Clock()
     store = Blip(clock)
