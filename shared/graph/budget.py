@@ -203,7 +203,6 @@ class Lookout:
         self.looked = _NEVER  # wall time the last look started
         self.rows: dict[str, BudgetRow] = {}
         # The store is one for every tenant: a failure any pacer here meets concerns them all.
-        self.failures = 0  # store calls of this process that failed (`failed`)
         self.outages = 0  # outages this process judged as such (`outage`): a split, or the records' failures
         self.outage_at = _NEVER  # wall: the last of them
         self._counting = threading.Lock()  # tenants' pacers fail under their own locks, not one another's
@@ -216,9 +215,11 @@ class Lookout:
         self.memory = FALLBACK_SECONDS  # how long an outage's lean period may run after the table is back
 
     def failed(self, at: float) -> None:
-        """Count a failed store call (at `at`, wall) of any tenant's pacer here (none lost to a race between them)."""
+        """Note a failed store call (at `at`, wall) of this process: when the store went down, and was last up before.
+
+        An outage only if judged one (`outage`); the times set how much room the next claims leave.
+        """
         with self._counting:
-            self.failures += 1
             if self._answered_at is not None:  # a new outage: an earlier one's lean period may still run
                 earlier = at - self._answered_at < self.memory
                 self.down_since = at
@@ -350,7 +351,6 @@ class SharedPacer:
         self._interval = window_seconds / budget
         self._budget, self._split = budget, fallback_budget
         self._instances = instances
-        self._recovering = False  # back from the split: the next claim tells the others to leave room
         # The process's outages as of this pacer's last claim; built within the memory of one (a tenant first
         # written after it), it claims as one that met it, since the others may still be on their split.
         met = self._lookout.outage_at > wall() - self._lookout.memory
@@ -624,7 +624,6 @@ class SharedPacer:
             self._lookout.fallback_until = max(self._lookout.fallback_until, until)
             self._slots.clear()
             self._row = None
-            self._recovering = self._instances > 1
             gate = self._gate - self._wall()
         self._lookout.outage(self._wall())
         if self._instances > 1:
@@ -752,7 +751,7 @@ class SharedPacer:
             others = self._others(row, now)
             shared = others or row.shared_until > now
             outages = self._lookout.outages  # any outage judged here since the last claim: others may be on the split
-            recovering = self._instances > 1 and (self._recovering or outages != self._outages_seen)
+            recovering = self._instances > 1 and outages != self._outages_seen
             # Another instance claimed from the row after the outage here began plus a fallback period:
             # it was on the table meanwhile, so the outage was this instance's alone (a slow call in a
             # starved process), and no other is on a split because of it (this one's own writes on its
@@ -792,7 +791,7 @@ class SharedPacer:
             if self._write(new, row):
                 self.counts["claims"] += 1
                 with self._lock:
-                    self._recovering, self._outages_seen = False, outages
+                    self._outages_seen = outages
                     while self._split_writes and self._split_writes[0] <= now:  # those counted above: paid for
                         self._split_writes.popleft()
                     self._shared = shared
