@@ -11,8 +11,7 @@ import time
 
 import pytest
 
-from shared import tables
-from shared.tables import Entity, SharedKey, TableRows
+from shared.tables import Entity, SharedKey, TableError, TableRows
 
 _BATCH_ANSWER = (
     b"--batchresponse_1\r\nContent-Type: multipart/mixed; boundary=changesetresponse_1\r\n\r\n"
@@ -135,7 +134,7 @@ def test_each_failed_request_is_reported_with_its_reason_and_an_answer_is_not():
         with pytest.raises(TimeoutError):  # not answered in time
             rows.upsert([Entity("p", "r", "{}")], time.monotonic() + 0.1)
         server.delay, server.status = 0.0, b"503 Service Unavailable"
-        with pytest.raises(tables.TableError):
+        with pytest.raises(TableError):
             rows.upsert([Entity("p", "r", "{}")])
     finally:
         rows.close()
